@@ -1,0 +1,56 @@
+/* PostgreSQL connections over libpq: connect with session settings, run
+ * statements through a per-connection cache of prepared statements, map
+ * failures to ss_error, and serve as the pool's ops. */
+#ifndef SEMSTORE_PG_H
+#define SEMSTORE_PG_H
+
+#include <libpq-fe.h>
+
+#include "error.h"
+#include "pool.h"
+
+typedef struct ss_pg ss_pg;
+
+/* What every connection of a pool is opened with. */
+typedef struct {
+  char *conninfo;            /* URL or key=value string; "" = libpq defaults (PG* variables) */
+  char application_name[64];
+  int connect_timeout_s;
+  int statement_timeout_ms;  /* 0 = none */
+  int lock_timeout_ms;
+  int idle_in_transaction_timeout_ms;
+  int statement_cache_size;  /* prepared statements kept per connection */
+} ss_pg_settings;
+
+/* Copies conninfo; free with ss_pg_settings_free. NULL on out of memory. */
+ss_pg_settings *ss_pg_settings_new(const char *conninfo);
+void ss_pg_settings_free(ss_pg_settings *s);
+
+/* Opens a connection. The settings' passwords never reach err. */
+ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err);
+void ss_pg_close(ss_pg *pg);
+
+/* Runs one statement with bound parameters (types 0 let the server infer),
+ * preparing it on first use and reusing the prepared statement after that.
+ * Results come in text format. Returns a result the caller PQclear()s, or
+ * NULL with err set. */
+PGresult *ss_pg_query(ss_pg *pg, const char *sql, int nparams, const Oid *types,
+                      const char *const *values, const int *lengths, const int *formats,
+                      ss_error *err);
+
+/* Runs one or more statements without parameters (simple protocol);
+ * returns the last statement's result, or NULL with err set. */
+PGresult *ss_pg_exec(ss_pg *pg, const char *sql, ss_error *err);
+
+/* Fills err from a failed result (or from the connection when res is NULL)
+ * and marks the connection broken on a fatal failure. Returns -1. */
+int ss_pg_fail(ss_pg *pg, const PGresult *res, ss_error *err);
+
+PGTransactionStatusType ss_pg_transaction_status(const ss_pg *pg);
+int ss_pg_backend_pid(const ss_pg *pg);
+int ss_pg_is_broken(const ss_pg *pg);
+
+/* ctx is an ss_pg_settings*, owned by the pool. */
+extern const ss_pool_ops ss_pg_pool_ops;
+
+#endif

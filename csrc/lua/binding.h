@@ -1,0 +1,65 @@
+/* What the binding's files share: the userdata types, the error table, and
+ * the Lua <-> PostgreSQL value conversion. */
+#ifndef SEMSTORE_BINDING_H
+#define SEMSTORE_BINDING_H
+
+#include <libpq-fe.h>
+
+#include "compat.h"
+#include "error.h"
+#include "pool.h"
+
+#define SS_ERROR_MT "semstore.error"
+#define SS_POOL_MT "semstore.pool"
+#define SS_CONN_MT "semstore.conn"
+#define SS_BYTEA_MT "semstore.bytea"
+#define SS_ARRAY_MT "semstore.array"
+#define SS_SCRATCH_MT "semstore.scratch"
+#define SS_JSON_DECODE "semstore.json_decode"
+#define SS_JSON_ENCODE "semstore.json_encode"
+
+/* errors.c: pushes nil and the error table; returns 2 (for `return`). */
+int ss_push_fail(lua_State *L, const ss_error *err);
+void ss_push_error(lua_State *L, const ss_error *err);
+void ss_open_errors(lua_State *L);
+
+/* convert.c */
+typedef struct {
+  int n;
+  const char **values;
+  int *lengths, *formats;
+  Oid *types;
+} ss_params;
+/* Encodes the n Lua values from stack index `first` as statement
+ * parameters. Pushes the storage that anchors them (one value). 0, or -1
+ * with err set (an input error naming the parameter). */
+int ss_encode_params(lua_State *L, int first, int n, ss_params *out, ss_error *err);
+/* Pushes a result as an array of rows (column name -> value) whose
+ * metatable gives `columns` and `affected`. */
+void ss_push_result(lua_State *L, PGresult *res);
+void ss_open_convert(lua_State *L);
+
+/* A borrowed connection as seen from Lua. `res` is held here while it is
+ * decoded, so an error raised meanwhile cannot leak it. */
+typedef struct {
+  ss_pool *pool;
+  ss_pool_item *item;
+  PGresult *res;
+  int borrowed_for_call; /* taken by pool:query itself: no leak warning */
+} ss_conn;
+
+/* conn_handle.c */
+ss_conn *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call);
+/* Runs a statement on c and pushes the result, or nil and err; returns the
+ * number of values pushed. The SQL is at sql_idx and its nparams
+ * parameters follow it; `simple` runs several statements without
+ * parameters. A connection borrowed_for_call is acquired after the
+ * parameters are encoded and released before returning. */
+int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple);
+void ss_conn_release(ss_conn *c);
+void ss_open_conn(lua_State *L);
+
+/* pool_handle.c */
+void ss_open_pool(lua_State *L);
+
+#endif

@@ -1,0 +1,433 @@
+/* Lua values <-> PostgreSQL values: the one parameter encoder and the one
+ * row decoder of the binding. Results arrive in text format; each column
+ * gets a decoder from its type OID once per result, not once per cell. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+#include "buf.h"
+
+/* ---- scratch buffers owned by a userdata, so a Lua error cannot leak them ---- */
+
+static ss_buf *push_scratch(lua_State *L) {
+  ss_buf *b = ss_newuserdata(L, sizeof *b);
+  ss_buf_init(b);
+  luaL_setmetatable(L, SS_SCRATCH_MT);
+  return b;
+}
+
+static int scratch_gc(lua_State *L) {
+  ss_buf_free(luaL_checkudata(L, 1, SS_SCRATCH_MT));
+  return 0;
+}
+
+/* ---- encoding ---- */
+
+/* Shortest text that reads back as the same double. */
+static int format_double(char *out, size_t size, double d) {
+  if (isnan(d)) return snprintf(out, size, "NaN");
+  if (isinf(d)) return snprintf(out, size, d > 0 ? "Infinity" : "-Infinity");
+  snprintf(out, size, "%.15g", d);
+  if (strtod(out, NULL) != d) snprintf(out, size, "%.17g", d);
+  return (int)strlen(out);
+}
+
+static int format_number(lua_State *L, int idx, char *out, size_t size) {
+  if (lua_isinteger(L, idx))
+    return snprintf(out, size, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+  return format_double(out, size, lua_tonumber(L, idx));
+}
+
+static int has_mt(lua_State *L, int idx, const char *name) {
+  int same;
+  if (!lua_getmetatable(L, idx)) return 0;
+  luaL_getmetatable(L, name);
+  same = lua_rawequal(L, -1, -2);
+  lua_pop(L, 2);
+  return same;
+}
+
+/* Array literal text: {1,"two",NULL,{3,4}}; strings are always quoted. */
+static int encode_array(lua_State *L, int idx, ss_buf *b, ss_error *err, int param) {
+  lua_Integer i, n;
+  char num[64];
+  idx = lua_absindex(L, idx);
+  lua_getfield(L, idx, "n");
+  n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (lua_Integer)lua_rawlen(L, idx);
+  lua_pop(L, 1);
+  if (ss_buf_putc(b, '{')) goto oom;
+  for (i = 1; i <= n; i++) {
+    int t = lua_rawgeti(L, idx, i);
+    if (i > 1 && ss_buf_putc(b, ',')) goto oom_pop;
+    if (t == LUA_TNIL || (t == LUA_TLIGHTUSERDATA && !lua_touserdata(L, -1))) {
+      if (ss_buf_append(b, "NULL", 4)) goto oom_pop;
+    } else if (t == LUA_TBOOLEAN) {
+      if (ss_buf_putc(b, lua_toboolean(L, -1) ? 't' : 'f')) goto oom_pop;
+    } else if (t == LUA_TNUMBER) {
+      int len = format_number(L, -1, num, sizeof num);
+      if (ss_buf_append(b, num, (size_t)len)) goto oom_pop;
+    } else if (t == LUA_TSTRING) {
+      size_t len, k;
+      const char *s = lua_tolstring(L, -1, &len);
+      if (memchr(s, 0, len)) {
+        lua_pop(L, 1);
+        return ss_error_set(err, SS_ERR_INPUT,
+                            "parameter %d: array element %lld contains a zero byte", param, (long long)i);
+      }
+      if (ss_buf_reserve(b, len * 2 + 2)) goto oom_pop;
+      b->data[b->len++] = '"';
+      for (k = 0; k < len; k++) {
+        if (s[k] == '"' || s[k] == '\\') b->data[b->len++] = '\\';
+        b->data[b->len++] = s[k];
+      }
+      b->data[b->len++] = '"';
+    } else if (t == LUA_TTABLE && !has_mt(L, -1, SS_BYTEA_MT)) {
+      if (encode_array(L, -1, b, err, param)) {
+        lua_pop(L, 1);
+        return -1;
+      }
+    } else {
+      ss_error_set(err, SS_ERR_INPUT, "parameter %d: array element %lld is a %s, which has no array form",
+                   param, (long long)i, luaL_typename(L, -1));
+      lua_pop(L, 1);
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  if (ss_buf_putc(b, '}')) goto oom;
+  return 0;
+oom_pop:
+  lua_pop(L, 1);
+oom:
+  return ss_error_set(err, SS_ERR_MEMORY, "parameter %d: out of memory encoding an array", param);
+}
+
+/* Pushes the JSON text of the table at idx; -1 with err set if cjson refuses it. */
+static int encode_json(lua_State *L, int idx, ss_error *err, int param) {
+  idx = lua_absindex(L, idx);
+  lua_getfield(L, LUA_REGISTRYINDEX, SS_JSON_ENCODE);
+  lua_pushvalue(L, idx);
+  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+    ss_error_set(err, SS_ERR_INPUT, "parameter %d: cannot encode table as JSON: %s", param,
+                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
+}
+
+int ss_encode_params(lua_State *L, int first, int n, ss_params *p, ss_error *err) {
+  int i, base;
+  char *block;
+  if (n > 65535)
+    return ss_error_set(err, SS_ERR_INPUT, "too many parameters (%d): PostgreSQL takes at most 65535", n);
+  if (!lua_checkstack(L, n + 8))
+    return ss_error_set(err, SS_ERR_INPUT, "too many parameters (%d) for the Lua stack", n);
+  block = ss_newuserdata(L, (size_t)n * (sizeof(char *) + 2 * sizeof(int) + sizeof(Oid)) + 1);
+  p->n = n;
+  p->values = (const char **)(void *)block;
+  p->lengths = (int *)(void *)(block + (size_t)n * sizeof(char *));
+  p->formats = p->lengths + n;
+  p->types = (Oid *)(void *)(p->formats + n);
+  /* Encoded values are kept in a table anchored by the block, so the
+   * pointers stay valid for as long as the caller keeps the block. */
+  lua_createtable(L, n, 0);
+  base = lua_gettop(L);
+  for (i = 0; i < n; i++) {
+    int idx = first + i, t = lua_type(L, idx);
+    size_t len = 0;
+    char num[64];
+    p->formats[i] = 0;
+    p->types[i] = 0;
+    p->values[i] = NULL;
+    p->lengths[i] = 0;
+    switch (t) {
+    case LUA_TNIL:
+      continue;
+    case LUA_TLIGHTUSERDATA:
+      if (lua_touserdata(L, idx)) break;
+      continue; /* semstore.null */
+    case LUA_TBOOLEAN:
+      p->values[i] = lua_toboolean(L, idx) ? "t" : "f";
+      continue;
+    case LUA_TNUMBER:
+      len = (size_t)format_number(L, idx, num, sizeof num);
+      lua_pushlstring(L, num, len);
+      break;
+    case LUA_TSTRING:
+      lua_pushvalue(L, idx);
+      lua_tolstring(L, -1, &len);
+      if (memchr(lua_tostring(L, -1), 0, len)) {
+        lua_settop(L, base - 2);
+        return ss_error_set(err, SS_ERR_INPUT,
+                            "parameter %d: text contains a zero byte (PostgreSQL text cannot hold one; "
+                            "wrap binary data in semstore.bytea())", i + 1);
+      }
+      break;
+    case LUA_TTABLE:
+      if (has_mt(L, idx, SS_BYTEA_MT)) {
+        lua_rawgeti(L, idx, 1);
+        p->formats[i] = 1;
+        p->types[i] = 17; /* bytea, sent as raw bytes */
+      } else if (has_mt(L, idx, SS_ARRAY_MT)) {
+        ss_buf *b = push_scratch(L);
+        lua_rawgeti(L, idx, 1);
+        if (encode_array(L, -1, b, err, i + 1)) {
+          lua_settop(L, base - 2);
+          return -1;
+        }
+        lua_pop(L, 1);
+        lua_pushlstring(L, b->data, b->len);
+        lua_remove(L, -2);
+      } else if (encode_json(L, idx, err, i + 1)) {
+        lua_settop(L, base - 2);
+        return -1;
+      }
+      break;
+    default:
+      break;
+    }
+    if (lua_gettop(L) == base) {
+      lua_settop(L, base - 2);
+      return ss_error_set(err, SS_ERR_INPUT, "parameter %d: cannot bind a %s", i + 1, luaL_typename(L, idx));
+    }
+    p->values[i] = lua_tolstring(L, -1, &len);
+    p->lengths[i] = (int)len;
+    lua_rawseti(L, base, i + 1);
+  }
+  /* one anchor: the table holds the encoded values and the block */
+  lua_pushvalue(L, base - 1);
+  lua_rawseti(L, base, n + 1);
+  lua_remove(L, base - 1);
+  return 0;
+}
+
+/* ---- decoding ---- */
+
+enum { D_TEXT, D_INT, D_FLOAT, D_BOOL, D_JSON, D_BYTEA, D_TIMESTAMP, D_ARRAY };
+
+typedef struct {
+  unsigned char kind, elem; /* elem: the element decoder of an array */
+} column_decoder;
+
+static column_decoder decoder_for(Oid oid) {
+  column_decoder d = {D_TEXT, D_TEXT};
+  switch (oid) {
+  case 20: case 21: case 23: case 26: d.kind = D_INT; break;
+  case 700: case 701: d.kind = D_FLOAT; break;
+  case 16: d.kind = D_BOOL; break;
+  case 114: case 3802: d.kind = D_JSON; break;
+  case 17: d.kind = D_BYTEA; break;
+  case 1114: case 1184: d.kind = D_TIMESTAMP; break;
+  case 1000: d.kind = D_ARRAY; d.elem = D_BOOL; break;
+  case 1001: d.kind = D_ARRAY; d.elem = D_BYTEA; break;
+  case 1005: case 1007: case 1016: case 1028: d.kind = D_ARRAY; d.elem = D_INT; break;
+  case 1021: case 1022: d.kind = D_ARRAY; d.elem = D_FLOAT; break;
+  case 199: case 3807: d.kind = D_ARRAY; d.elem = D_JSON; break;
+  case 1115: case 1185: d.kind = D_ARRAY; d.elem = D_TIMESTAMP; break;
+  /* text, varchar, bpchar, name, numeric, uuid, date, time, interval */
+  case 1009: case 1015: case 1014: case 1003: case 1231: case 2951: case 1182: case 1183:
+  case 1187: d.kind = D_ARRAY; d.elem = D_TEXT; break;
+  default: break;
+  }
+  return d;
+}
+
+static int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* Pushes one non-NULL value; json_fn is the stack index of cjson.decode. */
+static void push_value(lua_State *L, int kind, const char *s, size_t len, int json_fn) {
+  switch (kind) {
+  case D_INT: {
+    const char *p = s, *end = s + len;
+    int neg = 0;
+    lua_Unsigned v = 0;
+    if (p < end && (*p == '-' || *p == '+')) neg = *p++ == '-';
+    while (p < end) v = v * 10 + (lua_Unsigned)(*p++ - '0');
+    lua_pushinteger(L, (lua_Integer)(neg ? (lua_Unsigned)0 - v : v));
+    return;
+  }
+  case D_FLOAT: {
+    char tmp[64];
+    if (len >= sizeof tmp) len = sizeof tmp - 1;
+    memcpy(tmp, s, len);
+    tmp[len] = '\0';
+    lua_pushnumber(L, strtod(tmp, NULL));
+    return;
+  }
+  case D_BOOL:
+    lua_pushboolean(L, len > 0 && s[0] == 't');
+    return;
+  case D_JSON:
+    lua_pushvalue(L, json_fn);
+    lua_pushlstring(L, s, len);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
+      lua_pop(L, 1); /* PostgreSQL only hands out valid JSON; keep the text */
+      lua_pushlstring(L, s, len);
+    }
+    return;
+  case D_BYTEA:
+    if (len >= 2 && s[0] == '\\' && s[1] == 'x') {
+      luaL_Buffer b;
+      size_t i, n = (len - 2) / 2;
+      char *out = luaL_buffinitsize(L, &b, n);
+      for (i = 0; i < n; i++) out[i] = (char)(hexval(s[2 + 2 * i]) << 4 | hexval(s[3 + 2 * i]));
+      luaL_pushresultsize(&b, n);
+    } else {
+      lua_pushlstring(L, s, len);
+    }
+    return;
+  case D_TIMESTAMP: {
+    /* "2024-05-01 12:00:00+00" -> "2024-05-01T12:00:00+00" */
+    char tmp[80];
+    const char *sp = memchr(s, ' ', len);
+    if (!sp || len >= sizeof tmp) {
+      lua_pushlstring(L, s, len);
+      return;
+    }
+    memcpy(tmp, s, len);
+    tmp[sp - s] = 'T';
+    lua_pushlstring(L, tmp, len);
+    return;
+  }
+  default:
+    lua_pushlstring(L, s, len);
+  }
+}
+
+/* Parses an array literal at p (at '{'), pushing a table; nested braces
+ * give nested tables. `tmp` has room for the longest element. */
+static const char *push_array(lua_State *L, const char *p, const char *end, int elem, int json_fn, char *tmp) {
+  lua_Integer i = 0;
+  lua_newtable(L);
+  if (p >= end || *p != '{') return end;
+  p++;
+  if (p < end && *p == '}') return p + 1;
+  while (p < end) {
+    if (*p == '{') {
+      p = push_array(L, p, end, elem, json_fn, tmp);
+    } else if (*p == '"') {
+      size_t n = 0;
+      for (p++; p < end && *p != '"'; p++) {
+        if (*p == '\\' && p + 1 < end) p++;
+        tmp[n++] = *p;
+      }
+      p++;
+      push_value(L, elem, tmp, n, json_fn);
+    } else {
+      const char *start = p;
+      while (p < end && *p != ',' && *p != '}') p++;
+      if (p - start == 4 && strncmp(start, "NULL", 4) == 0)
+        lua_pushlightuserdata(L, NULL);
+      else
+        push_value(L, elem, start, (size_t)(p - start), json_fn);
+    }
+    lua_rawseti(L, -2, ++i);
+    if (p < end && *p == ',') {
+      p++;
+      continue;
+    }
+    return p < end ? p + 1 : end;
+  }
+  return end;
+}
+
+void ss_push_result(lua_State *L, PGresult *res) {
+  int nrows = PQntuples(res), ncols = PQnfields(res), r, c, names, json_fn, rows;
+  column_decoder *dec;
+  const char *affected = PQcmdTuples(res);
+  luaL_checkstack(L, ncols + 10, "too many columns");
+  lua_getfield(L, LUA_REGISTRYINDEX, SS_JSON_DECODE);
+  json_fn = lua_gettop(L);
+  dec = ss_newuserdata(L, sizeof *dec * (size_t)(ncols ? ncols : 1));
+  names = lua_gettop(L) + 1;
+  for (c = 0; c < ncols; c++) {
+    lua_pushstring(L, PQfname(res, c));
+    dec[c] = decoder_for(PQftype(res, c));
+  }
+  lua_createtable(L, nrows, 0);
+  rows = lua_gettop(L);
+  for (r = 0; r < nrows; r++) {
+    lua_createtable(L, 0, ncols);
+    for (c = 0; c < ncols; c++) {
+      lua_pushvalue(L, names + c);
+      if (PQgetisnull(res, r, c)) {
+        lua_pushlightuserdata(L, NULL);
+      } else {
+        const char *s = PQgetvalue(res, r, c);
+        size_t len = (size_t)PQgetlength(res, r, c);
+        if (dec[c].kind == D_ARRAY) {
+          const char *p = s, *end = s + len;
+          char *tmp = ss_newuserdata(L, len + 1);
+          if (*p == '[') { /* explicit bounds: [0:2]={...} */
+            const char *eq = memchr(p, '=', len);
+            if (eq) p = eq + 1;
+          }
+          push_array(L, p, end, dec[c].elem, json_fn, tmp);
+          lua_remove(L, -2);
+        } else {
+          push_value(L, dec[c].kind, s, len, json_fn);
+        }
+      }
+      lua_rawset(L, -3);
+    }
+    lua_rawseti(L, rows, r + 1);
+  }
+  /* columns and affected come through the metatable, so the rows stay a
+   * plain array for ipairs and for JSON encoders */
+  lua_createtable(L, 0, 1);
+  lua_createtable(L, 0, 2);
+  lua_createtable(L, ncols, 0);
+  for (c = 0; c < ncols; c++) {
+    lua_pushvalue(L, names + c);
+    lua_rawseti(L, -2, c + 1);
+  }
+  lua_setfield(L, -2, "columns");
+  lua_pushinteger(L, *affected ? strtoll(affected, NULL, 10) : 0);
+  lua_setfield(L, -2, "affected");
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, rows);
+  lua_replace(L, json_fn);
+  lua_settop(L, json_fn);
+}
+
+/* core.bytea(s) and core.array(t[, n]) mark a value for the encoder. */
+static int wrap_bytea(lua_State *L) {
+  luaL_checkstring(L, 1);
+  lua_createtable(L, 1, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  luaL_setmetatable(L, SS_BYTEA_MT);
+  return 1;
+}
+
+static int wrap_array(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_createtable(L, 1, 0);
+  lua_pushvalue(L, 1);
+  lua_rawseti(L, -2, 1);
+  luaL_setmetatable(L, SS_ARRAY_MT);
+  return 1;
+}
+
+void ss_open_convert(lua_State *L) {
+  luaL_newmetatable(L, SS_SCRATCH_MT);
+  lua_pushcfunction(L, scratch_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_newmetatable(L, SS_BYTEA_MT);
+  lua_pop(L, 1);
+  luaL_newmetatable(L, SS_ARRAY_MT);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, wrap_bytea);
+  lua_setfield(L, -2, "bytea");
+  lua_pushcfunction(L, wrap_array);
+  lua_setfield(L, -2, "array");
+}

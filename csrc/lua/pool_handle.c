@@ -1,0 +1,179 @@
+/* semstore.pool: a Lua handle on a process-wide PostgreSQL pool. Several
+ * handles (from several Lua states) may share one pool; each holds a
+ * reference. query() and exec() borrow a connection for one call. */
+#include <string.h>
+
+#include "binding.h"
+#include "pg.h"
+
+typedef struct {
+  ss_pool *pool;
+} pool_ud;
+
+static ss_pool *check_pool(lua_State *L) {
+  pool_ud *u = luaL_checkudata(L, 1, SS_POOL_MT);
+  if (!u->pool) luaL_error(L, "this pool handle was closed");
+  return u->pool;
+}
+
+/* Reads an optional number field; a field of another type is an input error. */
+static int opt_number(lua_State *L, const char *key, double dflt, double *out, ss_error *err) {
+  int t = lua_getfield(L, 1, key);
+  *out = dflt;
+  if (t == LUA_TNUMBER) *out = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (t != LUA_TNIL && t != LUA_TNUMBER)
+    return ss_error_set(err, SS_ERR_INPUT, "option '%s' must be a number", key);
+  return 0;
+}
+
+static int ms(double seconds) { return seconds > 0 ? (int)(seconds * 1000 + 0.5) : 0; }
+
+/* core.pool_open{name=, conninfo=, size=, max_overflow=, timeout=, recycle=,
+ * idle_timeout=, pre_ping=, ping_after_idle=, application_name=,
+ * connect_timeout=, statement_timeout=, lock_timeout=,
+ * idle_in_transaction_timeout=, statement_cache_size=} (times in seconds) */
+static int pool_open(lua_State *L) {
+  ss_pool_config cfg;
+  ss_pg_settings *s;
+  ss_error err;
+  double size, overflow, connect_timeout, stmt_timeout, lock_timeout, idle_tx, cache;
+  const char *name, *conninfo, *app;
+  pool_ud *u;
+  ss_error_clear(&err);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  lua_getfield(L, 1, "name");
+  name = lua_isstring(L, -1) ? lua_tostring(L, -1) : "default";
+  lua_getfield(L, 1, "conninfo");
+  conninfo = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
+  lua_getfield(L, 1, "application_name");
+  app = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
+  lua_getfield(L, 1, "pre_ping");
+  cfg.pre_ping = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  if (opt_number(L, "size", 5, &size, &err) || opt_number(L, "max_overflow", 10, &overflow, &err) ||
+      opt_number(L, "timeout", 30, &cfg.timeout, &err) || opt_number(L, "recycle", 3600, &cfg.recycle, &err) ||
+      opt_number(L, "idle_timeout", 600, &cfg.idle_timeout, &err) ||
+      opt_number(L, "ping_after_idle", 1, &cfg.ping_after_idle, &err) ||
+      opt_number(L, "connect_timeout", 10, &connect_timeout, &err) ||
+      opt_number(L, "statement_timeout", 30, &stmt_timeout, &err) ||
+      opt_number(L, "lock_timeout", 10, &lock_timeout, &err) ||
+      opt_number(L, "idle_in_transaction_timeout", 60, &idle_tx, &err) ||
+      opt_number(L, "statement_cache_size", 256, &cache, &err))
+    return ss_push_fail(L, &err);
+  if (size < 1 || size > 10000 || overflow < 0 || overflow > 10000) {
+    ss_error_set(&err, SS_ERR_INPUT, "pool size must be 1-10000 and max_overflow 0-10000");
+    return ss_push_fail(L, &err);
+  }
+  cfg.size = (int)size;
+  cfg.max_overflow = (int)overflow;
+  if (!(s = ss_pg_settings_new(conninfo))) {
+    ss_error_set(&err, SS_ERR_MEMORY, "out of memory");
+    return ss_push_fail(L, &err);
+  }
+  if (app) ss_strlcpy(s->application_name, app, sizeof s->application_name);
+  s->connect_timeout_s = connect_timeout >= 1 ? (int)connect_timeout : 1;
+  s->statement_timeout_ms = ms(stmt_timeout);
+  s->lock_timeout_ms = ms(lock_timeout);
+  s->idle_in_transaction_timeout_ms = ms(idle_tx);
+  s->statement_cache_size = (int)cache;
+  u = ss_newuserdata(L, sizeof *u);
+  u->pool = NULL;
+  luaL_setmetatable(L, SS_POOL_MT);
+  if (!(u->pool = ss_pool_open(name, conninfo, &cfg, &ss_pg_pool_ops, s, &err))) return ss_push_fail(L, &err);
+  return 1;
+}
+
+static int pool_query(lua_State *L) {
+  ss_pool *p = check_pool(L);
+  int n = lua_gettop(L) - 2;
+  luaL_checkstring(L, 2);
+  ss_conn_new(L, p, 1);
+  lua_insert(L, 2); /* keep the parameters right after the SQL */
+  return ss_conn_run(L, lua_touserdata(L, 2), 3, n, 0);
+}
+
+static int pool_exec(lua_State *L) {
+  ss_pool *p = check_pool(L);
+  int n = lua_gettop(L) - 2;
+  luaL_checkstring(L, 2);
+  ss_conn_new(L, p, 1);
+  lua_insert(L, 2);
+  return ss_conn_run(L, lua_touserdata(L, 2), 3, n, 1);
+}
+
+static int pool_acquire(lua_State *L) {
+  ss_error err;
+  ss_conn *c = ss_conn_new(L, check_pool(L), 0);
+  ss_error_clear(&err);
+  if (!(c->item = ss_pool_acquire(c->pool, &err))) return ss_push_fail(L, &err);
+  return 1;
+}
+
+static void set_int(lua_State *L, const char *key, long v) {
+  lua_pushinteger(L, v);
+  lua_setfield(L, -2, key);
+}
+
+static int pool_stats(lua_State *L) {
+  ss_pool_stats st;
+  ss_pool_get_stats(check_pool(L), &st);
+  lua_createtable(L, 0, 13);
+  lua_pushstring(L, ss_pool_name(check_pool(L)));
+  lua_setfield(L, -2, "name");
+  set_int(L, "size", st.size);
+  set_int(L, "idle", st.idle);
+  set_int(L, "in_use", st.in_use);
+  set_int(L, "waiting", st.waiting);
+  set_int(L, "acquired", st.acquired);
+  set_int(L, "timeouts", st.timeouts);
+  set_int(L, "evicted", st.evicted);
+  set_int(L, "opened", st.opened);
+  set_int(L, "reclaimed", st.reclaimed);
+  set_int(L, "peak", st.peak);
+  set_int(L, "max", st.max);
+  lua_pushnumber(L, st.wait_ms);
+  lua_setfield(L, -2, "wait_ms");
+  return 1;
+}
+
+static int pool_name(lua_State *L) {
+  lua_pushstring(L, ss_pool_name(check_pool(L)));
+  return 1;
+}
+
+/* Drops this handle's reference; the pool closes when no handle or
+ * borrowed connection refers to it any more. */
+static int pool_close(lua_State *L) {
+  pool_ud *u = luaL_checkudata(L, 1, SS_POOL_MT);
+  if (u->pool) {
+    ss_pool_unref(u->pool);
+    u->pool = NULL;
+  }
+  return 0;
+}
+
+static int pool_tostring(lua_State *L) {
+  pool_ud *u = luaL_checkudata(L, 1, SS_POOL_MT);
+  lua_pushfstring(L, "semstore.pool(%s)", u->pool ? ss_pool_name(u->pool) : "closed");
+  return 1;
+}
+
+void ss_open_pool(lua_State *L) {
+  static const luaL_Reg methods[] = {
+      {"query", pool_query}, {"exec", pool_exec}, {"acquire", pool_acquire}, {"stats", pool_stats},
+      {"name", pool_name},   {"close", pool_close}, {NULL, NULL}};
+  luaL_newmetatable(L, SS_POOL_MT);
+  lua_pushcfunction(L, pool_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, pool_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  /* the Lua layer adds transaction() to this table */
+  lua_setfield(L, -3, "pool_methods");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, pool_open);
+  lua_setfield(L, -2, "pool_open");
+}

@@ -1,0 +1,41 @@
+/* luaopen_semstore_core: the C half of require "semstore". */
+#include <string.h>
+
+#include "binding.h"
+#include "redact.h"
+
+/* core.redact(s): s with every password replaced by "***". */
+static int redact(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  luaL_Buffer b;
+  /* "***" can be longer than the password it replaces */
+  size_t cap = len * 2 + 16;
+  char *out = luaL_buffinitsize(L, &b, cap);
+  ss_redact(s, out, cap);
+  luaL_pushresultsize(&b, strlen(out));
+  return 1;
+}
+
+SS_EXPORT int luaopen_semstore_core(lua_State *L) {
+  /* jsonb columns decode through lua-cjson, whose null is ours too */
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "cjson");
+  lua_call(L, 1, 1);
+  lua_getfield(L, -1, "decode");
+  lua_setfield(L, LUA_REGISTRYINDEX, SS_JSON_DECODE);
+  lua_getfield(L, -1, "encode");
+  lua_setfield(L, LUA_REGISTRYINDEX, SS_JSON_ENCODE);
+  lua_pop(L, 1);
+
+  lua_newtable(L);
+  lua_pushlightuserdata(L, NULL);
+  lua_setfield(L, -2, "null");
+  lua_pushcfunction(L, redact);
+  lua_setfield(L, -2, "redact");
+  ss_open_errors(L);
+  ss_open_convert(L);
+  ss_open_conn(L);
+  ss_open_pool(L);
+  return 1;
+}

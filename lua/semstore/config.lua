@@ -1,0 +1,106 @@
+-- Connection settings from options and the environment, and the redaction
+-- of passwords for anything that gets printed.
+local core = require "semstore.core"
+
+local config = {}
+
+local function input_error(fmt, ...)
+  return nil, core.error { kind = "input", message = string.format(fmt, ...) }
+end
+
+-- key=value conninfo quoting: single quotes, with \ and ' escaped
+local function quote(v)
+  v = tostring(v)
+  if v ~= "" and not v:find "[%s'\\]" then return v end
+  return "'" .. v:gsub("\\", "\\\\"):gsub("'", "\\'") .. "'"
+end
+
+local CONNINFO_KEYS = { "host", "hostaddr", "port", "user", "password", "dbname", "sslmode",
+  "sslrootcert", "sslcert", "sslkey", "connect_timeout", "options", "target_session_attrs" }
+
+-- A URL (postgres:// or postgresql://, also SQLAlchemy's postgresql+driver://),
+-- a key=value string, or a table of libpq keywords (database = dbname).
+function config.conninfo(spec)
+  if spec == nil then return "" end
+  if type(spec) == "string" then
+    return (spec:gsub("^postgresql%+[%w_]+://", "postgresql://"))
+  end
+  if type(spec) ~= "table" then return input_error("postgres must be a URL, a conninfo string or a table") end
+  local parts = {}
+  for _, key in ipairs(CONNINFO_KEYS) do
+    local v = spec[key]
+    if key == "dbname" and v == nil then v = spec.database end
+    if v ~= nil then parts[#parts + 1] = key .. "=" .. quote(v) end
+  end
+  return table.concat(parts, " ")
+end
+
+local function env_number(getenv, name, default)
+  local raw = getenv(name)
+  if raw == nil or raw == "" then return default end
+  local n = tonumber(raw)
+  if not n or n < 0 then return input_error("%s must be a non-negative number, not %q", name, raw) end
+  return n
+end
+
+local TRUTH = { ["1"] = true, ["true"] = true, yes = true, on = true,
+  ["0"] = false, ["false"] = false, no = false, off = false }
+
+local function env_bool(getenv, name, default)
+  local raw = getenv(name)
+  if raw == nil or raw == "" then return default end
+  local v = TRUTH[raw:lower()]
+  if v == nil then return input_error("%s must be true or false, not %q", name, raw) end
+  return v
+end
+
+-- The seed's variables: DATABASE_URL, or POSTGRES_HOST/PORT/USER/PASSWORD/DB;
+-- otherwise "" leaves it to libpq (PG* variables, service files).
+function config.postgres_from_env(getenv)
+  getenv = getenv or os.getenv
+  local url = getenv "DATABASE_URL"
+  if url and url ~= "" then return config.conninfo(url) end
+  local t, any = {}, false
+  for key, var in pairs { host = "POSTGRES_HOST", port = "POSTGRES_PORT", user = "POSTGRES_USER",
+    password = "POSTGRES_PASSWORD", dbname = "POSTGRES_DB" } do
+    local v = getenv(var)
+    if v and v ~= "" then t[key], any = v, true end
+  end
+  return any and config.conninfo(t) or ""
+end
+
+-- Pool settings: explicit options win over DB_POOL_* variables, which win
+-- over the defaults (5 + 10 overflow, 30 s wait, 3600 s lifetime, pre-ping).
+function config.pool_from_env(opts, getenv)
+  getenv = getenv or os.getenv
+  opts = opts or {}
+  local out, err = {}, nil
+  local numbers = {
+    { "size", "DB_POOL_SIZE", 5 }, { "max_overflow", "DB_MAX_OVERFLOW", 10 },
+    { "timeout", "DB_POOL_TIMEOUT", 30 }, { "recycle", "DB_POOL_RECYCLE", 3600 },
+    { "statement_timeout", "DB_QUERY_TIMEOUT", 30 },
+  }
+  for _, n in ipairs(numbers) do
+    if opts[n[1]] ~= nil then
+      out[n[1]] = opts[n[1]]
+    else
+      out[n[1]], err = env_number(getenv, n[2], n[3])
+      if err then return nil, err end
+    end
+  end
+  if opts.pre_ping ~= nil then
+    out.pre_ping = opts.pre_ping
+  else
+    out.pre_ping, err = env_bool(getenv, "DB_POOL_PRE_PING", true)
+    if err then return nil, err end
+  end
+  for _, key in ipairs { "idle_timeout", "ping_after_idle", "connect_timeout", "lock_timeout",
+    "idle_in_transaction_timeout", "statement_cache_size", "application_name" } do
+    out[key] = opts[key]
+  end
+  return out
+end
+
+config.redact = core.redact
+
+return config
