@@ -66,6 +66,14 @@ static void set_connection_error(ss_pg *pg, ss_error *err, const char *what) {
   if (pg) pg->broken = 1;
 }
 
+/* NOTICEs are dropped (libpq would print them to stderr). A FATAL one
+ * arrives when the server ends an idle session (pg_terminate_backend,
+ * shutdown): it marks the connection broken before the socket's EOF is read. */
+static void on_notice(void *arg, const PGresult *res) {
+  const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+  if (sev && (strcmp(sev, "FATAL") == 0 || strcmp(sev, "PANIC") == 0)) ((ss_pg *)arg)->broken = 1;
+}
+
 ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err) {
   char timeout[16], options[256];
   /* Ours first and the user's conninfo last, so what the user wrote wins. */
@@ -91,6 +99,7 @@ ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err) {
     return NULL;
   }
   pg->cache_max = s->statement_cache_size > 0 ? s->statement_cache_size : 1;
+  PQsetNoticeReceiver(pg->conn, on_notice, pg);
   return pg;
 }
 
@@ -318,7 +327,9 @@ static int op_ping(void *ctx, void *conn, int deep) {
   if (pfd.fd < 0) return -1;
   if (poll(&pfd, 1, 0) > 0) {
     if (!PQconsumeInput(pg->conn) || PQstatus(pg->conn) != CONNECTION_OK) return -1;
+    /* parses what arrived: notifications, or a FATAL that on_notice sees */
     while ((n = PQnotifies(pg->conn))) PQfreemem(n);
+    if (ss_pg_is_broken(pg)) return -1;
   }
   if (deep) {
     PGresult *res = PQexec(pg->conn, "");

@@ -1,0 +1,193 @@
+-- The process-wide pool against a real server: limits, waiting, faults, leaks.
+local semstore = require "semstore"
+local helpers = require "support.helpers"
+
+local function pids(db, n)
+  local conns, out = {}, {}
+  for i = 1, n do
+    conns[i] = assert(db.pg:acquire())
+    out[i] = conns[i]:backend_pid()
+  end
+  for i = 1, n do conns[i]:release() end
+  return out
+end
+
+describe("pool", function()
+  it("never opens more than size + overflow across 10,000 acquire/release cycles", function()
+    local db = helpers.connect { size = 3, max_overflow = 2, timeout = 5 }
+    local held = {}
+    math.randomseed(42)
+    local cycles = helpers.under_valgrind and 2000 or 10000
+    -- a random walk over 0-5 borrowed connections that mostly stays within
+    -- `size`: each step past it opens an overflow connection (a full login)
+    for _ = 1, cycles do
+      local r = math.random()
+      local grow = #held == 0 or (#held < 3 and r < 0.55) or (#held < 5 and r < 0.1)
+      if grow then
+        held[#held + 1] = assert(db.pg:acquire())
+      else
+        table.remove(held, math.random(#held)):release()
+      end
+      assert(db.pg:stats().size <= 5)
+    end
+    for _, c in ipairs(held) do c:release() end
+    local s = db.pg:stats()
+    assert.are.equal(5, s.peak)
+    assert.are.equal(5, s.max)
+    assert.is_true(s.acquired >= cycles / 2 - 5)
+    assert.is_true(s.opened < cycles / 20, "opened " .. s.opened)
+    assert.are.equal(0, s.in_use)
+    assert.are.equal(3, s.idle, "overflow connections close when returned")
+    db:close()
+  end)
+
+  it("an exhausted pool times out after the configured timeout with kind 'pool'", function()
+    local db = helpers.connect { size = 1, max_overflow = 1, timeout = 0.3 }
+    local a, b = assert(db.pg:acquire()), assert(db.pg:acquire())
+    local cpu = os.clock()
+    local conn, err = db.pg:acquire()
+    assert.is_nil(conn)
+    assert.are.equal("pool", err.kind)
+    assert.truthy(err.message:find "exhausted")
+    local rows, qerr = db.pg:query "select 1"
+    assert.is_nil(rows)
+    assert.are.equal("pool", qerr.kind)
+    local s = db.pg:stats()
+    assert.are.equal(2, s.timeouts)
+    assert.is_true(s.wait_ms >= 2 * 290 and s.wait_ms < 2 * 3000, "waited " .. s.wait_ms .. " ms")
+    assert.is_true(os.clock() - cpu < 0.3, "waiting must block, not spin")
+    a:release()
+    b:release()
+    assert(db.pg:query "select 1")
+    db:close()
+  end)
+
+  it("pools are process-wide by name: a second connect shares the first one's pool", function()
+    local one = helpers.connect()
+    local two = assert(semstore.connect { name = one.name, postgres = helpers.url })
+    local conn = assert(one.pg:acquire())
+    assert.are.equal(1, two.pg:stats().in_use)
+    conn:release()
+    assert.are.equal(0, two.pg:stats().in_use)
+    one:close()
+    assert(two.pg:query "select 1") -- still open through the second handle
+    two:close()
+  end)
+
+  it("a forgotten connection comes back after collectgarbage()", function()
+    local db = helpers.connect { size = 1, max_overflow = 0, timeout = 1 }
+    do
+      local forgotten = assert(db.pg:acquire())
+      assert(forgotten:query "select 1")
+    end
+    assert.are.equal(1, db.pg:stats().in_use)
+    collectgarbage()
+    collectgarbage()
+    local s = db.pg:stats()
+    assert.are.equal(0, s.in_use)
+    assert.are.equal(1, s.reclaimed)
+    assert(db.pg:query "select 1") -- the only connection is usable again
+    db:close()
+  end)
+
+  it("a connection forgotten inside a transaction comes back rolled back", function()
+    local db = helpers.connect { size = 1, max_overflow = 0, timeout = 1 }
+    assert(db.pg:exec "drop table if exists gc_probe; create table gc_probe (a int)")
+    do
+      local c = assert(db.pg:acquire())
+      assert(c:exec "begin; insert into gc_probe values (1)")
+    end
+    collectgarbage()
+    collectgarbage()
+    assert.are.equal(0, assert(db.pg:query "select count(*)::int as n from gc_probe")[1].n)
+    assert(db.pg:exec "drop table gc_probe")
+    db:close()
+  end)
+
+  it("survives pg_terminate_backend on every pooled backend", function()
+    local db = helpers.connect { size = 3, max_overflow = 0, timeout = 5 }
+    local admin = helpers.connect { size = 1, max_overflow = 0, timeout = 5 }
+    local victims = pids(db, 3)
+    for _, pid in ipairs(victims) do
+      assert.is_true(assert(admin.pg:query("select pg_terminate_backend($1, 5000) as ok", pid))[1].ok)
+    end
+    local rows = assert(db.pg:query "select pg_backend_pid() as pid")
+    for _, pid in ipairs(victims) do assert.are_not.equal(pid, rows[1].pid) end
+    assert.is_true(db.pg:stats().evicted >= 1)
+    -- and every one of the three is usable again
+    local after = pids(db, 3)
+    assert.are.equal(3, #after)
+    assert.is_true(db.pg:stats().size <= 3)
+    admin:close()
+    db:close()
+  end)
+
+  it("survives a full server restart", function()
+    local restart = os.getenv "SEMSTORE_TEST_RESTART_PG"
+    assert(restart, "SEMSTORE_TEST_RESTART_PG is not set (scripts/servers.sh sets it)")
+    local db = helpers.connect { size = 2, max_overflow = 0, timeout = 10 }
+    local before = pids(db, 2)
+    assert.is_true(os.execute(restart .. " >/dev/null 2>&1"))
+    local rows = assert(db.pg:query "select pg_backend_pid() as pid")
+    assert.are_not.equal(before[1], rows[1].pid)
+    assert.are_not.equal(before[2], rows[1].pid)
+    local conns = { assert(db.pg:acquire()), assert(db.pg:acquire()) }
+    for _, c in ipairs(conns) do assert(c:query "select 1") c:release() end
+    db:close()
+  end)
+
+  it("a connection that breaks while borrowed is evicted on release", function()
+    local db = helpers.connect { size = 1, max_overflow = 0, timeout = 5 }
+    local conn = assert(db.pg:acquire())
+    local rows, err = conn:query "select pg_terminate_backend(pg_backend_pid())"
+    assert.is_nil(rows)
+    assert.are.equal("connection", err.kind)
+    conn:release()
+    assert.are.equal(1, db.pg:stats().evicted)
+    assert.are.equal(0, db.pg:stats().size)
+    assert(db.pg:query "select 1")
+    db:close()
+  end)
+
+  it("recycles connections past their lifetime, never one in use", function()
+    local db = helpers.connect { size = 1, max_overflow = 0, timeout = 5, recycle = 0.2 }
+    local conn = assert(db.pg:acquire())
+    local pid = conn:backend_pid()
+    assert(conn:query "select pg_sleep(0.3)")
+    assert.are.equal(pid, conn:backend_pid()) -- still ours while borrowed
+    conn:release()
+    local again = assert(db.pg:acquire())
+    assert.are_not.equal(pid, again:backend_pid())
+    again:release()
+    db:close()
+  end)
+
+  it("closes connections idle longer than idle_timeout", function()
+    local db = helpers.connect { size = 2, max_overflow = 0, timeout = 5, idle_timeout = 0.3 }
+    local first = pids(db, 1)[1]
+    assert.are.equal(first, pids(db, 1)[1])
+    helpers.sleep(0.5)
+    assert.are_not.equal(first, pids(db, 1)[1])
+    assert.are.equal(1, db.pg:stats().size)
+    db:close()
+  end)
+
+  it("each connection carries the session settings", function()
+    local db = helpers.connect({ size = 1, statement_timeout = 7, lock_timeout = 3, idle_in_transaction_timeout = 40,
+      application_name = "spec-app" })
+    local r = assert(db.pg:query [[select current_setting('statement_timeout') as st, current_setting('lock_timeout') as lt,
+      current_setting('idle_in_transaction_session_timeout') as it, current_setting('application_name') as app]])[1]
+    assert.are.same({ st = "7s", lt = "3s", it = "40s", app = "spec-app" }, r)
+    db:close()
+  end)
+
+  it("prepares a statement once per connection and re-prepares after DISCARD ALL", function()
+    local db = helpers.connect { size = 1, max_overflow = 0 }
+    for i = 1, 5 do assert(db.pg:query("select $1::int + 1 as n", i)) end
+    local n = assert(db.pg:query [[select count(*)::int as n from pg_prepared_statements where statement like 'select $1::int + 1%']])[1].n
+    assert.are.equal(1, n)
+    assert(db.pg:exec "discard all")
+    assert.are.equal(3, assert(db.pg:query("select $1::int + 1 as n", 2))[1].n)
+    db:close()
+  end)
+end)

@@ -1,0 +1,211 @@
+-- Every PostgreSQL type the decoder knows, both ways, against the real server.
+local semstore = require "semstore"
+local helpers = require "support.helpers"
+local null = semstore.null
+
+describe("types", function()
+  local db
+  setup(function() db = helpers.connect() end)
+  teardown(function() helpers.assert_all_returned(db); db:close() end)
+
+  local function one(sql, ...)
+    local rows = assert(db.pg:query(sql, ...))
+    return rows[1].v
+  end
+
+  describe("decoding by type", function()
+    local cases = {
+      { "int2", "select 32767::int2 as v", 32767 },
+      { "int4 min", "select (-2147483648)::int4 as v", -2147483648 },
+      { "int8 2^62+1", "select 4611686018427387905::int8 as v", 4611686018427387905 },
+      { "int8 max", "select 9223372036854775807::int8 as v", math.maxinteger },
+      { "int8 min", "select (-9223372036854775808)::int8 as v", math.mininteger },
+      { "float8", "select 0.1::float8 as v", 0.1 },
+      { "float4", "select 1.5::float4 as v", 1.5 },
+      { "float8 huge", "select 1e308::float8 as v", 1e308 },
+      { "float8 infinity", "select '-Infinity'::float8 as v", -math.huge },
+      { "numeric stays exact", "select 12345678901234567890.123456789::numeric as v", "12345678901234567890.123456789" },
+      { "bool true", "select true as v", true },
+      { "bool false", "select false as v", false },
+      { "text", "select 'héllo 世界 🚀'::text as v", "héllo 世界 🚀" },
+      { "varchar", "select 'abc'::varchar(5) as v", "abc" },
+      { "uuid", "select '550e8400-e29b-41d4-a716-446655440000'::uuid as v", "550e8400-e29b-41d4-a716-446655440000" },
+      { "date", "select '2024-02-29'::date as v", "2024-02-29" },
+      { "timestamp", "select '2024-02-29 12:34:56.789'::timestamp as v", "2024-02-29T12:34:56.789" },
+      { "timestamptz", "select '2024-02-29 12:34:56.789+00'::timestamptz at time zone 'UTC' as v", "2024-02-29T12:34:56.789" },
+      { "NULL", "select null::int as v", null },
+    }
+    for _, c in ipairs(cases) do
+      it(c[1], function()
+        local v = one(c[2])
+        assert.are.equal(c[3], v)
+        assert.are.equal(math.type(c[3]), math.type(v))
+      end)
+    end
+
+    it("timestamptz as ISO 8601 with its offset", function()
+      local v = one("select '2024-02-29 12:34:56+00'::timestamptz as v")
+      assert.truthy(v:match "^2024%-02%-29T%d%d:34:56[+-]%d%d")
+    end)
+
+    it("NaN", function()
+      local v = one "select 'NaN'::float8 as v"
+      assert.is_true(v ~= v)
+    end)
+
+    it("json and jsonb as tables, with null as semstore.null", function()
+      local v = one [[select '{"a":[1,2,3],"b":"x","c":null,"d":{"e":true}}'::jsonb as v]]
+      assert.are.same({ 1, 2, 3 }, v.a)
+      assert.are.equal("x", v.b)
+      assert.are.equal(null, v.c)
+      assert.is_true(v.d.e)
+      assert.are.equal("hello", one [[select '"hello"'::json as v]])
+    end)
+
+    it("bytea with every byte value, zero bytes included", function()
+      local all = {}
+      for i = 0, 255 do all[#all + 1] = string.char(i) end
+      all = table.concat(all)
+      assert.are.equal(all, one("select $1::bytea as v", semstore.bytea(all)))
+      assert.are.equal("a\0b", one [[select '\x610062'::bytea as v]])
+    end)
+
+    it("one-dimensional arrays, with NULL inside", function()
+      assert.are.same({ 1, null, 3 }, one "select '{1,NULL,3}'::int[] as v")
+      assert.are.same({ 4611686018427387905 }, one "select array[4611686018427387905::int8] as v")
+      assert.are.same({ true, false, null }, one "select array[true, false, null] as v")
+      assert.are.same({ 1.5, -2 }, one "select array[1.5, -2]::float8[] as v")
+      assert.are.same({ "1.10", "2" }, one "select array[1.10, 2]::numeric[] as v")
+      assert.are.same({ 'a "b"', "c,d", "{e}", "back\\slash", "NULL", null, "", "ü" },
+        one [[select array['a "b"', 'c,d', '{e}', 'back\slash', 'NULL', null, '', 'ü'] as v]])
+      assert.are.same({ "2024-01-02T03:04:05" }, one "select array['2024-01-02 03:04:05'::timestamp] as v")
+      assert.are.same({ { a = 1 }, null }, one [[select array['{"a":1}'::jsonb, null] as v]])
+      assert.are.same({ "\0\1" }, one [[select array['\x0001'::bytea] as v]])
+      assert.are.same({}, one "select '{}'::int[] as v")
+    end)
+
+    it("multi-dimensional arrays and explicit lower bounds", function()
+      assert.are.same({ { 1, 2 }, { 3, 4 } }, one "select '{{1,2},{3,4}}'::int[] as v")
+      assert.are.same({ 7, 8 }, one "select '[0:1]={7,8}'::int[] as v")
+    end)
+
+    it("unknown types come back as their text", function()
+      assert.are.equal("(1,2)", one "select point(1,2)::text as v")
+      assert.are.equal("1 day", one "select interval '1 day' as v")
+    end)
+  end)
+
+  describe("encoding parameters", function()
+    it("integers stay exact to 64 bits", function()
+      local n = (1 << 62) + 1
+      assert.are.equal(n, one("select $1::int8 as v", n))
+      assert.are.equal(math.mininteger, one("select $1::int8 as v", math.mininteger))
+    end)
+
+    it("floats round-trip exactly", function()
+      for _, f in ipairs { 0.1, 1 / 3, 1e-300, 2 ^ 53 + 0.0, -1.5e200 } do
+        assert.are.equal(f, one("select $1::float8 as v", f))
+      end
+      assert.are.equal(math.huge, one("select $1::float8 as v", math.huge))
+    end)
+
+    it("booleans, nil and semstore.null", function()
+      assert.is_true(one("select $1::bool as v", true))
+      assert.are.equal(null, one("select $1::int as v", nil))
+      assert.are.equal(null, one("select $1::int as v", null))
+      local rows = assert(db.pg:query("select $1::text as a, $2::int as b", nil, 5))
+      assert.are.equal(null, rows[1].a)
+      assert.are.equal(5, rows[1].b)
+    end)
+
+    it("tables as json, arrays when wrapped", function()
+      local v = one("select $1::jsonb as v", { name = "x", tags = { "a", "b" }, none = null })
+      assert.are.same({ name = "x", tags = { "a", "b" }, none = null }, v)
+      assert.are.same({ 1, null, 3 }, one("select $1::int[] as v", semstore.array { 1, null, 3 }))
+      assert.are.same({ 1, null, 3 }, one("select $1::int[] as v", semstore.array({ 1, nil, 3, n = 3 })))
+      assert.are.same({ 'q"uote', "back\\", "", "x,y}" },
+        one("select $1::text[] as v", semstore.array { 'q"uote', "back\\", "", "x,y}" }))
+      assert.are.same({ { 1, 2 }, { 3, 4 } }, one("select $1::int[] as v", semstore.array { { 1, 2 }, { 3, 4 } }))
+      assert.are.equal(2, one("select array_length($1::text[], 1) as v", semstore.array { "a", "b" }))
+    end)
+
+    it("unicode text survives", function()
+      local s = "日本語 — ñ — 🚀 — \u{10FFFF}"
+      assert.are.equal(s, one("select $1::text as v", s))
+    end)
+
+    it("an SQL injection attempt through a parameter is stored literally", function()
+      assert(db.pg:exec "create table if not exists injection_probe (s text)")
+      local evil = "'); drop table injection_probe; --"
+      assert(db.pg:query("insert into injection_probe values ($1)", evil))
+      assert.are.equal(evil, one("select s as v from injection_probe where s = $1", evil))
+      assert(db.pg:exec "drop table injection_probe")
+    end)
+
+    it("refuses what it cannot bind, naming the parameter", function()
+      local rows, err = db.pg:query("select $1::text as v", "a\0b")
+      assert.is_nil(rows)
+      assert.are.equal("input", err.kind)
+      assert.truthy(err.message:find "parameter 1")
+      rows, err = db.pg:query("select $1 as a, $2 as b", 1, print)
+      assert.is_nil(rows)
+      assert.are.equal("input", err.kind)
+      assert.truthy(err.message:find "parameter 2")
+      rows, err = db.pg:query("select $1::jsonb as v", { [{}] = 1 })
+      assert.is_nil(rows)
+      assert.are.equal("input", err.kind)
+      rows, err = db.pg:query("select $1::int[] as v", semstore.array { print })
+      assert.are.equal("input", err.kind)
+    end)
+
+    it("round-trips through a table with every type", function()
+      assert(db.pg:exec [[
+        create temp table every_type (i2 int2, i4 int4, i8 int8, f4 float4, f8 float8, n numeric, b bool,
+          t text, j jsonb, by bytea, ts timestamptz, arr int8[], u uuid)]])
+      local row = { i2 = -5, i4 = 123456, i8 = (1 << 62) + 1, f4 = 0.5, f8 = 1 / 3, n = "3.14159265358979323846",
+        b = false, t = "x\ty'\"z", j = { k = { 1, 2 } }, by = "\0\255", arr = { 1, null, (1 << 40) },
+        u = "00000000-0000-4000-8000-000000000000" }
+      local conn = assert(db.pg:acquire())
+      assert(conn:query([[insert into every_type values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,'2020-01-01T00:00:00Z',$11,$12)]],
+        row.i2, row.i4, row.i8, row.f4, row.f8, row.n, row.b, row.t, row.j, semstore.bytea(row.by),
+        semstore.array(row.arr), row.u))
+      local got = assert(conn:query "select * from every_type")[1]
+      conn:release()
+      for k, v in pairs(row) do assert.are.same(v, got[k], k) end
+      assert.truthy(got.ts:match "^%d%d%d%d%-%d%d%-%d%dT")
+    end)
+  end)
+
+  describe("results", function()
+    it("carry columns and affected outside the array part", function()
+      local rows = assert(db.pg:query "select 1 as a, 2 as b union all select 3, 4")
+      assert.are.same({ "a", "b" }, rows.columns)
+      assert.are.equal(2, rows.affected)
+      assert.are.equal(2, #rows)
+      local n = 0
+      for _ in pairs(rows) do n = n + 1 end
+      assert.are.equal(2, n)
+      local cjson = require "cjson"
+      assert.are.same({ { a = 1, b = 2 }, { a = 3, b = 4 } }, cjson.decode(cjson.encode(rows)))
+    end)
+
+    it("report rows affected by commands", function()
+      local conn = assert(db.pg:acquire())
+      assert(conn:exec "create temp table affected_probe (a int)")
+      local r = assert(conn:query "insert into affected_probe select generate_series(1, 7)")
+      assert.are.equal(7, r.affected)
+      assert.are.equal(0, #r)
+      r = assert(conn:query("update affected_probe set a = a + 1 where a > $1", 4))
+      assert.are.equal(3, r.affected)
+      conn:release()
+    end)
+
+    it("rows survive a JSON round trip with NULLs", function()
+      local cjson = require "cjson"
+      local rows = assert(db.pg:query "select 1 as a, null::text as b")
+      local back = cjson.decode(cjson.encode(rows))
+      assert.are.same({ { a = 1, b = null } }, back)
+      assert.are.equal(null, back[1].b)
+    end)
+  end)
+end)
