@@ -1,0 +1,72 @@
+-- Settings from options and the environment; redaction of passwords.
+local semstore = require "semstore"
+local config = semstore.config
+
+local function env(t) return function(name) return t[name] end end
+
+describe("config", function()
+  it("takes DATABASE_URL first, SQLAlchemy driver suffixes included", function()
+    assert.are.equal("postgresql://u:p@h:5/d", config.postgres_from_env(env {
+      DATABASE_URL = "postgresql+asyncpg://u:p@h:5/d", POSTGRES_HOST = "ignored" }))
+  end)
+
+  it("builds a conninfo from POSTGRES_* with quoting", function()
+    local c = config.postgres_from_env(env { POSTGRES_HOST = "db", POSTGRES_PORT = "5433",
+      POSTGRES_USER = "dev", POSTGRES_PASSWORD = "it's a secret", POSTGRES_DB = "app" })
+    for _, part in ipairs { "host=db", "port=5433", "user=dev", "dbname=app", [[password='it\'s a secret']] } do
+      assert.truthy(c:find(part, 1, true), part)
+    end
+  end)
+
+  it("leaves everything to libpq when nothing is set", function()
+    assert.are.equal("", config.postgres_from_env(env {}))
+  end)
+
+  it("reads pool settings, options winning over the environment", function()
+    local p = assert(config.pool_from_env({ size = 7 }, env { DB_POOL_SIZE = "2", DB_MAX_OVERFLOW = "4",
+      DB_POOL_TIMEOUT = "1.5", DB_POOL_RECYCLE = "60", DB_POOL_PRE_PING = "false", DB_QUERY_TIMEOUT = "9" }))
+    assert.are.same({ size = 7, max_overflow = 4, timeout = 1.5, recycle = 60, pre_ping = false, statement_timeout = 9 },
+      { size = p.size, max_overflow = p.max_overflow, timeout = p.timeout, recycle = p.recycle,
+        pre_ping = p.pre_ping, statement_timeout = p.statement_timeout })
+    local d = assert(config.pool_from_env(nil, env {}))
+    assert.are.same({ 5, 10, 30, 3600, true, 30 }, { d.size, d.max_overflow, d.timeout, d.recycle, d.pre_ping, d.statement_timeout })
+  end)
+
+  it("rejects malformed variables with an input error naming them", function()
+    local p, err = config.pool_from_env(nil, env { DB_POOL_SIZE = "five" })
+    assert.is_nil(p)
+    assert.are.equal("input", err.kind)
+    assert.truthy(err.message:find "DB_POOL_SIZE")
+    p, err = config.pool_from_env(nil, env { DB_POOL_PRE_PING = "maybe" })
+    assert.is_nil(p)
+    assert.truthy(err.message:find "DB_POOL_PRE_PING")
+  end)
+
+  it("rejects bad pool options at connect", function()
+    local db, err = semstore.connect { name = "bad-size", postgres = "", pool = { size = 0 } }
+    assert.is_nil(db)
+    assert.are.equal("input", err.kind)
+    db, err = semstore.connect { name = "bad-type", postgres = "", pool = { timeout = "soon" } }
+    assert.is_nil(db)
+    assert.are.equal("input", err.kind)
+    db, err = semstore.connect "postgresql://x"
+    assert.is_nil(db)
+    assert.are.equal("input", err.kind)
+  end)
+
+  it("redacts passwords in URLs, conninfo strings and messages", function()
+    local cases = {
+      { "postgresql://dev:s3cret@127.0.0.1:5432/app", "postgresql://dev:***@127.0.0.1:5432/app" },
+      { "host=h password=s3cret user=u", "host=h password=*** user=u" },
+      { [[password='s3 cr\'et' dbname=d]], "password=*** dbname=d" },
+      { "postgresql://h/db?password=s3cret&sslmode=disable", "postgresql://h/db?password=***&sslmode=disable" },
+      { "postgresql://dev@h/db", "postgresql://dev@h/db" },
+      { 'missing "=" after "postgresql://a:s3cret@h" in connection info string', 'missing "=" after "postgresql://a:***@h" in connection info string' },
+    }
+    for _, c in ipairs(cases) do assert.are.equal(c[2], config.redact(c[1])) end
+  end)
+
+  it("semstore.null is cjson.null", function()
+    assert.are.equal(require("cjson").null, semstore.null)
+  end)
+end)
