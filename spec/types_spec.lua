@@ -62,6 +62,31 @@ describe("types", function()
       assert.are.equal("hello", one [[select '"hello"'::json as v]])
     end)
 
+    it("json decoding: escapes, surrogate pairs, exact integers, floats, empty containers, depth", function()
+      local v = one [=[select '{"s":"a\"b\\c\n\u00e9\ud83d\ude80/","i":9007199254740993,"neg":-42,"f":1.5,"e":1e3,
+        "big":123456789012345678901234567890,"empty_o":{},"empty_a":[],"t":true,"f2":false,"n":null,
+        "nested":[[1,[2,[3]]],{"k":{"k":"v"}}]}'::json as v]=]
+      assert.are.equal('a"b\\c\né🚀/', v.s)
+      assert.are.equal(9007199254740993, v.i)
+      assert.are.equal("integer", math.type(v.i))
+      assert.are.equal(-42, v.neg)
+      assert.are.equal("float", math.type(v.f))
+      assert.are.equal(1000.0, v.e)
+      assert.are.equal("float", math.type(v.big))
+      assert.are.same({}, v.empty_o)
+      assert.are.same({}, v.empty_a)
+      assert.is_true(v.t)
+      assert.is_false(v.f2)
+      assert.are.equal(null, v.n)
+      assert.are.same({ { 1, { 2, { 3 } } }, { k = { k = "v" } } }, v.nested)
+      local deep = one("select $1::jsonb as v", string.rep("[", 200) .. "7" .. string.rep("]", 200))
+      for _ = 1, 200 do deep = deep[1] end
+      assert.are.equal(7, deep)
+      local wide = {}
+      for i = 1, 5000 do wide[i] = i end
+      assert.are.same(wide, one("select $1::jsonb as v", wide))
+    end)
+
     it("bytea with every byte value, zero bytes included", function()
       local all = {}
       for i = 0, 255 do all[#all + 1] = string.char(i) end

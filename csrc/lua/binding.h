@@ -15,7 +15,6 @@
 #define SS_BYTEA_MT "semstore.bytea"
 #define SS_ARRAY_MT "semstore.array"
 #define SS_SCRATCH_MT "semstore.scratch"
-#define SS_JSON_DECODE "semstore.json_decode"
 #define SS_JSON_ENCODE "semstore.json_encode"
 
 /* errors.c: pushes nil and the error table; returns 2 (for `return`). */
@@ -47,6 +46,10 @@ typedef struct {
   PGresult *res;
   int borrowed_for_call; /* taken by pool:query itself: no leak warning */
 } ss_conn;
+
+/* json_decode.c: pushes the Lua value of JSON text; -1 (nothing pushed)
+ * if the text is not valid JSON. */
+int ss_push_json(lua_State *L, const char *s, size_t len);
 
 /* conn_handle.c */
 ss_conn *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call);

@@ -242,8 +242,8 @@ static int hexval(char c) {
   return -1;
 }
 
-/* Pushes one non-NULL value; json_fn is the stack index of cjson.decode. */
-static void push_value(lua_State *L, int kind, const char *s, size_t len, int json_fn) {
+/* Pushes one non-NULL value. */
+static void push_value(lua_State *L, int kind, const char *s, size_t len) {
   switch (kind) {
   case D_INT: {
     const char *p = s, *end = s + len;
@@ -266,12 +266,7 @@ static void push_value(lua_State *L, int kind, const char *s, size_t len, int js
     lua_pushboolean(L, len > 0 && s[0] == 't');
     return;
   case D_JSON:
-    lua_pushvalue(L, json_fn);
-    lua_pushlstring(L, s, len);
-    if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-      lua_pop(L, 1); /* PostgreSQL only hands out valid JSON; keep the text */
-      lua_pushlstring(L, s, len);
-    }
+    if (ss_push_json(L, s, len)) lua_pushlstring(L, s, len); /* not JSON after all: keep the text */
     return;
   case D_BYTEA:
     if (len >= 2 && s[0] == '\\' && s[1] == 'x') {
@@ -304,7 +299,7 @@ static void push_value(lua_State *L, int kind, const char *s, size_t len, int js
 
 /* Parses an array literal at p (at '{'), pushing a table; nested braces
  * give nested tables. `tmp` has room for the longest element. */
-static const char *push_array(lua_State *L, const char *p, const char *end, int elem, int json_fn, char *tmp) {
+static const char *push_array(lua_State *L, const char *p, const char *end, int elem, char *tmp) {
   lua_Integer i = 0;
   lua_newtable(L);
   if (p >= end || *p != '{') return end;
@@ -312,7 +307,7 @@ static const char *push_array(lua_State *L, const char *p, const char *end, int 
   if (p < end && *p == '}') return p + 1;
   while (p < end) {
     if (*p == '{') {
-      p = push_array(L, p, end, elem, json_fn, tmp);
+      p = push_array(L, p, end, elem, tmp);
     } else if (*p == '"') {
       size_t n = 0;
       for (p++; p < end && *p != '"'; p++) {
@@ -320,14 +315,14 @@ static const char *push_array(lua_State *L, const char *p, const char *end, int 
         tmp[n++] = *p;
       }
       p++;
-      push_value(L, elem, tmp, n, json_fn);
+      push_value(L, elem, tmp, n);
     } else {
       const char *start = p;
       while (p < end && *p != ',' && *p != '}') p++;
       if (p - start == 4 && strncmp(start, "NULL", 4) == 0)
         lua_pushlightuserdata(L, NULL);
       else
-        push_value(L, elem, start, (size_t)(p - start), json_fn);
+        push_value(L, elem, start, (size_t)(p - start));
     }
     lua_rawseti(L, -2, ++i);
     if (p < end && *p == ',') {
@@ -340,13 +335,12 @@ static const char *push_array(lua_State *L, const char *p, const char *end, int 
 }
 
 void ss_push_result(lua_State *L, PGresult *res) {
-  int nrows = PQntuples(res), ncols = PQnfields(res), r, c, names, json_fn, rows;
+  int nrows = PQntuples(res), ncols = PQnfields(res), r, c, names, base, rows;
   column_decoder *dec;
   const char *affected = PQcmdTuples(res);
   luaL_checkstack(L, ncols + 10, "too many columns");
-  lua_getfield(L, LUA_REGISTRYINDEX, SS_JSON_DECODE);
-  json_fn = lua_gettop(L);
   dec = ss_newuserdata(L, sizeof *dec * (size_t)(ncols ? ncols : 1));
+  base = lua_gettop(L);
   names = lua_gettop(L) + 1;
   for (c = 0; c < ncols; c++) {
     lua_pushstring(L, PQfname(res, c));
@@ -370,10 +364,10 @@ void ss_push_result(lua_State *L, PGresult *res) {
             const char *eq = memchr(p, '=', len);
             if (eq) p = eq + 1;
           }
-          push_array(L, p, end, dec[c].elem, json_fn, tmp);
+          push_array(L, p, end, dec[c].elem, tmp);
           lua_remove(L, -2);
         } else {
-          push_value(L, dec[c].kind, s, len, json_fn);
+          push_value(L, dec[c].kind, s, len);
         }
       }
       lua_rawset(L, -3);
@@ -394,8 +388,8 @@ void ss_push_result(lua_State *L, PGresult *res) {
   lua_setfield(L, -2, "affected");
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, rows);
-  lua_replace(L, json_fn);
-  lua_settop(L, json_fn);
+  lua_replace(L, base);
+  lua_settop(L, base);
 }
 
 /* core.bytea(s) and core.array(t[, n]) mark a value for the encoder. */

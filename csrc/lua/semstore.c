@@ -18,12 +18,11 @@ static int redact(lua_State *L) {
 }
 
 SS_EXPORT int luaopen_semstore_core(lua_State *L) {
-  /* jsonb columns decode through lua-cjson, whose null is ours too */
+  /* tables bound as json parameters are encoded by lua-cjson, whose null
+   * (a NULL light userdata) is semstore.null too */
   lua_getglobal(L, "require");
   lua_pushliteral(L, "cjson");
   lua_call(L, 1, 1);
-  lua_getfield(L, -1, "decode");
-  lua_setfield(L, LUA_REGISTRYINDEX, SS_JSON_DECODE);
   lua_getfield(L, -1, "encode");
   lua_setfield(L, LUA_REGISTRYINDEX, SS_JSON_ENCODE);
   lua_pop(L, 1);

@@ -1,0 +1,225 @@
+/* JSON text -> Lua values, straight onto the stack, for json and jsonb
+ * columns. Numbers without a fraction or exponent that fit in 64 bits
+ * stay integers (lua-cjson would make them floats); null is semstore.null.
+ * The server only hands out valid JSON, but the parser still checks every
+ * step and reports failure rather than trusting its input. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+
+#define MAX_DEPTH 512
+
+typedef struct {
+  lua_State *L;
+  const char *p, *end;
+  int depth;
+} parser;
+
+static void skip_ws(parser *ps) {
+  while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\n' || *ps->p == '\r' || *ps->p == '\t')) ps->p++;
+}
+
+static int hex4(const char *p, unsigned *out) {
+  unsigned v = 0;
+  int i;
+  for (i = 0; i < 4; i++) {
+    char c = p[i];
+    v <<= 4;
+    if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
+    else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
+    else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
+    else return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+static size_t utf8(char *out, unsigned cp) {
+  if (cp < 0x80) { out[0] = (char)cp; return 1; }
+  if (cp < 0x800) { out[0] = (char)(0xC0 | cp >> 6); out[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
+  if (cp < 0x10000) {
+    out[0] = (char)(0xE0 | cp >> 12); out[1] = (char)(0x80 | (cp >> 6 & 0x3F)); out[2] = (char)(0x80 | (cp & 0x3F));
+    return 3;
+  }
+  out[0] = (char)(0xF0 | cp >> 18); out[1] = (char)(0x80 | (cp >> 12 & 0x3F));
+  out[2] = (char)(0x80 | (cp >> 6 & 0x3F)); out[3] = (char)(0x80 | (cp & 0x3F));
+  return 4;
+}
+
+/* At the opening quote; pushes the string. */
+static int parse_string(parser *ps) {
+  const char *s = ++ps->p, *q = s;
+  luaL_Buffer b;
+  while (q < ps->end && *q != '"' && *q != '\\') q++;
+  if (q < ps->end && *q == '"') { /* the common case: nothing to unescape */
+    lua_pushlstring(ps->L, s, (size_t)(q - s));
+    ps->p = q + 1;
+    return 0;
+  }
+  luaL_buffinit(ps->L, &b);
+  luaL_addlstring(&b, s, (size_t)(q - s));
+  while (q < ps->end && *q != '"') {
+    if (*q != '\\') {
+      luaL_addchar(&b, *q++);
+      continue;
+    }
+    if (++q >= ps->end) return -1;
+    switch (*q++) {
+    case '"': luaL_addchar(&b, '"'); break;
+    case '\\': luaL_addchar(&b, '\\'); break;
+    case '/': luaL_addchar(&b, '/'); break;
+    case 'b': luaL_addchar(&b, '\b'); break;
+    case 'f': luaL_addchar(&b, '\f'); break;
+    case 'n': luaL_addchar(&b, '\n'); break;
+    case 'r': luaL_addchar(&b, '\r'); break;
+    case 't': luaL_addchar(&b, '\t'); break;
+    case 'u': {
+      unsigned cp, lo;
+      char out[4];
+      if (ps->end - q < 4 || hex4(q, &cp)) return -1;
+      q += 4;
+      if (cp >= 0xD800 && cp <= 0xDBFF && ps->end - q >= 6 && q[0] == '\\' && q[1] == 'u' && !hex4(q + 2, &lo) &&
+          lo >= 0xDC00 && lo <= 0xDFFF) {
+        cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+        q += 6;
+      }
+      luaL_addlstring(&b, out, utf8(out, cp));
+      break;
+    }
+    default:
+      return -1;
+    }
+  }
+  if (q >= ps->end) return -1;
+  luaL_pushresult(&b);
+  ps->p = q + 1;
+  return 0;
+}
+
+static int parse_number(parser *ps) {
+  const char *s = ps->p;
+  int integral = 1;
+  char tmp[64], *endp;
+  size_t n;
+  if (ps->p < ps->end && *ps->p == '-') ps->p++;
+  while (ps->p < ps->end && strchr("0123456789.eE+-", *ps->p)) {
+    if (*ps->p == '.' || *ps->p == 'e' || *ps->p == 'E') integral = 0;
+    ps->p++;
+  }
+  n = (size_t)(ps->p - s);
+  if (n == 0 || n >= sizeof tmp) {
+    if (n == 0) return -1;
+    integral = 0; /* too long for int64: a float is the best a number gets */
+  }
+  if (n >= sizeof tmp) {
+    lua_pushlstring(ps->L, s, n);
+    lua_pushnumber(ps->L, lua_tonumber(ps->L, -1));
+    lua_remove(ps->L, -2);
+    return 0;
+  }
+  memcpy(tmp, s, n);
+  tmp[n] = '\0';
+  if (integral && n < 19) {
+    lua_pushinteger(ps->L, (lua_Integer)strtoll(tmp, &endp, 10));
+  } else if (integral && lua_stringtonumber(ps->L, tmp)) {
+    return 0; /* exact when it fits in 64 bits, a float beyond */
+  } else {
+    lua_pushnumber(ps->L, strtod(tmp, &endp));
+  }
+  return 0;
+}
+
+static int parse_value(parser *ps);
+
+/* Counts the elements of the container at p (just past its opening
+ * bracket) so its table is allocated once instead of growing by rehashes.
+ * The look-ahead is bounded; past it the count is a lower bound. */
+static int count_elements(const char *p, const char *end) {
+  int depth = 0, n = 0, any = 0;
+  const char *stop = end - p > 4096 ? p + 4096 : end;
+  for (; p < stop; p++) {
+    switch (*p) {
+    case '"':
+      for (p++; p < stop && *p != '"'; p++)
+        if (*p == '\\') p++;
+      any = 1;
+      break;
+    case '{': case '[': depth++; any = 1; break;
+    case '}': case ']':
+      if (depth-- == 0) return n + any;
+      break;
+    case ',': if (depth == 0) n++; break;
+    case ' ': case '\n': case '\r': case '\t': break;
+    default: any = 1;
+    }
+  }
+  return n;
+}
+
+static int parse_container(parser *ps, int object) {
+  lua_Integer i = 0;
+  if (++ps->depth > MAX_DEPTH || !lua_checkstack(ps->L, 4)) return -1;
+  ps->p++;
+  if (object) lua_createtable(ps->L, 0, count_elements(ps->p, ps->end));
+  else lua_createtable(ps->L, count_elements(ps->p, ps->end), 0);
+  skip_ws(ps);
+  if (ps->p < ps->end && *ps->p == (object ? '}' : ']')) {
+    ps->p++;
+    ps->depth--;
+    return 0;
+  }
+  for (;;) {
+    skip_ws(ps);
+    if (object) {
+      if (ps->p >= ps->end || *ps->p != '"' || parse_string(ps)) return -1;
+      skip_ws(ps);
+      if (ps->p >= ps->end || *ps->p++ != ':') return -1;
+      if (parse_value(ps)) return -1;
+      lua_rawset(ps->L, -3);
+    } else {
+      if (parse_value(ps)) return -1;
+      lua_rawseti(ps->L, -2, ++i);
+    }
+    skip_ws(ps);
+    if (ps->p >= ps->end) return -1;
+    if (*ps->p == ',') {
+      ps->p++;
+      continue;
+    }
+    if (*ps->p++ != (object ? '}' : ']')) return -1;
+    ps->depth--;
+    return 0;
+  }
+}
+
+static int literal(parser *ps, const char *word, size_t n) {
+  if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, word, n) != 0) return -1;
+  ps->p += n;
+  return 0;
+}
+
+static int parse_value(parser *ps) {
+  skip_ws(ps);
+  if (ps->p >= ps->end) return -1;
+  switch (*ps->p) {
+  case '{': return parse_container(ps, 1);
+  case '[': return parse_container(ps, 0);
+  case '"': return parse_string(ps);
+  case 't': if (literal(ps, "true", 4)) return -1; lua_pushboolean(ps->L, 1); return 0;
+  case 'f': if (literal(ps, "false", 5)) return -1; lua_pushboolean(ps->L, 0); return 0;
+  case 'n': if (literal(ps, "null", 4)) return -1; lua_pushlightuserdata(ps->L, NULL); return 0;
+  default: return parse_number(ps);
+  }
+}
+
+int ss_push_json(lua_State *L, const char *s, size_t len) {
+  int top = lua_gettop(L);
+  parser ps = {L, s, s + len, 0};
+  if (parse_value(&ps) == 0) {
+    skip_ws(&ps);
+    if (ps.p == ps.end) return 0;
+  }
+  lua_settop(L, top);
+  return -1;
+}
