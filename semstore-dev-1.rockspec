@@ -1,0 +1,22 @@
+rockspec_format = "3.0"
+package = "semstore"
+version = "dev-1"
+source = { url = "git+file:///dev/null" }
+description = {
+  summary = "A native data layer for Lua: PostgreSQL pool, typed queries and transactions in C",
+  license = "MIT",
+}
+-- LuaRocks' registry is unreachable here: lua-cjson comes from Debian's lua-cjson.
+dependencies = { "lua >= 5.4" }
+-- libpq, found by CMake through pkg-config (Debian: libpq-dev)
+build = {
+  type = "cmake",
+  variables = {
+    CMAKE_BUILD_TYPE = "Release",
+    CMAKE_INSTALL_PREFIX = "$(PREFIX)",
+    LUA_INCDIR = "$(LUA_INCDIR)",
+    SEMSTORE_LUA_LIBDIR = "$(LIBDIR)",
+    SEMSTORE_LUA_DIR = "$(LUADIR)",
+  },
+  copy_directories = { "examples" },
+}
