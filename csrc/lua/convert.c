@@ -334,13 +334,15 @@ static const char *push_array(lua_State *L, const char *p, const char *end, int 
   return end;
 }
 
-void ss_push_result(lua_State *L, PGresult *res) {
+static void push_rows(lua_State *L, PGresult *res) {
   int nrows = PQntuples(res), ncols = PQnfields(res), r, c, names, base, rows;
   column_decoder *dec;
+  ss_buf *scratch;
   const char *affected = PQcmdTuples(res);
   luaL_checkstack(L, ncols + 10, "too many columns");
   dec = ss_newuserdata(L, sizeof *dec * (size_t)(ncols ? ncols : 1));
   base = lua_gettop(L);
+  scratch = push_scratch(L); /* unescaped array elements, reused by every cell */
   names = lua_gettop(L) + 1;
   for (c = 0; c < ncols; c++) {
     lua_pushstring(L, PQfname(res, c));
@@ -359,13 +361,12 @@ void ss_push_result(lua_State *L, PGresult *res) {
         size_t len = (size_t)PQgetlength(res, r, c);
         if (dec[c].kind == D_ARRAY) {
           const char *p = s, *end = s + len;
-          char *tmp = ss_newuserdata(L, len + 1);
+          if (ss_buf_reserve(scratch, len + 1)) luaL_error(L, "out of memory decoding an array");
           if (*p == '[') { /* explicit bounds: [0:2]={...} */
             const char *eq = memchr(p, '=', len);
             if (eq) p = eq + 1;
           }
-          push_array(L, p, end, dec[c].elem, tmp);
-          lua_remove(L, -2);
+          push_array(L, p, end, dec[c].elem, scratch->data);
         } else {
           push_value(L, dec[c].kind, s, len);
         }
@@ -390,6 +391,27 @@ void ss_push_result(lua_State *L, PGresult *res) {
   lua_setmetatable(L, rows);
   lua_replace(L, base);
   lua_settop(L, base);
+}
+
+static int push_rows_protected(lua_State *L) {
+  PGresult *res = lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  push_rows(L, res);
+  return 1;
+}
+
+void ss_push_result(lua_State *L, PGresult *res) {
+  /* Everything made while decoding stays reachable from the result, so a
+   * collection meanwhile frees nothing and only marks more: pause the
+   * collector (if it runs) for the decode, in a protected call so that an
+   * error cannot leave it paused. */
+  int running = lua_gc(L, LUA_GCISRUNNING, 0), status;
+  if (running) lua_gc(L, LUA_GCSTOP, 0);
+  lua_pushcfunction(L, push_rows_protected);
+  lua_pushlightuserdata(L, res);
+  status = lua_pcall(L, 1, 1, 0);
+  if (running) lua_gc(L, LUA_GCRESTART, 0);
+  if (status != LUA_OK) lua_error(L);
 }
 
 /* core.bytea(s) and core.array(t[, n]) mark a value for the encoder. */
