@@ -225,6 +225,31 @@ describe("types", function()
       conn:release()
     end)
 
+    it("stream in: 100,000 rows arrive whole and in order", function()
+      local rows = assert(db.pg:query("select g as n, md5(g::text) as h from generate_series(1, $1::int) g", 100000))
+      assert.are.equal(100000, #rows)
+      assert.are.equal(100000, rows.affected)
+      for i = 1, #rows, 997 do assert.are.equal(i, rows[i].n) end
+      assert.are.equal(100000, rows[100000].n)
+    end)
+
+    it("a failure midway through the rows gives nil, err and leaves the connection usable", function()
+      local conn = assert(db.pg:acquire())
+      local rows, err = conn:query("select 10 / (5000 - g) as v from generate_series(1, 10000) g")
+      assert.is_nil(rows)
+      assert.are.equal("22012", err.code)
+      assert.are.equal("idle", conn:transaction_status())
+      assert.are.equal(2, assert(conn:query "select 2 as v")[1].v)
+      conn:release()
+    end)
+
+    it("an empty result still names its columns", function()
+      local rows = assert(db.pg:query "select 1 as a, 'x' as b where false")
+      assert.are.equal(0, #rows)
+      assert.are.same({ "a", "b" }, rows.columns)
+      assert.are.equal(0, rows.affected)
+    end)
+
     it("rows survive a JSON round trip with NULLs", function()
       local cjson = require "cjson"
       local rows = assert(db.pg:query "select 1 as a, null::text as b")

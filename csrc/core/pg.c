@@ -256,9 +256,18 @@ static stmt *prepared(ss_pg *pg, const char *sql, int n, const Oid *types, ss_er
   return st;
 }
 
-PGresult *ss_pg_query(ss_pg *pg, const char *sql, int n, const Oid *types,
-                      const char *const *values, const int *lengths, const int *formats,
-                      ss_error *err) {
+static int stream_ok(const PGresult *res) {
+  return result_ok(res) || (res && PQresultStatus(res) == PGRES_SINGLE_TUPLE);
+}
+
+/* Reads and drops what is left of the current statement's results. */
+static void drain(ss_pg *pg) {
+  PGresult *res;
+  while ((res = PQgetResult(pg->conn))) PQclear(res);
+}
+
+static PGresult *run(ss_pg *pg, const char *sql, int n, const Oid *types, const char *const *values,
+                     const int *lengths, const int *formats, int single_row, ss_error *err) {
   int attempt;
   for (attempt = 0; attempt < 2; attempt++) {
     int idle = PQtransactionStatus(pg->conn) == PQTRANS_IDLE;
@@ -266,8 +275,17 @@ PGresult *ss_pg_query(ss_pg *pg, const char *sql, int n, const Oid *types,
     PGresult *res;
     stmt *st = prepared(pg, sql, n, types, err);
     if (!st) return NULL;
-    res = PQexecPrepared(pg->conn, st->name, n, values, lengths, formats, 0);
-    if (result_ok(res)) return res;
+    if (!PQsendQueryPrepared(pg->conn, st->name, n, values, lengths, formats, 0)) {
+      ss_pg_fail(pg, NULL, err);
+      return NULL;
+    }
+    if (single_row) PQsetSingleRowMode(pg->conn);
+    res = PQgetResult(pg->conn);
+    if (stream_ok(res)) {
+      if (PQresultStatus(res) != PGRES_SINGLE_TUPLE) drain(pg);
+      return res;
+    }
+    drain(pg);
     /* The statement vanished (DISCARD ALL) or a table it reads changed
      * shape: prepare it again. Outside a transaction nothing ran, so one
      * more try is safe; inside one the transaction is aborted anyway. */
@@ -283,6 +301,30 @@ PGresult *ss_pg_query(ss_pg *pg, const char *sql, int n, const Oid *types,
     PQclear(res);
     return NULL;
   }
+  return NULL;
+}
+
+PGresult *ss_pg_query(ss_pg *pg, const char *sql, int n, const Oid *types, const char *const *values,
+                      const int *lengths, const int *formats, ss_error *err) {
+  return run(pg, sql, n, types, values, lengths, formats, 0, err);
+}
+
+PGresult *ss_pg_stream_start(ss_pg *pg, const char *sql, int n, const Oid *types, const char *const *values,
+                             const int *lengths, const int *formats, ss_error *err) {
+  return run(pg, sql, n, types, values, lengths, formats, 1, err);
+}
+
+PGresult *ss_pg_stream_next(ss_pg *pg, ss_error *err) {
+  PGresult *res = PQgetResult(pg->conn);
+  if (stream_ok(res)) {
+    /* after the final result, read the end marker so the connection is idle */
+    if (PQresultStatus(res) != PGRES_SINGLE_TUPLE) drain(pg);
+    return res;
+  }
+  /* NULL here means the final result never came: the connection broke */
+  ss_pg_fail(pg, res, err);
+  PQclear(res);
+  drain(pg);
   return NULL;
 }
 

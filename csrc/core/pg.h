@@ -38,6 +38,19 @@ PGresult *ss_pg_query(ss_pg *pg, const char *sql, int nparams, const Oid *types,
                       const char *const *values, const int *lengths, const int *formats,
                       ss_error *err);
 
+/* The same, streamed: rows arrive one PGRES_SINGLE_TUPLE result at a time
+ * while the server is still sending, so decoding overlaps the transfer.
+ * Returns the first result (a row, or the final PGRES_TUPLES_OK or
+ * PGRES_COMMAND_OK), or NULL with err set. */
+PGresult *ss_pg_stream_start(ss_pg *pg, const char *sql, int nparams, const Oid *types,
+                             const char *const *values, const int *lengths, const int *formats,
+                             ss_error *err);
+/* The result after a PGRES_SINGLE_TUPLE one; the stream ends with a
+ * result of another status. On a failure midway (for example division by
+ * zero at row 5,000) returns NULL with err set. Either way the rest is read,
+ * so the connection is ready for the next statement. */
+PGresult *ss_pg_stream_next(ss_pg *pg, ss_error *err);
+
 /* Runs one or more statements without parameters (simple protocol);
  * returns the last statement's result, or NULL with err set. */
 PGresult *ss_pg_exec(ss_pg *pg, const char *sql, ss_error *err);

@@ -7,6 +7,7 @@
 
 #include "compat.h"
 #include "error.h"
+#include "pg.h"
 #include "pool.h"
 
 #define SS_ERROR_MT "semstore.error"
@@ -34,8 +35,12 @@ typedef struct {
  * with err set (an input error naming the parameter). */
 int ss_encode_params(lua_State *L, int first, int n, ss_params *out, ss_error *err);
 /* Pushes a result as an array of rows (column name -> value) whose
- * metatable gives `columns` and `affected`. */
-void ss_push_result(lua_State *L, PGresult *res);
+ * metatable gives `columns` and `affected`. *slot holds the first result;
+ * with pg, further rows are streamed from it (ss_pg_stream_next). *slot
+ * always holds the result being decoded, so its owner can free it if an
+ * error is raised meanwhile; the caller PQclear()s what *slot holds after.
+ * 0, or -1 with err set (nothing pushed) when the stream failed midway. */
+int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, ss_error *err);
 void ss_open_convert(lua_State *L);
 
 /* A borrowed connection as seen from Lua. `res` is held here while it is

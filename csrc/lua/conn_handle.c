@@ -5,7 +5,6 @@
 #include <string.h>
 
 #include "binding.h"
-#include "pg.h"
 
 ss_conn *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call) {
   ss_conn *c = ss_newuserdata(L, sizeof *c);
@@ -34,6 +33,8 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
   ss_params params;
   ss_error err;
   PGresult *res;
+  ss_pg *pg;
+  int failed = 0;
   ss_error_clear(&err);
   if (simple && nparams > 0)
     return luaL_error(L, "exec() takes no parameters: use query() to bind values");
@@ -46,19 +47,18 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
     if (!c->borrowed_for_call) return luaL_error(L, "this connection was released");
     if (!(c->item = ss_pool_acquire(c->pool, &err))) return ss_push_fail(L, &err);
   }
-  res = simple ? ss_pg_exec(c->item->conn, sql, &err)
-               : ss_pg_query(c->item->conn, sql, params.n, params.types, params.values, params.lengths,
-                             params.formats, &err);
-  if (!res) {
-    if (c->borrowed_for_call) ss_conn_release(c);
-    return ss_push_fail(L, &err);
+  pg = c->item->conn;
+  res = simple ? ss_pg_exec(pg, sql, &err)
+               : ss_pg_stream_start(pg, sql, params.n, params.types, params.values, params.lengths,
+                                    params.formats, &err);
+  if (res) {
+    c->res = res;
+    failed = ss_push_result(L, &c->res, simple ? NULL : pg, &err);
+    PQclear(c->res);
+    c->res = NULL;
   }
-  c->res = res;
-  ss_push_result(L, res);
-  PQclear(c->res);
-  c->res = NULL;
   if (c->borrowed_for_call) ss_conn_release(c);
-  return 1;
+  return !res || failed ? ss_push_fail(L, &err) : 1;
 }
 
 static ss_conn *check_conn(lua_State *L) { return luaL_checkudata(L, 1, SS_CONN_MT); }

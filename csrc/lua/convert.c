@@ -334,11 +334,49 @@ static const char *push_array(lua_State *L, const char *p, const char *end, int 
   return end;
 }
 
-static void push_rows(lua_State *L, PGresult *res) {
-  int nrows = PQntuples(res), ncols = PQnfields(res), r, c, names, base, rows;
+typedef struct {
+  PGresult **slot; /* the result being decoded, owned by the caller's userdata */
+  ss_pg *pg;       /* where further rows come from; NULL: *slot holds them all */
+  ss_error *err;
+} row_source;
+
+/* Pushes one row (a table keyed by column name) of res. */
+static void push_row(lua_State *L, PGresult *res, int r, int ncols, int names, const column_decoder *dec,
+                     ss_buf *scratch) {
+  int c;
+  lua_createtable(L, 0, ncols);
+  for (c = 0; c < ncols; c++) {
+    lua_pushvalue(L, names + c);
+    if (PQgetisnull(res, r, c)) {
+      lua_pushlightuserdata(L, NULL);
+    } else {
+      const char *s = PQgetvalue(res, r, c);
+      size_t len = (size_t)PQgetlength(res, r, c);
+      if (dec[c].kind == D_ARRAY) {
+        const char *p = s, *end = s + len;
+        if (ss_buf_reserve(scratch, len + 1)) luaL_error(L, "out of memory decoding an array");
+        if (*p == '[') { /* explicit bounds: [0:2]={...} */
+          const char *eq = memchr(p, '=', len);
+          if (eq) p = eq + 1;
+        }
+        push_array(L, p, end, dec[c].elem, scratch->data);
+      } else {
+        push_value(L, dec[c].kind, s, len);
+      }
+    }
+    lua_rawset(L, -3);
+  }
+}
+
+/* Pushes the rows table, or nil with src->err set when the stream failed midway. */
+static int push_rows(lua_State *L) {
+  row_source *src = lua_touserdata(L, 1);
+  PGresult *res = *src->slot;
+  int ncols = PQnfields(res), c, names, base, rows, n = 0;
   column_decoder *dec;
   ss_buf *scratch;
-  const char *affected = PQcmdTuples(res);
+  const char *affected;
+  lua_settop(L, 0);
   luaL_checkstack(L, ncols + 10, "too many columns");
   dec = ss_newuserdata(L, sizeof *dec * (size_t)(ncols ? ncols : 1));
   base = lua_gettop(L);
@@ -348,35 +386,25 @@ static void push_rows(lua_State *L, PGresult *res) {
     lua_pushstring(L, PQfname(res, c));
     dec[c] = decoder_for(PQftype(res, c));
   }
-  lua_createtable(L, nrows, 0);
+  lua_createtable(L, PQresultStatus(res) == PGRES_SINGLE_TUPLE ? 0 : PQntuples(res), 0);
   rows = lua_gettop(L);
-  for (r = 0; r < nrows; r++) {
-    lua_createtable(L, 0, ncols);
-    for (c = 0; c < ncols; c++) {
-      lua_pushvalue(L, names + c);
-      if (PQgetisnull(res, r, c)) {
-        lua_pushlightuserdata(L, NULL);
-      } else {
-        const char *s = PQgetvalue(res, r, c);
-        size_t len = (size_t)PQgetlength(res, r, c);
-        if (dec[c].kind == D_ARRAY) {
-          const char *p = s, *end = s + len;
-          if (ss_buf_reserve(scratch, len + 1)) luaL_error(L, "out of memory decoding an array");
-          if (*p == '[') { /* explicit bounds: [0:2]={...} */
-            const char *eq = memchr(p, '=', len);
-            if (eq) p = eq + 1;
-          }
-          push_array(L, p, end, dec[c].elem, scratch->data);
-        } else {
-          push_value(L, dec[c].kind, s, len);
-        }
-      }
-      lua_rawset(L, -3);
+  for (;;) {
+    int r, nt = PQntuples(res);
+    for (r = 0; r < nt; r++) {
+      push_row(L, res, r, ncols, names, dec, scratch);
+      lua_rawseti(L, rows, ++n);
     }
-    lua_rawseti(L, rows, r + 1);
+    if (PQresultStatus(res) != PGRES_SINGLE_TUPLE) break;
+    PQclear(res);
+    *src->slot = res = ss_pg_stream_next(src->pg, src->err);
+    if (!res) {
+      lua_pushnil(L);
+      return 1;
+    }
   }
   /* columns and affected come through the metatable, so the rows stay a
    * plain array for ipairs and for JSON encoders */
+  affected = PQcmdTuples(res);
   lua_createtable(L, 0, 1);
   lua_createtable(L, 0, 2);
   lua_createtable(L, ncols, 0);
@@ -385,33 +413,33 @@ static void push_rows(lua_State *L, PGresult *res) {
     lua_rawseti(L, -2, c + 1);
   }
   lua_setfield(L, -2, "columns");
-  lua_pushinteger(L, *affected ? strtoll(affected, NULL, 10) : 0);
+  lua_pushinteger(L, *affected ? strtoll(affected, NULL, 10) : n);
   lua_setfield(L, -2, "affected");
   lua_setfield(L, -2, "__index");
   lua_setmetatable(L, rows);
   lua_replace(L, base);
   lua_settop(L, base);
-}
-
-static int push_rows_protected(lua_State *L) {
-  PGresult *res = lua_touserdata(L, 1);
-  lua_pop(L, 1);
-  push_rows(L, res);
   return 1;
 }
 
-void ss_push_result(lua_State *L, PGresult *res) {
+int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, ss_error *err) {
   /* Everything made while decoding stays reachable from the result, so a
    * collection meanwhile frees nothing and only marks more: pause the
    * collector (if it runs) for the decode, in a protected call so that an
    * error cannot leave it paused. */
+  row_source src = {slot, pg, err};
   int running = lua_gc(L, LUA_GCISRUNNING, 0), status;
   if (running) lua_gc(L, LUA_GCSTOP, 0);
-  lua_pushcfunction(L, push_rows_protected);
-  lua_pushlightuserdata(L, res);
+  lua_pushcfunction(L, push_rows);
+  lua_pushlightuserdata(L, &src);
   status = lua_pcall(L, 1, 1, 0);
   if (running) lua_gc(L, LUA_GCRESTART, 0);
   if (status != LUA_OK) lua_error(L);
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    return -1;
+  }
+  return 0;
 }
 
 /* core.bytea(s) and core.array(t[, n]) mark a value for the encoder. */

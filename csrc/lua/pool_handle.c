@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "binding.h"
-#include "pg.h"
 
 typedef struct {
   ss_pool *pool;
