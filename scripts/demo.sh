@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The main job: builds semstore, starts throwaway PostgreSQL and Redis
+# servers on loopback, and runs examples/quickstart.lua against them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+bash scripts/install-deps.sh
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build -j2 >/dev/null
+trap 'bash "$root/scripts/servers.sh" stop' EXIT
+bash scripts/servers.sh start
+# shellcheck disable=SC1091
+source .run/env
+export LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
+lua5.4 examples/quickstart.lua

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# The one test command: installs what is missing, builds, starts throwaway
+# PostgreSQL and Redis servers, runs the C unit tests, the busted specs, and
+# the specs once more under valgrind, then stops the servers. Its last line
+# is `N passed, N failed`.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+passed=0
+failed=0
+finish() {
+  echo "$passed passed, $failed failed"
+  [ "$failed" -eq 0 ]
+  exit $?
+}
+
+bash scripts/install-deps.sh || { failed=1; echo "could not install the dependencies"; finish; }
+if ! { cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSEMSTORE_TESTS=ON >/dev/null &&
+  cmake --build build -j2 2>&1 | grep -E "warning|error" ; [ "${PIPESTATUS[0]}" -eq 0 ]; }; then
+  failed=1
+  echo "the build failed"
+  finish
+fi
+
+trap 'bash "$root/scripts/servers.sh" stop' EXIT
+bash scripts/servers.sh start || { failed=1; echo "the servers did not start"; finish; }
+# shellcheck disable=SC1091
+source .run/env
+export LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='build/?.so;;'
+mkdir -p .run/logs
+
+# Adds the counts of a line "N passed, N failed"; a program that printed
+# none (it crashed) counts as one failure.
+count_c() {
+  local line
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
+  if [ -z "$line" ]; then
+    failed=$((failed + 1))
+    return
+  fi
+  passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
+  failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+}
+
+# busted prints "N successes / N failures / N errors / N pending" (or
+# "1 success"); no summary at all counts as one failure.
+count_busted() {
+  local line s f e
+  line=$(grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? /' "$1" | tail -n 1)
+  if [ -z "$line" ]; then
+    failed=$((failed + 1))
+    return
+  fi
+  s=$(echo "$line" | awk '{print $1}')
+  f=$(echo "$line" | awk '{print $4}')
+  e=$(echo "$line" | awk '{print $7}')
+  passed=$((passed + s))
+  failed=$((failed + f + e))
+  [ $((f + e)) -eq 0 ]
+}
+
+echo "== C unit tests"
+for t in build/tests/test_*; do
+  [ -x "$t" ] || continue
+  log=".run/logs/$(basename "$t").log"
+  "$t" > "$log" 2>&1
+  tail -n 1 "$log" | sed "s|^|$(basename "$t"): |"
+  grep -E '^FAIL' "$log" || true
+  count_c "$log"
+done
+
+echo "== busted specs (Lua 5.4)"
+lua5.4 /usr/bin/busted --output=plainTerminal spec/ 2>&1 | tee .run/logs/busted.log
+count_busted .run/logs/busted.log
+
+if [ "${SEMSTORE_SKIP_VALGRIND:-0}" != 1 ]; then
+  echo "== the specs again under valgrind"
+  SEMSTORE_UNDER_VALGRIND=1 valgrind --quiet --error-exitcode=99 --leak-check=full \
+    --errors-for-leak-kinds=definite --show-leak-kinds=definite --suppressions=scripts/valgrind.supp \
+    --log-file=.run/logs/valgrind.log lua5.4 /usr/bin/busted --output=plainTerminal spec/ > .run/logs/busted-valgrind.log 2>&1
+  status=$?
+  inner_passed=$passed inner_failed=$failed
+  if count_busted .run/logs/busted-valgrind.log && [ "$status" -ne 99 ] && ! grep -q 'ERROR SUMMARY: [1-9]' .run/logs/valgrind.log; then
+    echo "valgrind: clean ($(grep -cE 'definitely lost: [1-9]' .run/logs/valgrind.log) leak reports)"
+    passed=$((inner_passed + 1)) failed=$inner_failed
+  else
+    echo "valgrind: errors or failures, see .run/logs/valgrind.log:"
+    grep -A20 -E '==[0-9]+== [A-Z]' .run/logs/valgrind.log | head -60
+    tail -n 20 .run/logs/busted-valgrind.log
+    passed=$inner_passed failed=$((inner_failed + 1))
+  fi
+fi
+finish
