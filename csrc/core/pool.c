@@ -187,10 +187,12 @@ static int hand_over(ss_pool *p, ss_pool_item *it) {
   return 1;
 }
 
-/* Removes idle connections past their lifetime or idle timeout. Lock held;
- * the removed ones are chained on *dead for closing after the unlock. */
-static void purge_idle(ss_pool *p, double now, ss_pool_item **dead) {
+/* Takes idle connections past their lifetime or idle timeout off the idle
+ * list. Lock held; they stay counted in `total` until closed (see
+ * forget_closed), and are chained on *dead for closing after the unlock. */
+static long purge_idle(ss_pool *p, double now, ss_pool_item **dead) {
   ss_pool_item **pi = &p->idle;
+  long n = 0;
   while (*pi) {
     ss_pool_item *it = *pi;
     int idle_out = p->cfg.idle_timeout > 0 && now - it->last_used >= p->cfg.idle_timeout;
@@ -199,11 +201,12 @@ static void purge_idle(ss_pool *p, double now, ss_pool_item **dead) {
       it->next = *dead;
       *dead = it;
       p->idle_count--;
-      p->total--;
+      n++;
     } else {
       pi = &it->next;
     }
   }
+  return n;
 }
 
 static void close_all(ss_pool *p, ss_pool_item *dead) {
@@ -219,11 +222,14 @@ static void note_total(ss_pool *p) {
   if (p->total > p->peak) p->peak = p->total;
 }
 
-/* Gives back a slot that could not be filled (open failed, ping failed). */
-static void give_back_slot(ss_pool *p) {
+/* Uncounts n connections once they are closed (or were never opened), so
+ * that connections open never exceed size + overflow even for a moment, and
+ * hands the freed slots to waiters. */
+static void forget_closed(ss_pool *p, long n, int evicted) {
   pthread_mutex_lock(&p->lock);
-  p->total--;
-  if (hand_over(p, NULL)) {
+  p->total -= n;
+  p->evicted += evicted;
+  while (n-- > 0 && hand_over(p, NULL)) {
     p->total++;
     note_total(p);
   }
@@ -242,8 +248,9 @@ ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
   for (;;) {
     ss_pool_item *it = NULL, *dead = NULL;
     int may_open = 0;
+    long purged;
     pthread_mutex_lock(&p->lock);
-    purge_idle(p, ss_monotonic(), &dead);
+    purged = purge_idle(p, ss_monotonic(), &dead);
     if (!p->wait_head && p->idle) {
       it = p->idle;
       p->idle = it->next;
@@ -280,7 +287,6 @@ ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
         p->wait_ms += (ss_monotonic() - now) * 1e3;
         pthread_mutex_unlock(&p->lock);
         pthread_cond_destroy(&w.cv);
-        close_all(p, dead);
         ss_error_set(err, SS_ERR_POOL,
                      "pool '%s' exhausted: no connection free within %.3g s (%d + %d overflow in use)",
                      p->name, p->cfg.timeout, p->cfg.size, p->cfg.max_overflow);
@@ -292,23 +298,25 @@ ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
       may_open = w.may_open;
     }
     pthread_mutex_unlock(&p->lock);
-    close_all(p, dead);
+    if (dead) {
+      close_all(p, dead);
+      forget_closed(p, purged, 0);
+    }
 
     if (may_open) {
       it = open_item(p, err);
       if (!it) {
-        give_back_slot(p);
+        forget_closed(p, 1, 0);
         return NULL;
       }
     } else if (!healthy(p, it)) {
-      p->ops->close(p->ctx, it->conn);
-      free(it);
+      it->next = NULL;
+      close_all(p, it);
       pthread_mutex_lock(&p->lock);
-      p->evicted++;
-      p->total--;
       /* Others that sat idle as long are suspect too. */
       p->invalid_before = ss_monotonic();
       pthread_mutex_unlock(&p->lock);
+      forget_closed(p, 1, 1);
       continue;
     }
     pthread_mutex_lock(&p->lock);
@@ -323,12 +331,10 @@ void ss_pool_release(ss_pool *p, ss_pool_item *it) {
   double now = ss_monotonic();
   pthread_mutex_lock(&p->lock);
   it->last_used = now;
-  if (!reusable) {
-    p->evicted++;
+  if (!reusable)
     /* A broken connection usually means a server restart or a network cut:
      * make the others prove themselves with a round trip at checkout. */
     p->invalid_before = now;
-  }
   if (reusable && now < it->expires) {
     if (hand_over(p, it)) it = NULL;
     else if (p->total <= p->cfg.size) {
@@ -338,17 +344,11 @@ void ss_pool_release(ss_pool *p, ss_pool_item *it) {
       it = NULL;
     }
   }
-  if (it) {
-    p->total--;
-    if (hand_over(p, NULL)) {
-      p->total++;
-      note_total(p);
-    }
-  }
   pthread_mutex_unlock(&p->lock);
   if (it) {
-    p->ops->close(p->ctx, it->conn);
-    free(it);
+    it->next = NULL;
+    close_all(p, it);
+    forget_closed(p, 1, !reusable);
   }
 }
 

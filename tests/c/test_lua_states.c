@@ -12,16 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
-static int passed, failed;
+#include "harness.h"
 
-#define CHECK(cond)                                                                  \
-  do {                                                                               \
-    if (cond) passed++;                                                              \
-    else {                                                                           \
-      failed++;                                                                      \
-      printf("FAIL %s:%d: %s\n", __FILE__, __LINE__, #cond);                         \
-    }                                                                                \
-  } while (0)
 
 static lua_State *new_state(void) {
   lua_State *L = luaL_newstate();
@@ -139,6 +131,5 @@ int main(void) {
     CHECK(waited[1] >= 250);
   }
   lua_close(main_state);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  DONE();
 }
