@@ -200,7 +200,10 @@ static char *make_key(const char *sql, int n, const Oid *types, size_t *len) {
   char *k = malloc(sl + 1 + (size_t)n * sizeof(Oid));
   if (!k) return NULL;
   memcpy(k, sql, sl + 1);
-  for (i = 0; i < (size_t)n; i++) memcpy(k + sl + 1 + i * sizeof(Oid), &types[i], sizeof(Oid));
+  for (i = 0; i < (size_t)n; i++) {
+    Oid t = types ? types[i] : 0; /* NULL types: all inferred, as in libpq */
+    memcpy(k + sl + 1 + i * sizeof(Oid), &t, sizeof(Oid));
+  }
   *len = sl + 1 + (size_t)n * sizeof(Oid);
   return k;
 }

@@ -332,7 +332,7 @@ static void test_names_and_refs(void) {
   CHECK((r = ss_pool_open("shared", "key-b", &c, &ops, w3, &err)) != NULL); /* the name is free again */
   ss_pool_unref(r);
   c.size = 0;
-  CHECK(ss_pool_open("zero", "k", &c, &ops, new_world(), &err) == NULL && err.kind == SS_ERR_INPUT);
+  CHECK(ss_pool_open("zero", "k", &c, &ops, w1, &err) == NULL && err.kind == SS_ERR_INPUT);
   free(w1);
   free(w2);
   free(w3);

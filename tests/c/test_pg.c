@@ -1,0 +1,194 @@
+/* libpq connections against a real server (SEMSTORE_TEST_DATABASE_URL):
+ * session settings, the statement cache, error mapping, streaming, and
+ * noticing a connection the server ended. */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "pg.h"
+
+static const char *url;
+
+static ss_pg *connect_with(int cache_size) {
+  ss_error err;
+  ss_pg_settings *s = ss_pg_settings_new(url);
+  ss_pg *pg;
+  s->statement_cache_size = cache_size;
+  s->statement_timeout_ms = 4321;
+  ss_strlcpy(s->application_name, "test_pg", sizeof s->application_name);
+  pg = ss_pg_connect(s, &err);
+  if (!pg) printf("connect: %s\n", err.message);
+  ss_pg_settings_free(s);
+  return pg;
+}
+
+/* The first column of the first row of a parameterless query, as an int. */
+static long scalar(ss_pg *pg, const char *sql) {
+  ss_error err;
+  PGresult *res = ss_pg_query(pg, sql, 0, NULL, NULL, NULL, NULL, &err);
+  long v = res && PQntuples(res) ? atol(PQgetvalue(res, 0, 0)) : -1;
+  PQclear(res);
+  return v;
+}
+
+static void test_query_and_settings(void) {
+  ss_pg *pg = connect_with(16);
+  ss_error err;
+  const char *values[1] = {"41"};
+  Oid types[1] = {0};
+  PGresult *res = ss_pg_query(pg, "select $1::int8 + 1", 1, types, values, NULL, NULL, &err);
+  CHECK(res && strcmp(PQgetvalue(res, 0, 0), "42") == 0);
+  PQclear(res);
+  res = ss_pg_query(pg, "select current_setting('statement_timeout'), current_setting('application_name'), "
+                        "current_setting('DateStyle')", 0, NULL, NULL, NULL, NULL, &err);
+  CHECK(res && strcmp(PQgetvalue(res, 0, 0), "4321ms") == 0);
+  CHECK(res && strcmp(PQgetvalue(res, 0, 1), "test_pg") == 0);
+  CHECK(res && strncmp(PQgetvalue(res, 0, 2), "ISO", 3) == 0);
+  PQclear(res);
+  ss_pg_close(pg);
+}
+
+static void test_statement_cache(void) {
+  ss_pg *pg = connect_with(2);
+  ss_error err;
+  PGresult *res;
+  int i;
+  for (i = 0; i < 5; i++) CHECK(scalar(pg, "select 7") == 7);
+  /* "select 7" and the count itself: prepared once each */
+  CHECK(scalar(pg, "select count(*) from pg_prepared_statements") == 2);
+  CHECK(scalar(pg, "select 8") == 8); /* a third statement evicts the oldest */
+  CHECK(scalar(pg, "select count(*) from pg_prepared_statements") == 2);
+  res = ss_pg_exec(pg, "DISCARD ALL", &err);
+  CHECK(res != NULL);
+  PQclear(res);
+  CHECK(scalar(pg, "select 8") == 8); /* prepared again, transparently */
+  ss_pg_close(pg);
+}
+
+static void test_errors(void) {
+  ss_pg *pg = connect_with(16);
+  ss_error err;
+  const char *values[1] = {"1"};
+  PGresult *res = ss_pg_exec(pg, "create temp table t (a int constraint t_a_key unique); insert into t values (1)", &err);
+  CHECK(res != NULL);
+  PQclear(res);
+  res = ss_pg_query(pg, "insert into t values ($1)", 1, NULL, values, NULL, NULL, &err);
+  CHECK(res == NULL && err.kind == SS_ERR_POSTGRES && strcmp(err.code, "23505") == 0);
+  CHECK(strcmp(err.constraint, "t_a_key") == 0 && strcmp(err.table, "t") == 0);
+  CHECK(strstr(err.detail, "(a)=(1)") != NULL);
+  res = ss_pg_query(pg, "selec 1", 0, NULL, NULL, NULL, NULL, &err);
+  CHECK(res == NULL && strcmp(err.code, "42601") == 0);
+  CHECK(!ss_pg_is_broken(pg));
+  CHECK(scalar(pg, "select 1") == 1);
+  ss_pg_close(pg);
+}
+
+static void test_bad_password(void) {
+  char bad[512];
+  const char *at = strchr(url + strlen("postgresql://"), '@');
+  const char *colon = strchr(url + strlen("postgresql://"), ':');
+  ss_pg_settings *s;
+  ss_error err;
+  ss_pg *pg;
+  if (!at || !colon || colon > at) return;
+  snprintf(bad, sizeof bad, "%.*s:Wr0ngSecret%s", (int)(colon - url), url, at);
+  s = ss_pg_settings_new(bad);
+  pg = ss_pg_connect(s, &err);
+  CHECK(pg == NULL && err.kind == SS_ERR_CONNECTION);
+  CHECK(strstr(err.message, "Wr0ngSecret") == NULL);
+  CHECK(strstr(err.message, "password authentication failed") != NULL);
+  ss_pg_settings_free(s);
+  s = ss_pg_settings_new("host=127.0.0.1 password=Wr0ngSecret port");
+  pg = ss_pg_connect(s, &err);
+  CHECK(pg == NULL && strstr(err.message, "Wr0ngSecret") == NULL);
+  ss_pg_settings_free(s);
+}
+
+static void test_terminated_backend(void) {
+  ss_pg *victim = connect_with(16), *admin = connect_with(16), *other = connect_with(16);
+  char pid[16];
+  const char *values[1] = {pid};
+  ss_error err;
+  PGresult *res;
+  snprintf(pid, sizeof pid, "%d", ss_pg_backend_pid(victim));
+  res = ss_pg_query(admin, "select pg_terminate_backend($1::int, 5000)", 1, NULL, values, NULL, NULL, &err);
+  CHECK(res && strcmp(PQgetvalue(res, 0, 0), "t") == 0);
+  PQclear(res);
+  usleep(100000);
+  /* the free check (no round trip) sees the server's goodbye */
+  CHECK(ss_pg_pool_ops.ping(NULL, victim, 0) != 0);
+  CHECK(ss_pg_pool_ops.broken(NULL, victim));
+  ss_pg_close(victim);
+
+  /* the same failure seen by a query instead */
+  snprintf(pid, sizeof pid, "%d", ss_pg_backend_pid(other));
+  res = ss_pg_query(admin, "select pg_terminate_backend($1::int, 5000)", 1, NULL, values, NULL, NULL, &err);
+  PQclear(res);
+  res = ss_pg_query(other, "select 1", 0, NULL, NULL, NULL, NULL, &err);
+  CHECK(res == NULL && err.kind == SS_ERR_CONNECTION);
+  CHECK(ss_pg_is_broken(other));
+  ss_pg_close(other);
+  CHECK(ss_pg_pool_ops.ping(NULL, admin, 1) == 0);
+  ss_pg_close(admin);
+}
+
+static void test_reset_rolls_back(void) {
+  ss_pg *pg = connect_with(16);
+  ss_error err;
+  PGresult *res = ss_pg_exec(pg, "create temp table r (a int)", &err);
+  PQclear(res);
+  res = ss_pg_exec(pg, "begin; insert into r values (1)", &err);
+  PQclear(res);
+  CHECK(ss_pg_transaction_status(pg) == PQTRANS_INTRANS);
+  CHECK(ss_pg_pool_ops.reset(NULL, pg) == 0);
+  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE);
+  CHECK(scalar(pg, "select count(*) from r") == 0);
+  ss_pg_close(pg);
+}
+
+static void test_stream(void) {
+  ss_pg *pg = connect_with(16);
+  ss_error err;
+  PGresult *res = ss_pg_stream_start(pg, "select g from generate_series(1, 1000) g", 0, NULL, NULL, NULL, NULL, &err);
+  long rows = 0, sum = 0;
+  while (res && PQresultStatus(res) == PGRES_SINGLE_TUPLE) {
+    rows++;
+    sum += atol(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    res = ss_pg_stream_next(pg, &err);
+  }
+  CHECK(res && PQresultStatus(res) == PGRES_TUPLES_OK);
+  CHECK(res && strcmp(PQcmdTuples(res), "1000") == 0);
+  PQclear(res);
+  CHECK(rows == 1000 && sum == 500500);
+  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE);
+
+  res = ss_pg_stream_start(pg, "select 1 / (500 - g) from generate_series(1, 1000) g", 0, NULL, NULL, NULL, NULL, &err);
+  rows = 0;
+  while (res && PQresultStatus(res) == PGRES_SINGLE_TUPLE) {
+    rows++;
+    PQclear(res);
+    res = ss_pg_stream_next(pg, &err);
+  }
+  CHECK(res == NULL && strcmp(err.code, "22012") == 0);
+  CHECK(rows < 1000);
+  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE && scalar(pg, "select 5") == 5);
+  ss_pg_close(pg);
+}
+
+int main(void) {
+  url = getenv("SEMSTORE_TEST_DATABASE_URL");
+  if (!url) {
+    printf("SEMSTORE_TEST_DATABASE_URL is not set: skipped\n0 passed, 0 failed\n");
+    return 0;
+  }
+  test_query_and_settings();
+  test_statement_cache();
+  test_errors();
+  test_bad_password();
+  test_terminated_backend();
+  test_reset_rolls_back();
+  test_stream();
+  DONE();
+}
