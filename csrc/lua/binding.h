@@ -18,6 +18,13 @@
 #define SS_SCRATCH_MT "semstore.scratch"
 #define SS_JSON_ENCODE "semstore.json_encode"
 
+/* semstore.c: creates the metatable `mt` with __gc, __close (when given)
+ * and __tostring, and an __index table of methods that is also stored in
+ * the module table (on top of the stack) as `field`, for the Lua layer to
+ * extend. */
+void ss_register_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc,
+                      lua_CFunction close, lua_CFunction tostring, const char *field);
+
 /* errors.c: pushes nil and the error table; returns 2 (for `return`). */
 int ss_push_fail(lua_State *L, const ss_error *err);
 void ss_push_error(lua_State *L, const ss_error *err);

@@ -133,18 +133,6 @@ void ss_open_conn(lua_State *L) {
       {"backend_pid", conn_backend_pid},
       {"transaction_status", conn_transaction_status},
       {NULL, NULL}};
-  luaL_newmetatable(L, SS_CONN_MT);
-  lua_pushcfunction(L, conn_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, conn_release);
-  lua_setfield(L, -2, "__close");
-  lua_pushcfunction(L, conn_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "__index");
-  /* the Lua layer adds transaction() to this table */
-  lua_setfield(L, -3, "conn_methods");
-  lua_pop(L, 1);
+  /* the Lua layer adds transaction() to conn_methods */
+  ss_register_type(L, SS_CONN_MT, methods, conn_gc, conn_release, conn_tostring, "conn_methods");
 }

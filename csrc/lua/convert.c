@@ -442,24 +442,19 @@ int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, ss_error *err) {
   return 0;
 }
 
-/* core.bytea(s) and core.array(t[, n]) mark a value for the encoder. */
-static int wrap_bytea(lua_State *L) {
-  luaL_checkstring(L, 1);
+/* core.bytea(s) and core.array(t) mark a value for the encoder: {value}
+ * with a metatable that says how to bind it. */
+static int wrap(lua_State *L, int type, const char *mt) {
+  luaL_checktype(L, 1, type);
   lua_createtable(L, 1, 0);
   lua_pushvalue(L, 1);
   lua_rawseti(L, -2, 1);
-  luaL_setmetatable(L, SS_BYTEA_MT);
+  luaL_setmetatable(L, mt);
   return 1;
 }
 
-static int wrap_array(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TTABLE);
-  lua_createtable(L, 1, 0);
-  lua_pushvalue(L, 1);
-  lua_rawseti(L, -2, 1);
-  luaL_setmetatable(L, SS_ARRAY_MT);
-  return 1;
-}
+static int wrap_bytea(lua_State *L) { return wrap(L, LUA_TSTRING, SS_BYTEA_MT); }
+static int wrap_array(lua_State *L) { return wrap(L, LUA_TTABLE, SS_ARRAY_MT); }
 
 void ss_open_convert(lua_State *L) {
   luaL_newmetatable(L, SS_SCRATCH_MT);

@@ -161,18 +161,8 @@ void ss_open_pool(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"query", pool_query}, {"exec", pool_exec}, {"acquire", pool_acquire}, {"stats", pool_stats},
       {"name", pool_name},   {"close", pool_close}, {NULL, NULL}};
-  luaL_newmetatable(L, SS_POOL_MT);
-  lua_pushcfunction(L, pool_close);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, pool_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_newtable(L);
-  luaL_setfuncs(L, methods, 0);
-  lua_pushvalue(L, -1);
-  lua_setfield(L, -3, "__index");
-  /* the Lua layer adds transaction() to this table */
-  lua_setfield(L, -3, "pool_methods");
-  lua_pop(L, 1);
+  /* the Lua layer adds transaction() to pool_methods */
+  ss_register_type(L, SS_POOL_MT, methods, pool_close, NULL, pool_tostring, "pool_methods");
   lua_pushcfunction(L, pool_open);
   lua_setfield(L, -2, "pool_open");
 }

@@ -17,6 +17,25 @@ static int redact(lua_State *L) {
   return 1;
 }
 
+void ss_register_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua_CFunction gc,
+                      lua_CFunction close, lua_CFunction tostring, const char *field) {
+  luaL_newmetatable(L, mt);
+  lua_pushcfunction(L, gc);
+  lua_setfield(L, -2, "__gc");
+  if (close) {
+    lua_pushcfunction(L, close);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_pushcfunction(L, tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  luaL_setfuncs(L, methods, 0);
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__index");
+  lua_setfield(L, -3, field);
+  lua_pop(L, 1);
+}
+
 SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   /* tables bound as json parameters are encoded by lua-cjson, whose null
    * (a NULL light userdata) is semstore.null too */

@@ -1,0 +1,39 @@
+-- The public surface is small and every piece of it is in the README.
+local semstore = require "semstore"
+local core = require "semstore.core"
+
+local function readme()
+  local f = assert(io.open("README.md"))
+  local text = f:read "a"
+  f:close()
+  return text
+end
+
+describe("the public API", function()
+  local text = readme()
+
+  it("documents every function of the semstore module", function()
+    for name, v in pairs(semstore) do
+      if type(v) == "function" or name == "null" then
+        assert.truthy(text:find("semstore." .. name, 1, true), "README lacks semstore." .. name)
+      end
+    end
+  end)
+
+  it("documents every method of pools and connections", function()
+    for name in pairs(core.pool_methods) do
+      assert.truthy(text:find("db.pg:" .. name, 1, true), "README lacks db.pg:" .. name)
+    end
+    for name in pairs(core.conn_methods) do
+      assert.truthy(text:find("conn:" .. name, 1, true), "README lacks conn:" .. name)
+    end
+  end)
+
+  it("documents every field of the pool's stats", function()
+    local db = assert(semstore.connect { name = "api-doc", postgres = "postgresql://127.0.0.1:1/none" })
+    for name in pairs(db.pg:stats()) do
+      assert.truthy(text:find("`" .. name .. "`", 1, true), "README lacks the stats field " .. name)
+    end
+    db:close()
+  end)
+end)
