@@ -26,7 +26,7 @@ struct ss_pool {
   long total, idle_count, waiting;
   long acquired, timeouts, evicted, opened, reclaimed, peak;
   double wait_ms;
-  double invalid_before; /* connections created before this get a deep ping */
+  double invalid_before; /* connections not verified since get a deep ping */
   unsigned rng;
   struct ss_pool *next_pool;
 };
@@ -151,7 +151,7 @@ static ss_pool_item *open_item(ss_pool *p, ss_error *err) {
     return NULL;
   }
   now = ss_monotonic();
-  it->created = it->last_used = now;
+  it->verified = it->last_used = now;
   pthread_mutex_lock(&p->lock);
   it->expires = now + lifetime(p);
   p->opened++;
@@ -236,11 +236,13 @@ static void forget_closed(ss_pool *p, long n, int evicted) {
   pthread_mutex_unlock(&p->lock);
 }
 
-static int healthy(ss_pool *p, ss_pool_item *it) {
+static int healthy(ss_pool *p, ss_pool_item *it, double invalid_before) {
   double now = ss_monotonic();
-  int deep = it->created <= p->invalid_before ||
+  int deep = it->verified <= invalid_before ||
              (p->cfg.pre_ping && now - it->last_used >= p->cfg.ping_after_idle);
-  return p->ops->ping(p->ctx, it->conn, deep) == 0;
+  if (p->ops->ping(p->ctx, it->conn, deep) != 0) return 0;
+  if (deep) it->verified = now;
+  return 1;
 }
 
 ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
@@ -249,7 +251,9 @@ ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
     ss_pool_item *it = NULL, *dead = NULL;
     int may_open = 0;
     long purged;
+    double invalid_before;
     pthread_mutex_lock(&p->lock);
+    invalid_before = p->invalid_before;
     purged = purge_idle(p, ss_monotonic(), &dead);
     if (!p->wait_head && p->idle) {
       it = p->idle;
@@ -309,7 +313,7 @@ ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
         forget_closed(p, 1, 0);
         return NULL;
       }
-    } else if (!healthy(p, it)) {
+    } else if (!healthy(p, it, invalid_before)) {
       it->next = NULL;
       close_all(p, it);
       pthread_mutex_lock(&p->lock);

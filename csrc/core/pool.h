@@ -50,7 +50,8 @@ typedef struct {
 /* A borrowed connection. `conn` is what ops->open returned. */
 typedef struct ss_pool_item {
   void *conn;
-  double created, expires, last_used;
+  double expires, last_used;
+  double verified; /* when it was opened or last answered a round-trip ping */
   struct ss_pool_item *next;
 } ss_pool_item;
 

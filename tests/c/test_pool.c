@@ -17,7 +17,7 @@ typedef struct {
 
 typedef struct {
   pthread_mutex_t lock;
-  int open_now, open_max, opened, closed, next_id, fail_open, freed;
+  int open_now, open_max, opened, closed, next_id, fail_open, freed, deep_pings;
 } world;
 
 static void *fake_open(void *ctx, ss_error *err) {
@@ -47,8 +47,10 @@ static void fake_close(void *ctx, void *conn) {
 }
 
 static int fake_ping(void *ctx, void *conn, int deep) {
-  (void)ctx;
-  (void)deep;
+  world *w = ctx;
+  pthread_mutex_lock(&w->lock);
+  w->deep_pings += deep;
+  pthread_mutex_unlock(&w->lock);
   return ((fake *)conn)->dead ? -1 : 0;
 }
 
@@ -259,6 +261,25 @@ static void test_broken_and_dead(void) {
   free(w);
 }
 
+static void test_deep_ping_after_a_failure(void) {
+  world *w = new_world();
+  ss_pool *p = open_pool("verify", config(3, 0, 1), w);
+  ss_error err;
+  ss_pool_item *a = ss_pool_acquire(p, &err), *b = ss_pool_acquire(p, &err);
+  ss_pool_release(p, b);
+  CHECK(w->deep_pings == 0); /* used a moment ago: the free check only */
+  ((fake *)a->conn)->broken = 1;
+  ss_pool_release(p, a);
+  b = ss_pool_acquire(p, &err);
+  CHECK(w->deep_pings == 1); /* a broken one makes the others prove themselves */
+  ss_pool_release(p, b);
+  b = ss_pool_acquire(p, &err);
+  CHECK(w->deep_pings == 1); /* once */
+  ss_pool_release(p, b);
+  ss_pool_unref(p);
+  free(w);
+}
+
 static void test_open_failure_frees_the_slot(void) {
   world *w = new_world();
   ss_pool *p = open_pool("refused", config(1, 0, 0.5), w);
@@ -344,6 +365,7 @@ int main(void) {
   test_timeout();
   test_first_come_first_served();
   test_broken_and_dead();
+  test_deep_ping_after_a_failure();
   test_open_failure_frees_the_slot();
   test_lifetime_and_idle_timeout();
   test_names_and_refs();
