@@ -6,7 +6,6 @@ description = {
   summary = "A native data layer for Lua: PostgreSQL pool, typed queries and transactions in C",
   license = "MIT",
 }
--- LuaRocks' registry is unreachable here: lua-cjson comes from Debian's lua-cjson.
 dependencies = { "lua >= 5.4" }
 -- libpq, found by CMake through pkg-config (Debian: libpq-dev)
 build = {

@@ -154,6 +154,37 @@ describe("types", function()
       assert.are.equal(2, one("select array_length($1::text[], 1) as v", semstore.array { "a", "b" }))
     end)
 
+    it("tables as JSON keep integers exact and floats exact", function()
+      local doc = { id = (1 << 62) + 1, n = 123456789012345, f = 1 / 3, tiny = 5e-324, neg = -0.5,
+        s = 'q"uote\\ \n\t\1 é', list = { 1, "two", { three = 3 } }, none = null, yes = true }
+      local back = one("select $1::jsonb as v", doc)
+      assert.are.same(doc, back)
+      assert.are.equal("integer", math.type(back.id))
+      assert.are.equal(1 / 3, back.f)
+      -- and the server sees the same numbers
+      assert.are.equal("4611686018427387905", one("select ($1::jsonb ->> 'id') as v", doc))
+    end)
+
+    it("tables as JSON: empty, forced arrays, number keys", function()
+      assert.are.same({}, one("select $1::jsonb as v", {}))
+      assert.are.equal("object", one("select jsonb_typeof($1::jsonb) as v", {}))
+      assert.are.equal("array", one("select jsonb_typeof($1::jsonb -> 'a') as v", { a = semstore.array {} }))
+      assert.are.same({ a = { 1, null, 3 } }, one("select $1::jsonb as v", { a = semstore.array({ 1, nil, 3, n = 3 }) }))
+      assert.are.same({ ["1"] = "a", ["3"] = "c" }, one("select $1::jsonb as v", { [1] = "a", [3] = "c" }))
+      assert.are.same({ ["1"] = "a", x = "b" }, one("select $1::jsonb as v", { "a", x = "b" }))
+    end)
+
+    it("tables with no JSON form are input errors", function()
+      local cyclic = {}
+      cyclic.self = cyclic
+      for _, bad in ipairs { { f = print }, { x = 0 / 0 }, { x = math.huge }, cyclic, { [true] = 1 } } do
+        local rows, err = db.pg:query("select $1::jsonb as v", bad)
+        assert.is_nil(rows)
+        assert.are.equal("input", err.kind)
+        assert.truthy(err.message:find "parameter 1")
+      end
+    end)
+
     it("unicode text survives", function()
       local s = "日本語 — ñ — 🚀 — \u{10FFFF}"
       assert.are.equal(s, one("select $1::text as v", s))

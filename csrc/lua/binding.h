@@ -5,6 +5,7 @@
 
 #include <libpq-fe.h>
 
+#include "buf.h"
 #include "compat.h"
 #include "error.h"
 #include "pg.h"
@@ -16,7 +17,6 @@
 #define SS_BYTEA_MT "semstore.bytea"
 #define SS_ARRAY_MT "semstore.array"
 #define SS_SCRATCH_MT "semstore.scratch"
-#define SS_JSON_ENCODE "semstore.json_encode"
 
 /* semstore.c: creates the metatable `mt` with __gc, __close (when given)
  * and __tostring, and an __index table of methods that is also stored in
@@ -62,6 +62,10 @@ typedef struct {
 /* json_decode.c: pushes the Lua value of JSON text; -1 (nothing pushed)
  * if the text is not valid JSON. */
 int ss_push_json(lua_State *L, const char *s, size_t len);
+
+/* json_encode.c: appends the JSON text of the value at idx to b; 0, or -1
+ * with err set (an input error for what has no JSON form). */
+int ss_encode_json(lua_State *L, int idx, ss_buf *b, ss_error *err);
 
 /* conn_handle.c */
 ss_conn *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call);

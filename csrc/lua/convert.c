@@ -8,6 +8,7 @@
 
 #include "binding.h"
 #include "buf.h"
+#include "json.h"
 
 /* ---- scratch buffers owned by a userdata, so a Lua error cannot leak them ---- */
 
@@ -25,19 +26,10 @@ static int scratch_gc(lua_State *L) {
 
 /* ---- encoding ---- */
 
-/* Shortest text that reads back as the same double. */
-static int format_double(char *out, size_t size, double d) {
-  if (isnan(d)) return snprintf(out, size, "NaN");
-  if (isinf(d)) return snprintf(out, size, d > 0 ? "Infinity" : "-Infinity");
-  snprintf(out, size, "%.15g", d);
-  if (strtod(out, NULL) != d) snprintf(out, size, "%.17g", d);
-  return (int)strlen(out);
-}
-
 static int format_number(lua_State *L, int idx, char *out, size_t size) {
   if (lua_isinteger(L, idx))
     return snprintf(out, size, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
-  return format_double(out, size, lua_tonumber(L, idx));
+  return ss_format_double(out, size, lua_tonumber(L, idx));
 }
 
 static int has_mt(lua_State *L, int idx, const char *name) {
@@ -104,20 +96,6 @@ oom:
   return ss_error_set(err, SS_ERR_MEMORY, "parameter %d: out of memory encoding an array", param);
 }
 
-/* Pushes the JSON text of the table at idx; -1 with err set if cjson refuses it. */
-static int encode_json(lua_State *L, int idx, ss_error *err, int param) {
-  idx = lua_absindex(L, idx);
-  lua_getfield(L, LUA_REGISTRYINDEX, SS_JSON_ENCODE);
-  lua_pushvalue(L, idx);
-  if (lua_pcall(L, 1, 1, 0) != LUA_OK) {
-    ss_error_set(err, SS_ERR_INPUT, "parameter %d: cannot encode table as JSON: %s", param,
-                 lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-    lua_pop(L, 1);
-    return -1;
-  }
-  return 0;
-}
-
 int ss_encode_params(lua_State *L, int first, int n, ss_params *p, ss_error *err) {
   int i, base;
   char *block;
@@ -181,9 +159,17 @@ int ss_encode_params(lua_State *L, int first, int n, ss_params *p, ss_error *err
         lua_pop(L, 1);
         lua_pushlstring(L, b->data, b->len);
         lua_remove(L, -2);
-      } else if (encode_json(L, idx, err, i + 1)) {
-        lua_settop(L, base - 2);
-        return -1;
+      } else {
+        ss_buf *b = push_scratch(L);
+        if (ss_encode_json(L, idx, b, err)) {
+          char why[sizeof err->message];
+          ss_strlcpy(why, err->message, sizeof why);
+          ss_error_set(err, err->kind, "parameter %d: %s", i + 1, why);
+          lua_settop(L, base - 2);
+          return -1;
+        }
+        lua_pushlstring(L, b->data, b->len);
+        lua_remove(L, -2);
       }
       break;
     default:

@@ -37,16 +37,8 @@ void ss_register_type(lua_State *L, const char *mt, const luaL_Reg *methods, lua
 }
 
 SS_EXPORT int luaopen_semstore_core(lua_State *L) {
-  /* tables bound as json parameters are encoded by lua-cjson, whose null
-   * (a NULL light userdata) is semstore.null too */
-  lua_getglobal(L, "require");
-  lua_pushliteral(L, "cjson");
-  lua_call(L, 1, 1);
-  lua_getfield(L, -1, "encode");
-  lua_setfield(L, LUA_REGISTRYINDEX, SS_JSON_ENCODE);
-  lua_pop(L, 1);
-
   lua_newtable(L);
+  /* a NULL light userdata: the same value as lua-cjson's cjson.null */
   lua_pushlightuserdata(L, NULL);
   lua_setfield(L, -2, "null");
   lua_pushcfunction(L, redact);

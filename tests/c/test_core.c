@@ -5,6 +5,7 @@
 #include "buf.h"
 #include "error.h"
 #include "harness.h"
+#include "json.h"
 #include "redact.h"
 
 static int redacts_to(const char *in, const char *want) {
@@ -78,9 +79,49 @@ static void test_redact(void) {
   CHECK(strlen(out) == sizeof out - 1 && strstr(out, "secret") == NULL);
 }
 
+static int json_is(ss_buf *b, const char *want) {
+  int ok = b->len == strlen(want) && memcmp(b->data, want, b->len) == 0;
+  if (!ok) printf("  json: %.*s, want %s\n", (int)b->len, b->data, want);
+  b->len = 0;
+  return ok;
+}
+
+static void test_json(void) {
+  ss_buf b;
+  char tmp[32];
+  int i, exact = 1;
+  unsigned long long bits = 0x9E3779B97F4A7C15ULL;
+  ss_buf_init(&b);
+  CHECK(ss_json_integer(&b, 4611686018427387905LL) == 0 && json_is(&b, "4611686018427387905"));
+  CHECK(ss_json_integer(&b, -9223372036854775807LL - 1) == 0 && json_is(&b, "-9223372036854775808"));
+  CHECK(ss_json_double(&b, 0.1) == 0 && json_is(&b, "0.1"));
+  CHECK(ss_json_double(&b, 1.0 / 3) == 0 && json_is(&b, "0.3333333333333333"));
+  CHECK(ss_json_double(&b, 1e300) == 0 && json_is(&b, "1e+300"));
+  CHECK(ss_json_string(&b, "a\"b\\c\n\x01\xc3\xa9", 9) == 0 && json_is(&b, "\"a\\\"b\\\\c\\n\\u0001\xc3\xa9\""));
+  CHECK(ss_json_string(&b, "x\0y", 3) == 0 && json_is(&b, "\"x\\u0000y\""));
+  CHECK(ss_json_string(&b, "", 0) == 0 && json_is(&b, "\"\""));
+  /* 100,000 doubles from all over the range read back exactly */
+  for (i = 0; i < 100000; i++) {
+    double d;
+    bits ^= bits << 13;
+    bits ^= bits >> 7;
+    bits ^= bits << 17;
+    memcpy(&d, &bits, sizeof d);
+    if (d != d || d - d != 0) continue;
+    ss_format_double(tmp, sizeof tmp, d);
+    exact &= strtod(tmp, NULL) == d;
+  }
+  CHECK(exact);
+  CHECK(ss_format_double(tmp, sizeof tmp, 0.0 / 0.0) == 3 && strcmp(tmp, "NaN") == 0);
+  ss_format_double(tmp, sizeof tmp, -1.0 / 0.0);
+  CHECK(strcmp(tmp, "-Infinity") == 0);
+  ss_buf_free(&b);
+}
+
 int main(void) {
   test_error();
   test_buf();
   test_redact();
+  test_json();
   DONE();
 }

@@ -1,0 +1,62 @@
+#include "json.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ss_format_double(char *out, size_t size, double d) {
+  int precision;
+  if (isnan(d)) return snprintf(out, size, "NaN");
+  if (isinf(d)) return snprintf(out, size, d > 0 ? "Infinity" : "-Infinity");
+  for (precision = 15; precision < 17; precision++) {
+    snprintf(out, size, "%.*g", precision, d);
+    if (strtod(out, NULL) == d) return (int)strlen(out);
+  }
+  return snprintf(out, size, "%.17g", d);
+}
+
+int ss_json_integer(ss_buf *b, long long v) {
+  char tmp[24];
+  int n = snprintf(tmp, sizeof tmp, "%lld", v);
+  return ss_buf_append(b, tmp, (size_t)n);
+}
+
+int ss_json_double(ss_buf *b, double d) {
+  char tmp[32];
+  int n = ss_format_double(tmp, sizeof tmp, d);
+  /* "1e+20" and "3" are valid JSON numbers as they are */
+  return ss_buf_append(b, tmp, (size_t)n);
+}
+
+int ss_json_string(ss_buf *b, const char *s, size_t len) {
+  static const char hex[] = "0123456789abcdef";
+  size_t i, run = 0;
+  /* worst case: every byte becomes \u00XX */
+  if (len > ((size_t)-1 - 2) / 6 || ss_buf_reserve(b, len + 2)) return -1;
+  b->data[b->len++] = '"';
+  for (i = 0; i < len; i++) {
+    unsigned char c = (unsigned char)s[i];
+    char esc[6];
+    size_t n;
+    if (c >= 0x20 && c != '"' && c != '\\') continue;
+    if (ss_buf_append(b, s + run, i - run)) return -1;
+    run = i + 1;
+    esc[0] = '\\';
+    switch (c) {
+    case '"': esc[1] = '"'; n = 2; break;
+    case '\\': esc[1] = '\\'; n = 2; break;
+    case '\n': esc[1] = 'n'; n = 2; break;
+    case '\r': esc[1] = 'r'; n = 2; break;
+    case '\t': esc[1] = 't'; n = 2; break;
+    case '\b': esc[1] = 'b'; n = 2; break;
+    case '\f': esc[1] = 'f'; n = 2; break;
+    default:
+      esc[1] = 'u'; esc[2] = '0'; esc[3] = '0'; esc[4] = hex[c >> 4]; esc[5] = hex[c & 15];
+      n = 6;
+    }
+    if (ss_buf_append(b, esc, n)) return -1;
+  }
+  if (ss_buf_append(b, s + run, len - run)) return -1;
+  return ss_buf_putc(b, '"');
+}
