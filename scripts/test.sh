@@ -75,18 +75,26 @@ lua5.4 /usr/bin/busted --output=plainTerminal spec/ 2>&1 | tee .run/logs/busted.
 count_busted .run/logs/busted.log
 
 if [ "${SEMSTORE_SKIP_VALGRIND:-0}" != 1 ]; then
-  echo "== the specs again under valgrind"
+  echo "== the C tests and the specs again under valgrind"
+  vg_c_ok=1
+  for t in build/tests/test_*; do
+    [ -x "$t" ] || continue
+    valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+      --show-leak-kinds=definite --suppressions=scripts/valgrind.supp \
+      --log-file=".run/logs/valgrind-$(basename "$t").log" "$t" > ".run/logs/$(basename "$t")-valgrind.out" 2>&1 || vg_c_ok=0
+  done
   SEMSTORE_UNDER_VALGRIND=1 valgrind --quiet --error-exitcode=99 --leak-check=full \
     --errors-for-leak-kinds=definite --show-leak-kinds=definite --suppressions=scripts/valgrind.supp \
     --log-file=.run/logs/valgrind.log lua5.4 /usr/bin/busted --output=plainTerminal spec/ > .run/logs/busted-valgrind.log 2>&1
   status=$?
   inner_passed=$passed inner_failed=$failed
-  if count_busted .run/logs/busted-valgrind.log && [ "$status" -ne 99 ] && ! grep -q 'ERROR SUMMARY: [1-9]' .run/logs/valgrind.log; then
-    echo "valgrind: clean ($(grep -cE 'definitely lost: [1-9]' .run/logs/valgrind.log) leak reports)"
+  if count_busted .run/logs/busted-valgrind.log && [ "$status" -ne 99 ] && [ "$vg_c_ok" = 1 ] &&
+    ! grep -q 'ERROR SUMMARY: [1-9]' .run/logs/valgrind*.log; then
+    echo "valgrind: clean"
     passed=$((inner_passed + 1)) failed=$inner_failed
   else
-    echo "valgrind: errors or failures, see .run/logs/valgrind.log:"
-    grep -A20 -E '==[0-9]+== [A-Z]' .run/logs/valgrind.log | head -60
+    echo "valgrind: errors or failures, see .run/logs/valgrind*.log:"
+    grep -A20 -E '==[0-9]+== [A-Z]' .run/logs/valgrind*.log | head -60
     tail -n 20 .run/logs/busted-valgrind.log
     passed=$inner_passed failed=$((inner_failed + 1))
   fi

@@ -62,6 +62,15 @@ describe("pool", function()
     db:close()
   end)
 
+  it("connect() with no options reads DATABASE_URL and the DB_POOL_* settings", function()
+    assert(os.getenv "DATABASE_URL", "scripts/servers.sh exports DATABASE_URL")
+    local db = assert(semstore.connect())
+    assert.are.equal("default", db.pg:name())
+    assert.are.equal(1, assert(db.pg:query "select 1 as one")[1].one)
+    assert.are.equal(15, db.pg:stats().max) -- 5 + 10 overflow unless DB_POOL_* says otherwise
+    db:close()
+  end)
+
   it("pools are process-wide by name: a second connect shares the first one's pool", function()
     local one = helpers.connect()
     local two = assert(semstore.connect { name = one.name, postgres = helpers.url })
