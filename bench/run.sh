@@ -11,6 +11,7 @@ bash scripts/servers.sh start
 trap 'bash scripts/servers.sh stop' EXIT
 # shellcheck disable=SC1091
 source .run/env
-for pid in $(pgrep -f "postgres.*$SEMSTORE_TEST_PG_PORT" || true); do taskset -a -cp 1 "$pid" >/dev/null; done
+# backends fork from the postmaster and inherit its core
+taskset -a -cp 1 "$(head -n 1 "$SEMSTORE_TEST_PG_DATA/postmaster.pid")" >/dev/null
 export LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
 taskset -c 0 lua5.4 bench/pg_query_bench.lua "$@"

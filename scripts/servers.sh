@@ -84,6 +84,7 @@ export DATABASE_URL=$url
 export SEMSTORE_TEST_DATABASE_URL=$url
 export SEMSTORE_TEST_PG_SUPERUSER_URL=postgresql://postgres:postgres@127.0.0.1:$pg_port/postgres
 export SEMSTORE_TEST_PG_PORT=$pg_port
+export SEMSTORE_TEST_PG_DATA=$data/data
 export SEMSTORE_TEST_RESTART_PG="bash $root/scripts/servers.sh restart-pg"
 export REDIS_URL=redis://127.0.0.1:$redis_port/0
 ENV
