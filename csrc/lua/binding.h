@@ -41,6 +41,10 @@ typedef struct {
  * parameters. Pushes the storage that anchors them (one value). 0, or -1
  * with err set (an input error naming the parameter). */
 int ss_encode_params(lua_State *L, int first, int n, ss_params *out, ss_error *err);
+/* The length of the array table at idx: its field n when that is an
+ * integer (so it may hold nils, as table.pack makes them), else #t. Raw
+ * access: no metamethod runs. */
+lua_Integer ss_array_length(lua_State *L, int idx);
 /* Pushes a result as an array of rows (column name -> value) whose
  * metatable gives `columns` and `affected`. *slot holds the first result;
  * with pg, further rows are streamed from it (ss_pg_stream_next). *slot

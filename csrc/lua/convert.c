@@ -41,14 +41,21 @@ static int has_mt(lua_State *L, int idx, const char *name) {
   return same;
 }
 
+lua_Integer ss_array_length(lua_State *L, int idx) {
+  lua_Integer n;
+  idx = lua_absindex(L, idx);
+  lua_pushliteral(L, "n");
+  n = lua_rawget(L, idx) == LUA_TNUMBER && lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (lua_Integer)lua_rawlen(L, idx);
+  lua_pop(L, 1);
+  return n;
+}
+
 /* Array literal text: {1,"two",NULL,{3,4}}; strings are always quoted. */
 static int encode_array(lua_State *L, int idx, ss_buf *b, ss_error *err, int param) {
   lua_Integer i, n;
   char num[64];
   idx = lua_absindex(L, idx);
-  lua_getfield(L, idx, "n");
-  n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (lua_Integer)lua_rawlen(L, idx);
-  lua_pop(L, 1);
+  n = ss_array_length(L, idx);
   if (ss_buf_putc(b, '{')) goto oom;
   for (i = 1; i <= n; i++) {
     int t = lua_rawgeti(L, idx, i);

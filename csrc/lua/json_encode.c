@@ -109,9 +109,7 @@ static int encode_value(lua_State *L, int idx, ss_buf *b, ss_error *err, int dep
     if (is_marked(L, idx, SS_BYTEA_MT)) break;
     if (is_marked(L, idx, SS_ARRAY_MT)) {
       lua_rawgeti(L, idx, 1);
-      lua_getfield(L, -1, "n");
-      n = lua_isinteger(L, -1) ? lua_tointeger(L, -1) : (lua_Integer)lua_rawlen(L, -2);
-      lua_pop(L, 1);
+      n = ss_array_length(L, -1);
       status = encode_array(L, lua_gettop(L), n, b, err, depth);
       if (status == 0) lua_pop(L, 1);
       return status;
