@@ -32,7 +32,7 @@ static int format_number(lua_State *L, int idx, char *out, size_t size) {
   return ss_format_double(out, size, lua_tonumber(L, idx));
 }
 
-static int has_mt(lua_State *L, int idx, const char *name) {
+int ss_has_metatable(lua_State *L, int idx, const char *name) {
   int same;
   if (!lua_getmetatable(L, idx)) return 0;
   luaL_getmetatable(L, name);
@@ -82,7 +82,7 @@ static int encode_array(lua_State *L, int idx, ss_buf *b, ss_error *err, int par
         b->data[b->len++] = s[k];
       }
       b->data[b->len++] = '"';
-    } else if (t == LUA_TTABLE && !has_mt(L, -1, SS_BYTEA_MT)) {
+    } else if (t == LUA_TTABLE && !ss_has_metatable(L, -1, SS_BYTEA_MT)) {
       if (encode_array(L, -1, b, err, param)) {
         lua_pop(L, 1);
         return -1;
@@ -152,11 +152,11 @@ int ss_encode_params(lua_State *L, int first, int n, ss_params *p, ss_error *err
       }
       break;
     case LUA_TTABLE:
-      if (has_mt(L, idx, SS_BYTEA_MT)) {
+      if (ss_has_metatable(L, idx, SS_BYTEA_MT)) {
         lua_rawgeti(L, idx, 1);
         p->formats[i] = 1;
         p->types[i] = 17; /* bytea, sent as raw bytes */
-      } else if (has_mt(L, idx, SS_ARRAY_MT)) {
+      } else if (ss_has_metatable(L, idx, SS_ARRAY_MT)) {
         ss_buf *b = push_scratch(L);
         lua_rawgeti(L, idx, 1);
         if (encode_array(L, -1, b, err, i + 1)) {

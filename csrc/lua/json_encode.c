@@ -73,15 +73,6 @@ static int encode_object(lua_State *L, int idx, ss_buf *b, ss_error *err, int de
   return ss_buf_putc(b, '}') ? oom(err) : 0;
 }
 
-static int is_marked(lua_State *L, int idx, const char *mt) {
-  int same;
-  if (!lua_getmetatable(L, idx)) return 0;
-  luaL_getmetatable(L, mt);
-  same = lua_rawequal(L, -1, -2);
-  lua_pop(L, 2);
-  return same;
-}
-
 static int encode_value(lua_State *L, int idx, ss_buf *b, ss_error *err, int depth) {
   switch (lua_type(L, idx)) {
   case LUA_TNIL:
@@ -106,8 +97,8 @@ static int encode_value(lua_State *L, int idx, ss_buf *b, ss_error *err, int dep
     int status;
     if (depth >= MAX_DEPTH || !lua_checkstack(L, 6))
       return ss_error_set(err, SS_ERR_INPUT, "tables nested more than %d deep (a cycle?)", MAX_DEPTH);
-    if (is_marked(L, idx, SS_BYTEA_MT)) break;
-    if (is_marked(L, idx, SS_ARRAY_MT)) {
+    if (ss_has_metatable(L, idx, SS_BYTEA_MT)) break;
+    if (ss_has_metatable(L, idx, SS_ARRAY_MT)) {
       lua_rawgeti(L, idx, 1);
       n = ss_array_length(L, -1);
       status = encode_array(L, lua_gettop(L), n, b, err, depth);
