@@ -77,9 +77,12 @@ static void on_notice(void *arg, const PGresult *res) {
 ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err) {
   char timeout[16], options[256];
   /* Ours first and the user's conninfo last, so what the user wrote wins. */
-  const char *keys[] = {"application_name", "connect_timeout", "client_encoding", "options",
+  /* GSS encryption is off unless the conninfo asks for it: probing for
+   * Kerberos credentials on every connect costs time, and libgssapi's
+   * first use from several threads at once leaks. */
+  const char *keys[] = {"application_name", "connect_timeout", "client_encoding", "gssencmode", "options",
                         "dbname", NULL};
-  const char *vals[] = {s->application_name, timeout, "UTF8", options, s->conninfo, NULL};
+  const char *vals[] = {s->application_name, timeout, "UTF8", "disable", options, s->conninfo, NULL};
   ss_pg *pg = calloc(1, sizeof *pg);
   if (!pg) {
     ss_error_set(err, SS_ERR_MEMORY, "out of memory connecting to PostgreSQL");
@@ -91,7 +94,7 @@ ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err) {
            "-c DateStyle=ISO,MDY -c bytea_output=hex -c statement_timeout=%d -c lock_timeout=%d "
            "-c idle_in_transaction_session_timeout=%d",
            s->statement_timeout_ms, s->lock_timeout_ms, s->idle_in_transaction_timeout_ms);
-  if (!*s->conninfo) vals[4] = NULL; /* libpq's PG* variables and service files */
+  if (!*s->conninfo) vals[5] = NULL; /* libpq's PG* variables and service files */
   pg->conn = PQconnectdbParams(keys, vals, 1);
   if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK) {
     set_connection_error(pg, err, "could not connect to PostgreSQL");
@@ -272,6 +275,8 @@ static void drain(ss_pg *pg) {
 static PGresult *run(ss_pg *pg, const char *sql, int n, const Oid *types, const char *const *values,
                      const int *lengths, const int *formats, int single_row, ss_error *err) {
   int attempt;
+  /* a stream its reader abandoned (an error raised while decoding) */
+  if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE) drain(pg);
   for (attempt = 0; attempt < 2; attempt++) {
     int idle = PQtransactionStatus(pg->conn) == PQTRANS_IDLE;
     const char *code;

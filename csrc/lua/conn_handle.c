@@ -48,6 +48,10 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
     if (!(c->item = ss_pool_acquire(c->pool, &err))) return ss_push_fail(L, &err);
   }
   pg = c->item->conn;
+  if (c->res) { /* left by a decode that an error interrupted */
+    PQclear(c->res);
+    c->res = NULL;
+  }
   res = simple ? ss_pg_exec(pg, sql, &err)
                : ss_pg_stream_start(pg, sql, params.n, params.types, params.values, params.lengths,
                                     params.formats, &err);

@@ -87,6 +87,50 @@ static void *waiter_thread(void *arg) {
   return NULL;
 }
 
+/* An allocator with a ceiling, to fail an allocation in the middle of a
+ * decode the way a memory-starved OpenResty worker would. */
+static size_t used, ceiling = (size_t)-1;
+
+static void *limited_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  if (!ptr) osize = 0;
+  if (nsize == 0) {
+    used -= osize;
+    free(ptr);
+    return NULL;
+  }
+  if (nsize > osize && used + (nsize - osize) > ceiling) return NULL;
+  ptr = realloc(ptr, nsize);
+  if (ptr) used += nsize - osize;
+  return ptr;
+}
+
+/* A memory error raised while rows are decoded: the collector runs again,
+ * the connection is usable for the next statement, nothing leaks. */
+static void test_memory_error_mid_decode(void) {
+  lua_State *L = lua_newstate(limited_alloc, NULL);
+  long long out[4];
+  luaL_openlibs(L);
+  CHECK(run(L,
+            "local semstore = require 'semstore'\n"
+            "db = assert(semstore.connect{name = 'oom', postgres = os.getenv 'SEMSTORE_TEST_DATABASE_URL',\n"
+            "  pool = {size = 1, max_overflow = 0, timeout = 5}})\n"
+            "conn = assert(db.pg:acquire())\n"
+            "assert(conn:query('select 1'))\n"
+            "collectgarbage()",
+            out) == 0);
+  ceiling = used + 2 * 1024 * 1024; /* far less than 200,000 decoded rows need */
+  CHECK(run(L, "local ok, e = pcall(conn.query, conn, 'select g, md5(g::text) from generate_series(1, 200000) g')\n"
+               "return (not ok and tostring(e):find('not enough memory')) and 1 or 0",
+            out) == 1 && out[0] == 1);
+  ceiling = (size_t)-1;
+  CHECK(run(L, "return collectgarbage('isrunning') and 1 or 0", out) == 1 && out[0] == 1);
+  CHECK(run(L, "return assert(conn:query('select 7 as n'))[1].n, #assert(conn:query('select generate_series(1, 1000)'))",
+            out) == 2 && out[0] == 7 && out[1] == 1000);
+  CHECK(run(L, "conn:release(); local s = db.pg:stats(); db:close(); return s.in_use", out) == 1 && out[0] == 0);
+  lua_close(L);
+}
+
 int main(void) {
   pthread_t th[THREADS];
   long long res[THREADS][4], out[4], waited[4];
@@ -131,5 +175,6 @@ int main(void) {
     CHECK(waited[1] >= 250);
   }
   lua_close(main_state);
+  test_memory_error_mid_decode();
   DONE();
 }
