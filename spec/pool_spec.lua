@@ -71,6 +71,22 @@ describe("pool", function()
     db:close()
   end)
 
+  it("connects from POSTGRES_* or, with nothing set, libpq's PG* variables", function()
+    local user, pass, host, port, dbname = helpers.url:match "^postgresql://([^:]+):([^@]+)@([^:]+):(%d+)/(.+)$"
+    local probe = [[lua5.4 -e 'local s = require "semstore"; local db = assert(s.connect()); ]] ..
+      [[io.write(assert(db.pg:query "select current_user as u, current_database() as d")[1].d)']]
+    local function run(vars)
+      local p = io.popen("env -u DATABASE_URL " .. vars .. " " .. probe .. " 2>&1")
+      local out = p:read "a"
+      p:close()
+      return out
+    end
+    assert.are.equal(dbname, run(string.format("POSTGRES_HOST=%s POSTGRES_PORT=%s POSTGRES_USER=%s POSTGRES_PASSWORD=%s POSTGRES_DB=%s",
+      host, port, user, pass, dbname)))
+    assert.are.equal(dbname, run(string.format("PGHOST=%s PGPORT=%s PGUSER=%s PGPASSWORD=%s PGDATABASE=%s",
+      host, port, user, pass, dbname)))
+  end)
+
   it("pools are process-wide by name: a second connect shares the first one's pool", function()
     local one = helpers.connect()
     local two = assert(semstore.connect { name = one.name, postgres = helpers.url })
