@@ -6,7 +6,7 @@ description = {
   summary = "A native data layer for Lua: PostgreSQL pool, typed queries and transactions in C",
   license = "MIT",
 }
-dependencies = { "lua >= 5.4" }
+dependencies = { "lua >= 5.4", "luafilesystem" }
 -- libpq, found by CMake through pkg-config (Debian: libpq-dev)
 build = {
   type = "cmake",
@@ -17,5 +17,6 @@ build = {
     SEMSTORE_LUA_LIBDIR = "$(LIBDIR)",
     SEMSTORE_LUA_DIR = "$(LUADIR)",
   },
+  install = { bin = { semstore = "bin/semstore" } },
   copy_directories = { "examples" },
 }

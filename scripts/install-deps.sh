@@ -3,7 +3,7 @@
 # missing: a machine that has everything makes no network access.
 set -euo pipefail
 
-packages=(build-essential cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-busted libpq-dev
+packages=(build-essential cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-filesystem lua-busted libpq-dev
   libhiredis-dev libcurl4-openssl-dev libcrypt-dev postgresql-15 postgresql-contrib redis-server
   valgrind lua-sql-postgres luarocks procps util-linux)
 

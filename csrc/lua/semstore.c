@@ -1,5 +1,6 @@
 /* luaopen_semstore_core: the C half of require "semstore". */
 #include <string.h>
+#include <time.h>
 
 #include "binding.h"
 #include "redact.h"
@@ -14,6 +15,14 @@ static int redact(lua_State *L) {
   char *out = luaL_buffinitsize(L, &b, cap);
   ss_redact(s, out, cap);
   luaL_pushresultsize(&b, strlen(out));
+  return 1;
+}
+
+/* core.monotime(): seconds on a clock that never jumps, for durations. */
+static int monotime(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
   return 1;
 }
 
@@ -43,6 +52,8 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   lua_setfield(L, -2, "null");
   lua_pushcfunction(L, redact);
   lua_setfield(L, -2, "redact");
+  lua_pushcfunction(L, monotime);
+  lua_setfield(L, -2, "monotime");
   ss_open_errors(L);
   ss_open_convert(L);
   ss_open_conn(L);

@@ -4,6 +4,18 @@ local core = require "semstore.core"
 
 local config = {}
 
+-- Values read from a .env file. They only fill in what the real environment
+-- lacks: a variable that is set, even to "", always wins (as with
+-- docker-compose and python-dotenv). Lua cannot set environment variables,
+-- so libpq's own PG* variables are only ever read from the real environment.
+local file_env = {}
+
+function config.getenv(name)
+  local v = os.getenv(name)
+  if v ~= nil then return v end
+  return file_env[name]
+end
+
 local function input_error(fmt, ...)
   return nil, core.error { kind = "input", message = string.format(fmt, ...) }
 end
@@ -57,7 +69,7 @@ end
 -- The seed's variables: DATABASE_URL, or POSTGRES_HOST/PORT/USER/PASSWORD/DB;
 -- otherwise "" leaves it to libpq (PG* variables, service files).
 function config.postgres_from_env(getenv)
-  getenv = getenv or os.getenv
+  getenv = getenv or config.getenv
   local url = getenv "DATABASE_URL"
   if url and url ~= "" then return config.conninfo(url) end
   local t, any = {}, false
@@ -72,7 +84,7 @@ end
 -- Pool settings: explicit options win over DB_POOL_* variables, which win
 -- over the defaults (5 + 10 overflow, 30 s wait, 3600 s lifetime, pre-ping).
 function config.pool_from_env(opts, getenv)
-  getenv = getenv or os.getenv
+  getenv = getenv or config.getenv
   opts = opts or {}
   local out, err = {}, nil
   local numbers = {
@@ -99,6 +111,70 @@ function config.pool_from_env(opts, getenv)
     out[key] = opts[key]
   end
   return out
+end
+
+local ESCAPES = { n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["$"] = "$" }
+
+-- One line of a .env file: KEY=VALUE, optionally after `export `; VALUE
+-- is bare (trimmed, a " #" starts a comment), 'literal' or "with \n escapes".
+local function parse_env_line(line)
+  local key, rest = line:match "^%s*export%s+([%a_][%w_]*)%s*=%s*(.-)%s*$"
+  if not key then key, rest = line:match "^%s*([%a_][%w_]*)%s*=%s*(.-)%s*$" end
+  if not key then return nil end
+  local q = rest:sub(1, 1)
+  if q == "'" then
+    local v, tail = rest:match "^'([^']*)'(.*)$"
+    if v and (tail == "" or tail:match "^%s+#") then return key, v end
+    return nil
+  elseif q == '"' then
+    local out, i = {}, 2
+    while i <= #rest do
+      local c = rest:sub(i, i)
+      if c == "\\" then
+        local e = ESCAPES[rest:sub(i + 1, i + 1)]
+        if not e then return nil end
+        out[#out + 1], i = e, i + 2
+      elseif c == '"' then
+        local tail = rest:sub(i + 1)
+        if tail == "" or tail:match "^%s+#" then return key, table.concat(out) end
+        return nil
+      else
+        out[#out + 1], i = c, i + 1
+      end
+    end
+    return nil
+  end
+  return key, (rest:gsub("%s+#.*$", ""))
+end
+
+-- Parses the text of a .env file into a table; a line it cannot read is an
+-- error naming the line, so a typo never silently drops a setting.
+function config.parse_env(text, source)
+  local values, n = {}, 0
+  for line in (text .. "\n"):gmatch "([^\n]*)\n" do
+    n = n + 1
+    line = line:gsub("\r$", "")
+    if not line:match "^%s*$" and not line:match "^%s*#" then
+      local key, value = parse_env_line(line)
+      if not key then return input_error("%s:%d: expected KEY=VALUE", source or ".env", n) end
+      values[key] = value
+    end
+  end
+  return values
+end
+
+-- Reads a .env file (default ./.env) for config.getenv. Returns true, or
+-- false when there is no such file, or nil, err when it cannot be read.
+function config.load_env_file(path)
+  path = path or ".env"
+  local f = io.open(path, "rb")
+  if not f then return false end
+  local text = f:read "a"
+  f:close()
+  local values, err = config.parse_env(text, path)
+  if not values then return nil, err end
+  file_env = values
+  return true
 end
 
 config.redact = core.redact
