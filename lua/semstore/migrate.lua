@@ -17,7 +17,7 @@ local migrate = {}
 local LOCK_ID = 0x73656d73746f7265
 
 local TABLE_SQL = [[
-CREATE TABLE IF NOT EXISTS schema_migrations (
+CREATE TABLE IF NOT EXISTS %s (
   source text NOT NULL,
   version text NOT NULL,
   name text NOT NULL,
@@ -126,9 +126,9 @@ local function plan(conn, opts)
   local files, err = collect(opts)
   if not files then return nil, err end
   local rows
-  rows, err = conn:query [[
+  rows, err = conn:query(string.format([[
     SELECT source, version, name, checksum, applied_at, execution_ms
-    FROM schema_migrations ORDER BY applied_at, source, version]]
+    FROM %s ORDER BY applied_at, source, version]], opts.table))
   if not rows then return nil, err end
   local applied, newest = {}, {}
   for i, row in ipairs(rows) do
@@ -224,10 +224,10 @@ local function run_one(conn, m, direction, opts)
     if rec.failed and conn:transaction_status() == "failed_transaction" then return nil, rec.failed.err end
     local ms = math.floor((core.monotime() - started) * 1000 + 0.5)
     if direction == "up" then
-      res, err = conn:query([[INSERT INTO schema_migrations (source, version, name, checksum, execution_ms)
-        VALUES ($1, $2, $3, $4, $5)]], m.source, m.version, m.name, m.checksum, ms)
+      res, err = conn:query(string.format([[INSERT INTO %s (source, version, name, checksum, execution_ms)
+        VALUES ($1, $2, $3, $4, $5)]], opts.table), m.source, m.version, m.name, m.checksum, ms)
     else
-      res, err = conn:query("DELETE FROM schema_migrations WHERE source = $1 AND version = $2", m.source, m.version)
+      res, err = conn:query(string.format("DELETE FROM %s WHERE source = $1 AND version = $2", opts.table), m.source, m.version)
     end
     if not res then return nil, err end
     return ms
@@ -246,16 +246,37 @@ local function log(opts, fmt, ...)
   if opts.log then opts.log(string.format(fmt, ...)) end
 end
 
+-- schema_migrations lives in the schema first on the search path when a
+-- run starts; naming it in full keeps a migration that changes search_path
+-- from losing it.
+local function table_name(conn)
+  local rows, err = conn:query "SELECT quote_ident(current_schema()) AS s"
+  if not rows then return nil, err end
+  if rows[1].s == core.null then return fail("input", "the search path names no schema for schema_migrations") end
+  return rows[1].s .. ".schema_migrations"
+end
+
+local DRY_RUN = {}
+
 -- Borrows one connection for the run, takes the lock, makes sure the
--- table exists, runs fn(conn), and always gives all of it back.
+-- table exists, runs fn(conn, run) and always gives all of it back. A dry
+-- run does all of it in one transaction that is rolled back.
 local function with_lock(db, opts, fn)
   if type(db) ~= "table" or not db.pg then return fail("input", "migrate needs a db from semstore.connect()") end
   local conn, err = db.pg:acquire()
   if not conn then return nil, err end
+  local run = setmetatable({ db = db }, { __index = opts })
+  local function body()
+    local ok, e = conn:exec(string.format(TABLE_SQL, run.table))
+    if not ok then return nil, e end
+    return fn(conn, run)
+  end
   local res = table.pack(pcall(function()
     -- a migration may run for a long time; the pool's timeouts are for queries
     local ok, e = conn:exec "SET statement_timeout = 0; SET lock_timeout = 0"
     if not ok then return nil, e end
+    run.table, e = table_name(conn)
+    if not run.table then return nil, e end
     local got
     got, e = conn:query("SELECT pg_try_advisory_lock($1) AS ok", LOCK_ID)
     if not got then return nil, e end
@@ -264,9 +285,17 @@ local function with_lock(db, opts, fn)
       got, e = conn:query("SELECT pg_advisory_lock($1)", LOCK_ID)
       if not got then return nil, e end
     end
-    ok, e = conn:exec(TABLE_SQL)
-    if not ok then return nil, e end
-    return fn(conn)
+    if not opts.dry_run then return body() end
+    local report, partial
+    ok, e = conn:transaction(function()
+      local r, e2, p = body()
+      report, partial = r, p
+      if not r then return nil, e2 end
+      return nil, DRY_RUN
+    end)
+    if e ~= DRY_RUN then return nil, e, partial end
+    log(opts, "dry run: rolled back")
+    return report
   end))
   -- a `transaction = false` migration may have failed with a transaction open
   local status = conn:transaction_status()
@@ -301,41 +330,24 @@ local function target_index(entries, target)
   return fail("input", "no migration %s", tostring(target))
 end
 
-local DRY_RUN = {}
-
--- Runs steps (a list of migrations with their direction) for real, or
--- inside one transaction that is rolled back (dry_run). A dry run stops
--- before a `transaction = false` migration, which cannot run in one.
+-- Runs steps (migrations, each with its direction). In a dry run, which
+-- with_lock wraps in a transaction, it stops before a `transaction = false`
+-- migration: that one cannot run inside a transaction.
 local function execute(conn, steps, direction, opts)
   local report = { [direction == "up" and "applied" or "reverted"] = {}, dry_run = opts.dry_run or false }
   local list = report.applied or report.reverted
-  local function all()
-    for _, m in ipairs(steps) do
-      if opts.dry_run and m.def.transaction == false then
-        report.stopped_before = m.id
-        log(opts, "%s runs outside a transaction (transaction = false): a dry run stops before it", m.id)
-        break
-      end
-      log(opts, "%s %s", direction == "up" and "applying" or "reverting", m.id)
-      local ms, err = run_one(conn, m, direction, opts)
-      if not ms then return nil, err end
-      list[#list + 1] = { id = m.id, ms = ms }
-      log(opts, "%s %s (%d ms)", direction == "up" and "applied" or "reverted", m.id, ms)
+  for _, m in ipairs(steps) do
+    if opts.dry_run and m.def.transaction == false then
+      report.stopped_before = m.id
+      log(opts, "%s runs outside a transaction (transaction = false): a dry run stops before it", m.id)
+      break
     end
-    return true
+    log(opts, "%s %s", direction == "up" and "applying" or "reverting", m.id)
+    local ms, err = run_one(conn, m, direction, opts)
+    if not ms then return nil, err, report end
+    list[#list + 1] = { id = m.id, ms = ms }
+    log(opts, "%s %s (%d ms)", direction == "up" and "applied" or "reverted", m.id, ms)
   end
-  if not opts.dry_run then
-    local ok, err = all()
-    if not ok then return nil, err, report end
-    return report
-  end
-  local ok, err = conn:transaction(function()
-    local done, e = all()
-    if not done then return nil, e end
-    return nil, DRY_RUN
-  end)
-  if ok or err ~= DRY_RUN then return nil, err, report end
-  log(opts, "dry run: rolled back")
   return report
 end
 
@@ -351,8 +363,8 @@ end
 -- of what was applied before the failure).
 function migrate.up(db, opts)
   opts = options(opts)
-  return with_lock(db, opts, function(conn)
-    local entries, problems = plan(conn, opts)
+  return with_lock(db, opts, function(conn, run)
+    local entries, problems = plan(conn, run)
     if not entries then return nil, problems end
     if #problems > 0 then return refuse(problems) end
     local last = #entries
@@ -371,7 +383,7 @@ function migrate.up(db, opts)
       end
     end
     if #steps == 0 then log(opts, "nothing to apply") end
-    return execute(conn, steps, "up", setmetatable({ db = db }, { __index = opts }))
+    return execute(conn, steps, "up", run)
   end)
 end
 
@@ -383,8 +395,8 @@ function migrate.down(db, opts)
   if count ~= "all" and (math.type(count) ~= "integer" or count < 1) then
     return fail("input", "steps must be a positive integer or \"all\", not %s", tostring(count))
   end
-  return with_lock(db, opts, function(conn)
-    local entries, problems = plan(conn, opts)
+  return with_lock(db, opts, function(conn, run)
+    local entries, problems = plan(conn, run)
     if not entries then return nil, problems end
     local applied = {}
     for _, m in ipairs(entries) do
@@ -404,7 +416,7 @@ function migrate.down(db, opts)
       steps[#steps + 1] = m
     end
     if #steps == 0 then log(opts, "nothing to revert") end
-    return execute(conn, steps, "down", setmetatable({ db = db }, { __index = opts }))
+    return execute(conn, steps, "down", run)
   end)
 end
 
@@ -420,9 +432,12 @@ function migrate.status(db, opts)
   conn, err = db.pg:acquire()
   if not conn then return nil, err end
   local ok, entries, problems = pcall(function()
-    local exists, e = conn:query "SELECT to_regclass('schema_migrations') IS NOT NULL AS yes"
+    local name, e = table_name(conn)
+    if not name then return nil, e end
+    local exists
+    exists, e = conn:query("SELECT to_regclass($1) IS NOT NULL AS yes", name)
     if not exists then return nil, e end
-    if exists[1].yes then return plan(conn, opts) end
+    if exists[1].yes then return plan(conn, setmetatable({ table = name }, { __index = opts })) end
     for _, m in ipairs(files) do m.state = "pending" end
     return files, {}
   end)

@@ -27,6 +27,92 @@ function helpers.assert_all_returned(db)
   assert(s.waiting == 0, "acquirers still waiting: " .. s.waiting)
 end
 
+-- The checkout the specs run from (scripts/test.sh runs busted there).
+helpers.root = assert(io.popen "pwd"):read "l"
+
+-- A single-quoted shell word.
+function helpers.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+local function admin()
+  return semstore.connect { name = "spec-admin", postgres = assert(helpers.superuser_url), pool = { size = 1, max_overflow = 0 } }
+end
+
+-- A new empty database owned by the test role, for specs that change the
+-- schema; returns its name and URL.
+function helpers.fresh_database()
+  counter = counter + 1
+  local name = string.format("spec_%d_%d", os.time() % 100000, counter)
+  local db = assert(admin())
+  assert(db.pg:exec("DROP DATABASE IF EXISTS " .. name .. " WITH (FORCE)"))
+  assert(db.pg:exec("CREATE DATABASE " .. name .. " OWNER semstore"))
+  return name, (helpers.url:gsub("/[^/?]*$", "/" .. name))
+end
+
+function helpers.drop_database(name)
+  local db = assert(admin())
+  assert(db.pg:exec("DROP DATABASE IF EXISTS " .. name .. " WITH (FORCE)"))
+end
+
+function helpers.tmpdir()
+  local p = assert(io.popen "mktemp -d /tmp/semstore-spec.XXXXXX")
+  local dir = p:read "l"
+  p:close()
+  return dir
+end
+
+function helpers.rmdir(dir)
+  assert(dir:match "^/tmp/semstore%-spec%.")
+  os.execute("rm -rf " .. helpers.shell_quote(dir))
+end
+
+function helpers.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+end
+
+function helpers.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local text = f:read "a"
+  f:close()
+  return text
+end
+
+-- The schema of a database as pg_dump prints it, without schema_migrations.
+function helpers.schema_dump(url)
+  local p = assert(io.popen("pg_dump --schema-only --no-owner --exclude-table=schema_migrations "
+    .. helpers.shell_quote(url) .. " 2>&1"))
+  local text = p:read "a"
+  assert(p:close(), text)
+  -- pg_dump 15.14+ fences its output with a random \restrict key
+  return (text:gsub("\n\\u?n?restrict [^\n]*", ""))
+end
+
+-- Runs bin/semstore in a shell: args is a list of words, opts.env extra
+-- variables (false unsets one), opts.cwd the working directory. Returns
+-- the exit code, stdout and stderr.
+function helpers.cli(args, opts)
+  opts = opts or {}
+  local out, err = os.tmpname(), os.tmpname()
+  local env = { "env" }
+  for k, v in pairs(opts.env or {}) do
+    env[#env + 1] = v == false and ("-u " .. k) or (k .. "=" .. helpers.shell_quote(v))
+  end
+  local words = {}
+  for i, a in ipairs(args) do words[i] = helpers.shell_quote(a) end
+  local cmd = string.format("cd %s && %s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s/bin/semstore %s >%s 2>%s",
+    helpers.shell_quote(opts.cwd or helpers.root), table.concat(env, " "),
+    helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
+    helpers.shell_quote(helpers.root .. "/build/?.so;;"), helpers.root, table.concat(words, " "), out, err)
+  local _, _, code = os.execute(cmd)
+  local stdout, stderr = helpers.read_file(out), helpers.read_file(err)
+  os.remove(out)
+  os.remove(err)
+  return code, stdout, stderr
+end
+
 function helpers.sleep(seconds)
   assert(os.execute(string.format("sleep %.3f", seconds)))
 end

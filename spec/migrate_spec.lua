@@ -1,0 +1,299 @@
+-- The migration runner against a real server, each test in a database of its own.
+local migrate = require "semstore.migrate"
+local helpers = require "support.helpers"
+
+local LOCK_ID = 0x73656d73746f7265
+
+-- a migration file's text from its up and down SQL
+local function sql_migration(up, down, extra)
+  local text = "return {\n  up = function(db) assert(db.pg:exec [==[" .. up .. "]==]) end,\n"
+  if down then text = text .. "  down = function(db) assert(db.pg:exec [==[" .. down .. "]==]) end,\n" end
+  return text .. (extra or "") .. "}\n"
+end
+
+describe("migrations", function()
+  local name, url, db, dir
+
+  before_each(function()
+    name, url = helpers.fresh_database()
+    db = helpers.connect({ size = 2, max_overflow = 2, timeout = 5, statement_timeout = 5 }, { postgres = url })
+    dir = helpers.tmpdir()
+  end)
+
+  after_each(function()
+    helpers.assert_all_returned(db)
+    db:close()
+    helpers.drop_database(name)
+    helpers.rmdir(dir)
+  end)
+
+  local function write(file, text) helpers.write_file(dir .. "/" .. file, text) end
+
+  local function exists(relation)
+    return db.pg:query("SELECT to_regclass($1) IS NOT NULL AS yes", relation)[1].yes
+  end
+
+  local function applied()
+    local rows = assert(db.pg:query "SELECT source, version FROM schema_migrations ORDER BY applied_at")
+    local out = {}
+    for i, r in ipairs(rows) do out[i] = r.source .. "/" .. r.version end
+    return out
+  end
+
+  local function ids(list)
+    local out = {}
+    for i, m in ipairs(list) do out[i] = m.id end
+    return out
+  end
+
+  it("applies the built-in schema first, then the application's folder, and records each", function()
+    write("0001_widgets.lua", sql_migration("CREATE TABLE widgets (id int)", "DROP TABLE widgets"))
+    local report = assert(migrate.up(db, { dir = dir }))
+    assert.are.same({ "semstore/0001_extensions_and_types", "semstore/0002_users_and_collections",
+      "semstore/0003_documents_and_chunks", "semstore/0004_operations_and_search_logs", "0001_widgets" }, ids(report.applied))
+    assert.is_true(exists "widgets")
+    local rows = assert(db.pg:query "SELECT * FROM schema_migrations ORDER BY applied_at")
+    assert.are.equal(5, #rows)
+    for _, r in ipairs(rows) do
+      assert.truthy(r.checksum:match "^%x+$" and #r.checksum == 64, r.checksum)
+      assert.is_true(math.type(r.execution_ms) == "integer" and r.execution_ms >= 0)
+      assert.truthy(r.applied_at:match "^%d%d%d%d%-%d%d%-%d%dT")
+    end
+    assert.are.same({ "app", "0001", "widgets" }, { rows[5].source, rows[5].version, rows[5].name })
+    assert.are.same({}, assert(migrate.up(db, { dir = dir })).applied, "a second run finds nothing to do")
+  end)
+
+  it("goes up, down to nothing and up again to the same schema", function()
+    local pristine = helpers.schema_dump(url)
+    assert(migrate.up(db))
+    local first = helpers.schema_dump(url)
+    assert.truthy(first:find("CREATE TABLE public.chunks_p99", 1, true))
+    local report = assert(migrate.down(db, { steps = "all" }))
+    assert.are.equal(4, #report.reverted)
+    assert.are.equal(pristine, helpers.schema_dump(url))
+    assert.are.same({}, applied())
+    assert(migrate.up(db))
+    assert.are.equal(first, helpers.schema_dump(url))
+  end)
+
+  it("reverts one step by default, newest first, and up stops at a target", function()
+    write("0001_a.lua", sql_migration("CREATE TABLE a (id int)", "DROP TABLE a"))
+    write("0002_b.lua", sql_migration("CREATE TABLE b (id int)", "DROP TABLE b"))
+    write("0003_c.lua", sql_migration("CREATE TABLE c (id int)", "DROP TABLE c"))
+    local report = assert(migrate.up(db, { dir = dir, builtin = false, target = "0002" }))
+    assert.are.same({ "0001_a", "0002_b" }, ids(report.applied))
+    assert.is_false(exists "c")
+    report = assert(migrate.down(db, { dir = dir, builtin = false }))
+    assert.are.same({ "0002_b" }, ids(report.reverted))
+    assert.is_true(exists "a")
+    assert.is_false(exists "b")
+    assert(migrate.up(db, { dir = dir, builtin = false, target = "0003_c" }))
+    assert.are.same({ "app/0001", "app/0002", "app/0003" }, applied())
+    local _, err = migrate.up(db, { dir = dir, builtin = false, target = "0009" })
+    assert.are.equal("input", err.kind)
+  end)
+
+  it("refuses an applied migration whose file changed since", function()
+    write("0001_a.lua", sql_migration("CREATE TABLE a (id int)", "DROP TABLE a"))
+    assert(migrate.up(db, { dir = dir, builtin = false }))
+    write("0001_a.lua", sql_migration("CREATE TABLE a (id bigint)", "DROP TABLE a"))
+    write("0002_b.lua", sql_migration("CREATE TABLE b (id int)", "DROP TABLE b"))
+    local res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.are.equal("migration", err.kind)
+    assert.truthy(err.message:find(dir .. "/0001_a.lua", 1, true))
+    assert.truthy(err.message:find("changed after it was applied", 1, true))
+    assert.is_false(exists "b", "nothing runs after a refusal")
+    res, err = migrate.down(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.truthy(err.message:find("changed", 1, true))
+    local entries, problems = assert(migrate.status(db, { dir = dir, builtin = false }))
+    assert.are.equal("changed", entries[1].state)
+    assert.are.equal(1, #problems)
+  end)
+
+  it("reports out-of-order and missing migrations instead of skipping them", function()
+    write("0001_a.lua", sql_migration("CREATE TABLE a (id int)"))
+    write("0003_c.lua", sql_migration("CREATE TABLE c (id int)"))
+    assert(migrate.up(db, { dir = dir, builtin = false }))
+    write("0002_b.lua", sql_migration("CREATE TABLE b (id int)"))
+    local res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.truthy(err.message:find("0002_b is older than a migration already applied", 1, true))
+    local entries = assert(migrate.status(db, { dir = dir, builtin = false }))
+    assert.are.same({ "applied", "pending", "applied" }, { entries[1].state, entries[2].state, entries[3].state })
+    assert.is_true(entries[2].out_of_order)
+    os.remove(dir .. "/0002_b.lua")
+    os.remove(dir .. "/0001_a.lua")
+    local problems
+    entries, problems = assert(migrate.status(db, { dir = dir, builtin = false }))
+    assert.are.equal("missing", entries[2].state)
+    assert.truthy(problems[1]:find("0001_a was applied but its file is gone", 1, true))
+    res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.are.equal("migration", err.kind)
+  end)
+
+  it("leaves no trace of a failing migration and names its file and statement", function()
+    write("0001_a.lua", sql_migration("CREATE TABLE a (id int)"))
+    write("0002_b.lua", [[
+return { up = function(db)
+  assert(db.pg:exec "CREATE TABLE b (id int)")
+  assert(db.pg:query("INSERT INTO b VALUES ($1)", 1))
+  assert(db.pg:query("INSERT INTO no_such_table VALUES ($1)", 2))
+end }
+]])
+    local res, err, report = migrate.up(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.are.same({ "0001_a" }, ids(report.applied))
+    assert.are.equal("postgres", err.kind)
+    assert.are.equal("42P01", err.code)
+    assert.are.equal(dir .. "/0002_b.lua", err.file)
+    assert.are.equal("0002_b", err.migration)
+    assert.truthy(err.statement:find("INSERT INTO no_such_table", 1, true))
+    assert.truthy(tostring(err):find("0002_b.lua", 1, true))
+    assert.truthy(tostring(err):find("statement: INSERT INTO no_such_table", 1, true))
+    assert.is_true(exists "a")
+    assert.is_false(exists "b")
+    assert.are.same({ "app/0001" }, applied())
+  end)
+
+  it("rolls back a migration that ignores a failed statement", function()
+    write("0001_a.lua", [[
+return { up = function(db)
+  db.pg:exec "CREATE TABLE a (id int)"
+  db.pg:exec "CREATE TABLE a (id int)"
+end }
+]])
+    local res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.are.equal("42P07", err.code)
+    assert.is_false(exists "a")
+    assert.are.same({}, applied())
+  end)
+
+  it("reports a Lua error raised by a migration with its file", function()
+    write("0001_a.lua", 'return { up = function(db) assert(db.pg:exec "CREATE TABLE a (id int)"); error "not today" end }')
+    local res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.are.equal("callback", err.kind)
+    assert.truthy(err.message:find("0001_a.lua:1: not today", 1, true))
+    assert.is_false(exists "a")
+  end)
+
+  it("runs a transaction = false migration outside a transaction, still holding the lock", function()
+    write("0001_t.lua", sql_migration("CREATE TABLE t (id int)", "DROP TABLE t"))
+    write("0002_in_tx.lua", sql_migration("CREATE INDEX CONCURRENTLY t_id ON t (id)"))
+    local _, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.are.equal("25001", err.code, "CREATE INDEX CONCURRENTLY cannot run in a transaction")
+    os.remove(dir .. "/0002_in_tx.lua")
+    local other = helpers.connect(nil, { postgres = url }) -- advisory locks are per database
+    -- called by the migration between its statements: another session
+    -- must not get the runner's lock while it commits as it goes
+    _G.spec_lock_probe = function()
+      return other.pg:query("SELECT pg_try_advisory_lock($1) AS got", LOCK_ID)[1].got
+    end
+    write("0002_concurrently.lua", [[
+return {
+  transaction = false,
+  up = function(db)
+    assert(db.pg:exec "CREATE INDEX CONCURRENTLY t_id ON t (id)")
+    assert(db.pg:transaction_status() == "idle", "not in a transaction")
+    assert(spec_lock_probe() == false, "the lock was free")
+  end,
+  down = function(db) assert(db.pg:exec "DROP INDEX CONCURRENTLY t_id") end,
+}
+]])
+    assert(migrate.up(db, { dir = dir, builtin = false }))
+    _G.spec_lock_probe = nil
+    assert.are.equal(1, db.pg:query("SELECT count(*) AS n FROM pg_indexes WHERE indexname = 't_id'")[1].n)
+    assert(migrate.down(db, { dir = dir, builtin = false }))
+    assert.are.equal(0, db.pg:query("SELECT count(*) AS n FROM pg_indexes WHERE indexname = 't_id'")[1].n)
+    assert.are.same({ "app/0001" }, applied())
+    other:close()
+  end)
+
+  it("changes nothing in a dry run and shows the statements", function()
+    write("0001_a.lua", sql_migration("CREATE TABLE a (id int)", "DROP TABLE a"))
+    write("0002_b.lua", sql_migration("CREATE TABLE b (id int)", "DROP TABLE b"))
+    write("0003_c.lua", sql_migration("CREATE INDEX CONCURRENTLY b_id ON b (id)", nil, "transaction = false,\n"))
+    local seen = {}
+    local report = assert(migrate.up(db, { dir = dir, dry_run = true,
+      on_statement = function(sql) seen[#seen + 1] = sql end }))
+    assert.is_true(report.dry_run)
+    assert.are.equal(6, #report.applied)
+    assert.are.equal("0003_c", report.stopped_before)
+    assert.truthy(seen[#seen]:find("CREATE TABLE b", 1, true))
+    assert.is_false(exists "a")
+    assert.is_false(exists "users")
+    assert.is_false(exists "schema_migrations")
+    assert(migrate.up(db, { dir = dir, target = "0001" }))
+    report = assert(migrate.down(db, { dir = dir, dry_run = true }))
+    assert.are.same({ "0001_a" }, ids(report.reverted))
+    assert.is_true(exists "a")
+    assert.are.equal(5, #applied())
+  end)
+
+  it("checks every file before applying anything", function()
+    write("0001_a.lua", sql_migration("CREATE TABLE a (id int)"))
+    write("0002_typo.lua", sql_migration("CREATE TABLE b (id int)", nil, "transactions = false,\n"))
+    local res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.are.equal("input", err.kind)
+    assert.truthy(err.message:find("unknown field transactions", 1, true))
+    assert.is_false(exists "a")
+    os.remove(dir .. "/0002_typo.lua")
+    write("add_things.lua", "return {}")
+    res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.truthy(err.message:find("add_things.lua: a migration's file is named NNNN_name.lua", 1, true))
+    os.remove(dir .. "/add_things.lua")
+    write("1_same.lua", sql_migration("SELECT 1"))
+    res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.truthy(err.message:find("same version", 1, true))
+    os.remove(dir .. "/1_same.lua")
+    write("0002_nothing.lua", "return 42")
+    res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.truthy(err.message:find("must return a table with an up function", 1, true))
+    assert.is_false(exists "a")
+    _, err = migrate.up(db, { dir = dir .. "/nope" })
+    assert.truthy(err.message:find("no migrations folder", 1, true))
+  end)
+
+  it("refuses to revert a migration without a down step", function()
+    write("0001_a.lua", sql_migration("CREATE TABLE a (id int)"))
+    assert(migrate.up(db, { dir = dir, builtin = false }))
+    local res, err = migrate.down(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.truthy(err.message:find("0001_a: it has no down function", 1, true))
+    assert.is_true(exists "a")
+    _, err = migrate.down(db, { steps = 0 })
+    assert.are.equal("input", err.kind)
+    _, err = migrate.up(nil)
+    assert.are.equal("input", err.kind)
+  end)
+
+  it("gives the connection back as it found it", function()
+    write("0001_a.lua", sql_migration("SET search_path = pg_catalog"))
+    assert(migrate.up(db, { dir = dir, builtin = false }))
+    local conn = assert(db.pg:acquire())
+    assert.are.equal("5s", conn:query("SHOW statement_timeout")[1].statement_timeout)
+    assert.are.equal('"$user", public', conn:query("SHOW search_path")[1].search_path)
+    assert.are.equal(0, conn:query("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'")[1].n)
+    conn:release()
+  end)
+
+  it("writes numbered stubs that run", function()
+    local path = assert(migrate.new(dir .. "/new", "Add widgets!"))
+    assert.are.equal(dir .. "/new/0001_add_widgets.lua", path)
+    assert.are.equal(dir .. "/new/0002_more.lua", assert(migrate.new(dir .. "/new", "more")))
+    local _, err = migrate.new(dir .. "/new", "")
+    assert.are.equal("input", err.kind)
+    assert(migrate.up(db, { dir = dir .. "/new", builtin = false }))
+    assert(migrate.down(db, { dir = dir .. "/new", builtin = false, steps = 2 }))
+    write("20260101120000_first.lua", sql_migration("SELECT 1"))
+    local stamped = assert(migrate.new(dir, "second"))
+    assert.truthy(stamped:match "/%d%d%d%d%d%d%d%d%d%d%d%d%d%d_second%.lua$", stamped)
+  end)
+end)
