@@ -6,7 +6,9 @@ description = {
   summary = "A native data layer for Lua: PostgreSQL pool, typed queries and transactions in C",
   license = "MIT",
 }
-dependencies = { "lua >= 5.4", "luafilesystem" }
+dependencies = { "lua >= 5.4" }
+-- LuaFileSystem, which the migration runner needs, comes from Debian's
+-- lua-filesystem: listed here, luarocks would fetch it from its registry.
 -- libpq, found by CMake through pkg-config (Debian: libpq-dev)
 build = {
   type = "cmake",

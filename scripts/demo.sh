@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job: builds semstore, starts throwaway PostgreSQL and Redis
-# servers on loopback, and runs examples/quickstart.lua against them.
+# servers on loopback, migrates (semstore's schema, then examples/migrations),
+# seeds, checks health, and runs examples/quickstart.lua against them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -12,4 +13,9 @@ bash scripts/servers.sh start
 # shellcheck disable=SC1091
 source .run/env
 export LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
+semstore() { lua5.4 bin/semstore "$@"; }
+semstore migrate up --dir examples/migrations
+semstore migrate status --dir examples/migrations
+semstore seed examples/seed.lua 1000
+semstore health
 lua5.4 examples/quickstart.lua

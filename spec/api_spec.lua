@@ -29,6 +29,26 @@ describe("the public API", function()
     end
   end)
 
+  it("documents every function of the migration runner and of semstore.config", function()
+    for name, v in pairs(require "semstore.migrate") do
+      if type(v) == "function" then
+        assert.truthy(text:find("migrate." .. name .. "(", 1, true), "README lacks migrate." .. name)
+      end
+    end
+    for name, v in pairs(semstore.config) do
+      if type(v) == "function" then
+        assert.truthy(text:find("semstore.config." .. name .. "(", 1, true), "README lacks semstore.config." .. name)
+      end
+    end
+  end)
+
+  it("documents every command of bin/semstore", function()
+    local cli = assert(io.open "lua/semstore/cli.lua"):read "a"
+    for name in cli:match("local COMMANDS = (%b{})"):gmatch "\n%s+(%w+) =" do
+      assert.truthy(text:find("`semstore " .. name, 1, true), "README lacks semstore " .. name)
+    end
+  end)
+
   it("documents every field of the pool's stats", function()
     local db = assert(semstore.connect { name = "api-doc", postgres = "postgresql://127.0.0.1:1/none" })
     for name in pairs(db.pg:stats()) do

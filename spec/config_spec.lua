@@ -69,4 +69,35 @@ describe("config", function()
   it("semstore.null is cjson.null", function()
     assert.are.equal(require("cjson").null, semstore.null)
   end)
+
+  it("reads .env text: export, quotes, escapes, comments", function()
+    local v = assert(config.parse_env(table.concat({
+      "# a comment", "", "A=plain value  # trailing comment", "export B=2", "C='a \\n #literal'",
+      [[D="line\nbreak \"quoted\" #kept"]], "E=", "F = spaced ", "G=a#b", "H='x' # note", "I=back\\slash",
+    }, "\n")))
+    assert.are.same({ A = "plain value", B = "2", C = "a \\n #literal", D = 'line\nbreak "quoted" #kept',
+      E = "", F = "spaced", G = "a#b", H = "x", I = "back\\slash" }, v)
+  end)
+
+  it("names the line of .env text it cannot read", function()
+    for _, bad in ipairs { "just words", "1KEY=x", [[K="unclosed]], "K='unclosed", [[K="bad \q escape"]], "K='a' tail" } do
+      local v, err = config.parse_env("OK=1\n" .. bad, "x.env")
+      assert.is_nil(v, bad)
+      assert.are.equal("input", err.kind)
+      assert.are.equal("x.env:2: expected KEY=VALUE", err.message, bad)
+    end
+  end)
+
+  it("lets the real environment win over a .env file", function()
+    local dir = require("support.helpers").tmpdir()
+    local f = assert(io.open(dir .. "/.env", "w"))
+    f:write("HOME=/not/home\nSEMSTORE_SPEC_ONLY_IN_FILE=from-file\n")
+    f:close()
+    assert.is_false(config.load_env_file(dir .. "/absent.env"))
+    assert.is_true(config.load_env_file(dir .. "/.env"))
+    assert.are.equal(os.getenv "HOME", config.getenv "HOME")
+    assert.are.equal("from-file", config.getenv "SEMSTORE_SPEC_ONLY_IN_FILE")
+    assert.is_true(config.load_env_file(dir .. "/absent.env") == false)
+    require("support.helpers").rmdir(dir)
+  end)
 end)

@@ -1,0 +1,190 @@
+-- The `semstore` command, run as a process the way users run it.
+local helpers = require "support.helpers"
+
+local cli = helpers.cli
+
+describe("the semstore command", function()
+  local name, url, dir, db
+
+  before_each(function()
+    name, url = helpers.fresh_database()
+    dir = helpers.tmpdir()
+    db = helpers.connect(nil, { postgres = url })
+  end)
+
+  after_each(function()
+    helpers.assert_all_returned(db)
+    db:close()
+    helpers.drop_database(name)
+    helpers.rmdir(dir)
+  end)
+
+  local function env(extra)
+    local e = { DATABASE_URL = url }
+    for k, v in pairs(extra or {}) do e[k] = v end
+    return e
+  end
+
+  local function count(sql, ...) return db.pg:query(sql, ...)[1].n end
+
+  it("prints help for every subcommand and exits 2 on bad usage", function()
+    for _, args in ipairs { { "--help" }, { "migrate", "--help" }, { "migrate", "up", "--help" }, { "health", "--help" },
+      { "run", "--help" }, { "seed", "--help" } } do
+      local code, out = cli(args)
+      assert.are.equal(0, code, table.concat(args, " "))
+      assert.truthy(out:find("usage: semstore", 1, true), table.concat(args, " "))
+    end
+    for _, args in ipairs { {}, { "frobnicate" }, { "migrate" }, { "migrate", "sideways" }, { "migrate", "up", "--bogus" },
+      { "migrate", "down", "0" }, { "migrate", "down", "1.5" }, { "migrate", "new" }, { "migrate", "up", "--dir" },
+      { "migrate", "status", "extra" }, { "health", "now" }, { "run" }, { "seed" } } do
+      local code, out, err = cli(args, { env = env() })
+      assert.are.equal(2, code, table.concat(args, " "))
+      assert.are.equal("", out)
+      assert.truthy(err:find("usage: semstore", 1, true), err)
+    end
+  end)
+
+  it("migrates up, reports status and goes down, with exit codes", function()
+    local mdir = dir .. "/migrations"
+    local code, out = cli({ "migrate", "new", "create widgets", "--dir", mdir })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("0001_create_widgets.lua", 1, true))
+    helpers.write_file(mdir .. "/0002_widgets.lua",
+      'return { up = function(db) assert(db.pg:exec "CREATE TABLE widgets (id int)") end,\n' ..
+      '  down = function(db) assert(db.pg:exec "DROP TABLE widgets") end }\n')
+    code, out = cli({ "migrate", "status" }, { env = env(), cwd = dir })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("pending%s+0002_widgets"), out)
+    code, out = cli({ "migrate", "up" }, { env = env(), cwd = dir })
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("applied semstore/0001_extensions_and_types", 1, true))
+    assert.truthy(out:find("applied 0002_widgets", 1, true), "./migrations is the default folder")
+    assert.are.equal(6, count "SELECT count(*) AS n FROM schema_migrations")
+    code, out = cli({ "migrate", "status" }, { env = env(), cwd = dir })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("applied%s+0002_widgets%s+%d%d%d%d%-%d%d%-%d%d"), out)
+    code, out = cli({ "migrate", "down" }, { env = env(), cwd = dir })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("reverted 0002_widgets", 1, true))
+    assert.are.equal(0, count "SELECT count(*) AS n FROM pg_tables WHERE tablename = 'widgets'")
+    helpers.write_file(mdir .. "/0001_create_widgets.lua", "return { up = function() end }\n")
+    local err
+    code, out, err = cli({ "migrate", "status", "--dir=" .. mdir }, { env = env() })
+    assert.are.equal(1, code, "status fails when an applied migration changed")
+    assert.truthy(err:find("problem: 0001_create_widgets", 1, true), err)
+    code, out, err = cli({ "migrate", "up", "--dir", mdir }, { env = env() })
+    assert.are.equal(1, code)
+    assert.truthy(err:find("changed after it was applied", 1, true))
+  end)
+
+  it("changes nothing with --dry-run and prints the statements", function()
+    local code, out = cli({ "migrate", "up", "--dry-run" }, { env = env(), cwd = dir })
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("CREATE TABLE chunks_p99 PARTITION OF chunks", 1, true))
+    assert.truthy(out:find("dry run: rolled back", 1, true))
+    assert.are.equal(0, count "SELECT count(*) AS n FROM pg_class WHERE relname IN ('users', 'chunks', 'schema_migrations')")
+  end)
+
+  it("serializes two runners started together: each migration runs once", function()
+    local mdir = dir .. "/migrations"
+    os.execute("mkdir " .. mdir)
+    helpers.write_file(mdir .. "/0001_runs.lua",
+      'return { up = function(db) assert(db.pg:exec "CREATE TABLE runs (step text, pid int DEFAULT pg_backend_pid())") end }\n')
+    helpers.write_file(mdir .. "/0002_slow.lua", [[
+return {
+  transaction = false,
+  up = function(db)
+    assert(db.pg:exec "INSERT INTO runs (step) VALUES ('0002 started')")
+    assert(db.pg:query("SELECT pg_sleep($1)", 1.0))
+    assert(db.pg:exec "INSERT INTO runs (step) VALUES ('0002 done')")
+  end,
+}
+]])
+    local cmd = {}
+    for i = 1, 2 do
+      cmd[i] = string.format("cd %s && env DATABASE_URL=%s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s/bin/semstore migrate up --dir %s > %s/out%d 2>&1; echo $? > %s/rc%d",
+        helpers.shell_quote(dir), helpers.shell_quote(url),
+        helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
+        helpers.shell_quote(helpers.root .. "/build/?.so;;"), helpers.root, mdir, dir, i, dir, i)
+    end
+    assert(os.execute(string.format("(%s) & (%s) & wait", cmd[1], cmd[2])))
+    local outs = {}
+    for i = 1, 2 do
+      assert.are.equal("0", helpers.read_file(dir .. "/rc" .. i):match "%d+", helpers.read_file(dir .. "/out" .. i))
+      outs[i] = helpers.read_file(dir .. "/out" .. i)
+    end
+    assert.are.equal(2, count "SELECT count(*) AS n FROM runs", "the slow migration ran once")
+    assert.are.equal(1, count "SELECT count(DISTINCT pid) AS n FROM runs")
+    assert.are.equal(6, count "SELECT count(*) AS n FROM schema_migrations")
+    local waited = outs[1]:find("nothing to apply", 1, true) and outs[1] or outs[2]
+    assert.truthy(waited:find("nothing to apply", 1, true), outs[1] .. outs[2])
+    assert.truthy(waited:find("waiting for another migration run to finish", 1, true), waited)
+  end)
+
+  it("fixes the partition count from CHUNK_PARTITION_COUNT when the schema is first made", function()
+    local code, out = cli({ "migrate", "up" }, { env = env { CHUNK_PARTITION_COUNT = "8" }, cwd = dir })
+    assert.are.equal(0, code, out)
+    assert.are.equal(8, count "SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'chunks'::regclass")
+    assert.are.equal(8, count "SELECT chunk_partition_count() AS n")
+    assert.are.equal(428265705 % 8, count "SELECT chunk_partition_key('550e8400-e29b-41d4-a716-446655440000') AS n")
+    local err
+    code, out, err = cli({ "migrate", "down", "2" }, { env = env(), cwd = dir })
+    assert.are.equal(0, code, err)
+    code, out, err = cli({ "migrate", "up" }, { env = env { CHUNK_PARTITION_COUNT = "0" }, cwd = dir })
+    assert.are.equal(1, code)
+    assert.truthy(err:find("CHUNK_PARTITION_COUNT must be an integer from 1 to 1000, not 0", 1, true), err)
+    assert.are.equal(0, count "SELECT count(*) AS n FROM pg_class WHERE relname = 'documents'", "the failed migration left nothing")
+  end)
+
+  it("reads .env from the working directory without overriding the environment", function()
+    helpers.write_file(dir .. "/.env", "# settings\nexport DATABASE_URL=\"" .. url .. "\"\nDB_POOL_SIZE='3' # three\n")
+    local code, out = cli({ "health" }, { env = { DATABASE_URL = false }, cwd = dir })
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("database " .. name, 1, true), out)
+    code, out = cli({ "health" }, { env = { DATABASE_URL = helpers.url }, cwd = dir })
+    assert.are.equal(0, code)
+    assert.truthy(out:find("database semstore_test", 1, true), "a variable already set wins")
+    helpers.write_file(dir .. "/.env", "DATABASE_URL=" .. url .. "\nthis is not a setting\n")
+    local err
+    code, out, err = cli({ "health" }, { env = { DATABASE_URL = false }, cwd = dir })
+    assert.are.equal(1, code)
+    assert.truthy(err:find(".env:2: expected KEY=VALUE", 1, true), err)
+  end)
+
+  it("reports an unreachable server from health without its password", function()
+    local code, out = cli({ "health" }, { env = { DATABASE_URL = "postgresql://app:hunter2secret@127.0.0.1:1/app" } })
+    assert.are.equal(1, code)
+    assert.truthy(out:find("postgres%s+FAILED"), out)
+    assert.falsy(out:find("hunter2secret", 1, true))
+    assert.truthy(out:find("app:***@127.0.0.1:1", 1, true), out)
+  end)
+
+  it("runs scripts and seeds with a connected db and their arguments", function()
+    helpers.write_file(dir .. "/sum.lua", [[
+local a, b = ...
+local row = assert(db.pg:query("SELECT $1::int + $2::int AS n", tonumber(a), tonumber(arg[2])))[1]
+print(row.n, arg[0], #arg)
+]])
+    local code, out, err = cli({ "run", "sum.lua", "40", "2" }, { env = env(), cwd = dir })
+    assert.are.equal(0, code, err)
+    assert.are.equal("42\tsum.lua\t2\n", out)
+    helpers.write_file(dir .. "/seed.lua", [[
+assert(db.pg:exec "CREATE TABLE IF NOT EXISTS fruit (name text)")
+for _, name in ipairs(arg) do assert(db.pg:query("INSERT INTO fruit VALUES ($1)", name)) end
+]])
+    code, out, err = cli({ "seed", "seed.lua", "apple", "pear" }, { env = env(), cwd = dir })
+    assert.are.equal(0, code, err)
+    assert.are.equal(2, count "SELECT count(*) AS n FROM fruit")
+    helpers.write_file(dir .. "/boom.lua", 'error "boom"')
+    code, out, err = cli({ "run", "boom.lua" }, { env = env(), cwd = dir })
+    assert.are.equal(1, code)
+    assert.truthy(err:find("boom.lua:1: boom", 1, true), err)
+    helpers.write_file(dir .. "/soft.lua", 'return nil, "no input file"')
+    code, out, err = cli({ "seed", "soft.lua" }, { env = env(), cwd = dir })
+    assert.are.equal(1, code)
+    assert.truthy(err:find("no input file", 1, true), err)
+    code, out, err = cli({ "run", "missing.lua" }, { env = env(), cwd = dir })
+    assert.are.equal(1, code)
+    assert.truthy(err:find("missing.lua", 1, true), err)
+  end)
+end)
