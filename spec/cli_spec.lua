@@ -95,7 +95,14 @@ return {
   transaction = false,
   up = function(db)
     assert(db.pg:exec "INSERT INTO runs (step) VALUES ('0002 started')")
-    assert(db.pg:query("SELECT pg_sleep($1)", 1.0))
+    -- holds on until the other runner waits for the lock (10 s at most)
+    assert(db.pg:exec [=[
+      DO $$ BEGIN
+        FOR i IN 1..200 LOOP
+          EXIT WHEN EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted);
+          PERFORM pg_sleep(0.05);
+        END LOOP;
+      END $$]=])
     assert(db.pg:exec "INSERT INTO runs (step) VALUES ('0002 done')")
   end,
 }

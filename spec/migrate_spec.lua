@@ -213,6 +213,32 @@ return {
     other:close()
   end)
 
+  it("survives its connection being killed mid-migration, recording nothing", function()
+    write("0001_a.lua", [[
+return { up = function(db)
+  assert(db.pg:exec "CREATE TABLE a (id int)")
+  assert(db.pg:query "SELECT pg_terminate_backend(pg_backend_pid())")
+end }
+]])
+    local res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.are.equal("connection", err.kind)
+    assert.are.equal("0001_a", err.migration)
+    helpers.assert_all_returned(db)
+    assert.is_false(exists "a")
+    assert.are.same({}, applied())
+    write("0001_a.lua", sql_migration("CREATE TABLE a (id int)"))
+    assert(migrate.up(db, { dir = dir, builtin = false }), "the server let the lock go with the session")
+    assert.are.same({ "app/0001" }, applied())
+  end)
+
+  it("keeps a migration to its own connection", function()
+    write("0001_a.lua", "return { up = function(db) return db.pg:acquire() end }")
+    local res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.is_nil(res)
+    assert.truthy(err.message:find("db.pg:acquire is not available in a migration", 1, true))
+  end)
+
   it("changes nothing in a dry run and shows the statements", function()
     write("0001_a.lua", sql_migration("CREATE TABLE a (id int)", "DROP TABLE a"))
     write("0002_b.lua", sql_migration("CREATE TABLE b (id int)", "DROP TABLE b"))

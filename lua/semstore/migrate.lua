@@ -173,10 +173,10 @@ end
 -- and it remembers statements, for --dry-run and for naming the one that
 -- failed.
 local function recording_conn(conn, on_statement)
-  local r = {}
+  local r, seen = {}, {}
   local function record(sql, res, err)
     if on_statement then on_statement(sql) end
-    if not res and not r.failed then r.failed = { sql = sql, err = err } end
+    if not res and not seen.failed then seen.failed = { sql = sql, err = err } end
     return res, err
   end
   function r.exec(_, sql) return record(sql, conn:exec(sql)) end
@@ -184,7 +184,11 @@ local function recording_conn(conn, on_statement)
   function r.transaction(_, fn, o) return conn:transaction(function() return fn(r) end, o) end
   function r.backend_pid() return conn:backend_pid() end
   function r.transaction_status() return conn:transaction_status() end
-  return r
+  -- acquire() and the like would reach past the migration's transaction
+  return setmetatable(r, { __index = function(_, name)
+    error(string.format("db.pg:%s is not available in a migration: db.pg is the migration's own connection "
+      .. "(query, exec, transaction, backend_pid, transaction_status)", tostring(name)), 2)
+  end }), seen
 end
 
 local function shorten(sql)
@@ -214,8 +218,8 @@ end
 -- Runs one step of one migration and records it, in one transaction
 -- unless the migration says transaction = false.
 local function run_one(conn, m, direction, opts)
-  local rec = recording_conn(conn, opts.on_statement)
-  local db = setmetatable({ pg = rec }, { __index = opts.db })
+  local pg, rec = recording_conn(conn, opts.on_statement)
+  local db = setmetatable({ pg = pg }, { __index = opts.db })
   local started = core.monotime()
   local function body()
     local ok, res, err = pcall(m.def[direction], db)

@@ -9,13 +9,16 @@ helpers.url = assert(os.getenv "SEMSTORE_TEST_DATABASE_URL" or os.getenv "DATABA
 helpers.superuser_url = os.getenv "SEMSTORE_TEST_PG_SUPERUSER_URL"
 helpers.under_valgrind = os.getenv "SEMSTORE_UNDER_VALGRIND" == "1"
 
+-- busted loads this module afresh for every spec file, so the counter
+-- starts over: a random tag per load keeps pool and database names unique.
 local counter = 0
+local tag = assert(io.open "/proc/sys/kernel/random/uuid"):read("l"):sub(1, 8)
 
 -- A pool of its own for one spec: names never repeat, so no state leaks
 -- from one test into the next.
 function helpers.connect(pool, extra)
   counter = counter + 1
-  local opts = { name = "spec-" .. counter, postgres = helpers.url, pool = pool or { size = 3, max_overflow = 2, timeout = 5 } }
+  local opts = { name = "spec-" .. tag .. "-" .. counter, postgres = helpers.url, pool = pool or { size = 3, max_overflow = 2, timeout = 5 } }
   for k, v in pairs(extra or {}) do opts[k] = v end
   return assert(semstore.connect(opts))
 end
@@ -43,7 +46,7 @@ end
 -- schema; returns its name and URL.
 function helpers.fresh_database()
   counter = counter + 1
-  local name = string.format("spec_%d_%d", os.time() % 100000, counter)
+  local name = string.format("spec_%s_%d", tag, counter)
   local db = assert(admin())
   assert(db.pg:exec("DROP DATABASE IF EXISTS " .. name .. " WITH (FORCE)"))
   assert(db.pg:exec("CREATE DATABASE " .. name .. " OWNER semstore"))
