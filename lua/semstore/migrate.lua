@@ -285,7 +285,12 @@ local function with_lock(db, opts, fn)
     got, e = conn:query("SELECT pg_try_advisory_lock($1) AS ok", LOCK_ID)
     if not got then return nil, e end
     if not got[1].ok then
-      log(opts, "waiting for another migration run to finish")
+      local holder = conn:query([[
+        SELECT a.pid, a.application_name AS app FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+        WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = ($1::int8 >> 32)::oid AND l.objid = ($1::int8 & 4294967295)::oid AND l.objsubid = 1]], LOCK_ID)
+      local who = holder and holder[1] and string.format(" (server process %d, %s)", holder[1].pid, holder[1].app) or ""
+      log(opts, "waiting for another migration run to finish%s", who)
       got, e = conn:query("SELECT pg_advisory_lock($1)", LOCK_ID)
       if not got then return nil, e end
     end
