@@ -166,6 +166,24 @@ return {
     assert.truthy(out:find("app:***@127.0.0.1:1", 1, true), out)
   end)
 
+  it("runs the examples: their migrations, up and down, and the seeding script", function()
+    local mdir = helpers.root .. "/examples/migrations"
+    local code, out, err = cli({ "migrate", "up", "--dir", mdir }, { env = env() })
+    assert.are.equal(0, code, err)
+    code, out, err = cli({ "seed", helpers.root .. "/examples/seed.lua", "50" }, { env = env() })
+    assert.are.equal(0, code, err)
+    local leaf = out:match "seeded 50 chunks, all in (chunks_p%d+)"
+    assert.truthy(leaf, out)
+    assert.are.equal(1, count "SELECT count(*) AS n FROM collection_tags")
+    assert.are.equal(1, count "SELECT count(*) AS n FROM pg_indexes WHERE indexname = 'ix_collection_tags_tag'")
+    code, out, err = cli({ "seed", helpers.root .. "/examples/seed.lua", "none" }, { env = env() })
+    assert.are.equal(1, code)
+    assert.truthy(err:find("usage: semstore seed examples/seed.lua [N]", 1, true), err)
+    code, out, err = cli({ "migrate", "down", "2", "--dir", mdir }, { env = env() })
+    assert.are.equal(0, code, err)
+    assert.are.equal(0, count "SELECT count(*) AS n FROM pg_class WHERE relname = 'collection_tags'")
+  end)
+
   it("runs scripts and seeds with a connected db and their arguments", function()
     helpers.write_file(dir .. "/sum.lua", [[
 local a, b = ...
