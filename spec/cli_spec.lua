@@ -140,7 +140,8 @@ return {
     code, out, err = cli({ "migrate", "up" }, { env = env { CHUNK_PARTITION_COUNT = "0" }, cwd = dir })
     assert.are.equal(1, code)
     assert.truthy(err:find("CHUNK_PARTITION_COUNT must be an integer from 1 to 1000, not 0", 1, true), err)
-    assert.are.equal(0, count "SELECT count(*) AS n FROM pg_class WHERE relname = 'documents'", "the failed migration left nothing")
+    assert.are.equal(2, count "SELECT count(*) AS n FROM schema_migrations", "0003 failed, so 0004 did not run")
+    assert.are.equal(0, count "SELECT count(*) AS n FROM pg_class WHERE relname IN ('documents', 'operations')")
   end)
 
   it("reads .env from the working directory without overriding the environment", function()

@@ -73,10 +73,10 @@ describe("config", function()
   it("reads .env text: export, quotes, escapes, comments", function()
     local v = assert(config.parse_env(table.concat({
       "# a comment", "", "A=plain value  # trailing comment", "export B=2", "C='a \\n #literal'",
-      [[D="line\nbreak \"quoted\" #kept"]], "E=", "F = spaced ", "G=a#b", "H='x' # note", "I=back\\slash",
+      [[D="line\nbreak \"quoted\" #kept"]], "E=", "F = spaced ", "G=a#b", "H='x' # note", "I=back\\slash", "J= # empty", "K=#x", "L=",
     }, "\n")))
     assert.are.same({ A = "plain value", B = "2", C = "a \\n #literal", D = 'line\nbreak "quoted" #kept',
-      E = "", F = "spaced", G = "a#b", H = "x", I = "back\\slash" }, v)
+      E = "", F = "spaced", G = "a#b", H = "x", I = "back\\slash", J = "", K = "#x", L = "" }, v)
   end)
 
   it("names the line of .env text it cannot read", function()
@@ -94,6 +94,15 @@ describe("config", function()
     f:write("HOME=/not/home\nSEMSTORE_SPEC_ONLY_IN_FILE=from-file\n")
     f:close()
     assert.is_false(config.load_env_file(dir .. "/absent.env"))
+    local ok, err = config.load_env_file(dir)
+    assert.is_nil(ok)
+    assert.truthy(err.message:find("cannot read " .. dir, 1, true), err.message)
+    assert(os.execute("mkdir " .. dir .. "/locked && touch " .. dir .. "/locked/.env && chmod 000 " .. dir .. "/locked/.env"))
+    if io.open(dir .. "/locked/.env") == nil then -- root reads anything
+      ok, err = config.load_env_file(dir .. "/locked/.env")
+      assert.is_nil(ok)
+      assert.truthy(err.message:find("Permission denied", 1, true), err.message)
+    end
     assert.is_true(config.load_env_file(dir .. "/.env"))
     assert.are.equal(os.getenv "HOME", config.getenv "HOME")
     assert.are.equal("from-file", config.getenv "SEMSTORE_SPEC_ONLY_IN_FILE")

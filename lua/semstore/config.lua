@@ -118,9 +118,12 @@ local ESCAPES = { n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["$"
 -- One line of a .env file: KEY=VALUE, optionally after `export `; VALUE
 -- is bare (trimmed, a " #" starts a comment), 'literal' or "with \n escapes".
 local function parse_env_line(line)
-  local key, rest = line:match "^%s*export%s+([%a_][%w_]*)%s*=%s*(.-)%s*$"
-  if not key then key, rest = line:match "^%s*([%a_][%w_]*)%s*=%s*(.-)%s*$" end
+  local key, rest = line:match "^%s*export%s+([%a_][%w_]*)%s*=(.-)%s*$"
+  if not key then key, rest = line:match "^%s*([%a_][%w_]*)%s*=(.-)%s*$" end
   if not key then return nil end
+  -- `KEY= # note` is empty; `KEY=#x` is "#x"
+  if rest:match "^%s+#" then return key, "" end
+  rest = rest:gsub("^%s+", "")
   local q = rest:sub(1, 1)
   if q == "'" then
     local v, tail = rest:match "^'([^']*)'(.*)$"
@@ -167,10 +170,15 @@ end
 -- false when there is no such file, or nil, err when it cannot be read.
 function config.load_env_file(path)
   path = path or ".env"
-  local f = io.open(path, "rb")
-  if not f then return false end
-  local text = f:read "a"
+  local f, msg, errno = io.open(path, "rb")
+  if not f then
+    if errno == 2 then return false end -- ENOENT
+    return input_error("cannot read %s", msg)
+  end
+  local text
+  text, msg = f:read "a"
   f:close()
+  if not text then return input_error("cannot read %s: %s", path, tostring(msg)) end
   local values, err = config.parse_env(text, path)
   if not values then return nil, err end
   file_env = values

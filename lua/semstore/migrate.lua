@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS %s (
   PRIMARY KEY (source, version)
 )]]
 
+local ERROR_MT = getmetatable(core.error {})
+
 local FIELDS = { up = "function", down = "function", transaction = "boolean" }
 
 local function fail(kind, fmt, ...)
@@ -119,12 +121,15 @@ local function checksum(conn, text)
 end
 
 -- Matches the files with schema_migrations. Each entry is "applied",
--- "pending", "changed" (its file differs from the one applied) or
--- "missing" (applied, but its file is gone); a pending migration older
--- than an applied one of its source is also marked out_of_order.
+-- "pending", "changed" (its file differs from the one applied), "missing"
+-- (applied, but its file is gone) or "unchecked" (applied from a source
+-- this run does not read: the built-in schema with builtin = false, or
+-- the application's migrations when no dir is given); a pending migration
+-- older than an applied one of its source is also marked out_of_order.
 local function plan(conn, opts)
   local files, err = collect(opts)
   if not files then return nil, err end
+  local read = { semstore = opts.builtin ~= false, app = opts.dir ~= nil }
   local rows
   rows, err = conn:query(string.format([[
     SELECT source, version, name, checksum, applied_at, execution_ms
@@ -161,9 +166,10 @@ local function plan(conn, opts)
   for _, row in ipairs(rows) do
     if applied[row.source .. "/" .. row.version] then
       local id = (row.source == "semstore" and "semstore/" or "") .. row.version .. "_" .. row.name
+      local state = read[row.source] and "missing" or "unchecked"
       entries[#entries + 1] = { source = row.source, version = row.version, name = row.name, id = id,
-        state = "missing", applied_at = row.applied_at, execution_ms = row.execution_ms, order = row.order }
-      problems[#problems + 1] = string.format("%s was applied but its file is gone", id)
+        state = state, applied_at = row.applied_at, execution_ms = row.execution_ms, order = row.order }
+      if state == "missing" then problems[#problems + 1] = string.format("%s was applied but its file is gone", id) end
     end
   end
   return entries, problems
@@ -176,7 +182,7 @@ local function recording_conn(conn, on_statement)
   local r, seen = {}, {}
   local function record(sql, res, err)
     if on_statement then on_statement(sql) end
-    if not res and not seen.failed then seen.failed = { sql = sql, err = err } end
+    if not res then seen.failed = { sql = sql, err = err } end
     return res, err
   end
   function r.exec(_, sql) return record(sql, conn:exec(sql)) end
@@ -198,18 +204,21 @@ local function shorten(sql)
 end
 
 -- The error of a failed migration keeps the server's fields (code,
--- constraint, ...) and names the file and the statement.
+-- constraint, ...) and names the file, and the statement when a statement
+-- failed: the last one that did, when the error is that statement's own or
+-- the transaction's "a statement failed" (25P02).
 local function migration_error(m, direction, err, rec)
-  local e = {}
-  if rec.failed and (type(err) ~= "table" or err.code == "25P02" or err == rec.failed.err) then
-    err = rec.failed.err
+  local e, statement = {}, nil
+  local last = rec.failed
+  if last and type(err) == "table" and (err == last.err or err.code == "25P02") then
+    err, statement = last.err, last.sql
   end
-  if type(err) == "table" then
+  if getmetatable(err) == ERROR_MT then
     for k, v in pairs(err) do e[k] = v end
   else
     e.kind, e.message = "callback", tostring(err)
   end
-  e.migration, e.file, e.statement = m.id, m.path, rec.failed and rec.failed.sql or nil
+  e.migration, e.file, e.statement = m.id, m.path, statement
   e.message = string.format("migration %s (%s) failed in %s: %s%s", m.id, m.path, direction,
     tostring(e.message), e.statement and ("\nstatement: " .. shorten(e.statement)) or "")
   return core.error(e)
@@ -223,8 +232,10 @@ local function run_one(conn, m, direction, opts)
   local started = core.monotime()
   local function body()
     local ok, res, err = pcall(m.def[direction], db)
-    if not ok then return nil, res end
+    if not ok then return nil, res == nil and "the migration raised an error without a message" or res end
     if res == nil and err ~= nil then return nil, err end
+    -- a statement failed and the migration went on; outside a transaction
+    -- that is the migration's own business, inside one nothing more can run
     if rec.failed and conn:transaction_status() == "failed_transaction" then return nil, rec.failed.err end
     local ms = math.floor((core.monotime() - started) * 1000 + 0.5)
     if direction == "up" then
@@ -277,7 +288,7 @@ local function with_lock(db, opts, fn)
   end
   local res = table.pack(pcall(function()
     -- a migration may run for a long time; the pool's timeouts are for queries
-    local ok, e = conn:exec "SET statement_timeout = 0; SET lock_timeout = 0"
+    local ok, e = conn:exec "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0"
     if not ok then return nil, e end
     run.table, e = table_name(conn)
     if not run.table then return nil, e end
@@ -312,9 +323,13 @@ local function with_lock(db, opts, fn)
     conn:exec "ROLLBACK"
     status = conn:transaction_status()
   end
-  if status == "idle" then
-    conn:query("SELECT pg_advisory_unlock($1)", LOCK_ID)
+  local unlocked = status == "idle" and conn:query("SELECT pg_advisory_unlock($1) AS ok", LOCK_ID)
+  if unlocked and unlocked[1].ok then
     conn:exec "RESET ALL"
+  elseif status ~= "unknown" then
+    -- the lock must not go back to the pool with the connection: ending
+    -- the session lets it go, and the pool drops the broken connection
+    conn:query "SELECT pg_terminate_backend(pg_backend_pid())"
   end
   conn:release()
   if not res[1] then error(res[2], 0) end
@@ -416,6 +431,10 @@ function migrate.down(db, opts)
     for i = 1, count == "all" and #applied or math.min(count, #applied) do
       local m = applied[i]
       if m.state == "missing" then return fail("migration", "cannot revert %s: its file is gone", m.id) end
+      if m.state == "unchecked" then
+        return fail("migration", "cannot revert %s: its folder is not part of this run (%s)", m.id,
+          m.source == "semstore" and "builtin = false" or "no dir given")
+      end
       if m.state == "changed" then
         return fail("migration", "cannot revert %s: %s was changed after it was applied", m.id, m.path)
       end
