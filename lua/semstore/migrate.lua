@@ -35,6 +35,12 @@ local function fail(kind, fmt, ...)
   return nil, core.error { kind = kind, message = string.format(fmt, ...) }
 end
 
+-- How a migration is named in reports and targets: built-in ones carry
+-- their source, so "semstore/0001_..." never clashes with an app's "0001_...".
+local function migration_id(source, version, name)
+  return (source == "semstore" and "semstore/" or "") .. version .. "_" .. name
+end
+
 local function builtin_dir()
   local here = debug.getinfo(1, "S").source:sub(2)
   return (here:match "^(.*)/[^/]*$" or ".") .. "/migrations"
@@ -68,7 +74,7 @@ local function scan(dir, source)
       seen[number] = file
       list[#list + 1] = {
         source = source, version = version, number = number, name = name, path = dir .. "/" .. file,
-        id = (source == "semstore" and "semstore/" or "") .. version .. "_" .. name,
+        id = migration_id(source, version, name),
       }
     end
   end
@@ -96,7 +102,6 @@ end
 -- Runs the file and checks what it returns, before anything is applied:
 -- a typo such as `transactions = false` must not go unnoticed.
 local function definition(m)
-  if m.def then return m.def end
   local chunk, err = load(m.text, "@" .. m.path, "t")
   if not chunk then return fail("input", "%s", err) end
   local ok, def = pcall(chunk)
@@ -165,7 +170,7 @@ local function plan(conn, opts)
   end
   for _, row in ipairs(rows) do
     if applied[row.source .. "/" .. row.version] then
-      local id = (row.source == "semstore" and "semstore/" or "") .. row.version .. "_" .. row.name
+      local id = migration_id(row.source, row.version, row.name)
       local state = read[row.source] and "missing" or "unchecked"
       entries[#entries + 1] = { source = row.source, version = row.version, name = row.name, id = id,
         state = state, applied_at = row.applied_at, execution_ms = row.execution_ms, order = row.order }
