@@ -4,20 +4,14 @@ local helpers = require "support.helpers"
 local cli = helpers.cli
 
 describe("the semstore command", function()
-  local name, url, dir, db
+  local scratch, name, url, dir, db
 
   before_each(function()
-    name, url = helpers.fresh_database()
-    dir = helpers.tmpdir()
-    db = helpers.connect(nil, { postgres = url })
+    scratch = helpers.scratch()
+    name, url, dir, db = scratch.name, scratch.url, scratch.dir, scratch.db
   end)
 
-  after_each(function()
-    helpers.assert_all_returned(db)
-    db:close()
-    helpers.drop_database(name)
-    helpers.rmdir(dir)
-  end)
+  after_each(function() helpers.remove_scratch(scratch) end)
 
   local function env(extra)
     local e = { DATABASE_URL = url }

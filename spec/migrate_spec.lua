@@ -12,20 +12,14 @@ local function sql_migration(up, down, extra)
 end
 
 describe("migrations", function()
-  local name, url, db, dir
+  local scratch, url, db, dir
 
   before_each(function()
-    name, url = helpers.fresh_database()
-    db = helpers.connect({ size = 2, max_overflow = 2, timeout = 5, statement_timeout = 5 }, { postgres = url })
-    dir = helpers.tmpdir()
+    scratch = helpers.scratch { size = 2, max_overflow = 2, timeout = 5, statement_timeout = 5 }
+    url, db, dir = scratch.url, scratch.db, scratch.dir
   end)
 
-  after_each(function()
-    helpers.assert_all_returned(db)
-    db:close()
-    helpers.drop_database(name)
-    helpers.rmdir(dir)
-  end)
+  after_each(function() helpers.remove_scratch(scratch) end)
 
   local function write(file, text) helpers.write_file(dir .. "/" .. file, text) end
 

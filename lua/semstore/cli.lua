@@ -1,6 +1,7 @@
 -- The `semstore` command. bin/semstore only calls cli.main(arg) and exits
 -- with what it returns: 0 success, 1 failure, 2 a usage error.
 local semstore = require "semstore"
+local core = require "semstore.core"
 local config = require "semstore.config"
 
 local cli = {}
@@ -203,10 +204,10 @@ function Command:health(args)
     self:out("postgres   FAILED  %s", tostring(err))
     return 1
   end
-  local started = require("semstore.core").monotime()
+  local started = core.monotime()
   local rows
   rows, err = db.pg:query "SELECT current_setting('server_version') AS version, current_database() AS db"
-  local ms = (require("semstore.core").monotime() - started) * 1000
+  local ms = (core.monotime() - started) * 1000
   db:close()
   if not rows then
     self:out("postgres   FAILED  %s (%s)", tostring(err), db.target)

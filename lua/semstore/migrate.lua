@@ -454,7 +454,7 @@ function migrate.down(db, opts)
 end
 
 -- migrate.status(db, {dir =, builtin =}): every migration with its state
--- (applied, pending, changed, missing), applied_at and execution_ms, and a
+-- (applied, pending, changed, missing, unchecked), applied_at and execution_ms, and a
 -- list of problems that would make `up` refuse to run.
 function migrate.status(db, opts)
   opts = options(opts)

@@ -58,6 +58,23 @@ function helpers.drop_database(name)
   assert(db.pg:exec("DROP DATABASE IF EXISTS " .. name .. " WITH (FORCE)"))
 end
 
+-- A fresh database with a pool on it and an empty folder, for one test;
+-- remove_scratch checks the pool lent nothing out and removes all three.
+function helpers.scratch(pool)
+  local s = {}
+  s.name, s.url = helpers.fresh_database()
+  s.db = helpers.connect(pool, { postgres = s.url })
+  s.dir = helpers.tmpdir()
+  return s
+end
+
+function helpers.remove_scratch(s)
+  helpers.assert_all_returned(s.db)
+  s.db:close()
+  helpers.drop_database(s.name)
+  helpers.rmdir(s.dir)
+end
+
 function helpers.tmpdir()
   local p = assert(io.popen "mktemp -d /tmp/semstore-spec.XXXXXX")
   local dir = p:read "l"
