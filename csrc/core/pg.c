@@ -344,6 +344,52 @@ PGresult *ss_pg_exec(ss_pg *pg, const char *sql, ss_error *err) {
   return NULL;
 }
 
+int ss_pg_copy_begin(ss_pg *pg, const char *sql, ss_error *err) {
+  PGresult *res = PQexec(pg->conn, sql);
+  if (res && PQresultStatus(res) == PGRES_COPY_IN) {
+    PQclear(res);
+    return 0;
+  }
+  ss_pg_fail(pg, res, err);
+  PQclear(res);
+  return -1;
+}
+
+int ss_pg_copy_send(ss_pg *pg, const char *data, size_t len, ss_error *err) {
+  while (len > 0) {
+    int n = len > (1u << 30) ? (1 << 30) : (int)len;
+    if (PQputCopyData(pg->conn, data, n) != 1) return ss_pg_fail(pg, NULL, err);
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+long long ss_pg_copy_end(ss_pg *pg, const char *abort_reason, ss_error *err) {
+  PGresult *res;
+  long long rows = -1;
+  int failed = 0;
+  if (PQputCopyEnd(pg->conn, abort_reason) != 1) return ss_pg_fail(pg, NULL, err);
+  /* the COPY's own result, then NULL; an error the server raised midway
+   * (a constraint, the partition bound) arrives here */
+  while ((res = PQgetResult(pg->conn))) {
+    if (PQresultStatus(res) == PGRES_COMMAND_OK) {
+      rows = strtoll(PQcmdTuples(res), NULL, 10);
+    } else if (!failed) {
+      failed = 1;
+      if (abort_reason) {
+        ss_error_set(err, SS_ERR_INPUT, "%s", abort_reason);
+      } else {
+        ss_pg_fail(pg, res, err);
+      }
+    }
+    PQclear(res);
+    if (PQstatus(pg->conn) == CONNECTION_BAD) break;
+  }
+  if (!failed && rows < 0) return ss_pg_fail(pg, NULL, err);
+  return failed ? -1 : rows;
+}
+
 PGTransactionStatusType ss_pg_transaction_status(const ss_pg *pg) {
   return PQtransactionStatus(pg->conn);
 }

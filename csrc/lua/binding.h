@@ -82,9 +82,20 @@ ss_conn *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call);
  * parameters are encoded and released before returning. */
 int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple);
 void ss_conn_release(ss_conn *c);
+/* The connection a repository call runs on, for the pool or conn userdata
+ * at idx: pushes an ss_conn holding a connection (for a pool, one borrowed
+ * for this call), or returns NULL with err set (the acquire failed; one
+ * value is pushed all the same). Give it back with ss_conn_finish. */
+ss_conn *ss_conn_for(lua_State *L, int idx, ss_error *err);
+void ss_conn_finish(ss_conn *c);
 void ss_open_conn(lua_State *L);
 
 /* pool_handle.c */
 void ss_open_pool(lua_State *L);
+/* The pool of the handle at idx; raises when it is not one, or closed. */
+ss_pool *ss_check_pool(lua_State *L, int idx);
+
+/* chunks_bulk.c: core.chunks_create_bulk */
+void ss_open_chunks_bulk(lua_State *L);
 
 #endif

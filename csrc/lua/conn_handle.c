@@ -65,6 +65,23 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
   return !res || failed ? ss_push_fail(L, &err) : 1;
 }
 
+ss_conn *ss_conn_for(lua_State *L, int idx, ss_error *err) {
+  ss_conn *c;
+  if (ss_has_metatable(L, idx, SS_CONN_MT)) {
+    c = lua_touserdata(L, idx);
+    if (!c->item) luaL_error(L, "this connection was released");
+    lua_pushvalue(L, idx);
+    return c;
+  }
+  c = ss_conn_new(L, ss_check_pool(L, idx), 1);
+  if (!(c->item = ss_pool_acquire(c->pool, err))) return NULL;
+  return c;
+}
+
+void ss_conn_finish(ss_conn *c) {
+  if (c->borrowed_for_call) ss_conn_release(c);
+}
+
 static ss_conn *check_conn(lua_State *L) { return luaL_checkudata(L, 1, SS_CONN_MT); }
 
 static int conn_query(lua_State *L) {

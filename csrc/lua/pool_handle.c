@@ -9,11 +9,13 @@ typedef struct {
   ss_pool *pool;
 } pool_ud;
 
-static ss_pool *check_pool(lua_State *L) {
-  pool_ud *u = luaL_checkudata(L, 1, SS_POOL_MT);
+ss_pool *ss_check_pool(lua_State *L, int idx) {
+  pool_ud *u = luaL_checkudata(L, idx, SS_POOL_MT);
   if (!u->pool) luaL_error(L, "this pool handle was closed");
   return u->pool;
 }
+
+static ss_pool *check_pool(lua_State *L) { return ss_check_pool(L, 1); }
 
 /* Reads an optional number field; a field of another type is an input error. */
 static int opt_number(lua_State *L, const char *key, double dflt, double *out, ss_error *err) {

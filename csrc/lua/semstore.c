@@ -3,6 +3,7 @@
 #include <time.h>
 
 #include "binding.h"
+#include "hashtext.h"
 #include "redact.h"
 
 /* core.redact(s): s with every password replaced by "***". */
@@ -23,6 +24,25 @@ static int monotime(lua_State *L) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
+  return 1;
+}
+
+/* core.hashtext(s): PostgreSQL's hashtext(s), an int32. */
+static int hashtext(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_pushinteger(L, ss_hashtext(s, len));
+  return 1;
+}
+
+/* core.partition_key(collection_id, n): the partition of chunks that rows
+ * of this collection live in, out of n (default 100). */
+static int partition_key(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  lua_Integer n = luaL_optinteger(L, 2, SS_DEFAULT_PARTITIONS);
+  luaL_argcheck(L, n >= 1 && n <= INT32_MAX, 2, "the partition count must be a positive integer");
+  lua_pushinteger(L, ss_partition_key(s, len, (int)n));
   return 1;
 }
 
@@ -54,9 +74,18 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   lua_setfield(L, -2, "redact");
   lua_pushcfunction(L, monotime);
   lua_setfield(L, -2, "monotime");
+  lua_pushcfunction(L, hashtext);
+  lua_setfield(L, -2, "hashtext");
+  lua_pushcfunction(L, partition_key);
+  lua_setfield(L, -2, "partition_key");
   ss_open_errors(L);
   ss_open_convert(L);
   ss_open_conn(L);
   ss_open_pool(L);
+  lua_newtable(L); /* core.repositories: name -> methods */
+  lua_newtable(L);
+  lua_setfield(L, -2, "chunks");
+  lua_setfield(L, -2, "repositories");
+  ss_open_chunks_bulk(L);
   return 1;
 }

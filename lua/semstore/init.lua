@@ -81,6 +81,29 @@ function core.pool_methods.transaction(pool, fn, opts)
   return table.unpack(res, 2, res.n)
 end
 
+-- The repositories (db.users, db.collections, db.documents, db.chunks,
+-- db.operations): their methods are C functions from core.repositories, and
+-- each repository runs on `pg`, the pool, or a connection for one inside a
+-- transaction (semstore.repositories(conn)).
+local REPOSITORY_NAMES = { "users", "collections", "documents", "chunks", "operations" }
+local repository_mt = {}
+for _, name in ipairs(REPOSITORY_NAMES) do
+  repository_mt[name] = {
+    __index = core.repositories[name],
+    __tostring = function(self) return "semstore." .. name .. "(" .. tostring(self.pg) .. ")" end,
+  }
+end
+
+-- The repositories over `pg`, a pool handle or a borrowed connection.
+function semstore.repositories(pg)
+  local repos = {}
+  for _, name in ipairs(REPOSITORY_NAMES) do repos[name] = setmetatable({ pg = pg }, repository_mt[name]) end
+  return repos
+end
+
+semstore.hashtext = core.hashtext
+semstore.partition_key = core.partition_key
+
 local DB = {}
 DB.__index = DB
 
@@ -115,7 +138,9 @@ function semstore.connect(opts)
   local pg
   pg, err = core.pool_open(pool_opts)
   if not pg then return nil, err end
-  return setmetatable({ name = name, pg = pg, target = conninfo ~= "" and config.redact(conninfo) or "libpq defaults" }, DB)
+  local db = semstore.repositories(pg)
+  db.name, db.pg, db.target = name, pg, conninfo ~= "" and config.redact(conninfo) or "libpq defaults"
+  return setmetatable(db, DB)
 end
 
 return semstore

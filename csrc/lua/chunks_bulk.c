@@ -1,0 +1,425 @@
+/* db.chunks:create_chunks_bulk(rows, opts): chunks from a Lua array or an
+ * iterator, validated and encoded in C into one binary COPY stream per
+ * partition, and copied straight into the leaf tables chunks_pNN inside one
+ * transaction (a savepoint when the caller's connection is already in one).
+ *
+ * Rows are read once. Encoded rows wait in per-partition buffers; when they
+ * add up to BULK_BUDGET the largest buffer is copied, so memory stays
+ * bounded however many rows an iterator yields, and a bulk that fits the
+ * budget sends nothing before every row has been checked. A bad row found
+ * later rolls the transaction back: all rows or none either way. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+#include "hashtext.h"
+#include "pg_copy.h"
+#include "repo_rules.h"
+
+#define BULK_MT "semstore.chunks_bulk"
+#define BULK_BUDGET (8u << 20)
+#define SEND_PIECE (1u << 20)
+#define ID_BLOCK 10000
+
+/* The fields a chunk table may have, in COPY column order after id and
+ * partition_key. */
+enum { F_COLLECTION, F_DOCUMENT, F_INDEX, F_CONTENT, F_START, F_END, F_TOKENS, F_VECTOR, F_METADATA, NFIELDS };
+static const char *const field_names[NFIELDS] = {"collection_id", "document_id", "chunk_index", "content",
+                                                 "start_offset", "end_offset", "token_count",
+                                                 "embedding_vector_id", "metadata"};
+
+typedef struct {
+  int nparts;
+  ss_buf *parts;      /* one COPY stream per partition, header included once it has rows */
+  long *part_rows;
+  size_t buffered;
+  ss_buf json;        /* metadata of the row being encoded */
+  long long *ids;     /* ids taken from the sequence, not yet used */
+  long ids_len, ids_next;
+} bulk;
+
+static int bulk_gc(lua_State *L) {
+  bulk *b = luaL_checkudata(L, 1, BULK_MT);
+  int i;
+  for (i = 0; b->parts && i < b->nparts; i++) ss_buf_free(&b->parts[i]);
+  free(b->parts);
+  free(b->part_rows);
+  free(b->ids);
+  ss_buf_free(&b->json);
+  memset(b, 0, sizeof *b);
+  return 0;
+}
+
+/* The failure of one row: an input error naming the row and the field. */
+typedef struct {
+  long row;
+  const char *field;
+} bad_row;
+
+static int row_error(ss_error *err, bad_row *bad, long row, int field, const char *what) {
+  bad->row = row;
+  bad->field = field_names[field];
+  return ss_error_set(err, SS_ERR_INPUT, "row %ld: %s %s", row, field_names[field], what);
+}
+
+/* A string field: NULL *s for nil/semstore.null. */
+static int get_string(lua_State *L, const char **s, size_t *len) {
+  int t = lua_type(L, -1);
+  *s = NULL;
+  *len = 0;
+  if (t == LUA_TNIL || (t == LUA_TLIGHTUSERDATA && !lua_touserdata(L, -1))) return 0;
+  if (t != LUA_TSTRING) return -1;
+  *s = lua_tolstring(L, -1, len);
+  return 0;
+}
+
+/* An int4 field >= 0; *present is 0 for nil/semstore.null. */
+static int get_count(lua_State *L, int *present, int32_t *v) {
+  int t = lua_type(L, -1), isnum;
+  lua_Integer i;
+  *present = 0;
+  if (t == LUA_TNIL || (t == LUA_TLIGHTUSERDATA && !lua_touserdata(L, -1))) return 0;
+  if (t != LUA_TNUMBER) return -1;
+  i = lua_tointegerx(L, -1, &isnum);
+  if (!isnum || i < 0 || i > INT32_MAX) return -1;
+  *present = 1;
+  *v = (int32_t)i;
+  return 0;
+}
+
+/* Checks the chunk table on top of the stack and appends it to its
+ * partition's stream. On failure the stream is as it was. */
+static int encode_row(lua_State *L, bulk *b, long row, long long id, int with_id, ss_error *err, bad_row *bad) {
+  int tbl = lua_gettop(L), f, part, present, known = 0;
+  const char *s;
+  size_t len;
+  int32_t n;
+  ss_buf *out;
+  size_t mark;
+  if (lua_type(L, tbl) != LUA_TTABLE) {
+    bad->row = row;
+    bad->field = NULL;
+    return ss_error_set(err, SS_ERR_INPUT, "row %ld: a chunk must be a table, not a %s", row, luaL_typename(L, tbl));
+  }
+  lua_getfield(L, tbl, "collection_id");
+  if (get_string(L, &s, &len) || !s || !ss_is_uuid(s, len)) {
+    lua_settop(L, tbl);
+    return row_error(err, bad, row, F_COLLECTION, "must be a UUID in canonical lowercase form");
+  }
+  part = ss_partition_key(s, len, b->nparts);
+  out = &b->parts[part];
+  mark = out->len;
+  if (out->len == 0 && ss_copy_header(out)) goto oom;
+  if (ss_copy_row(out, NFIELDS + 1 + with_id)) goto oom;
+  if (with_id && ss_copy_int8(out, id)) goto oom;
+  if (ss_copy_text(out, s, len) || ss_copy_int4(out, part)) goto oom;
+  known++;
+  for (f = F_DOCUMENT; f < NFIELDS; f++) {
+    lua_settop(L, tbl);
+    lua_getfield(L, tbl, field_names[f]);
+    if (!lua_isnil(L, -1)) known++;
+    switch (f) {
+    case F_DOCUMENT:
+    case F_VECTOR:
+    case F_CONTENT:
+      if (get_string(L, &s, &len)) goto bad_type;
+      if (!s) {
+        if (f == F_CONTENT) {
+          row_error(err, bad, row, f, "is required");
+          goto fail;
+        }
+        if (ss_copy_null(out)) goto oom;
+        break;
+      }
+      if (f == F_DOCUMENT ? !ss_is_uuid(s, len) : !ss_is_text(s, len)) {
+        row_error(err, bad, row, f,
+                  f == F_DOCUMENT ? "must be a UUID in canonical lowercase form"
+                                  : "must be UTF-8 text without zero bytes");
+        goto fail;
+      }
+      if (ss_copy_text(out, s, len)) goto oom;
+      break;
+    case F_INDEX:
+    case F_START:
+    case F_END:
+    case F_TOKENS:
+      if (get_count(L, &present, &n)) {
+        row_error(err, bad, row, f, "must be an integer from 0 to 2147483647");
+        goto fail;
+      }
+      if (!present && f == F_INDEX) {
+        row_error(err, bad, row, f, "is required");
+        goto fail;
+      }
+      if (present ? ss_copy_int4(out, n) : ss_copy_null(out)) goto oom;
+      break;
+    case F_METADATA:
+      if (lua_isnil(L, -1) || (lua_islightuserdata(L, -1) && !lua_touserdata(L, -1))) {
+        if (ss_copy_null(out)) goto oom;
+      } else if (lua_type(L, -1) != LUA_TTABLE) {
+        goto bad_type;
+      } else {
+        b->json.len = 0;
+        if (ss_encode_json(L, -1, &b->json, err)) {
+          char why[sizeof err->message];
+          ss_strlcpy(why, err->message, sizeof why);
+          row_error(err, bad, row, f, why);
+          goto fail;
+        }
+        if (ss_copy_jsonb(out, b->json.data, b->json.len)) goto oom;
+      }
+      break;
+    }
+  }
+  lua_settop(L, tbl);
+  /* a field this table has that no column takes is a typo, not data to drop */
+  {
+    int total = 0;
+    lua_pushnil(L);
+    while (lua_next(L, tbl)) {
+      total++;
+      lua_pop(L, 1);
+    }
+    if (total != known) {
+      bad->row = row;
+      bad->field = NULL;
+      ss_error_set(err, SS_ERR_INPUT,
+                   "row %ld: unknown field (a chunk has collection_id, document_id, chunk_index, content, "
+                   "start_offset, end_offset, token_count, embedding_vector_id, metadata)", row);
+      goto fail;
+    }
+  }
+  b->part_rows[part]++;
+  b->buffered += out->len - mark;
+  return 0;
+bad_type:
+  row_error(err, bad, row, f, f == F_METADATA ? "must be a table" : "must be a string");
+  goto fail;
+oom:
+  bad->row = 0;
+  ss_error_set(err, SS_ERR_MEMORY, "out of memory encoding row %ld", row);
+fail:
+  out->len = mark;
+  lua_settop(L, tbl);
+  return -1;
+}
+
+/* Copies one partition's stream into its leaf table and empties it. */
+static int flush_part(ss_pg *pg, bulk *b, int part, int with_id, ss_error *err) {
+  char sql[256];
+  ss_buf *out = &b->parts[part];
+  size_t off;
+  long long copied;
+  snprintf(sql, sizeof sql,
+           "COPY chunks_p%d (%scollection_id, partition_key, document_id, chunk_index, content, start_offset, "
+           "end_offset, token_count, embedding_vector_id, metadata) FROM STDIN (FORMAT binary)",
+           part, with_id ? "id, " : "");
+  if (ss_copy_trailer(out)) return ss_error_set(err, SS_ERR_MEMORY, "out of memory");
+  if (ss_pg_copy_begin(pg, sql, err)) return -1;
+  for (off = 0; off < out->len; off += SEND_PIECE) {
+    size_t n = out->len - off < SEND_PIECE ? out->len - off : SEND_PIECE;
+    if (ss_pg_copy_send(pg, out->data + off, n, err)) {
+      ss_error keep = *err;
+      ss_pg_copy_end(pg, "semstore: sending failed", err);
+      *err = keep;
+      return -1;
+    }
+  }
+  if ((copied = ss_pg_copy_end(pg, NULL, err)) < 0) return -1;
+  if (copied != b->part_rows[part])
+    return ss_error_set(err, SS_ERR_POSTGRES, "COPY into chunks_p%d took %lld rows of %ld", part, copied,
+                        b->part_rows[part]);
+  b->buffered -= out->len;
+  out->len = 0;
+  b->part_rows[part] = 0;
+  return 0;
+}
+
+static int run_simple(ss_pg *pg, const char *sql, ss_error *err) {
+  PGresult *res = ss_pg_exec(pg, sql, err);
+  if (!res) return -1;
+  PQclear(res);
+  return 0;
+}
+
+/* Takes `count` ids from the chunks' sequence in one round trip. */
+static int take_ids(ss_pg *pg, bulk *b, long count, ss_error *err) {
+  char num[24];
+  const char *values[1] = {num};
+  PGresult *res;
+  long i;
+  long long *ids;
+  snprintf(num, sizeof num, "%ld", count);
+  res = ss_pg_query(pg,
+                    "SELECT nextval(pg_get_serial_sequence('chunks', 'id')) FROM generate_series(1, $1::int4)",
+                    1, NULL, values, NULL, NULL, err);
+  if (!res) return -1;
+  if (!(ids = realloc(b->ids, sizeof *ids * (size_t)count))) {
+    PQclear(res);
+    return ss_error_set(err, SS_ERR_MEMORY, "out of memory");
+  }
+  b->ids = ids;
+  for (i = 0; i < count && i < PQntuples(res); i++) ids[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+  b->ids_len = i;
+  b->ids_next = 0;
+  PQclear(res);
+  return 0;
+}
+
+static int partition_count(lua_State *L, ss_pg *pg, ss_error *err) {
+  PGresult *res;
+  int n;
+  lua_getfield(L, 1, "partitions");
+  n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (n > 0) return n;
+  if (!(res = ss_pg_query(pg, "SELECT chunk_partition_count()", 0, NULL, NULL, NULL, NULL, err))) return -1;
+  n = atoi(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  if (n < 1) return ss_error_set(err, SS_ERR_POSTGRES, "chunk_partition_count() returned %d", n);
+  /* fixed when the schema was migrated: ask once per repository */
+  lua_pushinteger(L, n);
+  lua_setfield(L, 1, "partitions");
+  return n;
+}
+
+/* Ends the bulk's transaction or savepoint: commit, or roll back. */
+static int finish_tx(ss_pg *pg, int nested, int commit, ss_error *err) {
+  ss_error ignored;
+  if (commit) return run_simple(pg, nested ? "RELEASE SAVEPOINT semstore_bulk" : "COMMIT", err);
+  if (ss_pg_is_broken(pg)) return -1;
+  run_simple(pg, nested ? "ROLLBACK TO SAVEPOINT semstore_bulk; RELEASE SAVEPOINT semstore_bulk" : "ROLLBACK",
+             &ignored);
+  return -1;
+}
+
+static int chunks_create_bulk(lua_State *L) {
+  ss_error err;
+  bad_row bad = {0, NULL};
+  ss_conn *c;
+  ss_pg *pg;
+  bulk *b;
+  int iter, with_id, nested = 0, tx = 0, i, ok = 1, ids_idx = 0;
+  long row = 0, total = 0;
+  lua_Integer len = 0;
+  ss_error_clear(&err);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  iter = lua_type(L, 2) == LUA_TFUNCTION;
+  if (!iter) luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  with_id = lua_istable(L, 3) && (lua_getfield(L, 3, "return_ids"), lua_toboolean(L, -1));
+  lua_settop(L, 3);
+  if (!iter) len = ss_array_length(L, 2);
+
+  lua_getfield(L, 1, "pg");
+  if (!(c = ss_conn_for(L, 4, &err))) return ss_push_fail(L, &err); /* at 5 */
+  pg = c->item->conn;
+  b = ss_newuserdata(L, sizeof *b); /* at 6 */
+  memset(b, 0, sizeof *b);
+  luaL_setmetatable(L, BULK_MT);
+  if ((b->nparts = partition_count(L, pg, &err)) < 0) goto done;
+  b->parts = calloc((size_t)b->nparts, sizeof *b->parts);
+  b->part_rows = calloc((size_t)b->nparts, sizeof *b->part_rows);
+  if (!b->parts || !b->part_rows) {
+    ss_error_set(&err, SS_ERR_MEMORY, "out of memory");
+    goto fail;
+  }
+  if (with_id) {
+    lua_createtable(L, iter ? 0 : (int)len, 0);
+    ids_idx = lua_gettop(L);
+  }
+
+  for (;;) {
+    long long id = 0;
+    if (iter) {
+      lua_pushvalue(L, 2);
+      if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        /* the iterator raised: undo, give the connection back, raise on */
+        if (tx) finish_tx(pg, nested, 0, &err);
+        ss_conn_finish(c);
+        return lua_error(L);
+      }
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+    } else {
+      if (row >= len) break;
+      lua_geti(L, 2, row + 1);
+    }
+    row++;
+    if (with_id) {
+      if (b->ids_next == b->ids_len &&
+          take_ids(pg, b, iter ? ID_BLOCK : (len - row + 1 < ID_BLOCK * 10 ? len - row + 1 : ID_BLOCK * 10), &err))
+        goto fail;
+      id = b->ids[b->ids_next++];
+    }
+    if (encode_row(L, b, row, id, with_id, &err, &bad)) goto fail;
+    lua_pop(L, 1);
+    if (with_id) {
+      lua_pushinteger(L, id);
+      lua_rawseti(L, ids_idx, row);
+    }
+    while (b->buffered > BULK_BUDGET) {
+      int big = 0;
+      if (!tx) {
+        nested = ss_pg_transaction_status(pg) != PQTRANS_IDLE;
+        if (run_simple(pg, nested ? "SAVEPOINT semstore_bulk" : "BEGIN", &err)) goto fail;
+        tx = 1;
+      }
+      for (i = 1; i < b->nparts; i++)
+        if (b->parts[i].len > b->parts[big].len) big = i;
+      if (flush_part(pg, b, big, with_id, &err)) goto fail;
+    }
+  }
+  total = row;
+  if (total > 0) {
+    if (!tx) {
+      nested = ss_pg_transaction_status(pg) != PQTRANS_IDLE;
+      if (run_simple(pg, nested ? "SAVEPOINT semstore_bulk" : "BEGIN", &err)) goto fail;
+      tx = 1;
+    }
+    for (i = 0; i < b->nparts; i++)
+      if (b->part_rows[i] && flush_part(pg, b, i, with_id, &err)) goto fail;
+    tx = 0;
+    if (finish_tx(pg, nested, 1, &err)) goto fail;
+  }
+  goto done;
+fail:
+  ok = 0;
+  if (tx) finish_tx(pg, nested, 0, &err);
+done:
+  ss_conn_finish(c);
+  if (!ok || err.kind != SS_OK) {
+    ss_push_fail(L, &err);
+    if (bad.row > 0) {
+      lua_pushinteger(L, bad.row);
+      lua_setfield(L, -2, "row");
+      if (bad.field) {
+        lua_pushstring(L, bad.field);
+        lua_setfield(L, -2, "field");
+      }
+    }
+    return 2;
+  }
+  lua_pushinteger(L, total);
+  if (with_id) {
+    lua_pushvalue(L, ids_idx);
+    return 2;
+  }
+  return 1;
+}
+
+void ss_open_chunks_bulk(lua_State *L) {
+  luaL_newmetatable(L, BULK_MT);
+  lua_pushcfunction(L, bulk_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_getfield(L, -1, "repositories");
+  lua_getfield(L, -1, "chunks");
+  lua_pushcfunction(L, chunks_create_bulk);
+  lua_setfield(L, -2, "create_chunks_bulk");
+  lua_pop(L, 2);
+}
