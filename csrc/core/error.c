@@ -23,6 +23,9 @@ const char *ss_error_kind_name(ss_error_kind kind) {
   case SS_ERR_POOL: return "pool";
   case SS_ERR_INPUT: return "input";
   case SS_ERR_MEMORY: return "memory";
+  case SS_ERR_NOT_FOUND: return "not_found";
+  case SS_ERR_ACCESS_DENIED: return "access_denied";
+  case SS_ERR_INVALID_TRANSITION: return "invalid_transition";
   }
   return "unknown";
 }

@@ -12,7 +12,11 @@ typedef enum {
   SS_ERR_CONNECTION, /* could not connect, or the connection broke */
   SS_ERR_POOL,       /* pool exhausted until the timeout, or closed */
   SS_ERR_INPUT,      /* a value the caller passed cannot be used */
-  SS_ERR_MEMORY
+  SS_ERR_MEMORY,
+  /* the repositories' refusals */
+  SS_ERR_NOT_FOUND,          /* no row with that id */
+  SS_ERR_ACCESS_DENIED,      /* the row exists, the user may not use it */
+  SS_ERR_INVALID_TRANSITION  /* a status change the state machine forbids */
 } ss_error_kind;
 
 typedef struct {

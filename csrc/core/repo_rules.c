@@ -61,6 +61,7 @@ int ss_uuid_v4(char out[37]) {
   return 0;
 }
 
+
 static int index_of(const char *const *names, const char *name) {
   int i;
   for (i = 0; names[i]; i++)
@@ -68,7 +69,13 @@ static int index_of(const char *const *names, const char *name) {
   return -1;
 }
 
-static const char *const collection_statuses[] = {"pending", "ready", "processing", "error", "degraded", NULL};
+const char *const ss_collection_statuses[] = {"pending", "ready", "processing", "error", "degraded", NULL};
+const char *const ss_document_statuses[] = {"pending", "processing", "completed", "failed", "deleted", NULL};
+const char *const ss_operation_types[] = {"index", "append", "reindex", "remove_source", "delete", NULL};
+const char *const ss_operation_statuses[] = {"pending", "processing", "completed", "failed", "cancelled", NULL};
+const char *const ss_quantizations[] = {"float32", "float16", "int8", NULL};
+
+int ss_is_choice(const char *const *choices, const char *name) { return index_of(choices, name) >= 0; }
 
 /* allowed[from] is a bit set of the statuses `from` may move to. Setting
  * the status a collection already has is allowed (it updates the message). */
@@ -82,18 +89,24 @@ static const int collection_moves[] = {
     [DEGRADED] = S(DEGRADED) | S(PROCESSING) | S(READY) | S(ERROR),
 };
 
-int ss_collection_status(const char *name) { return index_of(collection_statuses, name); }
-
 int ss_collection_transition_ok(const char *from, const char *to) {
-  int f = ss_collection_status(from), t = ss_collection_status(to);
+  int f = index_of(ss_collection_statuses, from), t = index_of(ss_collection_statuses, to);
   return f >= 0 && t >= 0 && (collection_moves[f] & S(t)) != 0;
 }
 
-static const char *const operation_statuses[] = {"pending", "processing", "completed", "failed", "cancelled", NULL};
+enum { OP_PENDING, OP_PROCESSING, OP_COMPLETED, OP_FAILED, OP_CANCELLED };
+static const int operation_moves[] = {
+    [OP_PENDING] = S(OP_PROCESSING) | S(OP_FAILED) | S(OP_CANCELLED),
+    [OP_PROCESSING] = S(OP_PROCESSING) | S(OP_COMPLETED) | S(OP_FAILED) | S(OP_CANCELLED),
+    [OP_COMPLETED] = 0,
+    [OP_FAILED] = 0,
+    [OP_CANCELLED] = 0,
+};
 
-int ss_operation_status(const char *name) { return index_of(operation_statuses, name); }
-
-int ss_operation_status_terminal(const char *name) { return ss_operation_status(name) >= 2; }
+int ss_operation_transition_ok(const char *from, const char *to) {
+  int f = index_of(ss_operation_statuses, from), t = index_of(ss_operation_statuses, to);
+  return f >= 0 && t >= 0 && (operation_moves[f] & S(t)) != 0;
+}
 
 int ss_const_time_equal(const char *a, const char *b) {
   size_t la = strlen(a), lb = strlen(b), i;

@@ -19,14 +19,25 @@ int ss_is_text(const char *s, size_t len);
  * -1 when the system has no randomness to give. */
 int ss_uuid_v4(char out[37]);
 
-/* Collection statuses and the moves between them (the seed design's
- * transition table). -1 when name is not a status. */
-int ss_collection_status(const char *name);
+/* The values of the schema's enums (and of the quantization CHECK),
+ * NULL-terminated. */
+extern const char *const ss_collection_statuses[];
+extern const char *const ss_document_statuses[];
+extern const char *const ss_operation_types[];
+extern const char *const ss_operation_statuses[];
+extern const char *const ss_quantizations[];
+
+/* Whether name is one of choices. */
+int ss_is_choice(const char *const *choices, const char *name);
+
+/* The moves a collection's status may make (see the table in
+ * repo_rules.c); 0 for a name that is not a status. */
 int ss_collection_transition_ok(const char *from, const char *to);
 
-/* Operation statuses: -1 when name is not one; terminal ones are final. */
-int ss_operation_status(const char *name);
-int ss_operation_status_terminal(const char *name);
+/* An operation moves forward only: pending -> processing -> completed or
+ * failed, and pending or processing -> cancelled (or failed). Once
+ * completed, failed or cancelled it stays so. */
+int ss_operation_transition_ok(const char *from, const char *to);
 
 /* A constant-time comparison of two NUL-terminated strings: its duration
  * depends on the lengths only. 1 when equal. */

@@ -78,8 +78,9 @@ ss_conn *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call);
 /* Runs a statement on c and pushes the result, or nil and err; returns the
  * number of values pushed. The SQL is at sql_idx and its nparams
  * parameters follow it; `simple` runs several statements without
- * parameters. A connection borrowed_for_call is acquired after the
- * parameters are encoded and released before returning. */
+ * parameters. A connection borrowed_for_call that holds none yet is
+ * acquired after the parameters are encoded and released before returning;
+ * one that holds a connection (ss_conn_for) keeps it. */
 int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple);
 void ss_conn_release(ss_conn *c);
 /* The connection a repository call runs on, for the pool or conn userdata
@@ -95,7 +96,18 @@ void ss_open_pool(lua_State *L);
 /* The pool of the handle at idx; raises when it is not one, or closed. */
 ss_pool *ss_check_pool(lua_State *L, int idx);
 
-/* chunks_bulk.c: core.chunks_create_bulk */
+/* chunks_bulk.c: core.repositories.chunks.create_chunks_bulk */
 void ss_open_chunks_bulk(lua_State *L);
+
+/* repositories.c: the methods of core.repositories, from ss_statements */
+void ss_open_repositories(lua_State *L);
+/* The number of chunk partitions, asked of the server once per repository
+ * (the table at index self keeps it as `partitions`); -1 with err set. */
+int ss_chunk_partitions(lua_State *L, int self, ss_pg *pg, ss_error *err);
+/* A repository method's own transaction: BEGIN, or a savepoint when the
+ * connection is already in one (*nested says which). ss_repo_end commits,
+ * or rolls back and returns -1 (err untouched by the rollback). */
+int ss_repo_begin(ss_pg *pg, int *nested, ss_error *err);
+int ss_repo_end(ss_pg *pg, int nested, int commit, ss_error *err);
 
 #endif

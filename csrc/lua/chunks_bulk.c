@@ -236,13 +236,6 @@ static int flush_part(ss_pg *pg, bulk *b, int part, int with_id, ss_error *err) 
   return 0;
 }
 
-static int run_simple(ss_pg *pg, const char *sql, ss_error *err) {
-  PGresult *res = ss_pg_exec(pg, sql, err);
-  if (!res) return -1;
-  PQclear(res);
-  return 0;
-}
-
 /* Takes `count` ids from the chunks' sequence in one round trip. */
 static int take_ids(ss_pg *pg, bulk *b, long count, ss_error *err) {
   char num[24];
@@ -265,33 +258,6 @@ static int take_ids(ss_pg *pg, bulk *b, long count, ss_error *err) {
   b->ids_next = 0;
   PQclear(res);
   return 0;
-}
-
-static int partition_count(lua_State *L, ss_pg *pg, ss_error *err) {
-  PGresult *res;
-  int n;
-  lua_getfield(L, 1, "partitions");
-  n = (int)lua_tointeger(L, -1);
-  lua_pop(L, 1);
-  if (n > 0) return n;
-  if (!(res = ss_pg_query(pg, "SELECT chunk_partition_count()", 0, NULL, NULL, NULL, NULL, err))) return -1;
-  n = atoi(PQgetvalue(res, 0, 0));
-  PQclear(res);
-  if (n < 1) return ss_error_set(err, SS_ERR_POSTGRES, "chunk_partition_count() returned %d", n);
-  /* fixed when the schema was migrated: ask once per repository */
-  lua_pushinteger(L, n);
-  lua_setfield(L, 1, "partitions");
-  return n;
-}
-
-/* Ends the bulk's transaction or savepoint: commit, or roll back. */
-static int finish_tx(ss_pg *pg, int nested, int commit, ss_error *err) {
-  ss_error ignored;
-  if (commit) return run_simple(pg, nested ? "RELEASE SAVEPOINT semstore_bulk" : "COMMIT", err);
-  if (ss_pg_is_broken(pg)) return -1;
-  run_simple(pg, nested ? "ROLLBACK TO SAVEPOINT semstore_bulk; RELEASE SAVEPOINT semstore_bulk" : "ROLLBACK",
-             &ignored);
-  return -1;
 }
 
 static int chunks_create_bulk(lua_State *L) {
@@ -319,7 +285,7 @@ static int chunks_create_bulk(lua_State *L) {
   b = ss_newuserdata(L, sizeof *b); /* at 6 */
   memset(b, 0, sizeof *b);
   luaL_setmetatable(L, BULK_MT);
-  if ((b->nparts = partition_count(L, pg, &err)) < 0) goto done;
+  if ((b->nparts = ss_chunk_partitions(L, 1, pg, &err)) < 0) goto done;
   b->parts = calloc((size_t)b->nparts, sizeof *b->parts);
   b->part_rows = calloc((size_t)b->nparts, sizeof *b->part_rows);
   if (!b->parts || !b->part_rows) {
@@ -337,7 +303,7 @@ static int chunks_create_bulk(lua_State *L) {
       lua_pushvalue(L, 2);
       if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
         /* the iterator raised: undo, give the connection back, raise on */
-        if (tx) finish_tx(pg, nested, 0, &err);
+        if (tx) ss_repo_end(pg, nested, 0, &err);
         ss_conn_finish(c);
         return lua_error(L);
       }
@@ -365,8 +331,7 @@ static int chunks_create_bulk(lua_State *L) {
     while (b->buffered > BULK_BUDGET) {
       int big = 0;
       if (!tx) {
-        nested = ss_pg_transaction_status(pg) != PQTRANS_IDLE;
-        if (run_simple(pg, nested ? "SAVEPOINT semstore_bulk" : "BEGIN", &err)) goto fail;
+        if (ss_repo_begin(pg, &nested, &err)) goto fail;
         tx = 1;
       }
       for (i = 1; i < b->nparts; i++)
@@ -377,19 +342,18 @@ static int chunks_create_bulk(lua_State *L) {
   total = row;
   if (total > 0) {
     if (!tx) {
-      nested = ss_pg_transaction_status(pg) != PQTRANS_IDLE;
-      if (run_simple(pg, nested ? "SAVEPOINT semstore_bulk" : "BEGIN", &err)) goto fail;
+      if (ss_repo_begin(pg, &nested, &err)) goto fail;
       tx = 1;
     }
     for (i = 0; i < b->nparts; i++)
       if (b->part_rows[i] && flush_part(pg, b, i, with_id, &err)) goto fail;
     tx = 0;
-    if (finish_tx(pg, nested, 1, &err)) goto fail;
+    if (ss_repo_end(pg, nested, 1, &err)) goto fail;
   }
   goto done;
 fail:
   ok = 0;
-  if (tx) finish_tx(pg, nested, 0, &err);
+  if (tx) ss_repo_end(pg, nested, 0, &err);
 done:
   ss_conn_finish(c);
   if (!ok || err.kind != SS_OK) {

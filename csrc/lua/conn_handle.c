@@ -34,7 +34,7 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
   ss_error err;
   PGresult *res;
   ss_pg *pg;
-  int failed = 0;
+  int failed = 0, acquired_here = 0;
   ss_error_clear(&err);
   if (simple && nparams > 0)
     return luaL_error(L, "exec() takes no parameters: use query() to bind values");
@@ -46,6 +46,7 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
   if (!c->item) {
     if (!c->borrowed_for_call) return luaL_error(L, "this connection was released");
     if (!(c->item = ss_pool_acquire(c->pool, &err))) return ss_push_fail(L, &err);
+    acquired_here = 1;
   }
   pg = c->item->conn;
   if (c->res) { /* left by a decode that an error interrupted */
@@ -61,7 +62,7 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
     PQclear(c->res);
     c->res = NULL;
   }
-  if (c->borrowed_for_call) ss_conn_release(c);
+  if (acquired_here) ss_conn_release(c);
   return !res || failed ? ss_push_fail(L, &err) : 1;
 }
 

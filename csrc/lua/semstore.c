@@ -83,9 +83,8 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   ss_open_conn(L);
   ss_open_pool(L);
   lua_newtable(L); /* core.repositories: name -> methods */
-  lua_newtable(L);
-  lua_setfield(L, -2, "chunks");
   lua_setfield(L, -2, "repositories");
+  ss_open_repositories(L);
   ss_open_chunks_bulk(L);
   return 1;
 }

@@ -1,0 +1,80 @@
+/* The repositories as data: each method of db.users, db.collections,
+ * db.documents, db.chunks and db.operations is one row of ss_statements,
+ * naming its SQL, where each parameter comes from and how it is checked,
+ * the check made before it runs, and the shape of what it returns. The
+ * binding runs every row through one function; only the methods that are
+ * more than a statement (the chunk bulk insert, embedding updates,
+ * password checks, field updates) have code of their own. */
+#ifndef SEMSTORE_REPO_STATEMENTS_H
+#define SEMSTORE_REPO_STATEMENTS_H
+
+typedef enum {
+  SS_V_TEXT,      /* UTF-8 string without zero bytes */
+  SS_V_UUID,      /* canonical lowercase UUID */
+  SS_V_INT,       /* any 64-bit integer */
+  SS_V_COUNT,     /* integer >= 0 */
+  SS_V_LIMIT,     /* integer 1..SS_MAX_LIMIT */
+  SS_V_BOOL,
+  SS_V_JSON,      /* a table, bound as JSON */
+  SS_V_ENUM,      /* one of `choices` */
+  SS_V_PASSWORD,  /* text, bound as its libxcrypt hash */
+  SS_V_NEW_UUID,  /* not read: a fresh version 4 UUID */
+  SS_V_PARTITION, /* not read: the partition key of parameter `of` */
+  SS_V_CURRENT    /* not read: the value the pre-check read (guards against races) */
+} ss_value_kind;
+
+#define SS_MAX_LIMIT 10000
+#define SS_MAX_PARAMS 14
+
+typedef struct {
+  const char *name;   /* the field read (when in_table) and the name in errors */
+  unsigned char kind;
+  unsigned char arg;  /* the Lua argument it comes from, 1 = the first after self */
+  unsigned char in_table; /* read field `name` of that argument (a table) */
+  unsigned char required;
+  unsigned char of;   /* SS_V_PARTITION: the 1-based parameter holding the collection id */
+  const char *const *choices; /* SS_V_ENUM */
+} ss_param_spec;
+
+typedef enum {
+  SS_RET_ROW,      /* the first row, or nil, err (kind "not_found") */
+  SS_RET_ROWS,     /* every row */
+  SS_RET_AFFECTED, /* the number of rows changed */
+  SS_RET_DONE,     /* true, or nil, err (kind "not_found") when no row changed */
+  SS_RET_CREATED,  /* the row and whether it was created (its boolean column `created`) */
+  SS_RET_PAGE,     /* every row, and the count that count_sql gives */
+  SS_RET_PERMITTED /* the row when its boolean column `permitted` is true, else access_denied */
+} ss_return_shape;
+
+typedef enum {
+  SS_CHECK_NONE,
+  /* pre_sql reads the owner of parameter 1's row: it must equal parameter `check_param` */
+  SS_CHECK_OWNER,
+  /* pre_sql reads the status of parameter 1's row: moving it to parameter
+   * `check_param` (or to `to_state`) must be allowed by `allowed` */
+  SS_CHECK_TRANSITION
+} ss_check_kind;
+
+typedef struct {
+  const char *repo, *method, *sql;
+  ss_param_spec params[SS_MAX_PARAMS];
+  unsigned char returns;
+  const char *count_sql;        /* SS_RET_PAGE: run with the first count_params parameters */
+  unsigned char count_params;
+  unsigned char check;          /* ss_check_kind */
+  const char *pre_sql;          /* run with parameter 1, gives one row of one column */
+  unsigned char check_param;
+  const char *to_state;
+  int (*allowed)(const char *from, const char *to);
+  /* what "not_found" says, e.g. "collection" */
+  const char *entity;
+} ss_statement;
+
+/* Ends with a row whose repo is NULL. */
+extern const ss_statement ss_statements[];
+
+/* The columns db.collections:update(id, fields) may set, and their kinds;
+ * ends with a NULL name. */
+extern const ss_param_spec ss_collection_updatable[];
+
+#endif

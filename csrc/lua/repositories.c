@@ -1,0 +1,524 @@
+/* The repositories' methods: core.repositories.<name>.<method>, one C
+ * closure per row of ss_statements, all run by run_statement; plus the few
+ * methods that are more than one statement. A repository is a table whose
+ * field `pg` is a pool handle (each call borrows a connection for its
+ * length) or a borrowed connection (calls join what runs on it, such as a
+ * transaction). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+#include "hashtext.h"
+#include "password.h"
+#include "repo_rules.h"
+#include "repo_statements.h"
+
+static int is_null(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  return t == LUA_TNIL || t == LUA_TNONE || (t == LUA_TLIGHTUSERDATA && !lua_touserdata(L, idx));
+}
+
+/* ---- reading and checking parameters ---- */
+
+/* Pushes the raw Lua value a parameter comes from (nil when absent). */
+static int push_source(lua_State *L, const ss_param_spec *p, ss_error *err) {
+  int idx = 1 + p->arg;
+  if (!p->in_table) {
+    lua_pushvalue(L, idx);
+    return 0;
+  }
+  if (lua_istable(L, idx)) {
+    lua_getfield(L, idx, p->name);
+    return 0;
+  }
+  lua_pushnil(L);
+  if (is_null(L, idx)) return 0;
+  return ss_error_set(err, SS_ERR_INPUT, "argument %d must be a table of fields", p->arg);
+}
+
+/* Checks the value on top against p and leaves what is bound in its place. */
+static int check_value(lua_State *L, const ss_param_spec *p, ss_error *err) {
+  const char *s;
+  size_t len;
+  lua_Integer i;
+  int isint;
+  if (is_null(L, -1)) {
+    if (p->required) return ss_error_set(err, SS_ERR_INPUT, "%s is required", p->name);
+    return 0;
+  }
+  switch (p->kind) {
+  case SS_V_TEXT:
+  case SS_V_UUID:
+  case SS_V_ENUM:
+  case SS_V_PASSWORD:
+    if (lua_type(L, -1) != LUA_TSTRING)
+      return ss_error_set(err, SS_ERR_INPUT, "%s must be a string, not a %s", p->name, luaL_typename(L, -1));
+    s = lua_tolstring(L, -1, &len);
+    if (p->kind == SS_V_UUID && !ss_is_uuid(s, len))
+      return ss_error_set(err, SS_ERR_INPUT, "%s must be a UUID in canonical lowercase form", p->name);
+    if (!ss_is_text(s, len))
+      return ss_error_set(err, SS_ERR_INPUT, "%s must be UTF-8 text without zero bytes", p->name);
+    if (p->kind == SS_V_ENUM && !ss_is_choice(p->choices, s)) {
+      char list[256] = "";
+      int k;
+      for (k = 0; p->choices[k]; k++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", k ? ", " : "", p->choices[k]);
+      return ss_error_set(err, SS_ERR_INPUT, "%s must be one of %s", p->name, list);
+    }
+    if (p->kind == SS_V_PASSWORD) {
+      char hash[SS_PASSWORD_HASH_SIZE];
+      if (len == 0) return ss_error_set(err, SS_ERR_INPUT, "%s must not be empty", p->name);
+      if (ss_password_hash(s, hash, err)) return -1;
+      lua_pop(L, 1);
+      lua_pushstring(L, hash);
+    }
+    return 0;
+  case SS_V_INT:
+  case SS_V_COUNT:
+  case SS_V_LIMIT:
+    i = lua_tointegerx(L, -1, &isint);
+    if (lua_type(L, -1) != LUA_TNUMBER || !isint)
+      return ss_error_set(err, SS_ERR_INPUT, "%s must be an integer", p->name);
+    if ((p->kind == SS_V_COUNT && i < 0) || (p->kind == SS_V_LIMIT && (i < 1 || i > SS_MAX_LIMIT)))
+      return ss_error_set(err, SS_ERR_INPUT, "%s must be an integer from %d to %s", p->name,
+                          p->kind == SS_V_LIMIT ? 1 : 0, p->kind == SS_V_LIMIT ? "10000" : "2^63-1");
+    lua_pop(L, 1);
+    lua_pushinteger(L, i);
+    return 0;
+  case SS_V_BOOL:
+    if (!lua_isboolean(L, -1)) return ss_error_set(err, SS_ERR_INPUT, "%s must be a boolean", p->name);
+    return 0;
+  case SS_V_JSON:
+    if (!lua_istable(L, -1))
+      return ss_error_set(err, SS_ERR_INPUT, "%s must be a table (it is stored as JSON)", p->name);
+    return 0;
+  }
+  return 0;
+}
+
+/* Refuses fields of a table argument that no parameter reads: a typo
+ * would otherwise be dropped without a word. */
+static int check_fields(lua_State *L, const ss_param_spec *params, int n, ss_error *err) {
+  int k, j;
+  for (k = 0; k < n; k++) {
+    int idx = 1 + params[k].arg, seen_before = 0;
+    if (!params[k].in_table || !lua_istable(L, idx)) continue;
+    for (j = 0; j < k; j++) seen_before |= params[j].in_table && params[j].arg == params[k].arg;
+    if (seen_before) continue;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+      int known = 0;
+      lua_pop(L, 1);
+      if (lua_type(L, -1) == LUA_TSTRING)
+        for (j = 0; j < n && !known; j++)
+          known = params[j].in_table && params[j].arg == params[k].arg &&
+                  strcmp(params[j].name, lua_tostring(L, -1)) == 0;
+      if (!known) {
+        ss_error_set(err, SS_ERR_INPUT, "unknown field '%s' in argument %d", luaL_tolstring(L, -1, NULL),
+                     params[k].arg);
+        lua_pop(L, 2);
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
+/* ---- running statements ---- */
+
+static int nparams_of(const ss_statement *st) {
+  int n = 0;
+  while (n < SS_MAX_PARAMS && st->params[n].name) n++;
+  return n;
+}
+
+/* Runs sql with the n values from stack index first. Leaves the rows on
+ * top and returns 0, or leaves the error table and returns -1. */
+static int run(lua_State *L, ss_conn *c, const char *sql, int first, int n) {
+  int top = lua_gettop(L), k, pushed;
+  lua_pushstring(L, sql);
+  for (k = 0; k < n; k++) lua_pushvalue(L, first + k);
+  pushed = ss_conn_run(L, c, top + 1, n, 0);
+  lua_replace(L, top + 1); /* the rows, or the error */
+  lua_settop(L, top + 1);
+  return pushed == 1 ? 0 : -1;
+}
+
+int ss_chunk_partitions(lua_State *L, int self, ss_pg *pg, ss_error *err) {
+  PGresult *res;
+  int n;
+  lua_getfield(L, self, "partitions");
+  n = (int)lua_tointeger(L, -1);
+  lua_pop(L, 1);
+  if (n > 0) return n;
+  if (!(res = ss_pg_query(pg, "SELECT chunk_partition_count()", 0, NULL, NULL, NULL, NULL, err))) return -1;
+  n = atoi(PQgetvalue(res, 0, 0));
+  PQclear(res);
+  if (n < 1) return ss_error_set(err, SS_ERR_POSTGRES, "chunk_partition_count() returned %d", n);
+  /* fixed when the schema was migrated: asked once per repository */
+  lua_pushinteger(L, n);
+  lua_setfield(L, self, "partitions");
+  return n;
+}
+
+int ss_repo_begin(ss_pg *pg, int *nested, ss_error *err) {
+  PGresult *res;
+  *nested = ss_pg_transaction_status(pg) != PQTRANS_IDLE;
+  if (!(res = ss_pg_exec(pg, *nested ? "SAVEPOINT semstore_repo" : "BEGIN", err))) return -1;
+  PQclear(res);
+  return 0;
+}
+
+int ss_repo_end(ss_pg *pg, int nested, int commit, ss_error *err) {
+  ss_error ignored;
+  PGresult *res;
+  if (commit) {
+    if (!(res = ss_pg_exec(pg, nested ? "RELEASE SAVEPOINT semstore_repo" : "COMMIT", err))) return -1;
+    PQclear(res);
+    return 0;
+  }
+  if (!ss_pg_is_broken(pg) &&
+      (res = ss_pg_exec(pg, nested ? "ROLLBACK TO SAVEPOINT semstore_repo; RELEASE SAVEPOINT semstore_repo"
+                                   : "ROLLBACK",
+                        &ignored)))
+    PQclear(res);
+  return -1;
+}
+
+static int fail(lua_State *L, ss_conn *c, ss_error *err) {
+  ss_conn_finish(c);
+  return ss_push_fail(L, err);
+}
+
+/* The error table on top becomes the call's answer. */
+static int fail_with_top(lua_State *L, ss_conn *c) {
+  ss_conn_finish(c);
+  lua_pushnil(L);
+  lua_insert(L, -2);
+  return 2;
+}
+
+static const char *key_text(lua_State *L, int idx) { return luaL_tolstring(L, idx, NULL); }
+
+/* Runs one statement of the table with the arguments at 2.. (self at 1). */
+static int run_statement(lua_State *L, const ss_statement *st) {
+  ss_error err;
+  ss_conn *c;
+  int n = nparams_of(st), k, base, conn_idx, attempt, current = 0, last_arg = 0;
+  ss_error_clear(&err);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  /* absent arguments become nils, so no value pushed below stands in for one */
+  for (k = 0; k < n; k++)
+    if (st->params[k].arg > last_arg) last_arg = st->params[k].arg;
+  if (lua_gettop(L) < 1 + last_arg) lua_settop(L, 1 + last_arg);
+  if (check_fields(L, st->params, n, &err)) return ss_push_fail(L, &err);
+  lua_checkstack(L, n + 16);
+  base = lua_gettop(L) + 1;
+  /* read and check every value before a connection is borrowed */
+  for (k = 0; k < n; k++) {
+    const ss_param_spec *p = &st->params[k];
+    if (p->kind == SS_V_NEW_UUID) {
+      char id[37];
+      if (ss_uuid_v4(id)) {
+        ss_error_set(&err, SS_ERR_INPUT, "the system gave no randomness for a UUID");
+        return ss_push_fail(L, &err);
+      }
+      lua_pushstring(L, id);
+    } else if (p->kind == SS_V_PARTITION || p->kind == SS_V_CURRENT) {
+      lua_pushnil(L); /* filled in below */
+      if (p->kind == SS_V_CURRENT) current = base + k;
+    } else if (push_source(L, p, &err) || check_value(L, p, &err)) {
+      return ss_push_fail(L, &err);
+    }
+  }
+  lua_getfield(L, 1, "pg");
+  if (!(c = ss_conn_for(L, lua_gettop(L), &err))) return ss_push_fail(L, &err);
+  conn_idx = lua_gettop(L);
+  for (k = 0; k < n; k++) {
+    const ss_param_spec *p = &st->params[k];
+    size_t len;
+    const char *id;
+    int parts;
+    if (p->kind != SS_V_PARTITION) continue;
+    if ((parts = ss_chunk_partitions(L, 1, c->item->conn, &err)) < 0) return fail(L, c, &err);
+    id = lua_tolstring(L, base + p->of - 1, &len);
+    lua_pushinteger(L, ss_partition_key(id, len, parts));
+    lua_replace(L, base + k);
+  }
+  for (attempt = 0;; attempt++) {
+    if (st->check != SS_CHECK_NONE) {
+      if (run(L, c, st->pre_sql, base, 1)) return fail_with_top(L, c);
+      if (lua_rawgeti(L, -1, 1) != LUA_TTABLE) {
+        ss_error_set(&err, SS_ERR_NOT_FOUND, "%s %s not found", st->entity, key_text(L, base));
+        return fail(L, c, &err);
+      }
+      lua_getfield(L, -1, "v");
+      if (st->check == SS_CHECK_OWNER && !lua_compare(L, -1, base + st->check_param - 1, LUA_OPEQ)) {
+        ss_error_set(&err, SS_ERR_ACCESS_DENIED, "user %s does not own %s %s",
+                     key_text(L, base + st->check_param - 1), st->entity, key_text(L, base));
+        return fail(L, c, &err);
+      }
+      if (st->check == SS_CHECK_TRANSITION) {
+        const char *from = lua_tostring(L, -1);
+        const char *to = st->to_state ? st->to_state : lua_tostring(L, base + st->check_param - 1);
+        if (!st->allowed(from, to)) {
+          ss_error_set(&err, SS_ERR_INVALID_TRANSITION, "%s %s cannot go from %s to %s", st->entity,
+                       key_text(L, base), from, to);
+          return fail(L, c, &err);
+        }
+        lua_pushvalue(L, -1);
+        lua_replace(L, current);
+      }
+      lua_settop(L, conn_idx);
+    }
+    if (run(L, c, st->sql, base, n)) return fail_with_top(L, c);
+    /* a row the check saw changed before the statement ran: look again */
+    if (st->check == SS_CHECK_TRANSITION && attempt < 3 && lua_rawlen(L, -1) == 0) {
+      lua_settop(L, conn_idx);
+      continue;
+    }
+    break;
+  }
+  switch (st->returns) {
+  case SS_RET_ROWS:
+    ss_conn_finish(c);
+    return 1;
+  case SS_RET_AFFECTED:
+  case SS_RET_DONE:
+    lua_getfield(L, -1, "affected");
+    ss_conn_finish(c);
+    if (st->returns == SS_RET_AFFECTED) return 1;
+    if (lua_tointeger(L, -1) > 0) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    ss_error_set(&err, SS_ERR_NOT_FOUND, "%s %s not found", st->entity, key_text(L, base));
+    return ss_push_fail(L, &err);
+  case SS_RET_PAGE:
+    if (run(L, c, st->count_sql, base, st->count_params)) return fail_with_top(L, c);
+    ss_conn_finish(c);
+    lua_rawgeti(L, -1, 1);
+    lua_getfield(L, -1, "v");
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+    return 2;
+  default:
+    break;
+  }
+  /* one row: ROW, PERMITTED, CREATED */
+  ss_conn_finish(c);
+  if (lua_rawgeti(L, -1, 1) != LUA_TTABLE) {
+    ss_error_set(&err, SS_ERR_NOT_FOUND, "%s %s not found", st->entity, key_text(L, base));
+    return ss_push_fail(L, &err);
+  }
+  if (st->returns == SS_RET_PERMITTED) {
+    lua_getfield(L, -1, "permitted");
+    if (!lua_toboolean(L, -1)) {
+      ss_error_set(&err, SS_ERR_ACCESS_DENIED, "user %s may not use %s %s", key_text(L, base + 1), st->entity,
+                   key_text(L, base));
+      return ss_push_fail(L, &err);
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    lua_setfield(L, -2, "permitted");
+  }
+  if (st->returns == SS_RET_CREATED) {
+    lua_getfield(L, -1, "created");
+    lua_pushnil(L);
+    lua_setfield(L, -3, "created");
+    return 2;
+  }
+  return 1;
+}
+
+static int statement_method(lua_State *L) {
+  return run_statement(L, lua_touserdata(L, lua_upvalueindex(1)));
+}
+
+/* ---- methods that are more than one statement ---- */
+
+/* db.users:verify_password(username, password): true or false. The hash
+ * is compared after the connection went back to the pool. */
+static int users_verify_password(lua_State *L) {
+  static const ss_statement *lookup;
+  const char *password = luaL_checkstring(L, 3);
+  char hash[SS_PASSWORD_HASH_SIZE] = "";
+  int k;
+  if (!lookup)
+    for (k = 0; ss_statements[k].repo; k++)
+      if (strcmp(ss_statements[k].method, "_password_hash") == 0) lookup = &ss_statements[k];
+  if (run_statement(L, lookup) == 2) return 2;
+  if (lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
+    lua_getfield(L, -1, "v");
+    ss_strlcpy(hash, lua_tostring(L, -1), sizeof hash);
+  }
+  lua_pushboolean(L, ss_password_verify(password, *hash ? hash : NULL));
+  return 1;
+}
+
+/* db.collections:update(id, fields): sets the named columns (those of
+ * ss_collection_updatable; the status moves through update_status). */
+static int collections_update(lua_State *L) {
+  ss_statement st;
+  ss_error err;
+  char sql[1024] = "UPDATE collections SET ";
+  int k, n = 1;
+  ss_error_clear(&err);
+  luaL_checktype(L, 3, LUA_TTABLE);
+  memset(&st, 0, sizeof st);
+  st.repo = "collections";
+  st.entity = "collection";
+  st.returns = SS_RET_ROW;
+  st.params[0] = (ss_param_spec){"id", SS_V_UUID, 1, 0, 1, 0, NULL};
+  lua_pushnil(L);
+  while (lua_next(L, 3)) {
+    int known = 0;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (k = 0; ss_collection_updatable[k].name && !known; k++)
+        known = strcmp(ss_collection_updatable[k].name, lua_tostring(L, -1)) == 0;
+    if (!known) {
+      ss_error_set(&err, SS_ERR_INPUT, "collections:update cannot set '%s'", luaL_tolstring(L, -1, NULL));
+      return ss_push_fail(L, &err);
+    }
+  }
+  /* in the table's order, so the same fields make the same statement */
+  for (k = 0; ss_collection_updatable[k].name; k++) {
+    const ss_param_spec *p = &ss_collection_updatable[k];
+    int present = lua_getfield(L, 3, p->name) != LUA_TNIL;
+    lua_pop(L, 1);
+    if (!present) continue;
+    st.params[n] = *p;
+    snprintf(sql + strlen(sql), sizeof sql - strlen(sql), "%s = $%d, ", p->name, n + 1);
+    n++;
+  }
+  if (n == 1) {
+    ss_error_set(&err, SS_ERR_INPUT, "collections:update needs at least one field");
+    return ss_push_fail(L, &err);
+  }
+  snprintf(sql + strlen(sql), sizeof sql - strlen(sql), "updated_at = now() WHERE id = $1 RETURNING *");
+  st.sql = sql;
+  lua_settop(L, 3);
+  return run_statement(L, &st);
+}
+
+/* db.chunks:update_chunk_embeddings{{chunk_id =, collection_id =, vector_id =}, ...}:
+ * one UPDATE per partition over arrays of the rows that go there, in one
+ * transaction. Returns the number of chunks updated. */
+static int chunks_update_embeddings(lua_State *L) {
+  static const ss_param_spec fields[] = {{"chunk_id", SS_V_INT, 0, 1, 1, 0, NULL},
+                                         {"collection_id", SS_V_UUID, 0, 1, 1, 0, NULL},
+                                         {"vector_id", SS_V_TEXT, 0, 1, 1, 0, NULL}};
+  ss_error err;
+  ss_conn *c;
+  lua_Integer i, n, total = 0;
+  int groups, conn_idx, parts, nested, f, p;
+  ss_error_clear(&err);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  n = ss_array_length(L, 2);
+  lua_getfield(L, 1, "pg");
+  if (!(c = ss_conn_for(L, 3, &err))) return ss_push_fail(L, &err);
+  conn_idx = 4;
+  if ((parts = ss_chunk_partitions(L, 1, c->item->conn, &err)) < 0) return fail(L, c, &err);
+  lua_newtable(L); /* partition -> {ids, collection ids, vector ids} */
+  groups = conn_idx + 1;
+  for (i = 1; i <= n; i++) {
+    size_t len;
+    const char *id;
+    lua_geti(L, 2, i);
+    if (!lua_istable(L, -1)) {
+      ss_error_set(&err, SS_ERR_INPUT, "item %lld must be a table", (long long)i);
+      return fail(L, c, &err);
+    }
+    for (f = 0; f < 3; f++) {
+      lua_getfield(L, -1 - f, fields[f].name);
+      if (check_value(L, &fields[f], &err)) {
+        char why[sizeof err.message];
+        ss_strlcpy(why, err.message, sizeof why);
+        ss_error_set(&err, SS_ERR_INPUT, "item %lld: %s", (long long)i, why);
+        return fail(L, c, &err);
+      }
+    }
+    id = lua_tolstring(L, -2, &len);
+    p = ss_partition_key(id, len, parts);
+    if (lua_rawgeti(L, groups, p) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      lua_createtable(L, 3, 0);
+      for (f = 1; f <= 3; f++) {
+        lua_newtable(L);
+        lua_rawseti(L, -2, f);
+      }
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, groups, p);
+    }
+    for (f = 1; f <= 3; f++) {
+      lua_rawgeti(L, -1, f);
+      lua_pushvalue(L, groups + 1 + f); /* the checked value of fields[f - 1] */
+      lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
+      lua_pop(L, 1);
+    }
+    lua_settop(L, groups);
+  }
+  if (ss_repo_begin(c->item->conn, &nested, &err)) return fail(L, c, &err);
+  for (p = 0; p < parts; p++) {
+    char sql[320];
+    if (lua_rawgeti(L, groups, p) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      continue;
+    }
+    for (f = 1; f <= 3; f++) {
+      lua_rawgeti(L, groups + 1, f);
+      lua_createtable(L, 1, 0);
+      lua_insert(L, -2);
+      lua_rawseti(L, -2, 1);
+      luaL_setmetatable(L, SS_ARRAY_MT);
+    }
+    snprintf(sql, sizeof sql,
+             "UPDATE chunks_p%d AS c SET embedding_vector_id = u.vector_id, updated_at = now() "
+             "FROM unnest($1::int8[], $2::text[], $3::text[]) AS u(id, collection_id, vector_id) "
+             "WHERE c.id = u.id AND c.collection_id = u.collection_id", p);
+    if (run(L, c, sql, groups + 2, 3)) {
+      ss_repo_end(c->item->conn, nested, 0, &err);
+      return fail_with_top(L, c);
+    }
+    lua_getfield(L, -1, "affected");
+    total += lua_tointeger(L, -1);
+    lua_settop(L, groups);
+  }
+  if (ss_repo_end(c->item->conn, nested, 1, &err)) return fail(L, c, &err);
+  ss_conn_finish(c);
+  lua_pushinteger(L, total);
+  return 1;
+}
+
+void ss_open_repositories(lua_State *L) {
+  int k;
+  lua_getfield(L, -1, "repositories");
+  for (k = 0; ss_statements[k].repo; k++) {
+    const ss_statement *st = &ss_statements[k];
+    if (st->method[0] == '_') continue; /* used by a method of its own */
+    if (lua_getfield(L, -1, st->repo) != LUA_TTABLE) {
+      lua_pop(L, 1);
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_setfield(L, -3, st->repo);
+    }
+    lua_pushlightuserdata(L, (void *)st);
+    lua_pushcclosure(L, statement_method, 1);
+    lua_setfield(L, -2, st->method);
+    lua_pop(L, 1);
+  }
+  lua_getfield(L, -1, "users");
+  lua_pushcfunction(L, users_verify_password);
+  lua_setfield(L, -2, "verify_password");
+  lua_getfield(L, -2, "collections");
+  lua_pushcfunction(L, collections_update);
+  lua_setfield(L, -2, "update");
+  lua_getfield(L, -3, "chunks");
+  lua_pushcfunction(L, chunks_update_embeddings);
+  lua_setfield(L, -2, "update_chunk_embeddings");
+  lua_pop(L, 4);
+}
