@@ -29,6 +29,14 @@ describe("the public API", function()
     end
   end)
 
+  it("documents every method of the repositories", function()
+    for repo, methods in pairs(core.repositories) do
+      for name in pairs(methods) do
+        assert.truthy(text:find("db." .. repo .. ":" .. name .. "(", 1, true), "README lacks db." .. repo .. ":" .. name)
+      end
+    end
+  end)
+
   it("documents every function of the migration runner and of semstore.config", function()
     for name, v in pairs(require "semstore.migrate") do
       if type(v) == "function" then
