@@ -1,12 +1,17 @@
-/* The core's small pieces: error records, the byte buffer, redaction. */
+/* The core's small pieces: error records, the byte buffer, redaction,
+ * PostgreSQL's hashtext, the binary COPY encoder and the repository rules. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "buf.h"
 #include "error.h"
 #include "harness.h"
+#include "hashtext.h"
 #include "json.h"
+#include "pg_copy.h"
 #include "redact.h"
+#include "repo_rules.h"
 
 static int redacts_to(const char *in, const char *want) {
   char out[512];
@@ -118,10 +123,295 @@ static void test_json(void) {
   ss_buf_free(&b);
 }
 
+/* hashtext() as PostgreSQL 15 computes it (SELECT hashtext(s)) */
+static int hashes_to(const char *s, size_t len, int32_t want) {
+  int32_t got = ss_hashtext(s, len);
+  if (got != want) printf("  hashtext(%.*s) = %d, want %d\n", (int)len, s, (int)got, (int)want);
+  return got == want;
+}
+
+#define HASHES_TO(lit, want) hashes_to(lit, sizeof lit - 1, want)
+
+/* An 11-byte string whose hashtext is INT32_MIN (found by running lookup3's
+ * final mix backwards; the server agrees: hashtext('4FBvFnCdU3R') is
+ * -2147483648), the one value whose abs() overflows an int4. */
+static const char int32_min_string[] = "4FBvFnCdU3R";
+
+static void test_hashtext(void) {
+  CHECK(HASHES_TO("", -1477818771));
+  CHECK(HASHES_TO("a", 1075015857));
+  CHECK(HASHES_TO("abc", -785388649));
+  CHECK(HASHES_TO("hello world", 1021725223));
+  CHECK(HASHES_TO("550e8400-e29b-41d4-a716-446655440000", 428265705));
+  /* a whole block, a block and a tail, bytes above 0x7f (no sign extension) */
+  CHECK(HASHES_TO("abcdefghijkl", -1586087212));
+  CHECK(HASHES_TO("abcdefghijklm", 405849808));
+  CHECK(HASHES_TO("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9", -1645874405));
+  CHECK(HASHES_TO("\xe2\x82\xac\xc3\xbc\xf0\x9f\x98\x80 the quick brown fox", 1574395127));
+  CHECK(HASHES_TO("4FBvFnCdU3R", INT32_MIN));
+  /* the length counts, not a terminator; the bytes need no alignment */
+  {
+    char buf[64];
+    CHECK(ss_hashtext("a\0", 2) != ss_hashtext("a", 1));
+    memcpy(buf + 1, "550e8400-e29b-41d4-a716-446655440000", 36);
+    CHECK(ss_hashtext(buf + 1, 36) == 428265705);
+  }
+}
+
+static void test_partition_key(void) {
+  /* abs(hashtext(s)::int8) % n */
+  CHECK(ss_partition_key("", 0, 100) == 71);         /* -1477818771 */
+  CHECK(ss_partition_key("a", 1, 100) == 57);        /* 1075015857 */
+  CHECK(ss_partition_key("abc", 3, 100) == 49);      /* -785388649 */
+  CHECK(ss_partition_key("hello world", 11, 100) == 23);
+  CHECK(ss_partition_key("550e8400-e29b-41d4-a716-446655440000", 36, 100) == 5);
+  CHECK(ss_partition_key("abc", 3, 7) == 785388649 % 7);
+  CHECK(ss_partition_key("abc", 3, 1) == 0);
+  CHECK(ss_partition_key("abc", 3, SS_DEFAULT_PARTITIONS) == 49);
+  /* abs(-2147483648) = 2147483648 as an int8, never negative */
+  CHECK(ss_partition_key(int32_min_string, 11, 100) == 48);
+  CHECK(ss_partition_key(int32_min_string, 11, 1000) == 648);
+  CHECK(ss_partition_key(int32_min_string, 11, INT32_MAX) == 1);
+  {
+    int i, ok = 1;
+    char s[16];
+    for (i = 0; i < 10000; i++) {
+      int k, len = snprintf(s, sizeof s, "k%d", i);
+      int64_t h = ss_hashtext(s, (size_t)len);
+      k = ss_partition_key(s, (size_t)len, 100);
+      ok &= k >= 0 && k < 100 && k == (int)((h < 0 ? -h : h) % 100);
+    }
+    CHECK(ok);
+  }
+}
+
+static int bytes_are(const ss_buf *b, const void *want, size_t len) {
+  size_t i;
+  if (b->len == len && memcmp(b->data, want, len) == 0) return 1;
+  printf("  got %zu bytes:", b->len);
+  for (i = 0; i < b->len; i++) printf(" %02x", (unsigned char)b->data[i]);
+  printf("\n");
+  return 0;
+}
+
+static void test_copy(void) {
+  static const unsigned char want[] = {
+      'P', 'G', 'C', 'O', 'P', 'Y', '\n', 0xff, '\r', '\n', 0,  /* signature */
+      0, 0, 0, 0,                                             /* flags */
+      0, 0, 0, 0,                                             /* header extension length */
+      0, 7,                                                   /* a row of 7 fields */
+      0, 0, 0, 4, 0xff, 0xff, 0xff, 0xfe,                     /* int4 -2 */
+      0, 0, 0, 8, 0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, /* int8 */
+      0xff, 0xff, 0xff, 0xff,                                 /* NULL */
+      0, 0, 0, 3, 'h', 0xc3, 0xa9,                            /* text */
+      0, 0, 0, 8, 1, '{', '"', 'a', '"', ':', '1', '}',       /* jsonb: version 1 */
+      0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0,                     /* 2000-01-01 UTC */
+      0, 0, 0, 8, 0xff, 0xfc, 0xa2, 0xfe, 0xc4, 0xc8, 0x20, 0x00, /* 1970-01-01 UTC */
+      0, 1,                                                   /* a row of 1 field */
+      0, 0, 0, 0,                                             /* empty text */
+      0xff, 0xff,                                             /* trailer */
+  };
+  ss_buf b;
+  long at;
+  ss_buf_init(&b);
+  CHECK(ss_copy_header(&b) == 0 && b.len == 19);
+  CHECK(ss_copy_row(&b, 7) == 0);
+  CHECK(ss_copy_int4(&b, -2) == 0);
+  CHECK(ss_copy_int8(&b, INT64_C(0x0102030405060708)) == 0);
+  CHECK(ss_copy_null(&b) == 0);
+  CHECK(ss_copy_text(&b, "h\xc3\xa9", 3) == 0);
+  CHECK(ss_copy_jsonb(&b, "{\"a\":1}", 7) == 0);
+  CHECK(ss_copy_timestamptz(&b, SS_PG_EPOCH_US) == 0);
+  CHECK(ss_copy_timestamptz(&b, 0) == 0); /* -946684800000000 microseconds */
+  CHECK(ss_copy_row(&b, 1) == 0);
+  CHECK(ss_copy_text(&b, "", 0) == 0);
+  CHECK(ss_copy_trailer(&b) == 0);
+  CHECK(bytes_are(&b, want, sizeof want));
+
+  /* a field written in place: the length word is filled in afterwards */
+  b.len = 0;
+  at = ss_copy_field_begin(&b);
+  CHECK(at == 0);
+  CHECK(ss_buf_append(&b, "\x01[1,2]", 6) == 0);
+  ss_copy_field_end(&b, at);
+  CHECK(bytes_are(&b, "\0\0\0\x06\x01[1,2]", 10));
+  at = ss_copy_field_begin(&b);
+  CHECK(at == 10);
+  ss_copy_field_end(&b, at);
+  CHECK(bytes_are(&b, "\0\0\0\x06\x01[1,2]\0\0\0\0", 14));
+  /* extremes are written as they are */
+  b.len = 0;
+  CHECK(ss_copy_int4(&b, INT32_MIN) == 0 && ss_copy_int8(&b, INT64_MAX) == 0);
+  CHECK(bytes_are(&b, "\0\0\0\x04\x80\0\0\0\0\0\0\x08\x7f\xff\xff\xff\xff\xff\xff\xff", 20));
+  ss_buf_free(&b);
+}
+
+#define IS_UUID(lit) ss_is_uuid(lit, sizeof lit - 1)
+#define IS_TEXT(lit) ss_is_text(lit, sizeof lit - 1)
+
+static void test_is_uuid(void) {
+  CHECK(IS_UUID("550e8400-e29b-41d4-a716-446655440000"));
+  CHECK(IS_UUID("00000000-0000-0000-0000-000000000000"));
+  CHECK(IS_UUID("ffffffff-ffff-ffff-ffff-ffffffffffff"));
+  CHECK(!IS_UUID("550E8400-E29B-41D4-A716-446655440000")); /* upper case */
+  CHECK(!IS_UUID("550e8400-e29b-41d4-a716-44665544000A"));
+  CHECK(!IS_UUID("550e8400e29b-41d4-a716-4466554400000"));  /* a dash moved */
+  CHECK(!IS_UUID("550e8400-e29b-41d4-a7164-46655440000"));
+  CHECK(!IS_UUID("550e8400-e29b-41d4_a716-446655440000"));  /* not a dash */
+  CHECK(!IS_UUID("550e8400-e29b-41d4-a716-44665544000-"));
+  CHECK(!IS_UUID("550e8400e29b41d4a716446655440000"));      /* no dashes */
+  CHECK(!IS_UUID("{550e8400-e29b-41d4-a716-446655440000}"));
+  CHECK(!IS_UUID("550e8400-e29b-41d4-a716-44665544000"));   /* short */
+  CHECK(!IS_UUID("550e8400-e29b-41d4-a716-4466554400000")); /* long */
+  CHECK(!IS_UUID("550e8400-e29b-41d4-a716-44665544000g"));
+  CHECK(!IS_UUID(" 50e8400-e29b-41d4-a716-446655440000"));
+  CHECK(!IS_UUID("550e8400-e29b-41d4-a716-44665544000\0"));
+  CHECK(!IS_UUID(""));
+}
+
+static void test_is_text(void) {
+  CHECK(IS_TEXT(""));
+  CHECK(IS_TEXT("plain ascii \x01\x7f"));
+  CHECK(IS_TEXT("\xc2\x80 \xc3\xa9 \xdf\xbf"));          /* 2 bytes: U+0080, U+00E9, U+07FF */
+  CHECK(IS_TEXT("\xe0\xa0\x80 \xe2\x82\xac \xef\xbf\xbf")); /* 3 bytes: U+0800, U+20AC, U+FFFF */
+  CHECK(IS_TEXT("\xed\x9f\xbf \xee\x80\x80"));          /* around the surrogates: U+D7FF, U+E000 */
+  CHECK(IS_TEXT("\xf0\x90\x80\x80 \xf0\x9f\x98\x80 \xf4\x8f\xbf\xbf")); /* 4 bytes up to U+10FFFF */
+  /* zero bytes */
+  CHECK(!IS_TEXT("\0"));
+  CHECK(!IS_TEXT("a\0b"));
+  CHECK(!IS_TEXT("abc\0"));
+  /* overlong forms */
+  CHECK(!IS_TEXT("\xc0\x80"));
+  CHECK(!IS_TEXT("\xc0\xaf"));
+  CHECK(!IS_TEXT("\xc1\xbf"));
+  CHECK(!IS_TEXT("\xe0\x80\x80"));
+  CHECK(!IS_TEXT("\xe0\x9f\xbf"));
+  CHECK(!IS_TEXT("\xf0\x80\x80\x80"));
+  CHECK(!IS_TEXT("\xf0\x8f\xbf\xbf"));
+  /* surrogates */
+  CHECK(!IS_TEXT("\xed\xa0\x80"));
+  CHECK(!IS_TEXT("\xed\xbf\xbf"));
+  CHECK(!IS_TEXT("a\xed\xb2\x80z"));
+  /* beyond U+10FFFF, bytes that never lead */
+  CHECK(!IS_TEXT("\xf4\x90\x80\x80"));
+  CHECK(!IS_TEXT("\xf5\x80\x80\x80"));
+  CHECK(!IS_TEXT("\xf8\x88\x80\x80\x80"));
+  CHECK(!IS_TEXT("\xfe"));
+  CHECK(!IS_TEXT("\xff"));
+  /* stray continuation bytes */
+  CHECK(!IS_TEXT("\x80"));
+  CHECK(!IS_TEXT("a\xbf"));
+  CHECK(!IS_TEXT("\xc3\xa9\xa9"));
+  /* truncated sequences, at the end and before another character */
+  CHECK(!IS_TEXT("\xc3"));
+  CHECK(!IS_TEXT("abc\xe2\x82"));
+  CHECK(!IS_TEXT("\xf0\x9f\x98"));
+  CHECK(!IS_TEXT("\xe2\x82z"));
+  CHECK(!IS_TEXT("\xf0\x9f\x98\xc3\xa9"));
+  /* the length bounds the check: a valid prefix of an invalid buffer */
+  CHECK(ss_is_text("ab\xff", 2));
+  CHECK(!ss_is_text("\xc3\xa9", 1));
+}
+
+static void test_uuid_v4(void) {
+  char a[37], b[37];
+  int i, ok = 1;
+  memset(a, 'x', sizeof a);
+  CHECK(ss_uuid_v4(a) == 0);
+  CHECK(ss_uuid_v4(b) == 0);
+  CHECK(strlen(a) == 36 && strlen(b) == 36);
+  CHECK(ss_is_uuid(a, 36) && ss_is_uuid(b, 36));
+  CHECK(a[14] == '4' && b[14] == '4');                      /* version 4 */
+  CHECK(strchr("89ab", a[19]) != NULL && strchr("89ab", b[19]) != NULL); /* RFC 4122 variant */
+  CHECK(strcmp(a, b) != 0);
+  /* many: always well-formed, every variant nibble turns up */
+  {
+    int variants[4] = {0, 0, 0, 0};
+    for (i = 0; i < 2000; i++) {
+      char u[37];
+      ok &= ss_uuid_v4(u) == 0 && ss_is_uuid(u, 36) && u[14] == '4' && strchr("89ab", u[19]) != NULL;
+      if (u[19] >= '8' && u[19] <= '9') variants[u[19] - '8']++;
+      if (u[19] >= 'a' && u[19] <= 'b') variants[u[19] - 'a' + 2]++;
+    }
+    CHECK(ok);
+    CHECK(variants[0] && variants[1] && variants[2] && variants[3]);
+  }
+}
+
+static void test_statuses(void) {
+  CHECK(ss_is_choice(ss_collection_statuses, "pending"));
+  CHECK(ss_is_choice(ss_collection_statuses, "degraded"));
+  CHECK(!ss_is_choice(ss_collection_statuses, "bogus"));
+  CHECK(!ss_is_choice(ss_collection_statuses, ""));
+  CHECK(!ss_is_choice(ss_collection_statuses, "Pending"));
+  CHECK(ss_is_choice(ss_document_statuses, "deleted"));
+  CHECK(ss_is_choice(ss_operation_types, "remove_source"));
+  CHECK(ss_is_choice(ss_quantizations, "int8"));
+  CHECK(!ss_is_choice(ss_quantizations, "int4"));
+  CHECK(ss_collection_transition_ok("pending", "processing"));
+  CHECK(ss_collection_transition_ok("processing", "ready"));
+  CHECK(ss_collection_transition_ok("ready", "processing"));
+  CHECK(ss_collection_transition_ok("ready", "degraded"));
+  CHECK(ss_collection_transition_ok("processing", "error"));
+  CHECK(ss_collection_transition_ok("error", "processing"));
+  CHECK(ss_collection_transition_ok("error", "pending"));
+  CHECK(ss_collection_transition_ok("degraded", "ready"));
+  CHECK(ss_collection_transition_ok("ready", "ready")); /* same status: the message changes */
+  CHECK(!ss_collection_transition_ok("error", "ready"));
+  CHECK(!ss_collection_transition_ok("error", "degraded"));
+  CHECK(!ss_collection_transition_ok("ready", "pending"));
+  CHECK(!ss_collection_transition_ok("pending", "degraded"));
+  CHECK(!ss_collection_transition_ok("pending", "bogus"));
+  CHECK(!ss_collection_transition_ok("bogus", "pending"));
+  CHECK(!ss_collection_transition_ok("bogus", "bogus"));
+  CHECK(!ss_collection_transition_ok("READY", "processing"));
+
+  CHECK(ss_is_choice(ss_operation_statuses, "cancelled"));
+  CHECK(!ss_is_choice(ss_operation_statuses, "canceled"));
+  CHECK(ss_operation_transition_ok("pending", "processing"));
+  CHECK(ss_operation_transition_ok("pending", "cancelled"));
+  CHECK(ss_operation_transition_ok("pending", "failed"));
+  CHECK(ss_operation_transition_ok("processing", "completed"));
+  CHECK(ss_operation_transition_ok("processing", "failed"));
+  CHECK(ss_operation_transition_ok("processing", "cancelled"));
+  CHECK(!ss_operation_transition_ok("pending", "completed"));
+  CHECK(!ss_operation_transition_ok("processing", "pending"));
+  CHECK(!ss_operation_transition_ok("completed", "processing"));
+  CHECK(!ss_operation_transition_ok("completed", "failed"));
+  CHECK(!ss_operation_transition_ok("failed", "pending"));
+  CHECK(!ss_operation_transition_ok("cancelled", "processing"));
+  CHECK(!ss_operation_transition_ok("cancelled", "cancelled"));
+  CHECK(!ss_operation_transition_ok("pending", "bogus"));
+  CHECK(!ss_operation_transition_ok("bogus", "processing"));
+}
+
+static void test_const_time_equal(void) {
+  CHECK(ss_const_time_equal("", ""));
+  CHECK(ss_const_time_equal("secret-key-123", "secret-key-123"));
+  CHECK(!ss_const_time_equal("secret-key-123", "secret-key-124"));
+  CHECK(!ss_const_time_equal("Secret-key-123", "secret-key-123"));
+  CHECK(!ss_const_time_equal("abc", "abcd"));
+  CHECK(!ss_const_time_equal("abcd", "abc"));
+  CHECK(!ss_const_time_equal("", "a"));
+  CHECK(!ss_const_time_equal("a", ""));
+  CHECK(!ss_const_time_equal("\x80", "\x00"));
+  /* the prefix shared by different lengths does not make them equal */
+  CHECK(!ss_const_time_equal("aaaa", "a"));
+  CHECK(!ss_const_time_equal("a", "aaaa"));
+}
+
 int main(void) {
   test_error();
   test_buf();
   test_redact();
   test_json();
+  test_hashtext();
+  test_partition_key();
+  test_copy();
+  test_is_uuid();
+  test_is_text();
+  test_uuid_v4();
+  test_statuses();
+  test_const_time_equal();
   DONE();
 }
