@@ -365,11 +365,14 @@ int ss_pg_copy_send(ss_pg *pg, const char *data, size_t len, ss_error *err) {
   return 0;
 }
 
-long long ss_pg_copy_end(ss_pg *pg, const char *abort_reason, ss_error *err) {
+int ss_pg_copy_done(ss_pg *pg, const char *abort_reason, ss_error *err) {
+  return PQputCopyEnd(pg->conn, abort_reason) == 1 ? 0 : ss_pg_fail(pg, NULL, err);
+}
+
+long long ss_pg_copy_result(ss_pg *pg, ss_error *err) {
   PGresult *res;
   long long rows = -1;
   int failed = 0;
-  if (PQputCopyEnd(pg->conn, abort_reason) != 1) return ss_pg_fail(pg, NULL, err);
   /* the COPY's own result, then NULL; an error the server raised midway
    * (a constraint, the partition bound) arrives here */
   while ((res = PQgetResult(pg->conn))) {
@@ -377,11 +380,7 @@ long long ss_pg_copy_end(ss_pg *pg, const char *abort_reason, ss_error *err) {
       rows = strtoll(PQcmdTuples(res), NULL, 10);
     } else if (!failed) {
       failed = 1;
-      if (abort_reason) {
-        ss_error_set(err, SS_ERR_INPUT, "%s", abort_reason);
-      } else {
-        ss_pg_fail(pg, res, err);
-      }
+      ss_pg_fail(pg, res, err);
     }
     PQclear(res);
     if (PQstatus(pg->conn) == CONNECTION_BAD) break;

@@ -59,15 +59,18 @@ PGresult *ss_pg_exec(ss_pg *pg, const char *sql, ss_error *err);
  * and marks the connection broken on a fatal failure. Returns -1. */
 int ss_pg_fail(ss_pg *pg, const PGresult *res, ss_error *err);
 
-/* COPY ... FROM STDIN: begin runs the COPY statement (no parameters);
- * send streams bytes of the data (blocking until libpq took them); end
- * finishes it and returns the rows copied, or with `abort_reason` set makes
- * the server fail the COPY on purpose (then returns -1 with err set to that
- * reason). Every call returns -1 with err set on failure; after one, end
- * must still be called to leave COPY mode. */
+/* COPY ... FROM STDIN. begin runs the COPY statement (no parameters);
+ * send streams bytes of the data (blocking until libpq took them); done
+ * ends the data, or with `abort_reason` makes the server fail the COPY on
+ * purpose, without waiting for the server; result then waits for the
+ * outcome and returns the rows copied. Between done and result the caller
+ * may do other work while the server is still busy with the rows. Every
+ * call returns -1 with err set on failure; once begin succeeded, done and
+ * result must still be called to leave COPY mode. */
 int ss_pg_copy_begin(ss_pg *pg, const char *sql, ss_error *err);
 int ss_pg_copy_send(ss_pg *pg, const char *data, size_t len, ss_error *err);
-long long ss_pg_copy_end(ss_pg *pg, const char *abort_reason, ss_error *err);
+int ss_pg_copy_done(ss_pg *pg, const char *abort_reason, ss_error *err);
+long long ss_pg_copy_result(ss_pg *pg, ss_error *err);
 
 PGTransactionStatusType ss_pg_transaction_status(const ss_pg *pg);
 int ss_pg_backend_pid(const ss_pg *pg);

@@ -37,6 +37,8 @@ typedef struct {
   ss_buf json;        /* metadata of the row being encoded */
   long long *ids;     /* ids taken from the sequence, not yet used */
   long ids_len, ids_next;
+  int pending;        /* the partition whose COPY the server may still be busy with, or -1 */
+  long pending_rows;
 } bulk;
 
 static int bulk_gc(lua_State *L) {
@@ -205,34 +207,50 @@ fail:
   return -1;
 }
 
-/* Copies one partition's stream into its leaf table and empties it. */
+/* Waits for the outcome of the COPY sent last, if any. */
+static int copy_outcome(ss_pg *pg, bulk *b, ss_error *err) {
+  long long copied;
+  int part = b->pending;
+  if (part < 0) return 0;
+  b->pending = -1;
+  if ((copied = ss_pg_copy_result(pg, err)) < 0) return -1;
+  if (copied != b->pending_rows)
+    return ss_error_set(err, SS_ERR_POSTGRES, "COPY into chunks_p%d took %lld rows of %ld", part, copied,
+                        b->pending_rows);
+  return 0;
+}
+
+/* Copies one partition's stream into its leaf table and empties it. It
+ * does not wait for the server to take the rows in: the next call (or
+ * copy_outcome) does, so the server works while the next rows are encoded. */
 static int flush_part(ss_pg *pg, bulk *b, int part, int with_id, ss_error *err) {
   char sql[256];
   ss_buf *out = &b->parts[part];
   size_t off;
-  long long copied;
   snprintf(sql, sizeof sql,
            "COPY chunks_p%d (%scollection_id, partition_key, document_id, chunk_index, content, start_offset, "
            "end_offset, token_count, embedding_vector_id, metadata) FROM STDIN (FORMAT binary)",
            part, with_id ? "id, " : "");
+  if (copy_outcome(pg, b, err)) return -1;
   if (ss_copy_trailer(out)) return ss_error_set(err, SS_ERR_MEMORY, "out of memory");
   if (ss_pg_copy_begin(pg, sql, err)) return -1;
   for (off = 0; off < out->len; off += SEND_PIECE) {
     size_t n = out->len - off < SEND_PIECE ? out->len - off : SEND_PIECE;
     if (ss_pg_copy_send(pg, out->data + off, n, err)) {
-      ss_error keep = *err;
-      ss_pg_copy_end(pg, "semstore: sending failed", err);
-      *err = keep;
+      ss_error ignored;
+      if (ss_pg_copy_done(pg, "semstore: sending failed", &ignored) == 0) ss_pg_copy_result(pg, &ignored);
       return -1;
     }
   }
-  if ((copied = ss_pg_copy_end(pg, NULL, err)) < 0) return -1;
-  if (copied != b->part_rows[part])
-    return ss_error_set(err, SS_ERR_POSTGRES, "COPY into chunks_p%d took %lld rows of %ld", part, copied,
-                        b->part_rows[part]);
+  if (ss_pg_copy_done(pg, NULL, err)) return -1;
+  b->pending = part;
+  b->pending_rows = b->part_rows[part];
   b->buffered -= out->len;
   out->len = 0;
   b->part_rows[part] = 0;
+  /* a big buffer goes: otherwise every partition could keep the most it
+   * ever held, and a hundred of them add up */
+  if (out->cap > 2 * SEND_PIECE) ss_buf_free(out);
   return 0;
 }
 
@@ -284,6 +302,7 @@ static int chunks_create_bulk(lua_State *L) {
   pg = c->item->conn;
   b = ss_newuserdata(L, sizeof *b); /* at 6 */
   memset(b, 0, sizeof *b);
+  b->pending = -1;
   luaL_setmetatable(L, BULK_MT);
   if ((b->nparts = ss_chunk_partitions(L, 1, pg, &err)) < 0) goto done;
   b->parts = calloc((size_t)b->nparts, sizeof *b->parts);
@@ -303,6 +322,7 @@ static int chunks_create_bulk(lua_State *L) {
       lua_pushvalue(L, 2);
       if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
         /* the iterator raised: undo, give the connection back, raise on */
+        if (b->pending >= 0) copy_outcome(pg, b, &err);
         if (tx) ss_repo_end(pg, nested, 0, &err);
         ss_conn_finish(c);
         return lua_error(L);
@@ -347,12 +367,17 @@ static int chunks_create_bulk(lua_State *L) {
     }
     for (i = 0; i < b->nparts; i++)
       if (b->part_rows[i] && flush_part(pg, b, i, with_id, &err)) goto fail;
+    if (copy_outcome(pg, b, &err)) goto fail;
     tx = 0;
     if (ss_repo_end(pg, nested, 1, &err)) goto fail;
   }
   goto done;
 fail:
   ok = 0;
+  if (b->pending >= 0) {
+    ss_error ignored;
+    copy_outcome(pg, b, &ignored);
+  }
   if (tx) ss_repo_end(pg, nested, 0, &err);
 done:
   ss_conn_finish(c);

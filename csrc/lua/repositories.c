@@ -273,8 +273,12 @@ static int run_statement(lua_State *L, const ss_statement *st) {
       lua_settop(L, conn_idx);
     }
     if (run(L, c, st->sql, base, n)) return fail_with_top(L, c);
-    /* a row the check saw changed before the statement ran: look again */
-    if (st->check == SS_CHECK_TRANSITION && attempt < 3 && lua_rawlen(L, -1) == 0) {
+    /* No row, though there should be one: the row the check saw changed
+     * before the statement ran, or the document that made create's INSERT
+     * do nothing was committed after the statement's snapshot was taken.
+     * A new statement sees what changed. */
+    if ((st->check == SS_CHECK_TRANSITION || st->returns == SS_RET_CREATED) && attempt < 3 &&
+        lua_rawlen(L, -1) == 0) {
       lua_settop(L, conn_idx);
       continue;
     }
@@ -309,7 +313,10 @@ static int run_statement(lua_State *L, const ss_statement *st) {
   /* one row: ROW, PERMITTED, CREATED */
   ss_conn_finish(c);
   if (lua_rawgeti(L, -1, 1) != LUA_TTABLE) {
-    ss_error_set(&err, SS_ERR_NOT_FOUND, "%s %s not found", st->entity, key_text(L, base));
+    if (st->returns == SS_RET_CREATED)
+      ss_error_set(&err, SS_ERR_NOT_FOUND, "the %s was neither created nor found (it kept changing)", st->entity);
+    else
+      ss_error_set(&err, SS_ERR_NOT_FOUND, "%s %s not found", st->entity, key_text(L, base));
     return ss_push_fail(L, &err);
   }
   if (st->returns == SS_RET_PERMITTED) {
@@ -413,7 +420,7 @@ static int chunks_update_embeddings(lua_State *L) {
   ss_error err;
   ss_conn *c;
   lua_Integer i, n, total = 0;
-  int groups, conn_idx, parts, nested, f, p;
+  int groups, seen, conn_idx, parts, nested, f, p;
   ss_error_clear(&err);
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
@@ -425,6 +432,8 @@ static int chunks_update_embeddings(lua_State *L) {
   if ((parts = ss_chunk_partitions(L, 1, c->item->conn, &err)) < 0) return fail(L, c, &err);
   lua_newtable(L); /* partition -> {ids, collection ids, vector ids} */
   groups = conn_idx + 1;
+  lua_newtable(L); /* chunks seen: one given twice would have no one vector id */
+  seen = conn_idx + 2;
   for (i = 1; i <= n; i++) {
     size_t len;
     const char *id;
@@ -442,6 +451,16 @@ static int chunks_update_embeddings(lua_State *L) {
         return fail(L, c, &err);
       }
     }
+    lua_pushfstring(L, "%I %s", (LUAI_UACINT)lua_tointeger(L, -3), lua_tostring(L, -2));
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, seen) != LUA_TNIL) {
+      ss_error_set(&err, SS_ERR_INPUT, "item %lld: chunk %lld of collection %s appears twice", (long long)i,
+                   (long long)lua_tointeger(L, -5), lua_tostring(L, -4));
+      return fail(L, c, &err);
+    }
+    lua_pop(L, 1);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, seen);
     id = lua_tolstring(L, -2, &len);
     p = ss_partition_key(id, len, parts);
     if (lua_rawgeti(L, groups, p) != LUA_TTABLE) {
@@ -456,11 +475,11 @@ static int chunks_update_embeddings(lua_State *L) {
     }
     for (f = 1; f <= 3; f++) {
       lua_rawgeti(L, -1, f);
-      lua_pushvalue(L, groups + 1 + f); /* the checked value of fields[f - 1] */
+      lua_pushvalue(L, seen + 1 + f); /* the checked value of fields[f - 1] */
       lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
       lua_pop(L, 1);
     }
-    lua_settop(L, groups);
+    lua_settop(L, seen);
   }
   if (ss_repo_begin(c->item->conn, &nested, &err)) return fail(L, c, &err);
   for (p = 0; p < parts; p++) {
@@ -470,7 +489,7 @@ static int chunks_update_embeddings(lua_State *L) {
       continue;
     }
     for (f = 1; f <= 3; f++) {
-      lua_rawgeti(L, groups + 1, f);
+      lua_rawgeti(L, seen + 1, f);
       lua_createtable(L, 1, 0);
       lua_insert(L, -2);
       lua_rawseti(L, -2, 1);
@@ -480,13 +499,13 @@ static int chunks_update_embeddings(lua_State *L) {
              "UPDATE chunks_p%d AS c SET embedding_vector_id = u.vector_id, updated_at = now() "
              "FROM unnest($1::int8[], $2::text[], $3::text[]) AS u(id, collection_id, vector_id) "
              "WHERE c.id = u.id AND c.collection_id = u.collection_id", p);
-    if (run(L, c, sql, groups + 2, 3)) {
+    if (run(L, c, sql, seen + 2, 3)) {
       ss_repo_end(c->item->conn, nested, 0, &err);
       return fail_with_top(L, c);
     }
     lua_getfield(L, -1, "affected");
     total += lua_tointeger(L, -1);
-    lua_settop(L, groups);
+    lua_settop(L, seen);
   }
   if (ss_repo_end(c->item->conn, nested, 1, &err)) return fail(L, c, &err);
   ss_conn_finish(c);
