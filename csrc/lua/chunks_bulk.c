@@ -57,6 +57,7 @@ static int bulk_gc(lua_State *L) {
 typedef struct {
   long row;
   const char *field;
+  char unknown[64]; /* the name of a field no column takes */
 } bad_row;
 
 static int row_error(ss_error *err, bad_row *bad, long row, int field, const char *what) {
@@ -183,12 +184,20 @@ static int encode_row(lua_State *L, bulk *b, long row, long long id, int with_id
       total++;
       lua_pop(L, 1);
     }
-    if (total != known) {
+    if (total != known) { /* rare: find the key to name it */
+      lua_pushnil(L);
+      while (lua_next(L, tbl)) {
+        lua_pop(L, 1);
+        for (f = 0; f < NFIELDS; f++)
+          if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), field_names[f]) == 0) break;
+        if (f == NFIELDS) break;
+      }
+      ss_strlcpy(bad->unknown, luaL_tolstring(L, -1, NULL), sizeof bad->unknown);
       bad->row = row;
-      bad->field = NULL;
+      bad->field = bad->unknown;
       ss_error_set(err, SS_ERR_INPUT,
-                   "row %ld: unknown field (a chunk has collection_id, document_id, chunk_index, content, "
-                   "start_offset, end_offset, token_count, embedding_vector_id, metadata)", row);
+                   "row %ld: unknown field '%s' (a chunk has collection_id, document_id, chunk_index, content, "
+                   "start_offset, end_offset, token_count, embedding_vector_id, metadata)", row, bad->unknown);
       goto fail;
     }
   }
@@ -231,6 +240,7 @@ static int flush_part(ss_pg *pg, bulk *b, int part, int with_id, ss_error *err) 
            "COPY chunks_p%d (%scollection_id, partition_key, document_id, chunk_index, content, start_offset, "
            "end_offset, token_count, embedding_vector_id, metadata) FROM STDIN (FORMAT binary)",
            part, with_id ? "id, " : "");
+  size_t encoded = out->len; /* what `buffered` counted, without the trailer */
   if (copy_outcome(pg, b, err)) return -1;
   if (ss_copy_trailer(out)) return ss_error_set(err, SS_ERR_MEMORY, "out of memory");
   if (ss_pg_copy_begin(pg, sql, err)) return -1;
@@ -245,7 +255,7 @@ static int flush_part(ss_pg *pg, bulk *b, int part, int with_id, ss_error *err) 
   if (ss_pg_copy_done(pg, NULL, err)) return -1;
   b->pending = part;
   b->pending_rows = b->part_rows[part];
-  b->buffered -= out->len;
+  b->buffered -= encoded;
   out->len = 0;
   b->part_rows[part] = 0;
   /* a big buffer goes: otherwise every partition could keep the most it
@@ -261,6 +271,8 @@ static int take_ids(ss_pg *pg, bulk *b, long count, ss_error *err) {
   PGresult *res;
   long i;
   long long *ids;
+  /* the connection must be done with the COPY sent last before it runs a query */
+  if (copy_outcome(pg, b, err)) return -1;
   snprintf(num, sizeof num, "%ld", count);
   res = ss_pg_query(pg,
                     "SELECT nextval(pg_get_serial_sequence('chunks', 'id')) FROM generate_series(1, $1::int4)",
@@ -280,7 +292,7 @@ static int take_ids(ss_pg *pg, bulk *b, long count, ss_error *err) {
 
 static int chunks_create_bulk(lua_State *L) {
   ss_error err;
-  bad_row bad = {0, NULL};
+  bad_row bad = {0, NULL, ""};
   ss_conn *c;
   ss_pg *pg;
   bulk *b;
