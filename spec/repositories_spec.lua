@@ -442,6 +442,26 @@ describe("repositories", function()
 
   -- -------------------------------------------------------------- documents
   describe("documents", function()
+    it("create finds the document another session committed while the INSERT waited on it", function()
+      local c = new_collection(ada.id)
+      -- psql inserts the same content and commits a second later; our INSERT
+      -- waits on its row, does nothing, and its statement's snapshot cannot
+      -- see the row: create must look again
+      os.execute(string.format([[psql %s -q -c "BEGIN; INSERT INTO documents (collection_id, file_path, file_name, file_size, content_hash) VALUES ('%s', '/p', 'p', 1, 'raced'); SELECT pg_sleep(1); COMMIT;" >/dev/null 2>&1 &]],
+        helpers.shell_quote(url), c.id))
+      local deadline = os.time() + 10
+      -- sleeping, so its INSERT is done
+      while sql("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")[1].n == 0 do
+        assert(os.time() < deadline, "psql did not start")
+        helpers.sleep(0.05)
+      end
+      local doc, created = db.documents:create { collection_id = c.id, file_path = "/q", file_name = "q", file_size = 1,
+        content_hash = "raced" }
+      assert(doc, tostring(created))
+      assert.is_false(created)
+      assert.are.equal("/p", doc.file_path)
+    end)
+
     it("create returns doc, true; the same content in the same collection returns it again, false", function()
       local c1, c2 = new_collection(ada.id), new_collection(ada.id)
       local doc, created = db.documents:create { collection_id = c1.id, file_path = "/a/b.txt", file_name = "b.txt",
