@@ -724,6 +724,11 @@ describe("repositories", function()
 
       fails("input", db.chunks:create_chunk { collection_id = c.id, chunk_index = 0 })
       fails("input", db.chunks:create_chunk { collection_id = c.id, chunk_index = -1, content = "x" })
+      -- integer columns: checked before the server would say "out of range"
+      local big = fails("input", db.chunks:create_chunk { collection_id = c.id, chunk_index = 2147483648, content = "x" })
+      assert.truthy(big.message:find("chunk_index must be an integer from 0 to 2147483647", 1, true), big.message)
+      assert(db.chunks:create_chunk { collection_id = c.id, chunk_index = 2147483647, content = "max" })
+      fails("input", db.collections:update(c.id, { chunk_size = 2 ^ 31 }))
       fails("input", db.chunks:create_chunk { collection_id = c.id:upper(), chunk_index = 0, content = "x" })
       fails("input", db.chunks:create_chunk { collection_id = c.id, chunk_index = 0, content = "x", partition_key = 3 })
       fails("input", db.chunks:create_chunk { collection_id = c.id, chunk_index = 0, content = "x\0y" })

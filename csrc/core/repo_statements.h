@@ -12,7 +12,8 @@ typedef enum {
   SS_V_TEXT,      /* UTF-8 string without zero bytes */
   SS_V_UUID,      /* canonical lowercase UUID */
   SS_V_INT,       /* any 64-bit integer */
-  SS_V_COUNT,     /* integer >= 0 */
+  SS_V_COUNT,     /* integer >= 0 (a bigint column) */
+  SS_V_COUNT4,    /* integer 0..2147483647 (an integer column) */
   SS_V_LIMIT,     /* integer 1..SS_MAX_LIMIT */
   SS_V_BOOL,
   SS_V_JSON,      /* a table, bound as JSON */

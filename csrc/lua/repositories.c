@@ -4,6 +4,7 @@
  * field `pg` is a pool handle (each call borrows a connection for its
  * length) or a borrowed connection (calls join what runs on it, such as a
  * transaction). */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,16 +77,20 @@ static int check_value(lua_State *L, const ss_param_spec *p, ss_error *err) {
     return 0;
   case SS_V_INT:
   case SS_V_COUNT:
-  case SS_V_LIMIT:
+  case SS_V_COUNT4:
+  case SS_V_LIMIT: {
+    lua_Integer lo = p->kind == SS_V_INT ? LUA_MININTEGER : p->kind == SS_V_LIMIT ? 1 : 0;
+    lua_Integer hi = p->kind == SS_V_COUNT4 ? INT32_MAX : p->kind == SS_V_LIMIT ? SS_MAX_LIMIT : LUA_MAXINTEGER;
     i = lua_tointegerx(L, -1, &isint);
     if (lua_type(L, -1) != LUA_TNUMBER || !isint)
       return ss_error_set(err, SS_ERR_INPUT, "%s must be an integer", p->name);
-    if ((p->kind == SS_V_COUNT && i < 0) || (p->kind == SS_V_LIMIT && (i < 1 || i > SS_MAX_LIMIT)))
-      return ss_error_set(err, SS_ERR_INPUT, "%s must be an integer from %d to %s", p->name,
-                          p->kind == SS_V_LIMIT ? 1 : 0, p->kind == SS_V_LIMIT ? "10000" : "2^63-1");
+    if (i < lo || i > hi)
+      return ss_error_set(err, SS_ERR_INPUT, "%s must be an integer from %lld to %lld", p->name, (long long)lo,
+                          (long long)hi);
     lua_pop(L, 1);
     lua_pushinteger(L, i);
     return 0;
+  }
   case SS_V_BOOL:
     if (!lua_isboolean(L, -1)) return ss_error_set(err, SS_ERR_INPUT, "%s must be a boolean", p->name);
     return 0;
