@@ -28,12 +28,8 @@ local function log(fmt, ...)
   io.stderr:flush()
 end
 
-local function now()
-  local p = io.popen "date +%s.%N"
-  local t = tonumber(p:read "a")
-  p:close()
-  return t
-end
+-- seconds on a clock that never jumps
+local now = require("semstore.core").monotime
 
 -- ---------------------------------------------------------------- the rows
 

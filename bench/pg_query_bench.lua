@@ -11,12 +11,8 @@ local luasql = require("luasql.postgres").postgres()
 local url = assert(os.getenv "DATABASE_URL", "set DATABASE_URL")
 local rounds = tonumber(arg[1]) or 15
 
-local function now()
-  local p = io.popen "date +%s.%N"
-  local t = tonumber(p:read "a")
-  p:close()
-  return t
-end
+-- seconds on a clock that never jumps
+local now = require("semstore.core").monotime
 
 local db = assert(semstore.connect { name = "bench", postgres = url, pool = { size = 2, max_overflow = 0 } })
 local lconn = assert(luasql:connect(url))
