@@ -41,6 +41,8 @@ typedef struct {
  * parameters. Pushes the storage that anchors them (one value). 0, or -1
  * with err set (an input error naming the parameter). */
 int ss_encode_params(lua_State *L, int first, int n, ss_params *out, ss_error *err);
+/* Whether the value at idx is SQL NULL: nil (or absent) or semstore.null. */
+int ss_is_null(lua_State *L, int idx);
 /* Whether the value at idx has the metatable registered as `name`. */
 int ss_has_metatable(lua_State *L, int idx, const char *name);
 /* The length of the array table at idx: its field n when that is an

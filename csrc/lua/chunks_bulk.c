@@ -68,22 +68,21 @@ static int row_error(ss_error *err, bad_row *bad, long row, int field, const cha
 
 /* A string field: NULL *s for nil/semstore.null. */
 static int get_string(lua_State *L, const char **s, size_t *len) {
-  int t = lua_type(L, -1);
   *s = NULL;
   *len = 0;
-  if (t == LUA_TNIL || (t == LUA_TLIGHTUSERDATA && !lua_touserdata(L, -1))) return 0;
-  if (t != LUA_TSTRING) return -1;
+  if (ss_is_null(L, -1)) return 0;
+  if (lua_type(L, -1) != LUA_TSTRING) return -1;
   *s = lua_tolstring(L, -1, len);
   return 0;
 }
 
 /* An int4 field >= 0; *present is 0 for nil/semstore.null. */
 static int get_count(lua_State *L, int *present, int32_t *v) {
-  int t = lua_type(L, -1), isnum;
+  int isnum;
   lua_Integer i;
   *present = 0;
-  if (t == LUA_TNIL || (t == LUA_TLIGHTUSERDATA && !lua_touserdata(L, -1))) return 0;
-  if (t != LUA_TNUMBER) return -1;
+  if (ss_is_null(L, -1)) return 0;
+  if (lua_type(L, -1) != LUA_TNUMBER) return -1;
   i = lua_tointegerx(L, -1, &isnum);
   if (!isnum || i < 0 || i > INT32_MAX) return -1;
   *present = 1;
@@ -158,7 +157,7 @@ static int encode_row(lua_State *L, bulk *b, long row, long long id, int with_id
       if (present ? ss_copy_int4(out, n) : ss_copy_null(out)) goto oom;
       break;
     case F_METADATA:
-      if (lua_isnil(L, -1) || (lua_islightuserdata(L, -1) && !lua_touserdata(L, -1))) {
+      if (ss_is_null(L, -1)) {
         if (ss_copy_null(out)) goto oom;
       } else if (lua_type(L, -1) != LUA_TTABLE) {
         goto bad_type;

@@ -32,6 +32,11 @@ static int format_number(lua_State *L, int idx, char *out, size_t size) {
   return ss_format_double(out, size, lua_tonumber(L, idx));
 }
 
+int ss_is_null(lua_State *L, int idx) {
+  int t = lua_type(L, idx);
+  return t == LUA_TNIL || t == LUA_TNONE || (t == LUA_TLIGHTUSERDATA && !lua_touserdata(L, idx));
+}
+
 int ss_has_metatable(lua_State *L, int idx, const char *name) {
   int same;
   if (!lua_getmetatable(L, idx)) return 0;
@@ -60,7 +65,7 @@ static int encode_array(lua_State *L, int idx, ss_buf *b, ss_error *err, int par
   for (i = 1; i <= n; i++) {
     int t = lua_rawgeti(L, idx, i);
     if (i > 1 && ss_buf_putc(b, ',')) goto oom_pop;
-    if (t == LUA_TNIL || (t == LUA_TLIGHTUSERDATA && !lua_touserdata(L, -1))) {
+    if (ss_is_null(L, -1)) {
       if (ss_buf_append(b, "NULL", 4)) goto oom_pop;
     } else if (t == LUA_TBOOLEAN) {
       if (ss_buf_putc(b, lua_toboolean(L, -1) ? 't' : 'f')) goto oom_pop;

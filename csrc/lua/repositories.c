@@ -15,11 +15,6 @@
 #include "repo_rules.h"
 #include "repo_statements.h"
 
-static int is_null(lua_State *L, int idx) {
-  int t = lua_type(L, idx);
-  return t == LUA_TNIL || t == LUA_TNONE || (t == LUA_TLIGHTUSERDATA && !lua_touserdata(L, idx));
-}
-
 /* ---- reading and checking parameters ---- */
 
 /* Pushes the raw Lua value a parameter comes from (nil when absent). */
@@ -34,7 +29,7 @@ static int push_source(lua_State *L, const ss_param_spec *p, ss_error *err) {
     return 0;
   }
   lua_pushnil(L);
-  if (is_null(L, idx)) return 0;
+  if (ss_is_null(L, idx)) return 0;
   return ss_error_set(err, SS_ERR_INPUT, "argument %d must be a table of fields", p->arg);
 }
 
@@ -44,7 +39,7 @@ static int check_value(lua_State *L, const ss_param_spec *p, ss_error *err) {
   size_t len;
   lua_Integer i;
   int isint;
-  if (is_null(L, -1)) {
+  if (ss_is_null(L, -1)) {
     if (p->required) return ss_error_set(err, SS_ERR_INPUT, "%s is required", p->name);
     return 0;
   }
