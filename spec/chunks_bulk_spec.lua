@@ -556,6 +556,64 @@ describe("db.chunks:create_chunks_bulk", function()
     end)
   end)
 
+  describe("Lua code running during the bulk", function()
+    it("cannot query or release the bulk's own connection", function()
+      local conn = assert(db.pg:acquire())
+      for _, misuse in ipairs { function() conn:release() end, function() conn:query "SELECT 1" end } do
+        local i = 0
+        local ok, err = pcall(semstore.repositories(conn).chunks.create_chunks_bulk, semstore.repositories(conn).chunks,
+          function()
+            i = i + 1
+            if i == 20 then misuse() end
+            if i <= 40 then return chunk(i, 4096) end
+          end)
+        assert.is_false(ok)
+        assert.truthy(tostring(err):find("in use by a repository call", 1, true), tostring(err))
+        assert.is_false(conn:released())
+        assert.are.equal("idle", conn:transaction_status())
+      end
+      assert.are.equal(0, count())
+      conn:release()
+    end)
+
+    it("raising in a row's metamethod after a COPY was sent: nothing of the bulk stays, in a transaction too", function()
+      local rows = rows_of(BIG_ROWS, BIG_SIZE)
+      rows[#rows] = setmetatable({}, { __index = function() error("no such row") end })
+      local ok, err = pcall(db.chunks.create_chunks_bulk, db.chunks, rows)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("no such row", 1, true))
+      assert.are.equal(0, db.pg:stats().in_use)
+      assert.are.equal(0, count())
+      -- inside the caller's transaction: rolled back to the bulk's savepoint,
+      -- and what the transaction did before it commits
+      assert(db.pg:transaction(function(tx)
+        assert(tx:query("INSERT INTO chunks (collection_id, partition_key, chunk_index, content) VALUES ($1::text, chunk_partition_key($1::text), 0, 'before')", collections[1]))
+        local inner_ok = pcall(semstore.repositories(tx).chunks.create_chunks_bulk, semstore.repositories(tx).chunks, rows)
+        assert.is_false(inner_ok)
+        assert.are.equal("in_transaction", tx:transaction_status())
+      end))
+      assert.are.equal(1, count())
+      assert(db.pg:exec "DELETE FROM chunks")
+      assert.are.equal(0, db.pg:stats().in_use)
+    end)
+  end)
+
+  it("takes ids only for rows that are there, whatever rows.n says", function()
+    local res, err = db.chunks:create_chunks_bulk({ n = 0x7fffffff }, { return_ids = true })
+    assert.is_nil(res)
+    assert.are.equal("input", err.kind)
+    assert.are.equal(1, err.row)
+    assert.are.equal(0, db.pg:stats().in_use)
+  end)
+
+  it("refuses an option it does not know", function()
+    local res, err = db.chunks:create_chunks_bulk(rows_of(3), { returnids = true })
+    assert.is_nil(res)
+    assert.are.equal("input", err.kind)
+    assert.truthy(err.message:find("returnids", 1, true), err.message)
+    assert.are.equal(0, count())
+  end)
+
   it("checks its arguments", function()
     assert.has_error(function() db.chunks:create_chunks_bulk() end)
     assert.has_error(function() db.chunks:create_chunks_bulk "rows" end)

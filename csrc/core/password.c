@@ -36,6 +36,7 @@ int ss_password_verify(const char *password, const char *hash) {
   if (!hash) {
     /* no such user: spend the time a real check takes */
     if (crypt_gensalt_rn("$y$", 0, NULL, 0, setting, sizeof setting)) crypt_r(password, setting, data);
+    explicit_bzero(data, sizeof *data);
     free(data);
     return 0;
   }

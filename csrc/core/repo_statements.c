@@ -56,7 +56,7 @@ const ss_statement ss_statements[] = {
             "coalesce($7, 1000), coalesce($8, 200), coalesce($9, false), $10, $11, $12) RETURNING *",
      .params = {NEW_UUID, FIELD(1, "name", SS_V_TEXT), FIELD(1, "owner_id", SS_V_INT),
                 FIELD(1, "embedding_model", SS_V_TEXT), OFIELD(1, "description", SS_V_TEXT),
-                ENUM_FIELD(1, "quantization", ss_quantizations, 0), OFIELD(1, "chunk_size", SS_V_COUNT4),
+                ENUM_FIELD(1, "quantization", ss_quantizations, 0), OFIELD(1, "chunk_size", SS_V_SIZE4),
                 OFIELD(1, "chunk_overlap", SS_V_COUNT4), OFIELD(1, "is_public", SS_V_BOOL),
                 OFIELD(1, "meta", SS_V_JSON), OFIELD(1, "chunking_strategy", SS_V_TEXT),
                 OFIELD(1, "chunking_config", SS_V_JSON)}},
@@ -73,7 +73,7 @@ const ss_statement ss_statements[] = {
      .params = {ARG(1, "id", SS_V_UUID), ARG(2, "user_id", SS_V_INT)}},
     {.repo = "collections", .method = "list_for_user", .entity = "collection", .returns = SS_RET_PAGE,
      .sql = "SELECT c.* FROM collections c WHERE " VISIBLE_TO_USER
-            " ORDER BY c.created_at DESC, c.id LIMIT coalesce($3, 50) OFFSET coalesce($2, 0)",
+            " ORDER BY c.created_at DESC, c.id LIMIT coalesce($3, 50) OFFSET coalesce($2::int8, 0)",
      .count_sql = "SELECT count(*) AS v FROM collections c WHERE " VISIBLE_TO_USER, .count_params = 1,
      .params = {ARG(1, "user_id", SS_V_INT), OFIELD(2, "offset", SS_V_COUNT), OFIELD(2, "limit", SS_V_LIMIT)}},
     {.repo = "collections", .method = "update_status", .entity = "collection", .returns = SS_RET_ROW,
@@ -119,7 +119,7 @@ const ss_statement ss_statements[] = {
     {.repo = "documents", .method = "list_by_collection", .entity = "document", .returns = SS_RET_ROWS,
      .sql = "SELECT * FROM documents WHERE collection_id = $1 "
             "AND ($2::document_status IS NULL OR status = $2::document_status) "
-            "ORDER BY created_at, id LIMIT coalesce($4, 100) OFFSET coalesce($3, 0)",
+            "ORDER BY created_at, id LIMIT coalesce($4, 100) OFFSET coalesce($3::int8, 0)",
      .params = {ARG(1, "collection_id", SS_V_UUID), ENUM_FIELD(2, "status", ss_document_statuses, 0),
                 OFIELD(2, "offset", SS_V_COUNT), OFIELD(2, "limit", SS_V_LIMIT)}},
     {.repo = "documents", .method = "update_status", .entity = "document", .returns = SS_RET_ROW,
@@ -156,7 +156,7 @@ const ss_statement ss_statements[] = {
     {.repo = "operations", .method = "list_for_collection", .entity = "operation", .returns = SS_RET_ROWS,
      .sql = "SELECT * FROM operations WHERE collection_id = $1 "
             "AND ($2::operation_status IS NULL OR status = $2::operation_status) "
-            "ORDER BY created_at DESC, id DESC LIMIT coalesce($4, 100) OFFSET coalesce($3, 0)",
+            "ORDER BY created_at DESC, id DESC LIMIT coalesce($4, 100) OFFSET coalesce($3::int8, 0)",
      .params = {ARG(1, "collection_id", SS_V_UUID), ENUM_FIELD(2, "status", ss_operation_statuses, 0),
                 OFIELD(2, "offset", SS_V_COUNT), OFIELD(2, "limit", SS_V_LIMIT)}},
     {.repo = "operations", .method = "cancel", .entity = "operation", .returns = SS_RET_ROW,
@@ -186,7 +186,7 @@ const ss_statement ss_statements[] = {
                 OPT(3, "limit", SS_V_LIMIT)}},
     /* keyset pagination: the next page starts after the last id seen */
     {.repo = "chunks", .method = "get_chunks_by_collection", .entity = "chunk", .returns = SS_RET_ROWS,
-     .sql = "SELECT * FROM chunks WHERE collection_id = $1 AND partition_key = $2 AND id > coalesce($3, 0) "
+     .sql = "SELECT * FROM chunks WHERE collection_id = $1 AND partition_key = $2 AND id > coalesce($3::int8, 0) "
             "ORDER BY id LIMIT coalesce($4, 100)",
      .params = {ARG(1, "collection_id", SS_V_UUID), PARTITION(1), OFIELD(2, "after_id", SS_V_INT),
                 OFIELD(2, "limit", SS_V_LIMIT)}},
@@ -217,7 +217,7 @@ const ss_param_spec ss_collection_updatable[] = {
     OFIELD(2, "description", SS_V_TEXT),
     OFIELD(2, "embedding_model", SS_V_TEXT),
     ENUM_FIELD(2, "quantization", ss_quantizations, 0),
-    OFIELD(2, "chunk_size", SS_V_COUNT4),
+    OFIELD(2, "chunk_size", SS_V_SIZE4),
     OFIELD(2, "chunk_overlap", SS_V_COUNT4),
     OFIELD(2, "chunking_strategy", SS_V_TEXT),
     OFIELD(2, "chunking_config", SS_V_JSON),

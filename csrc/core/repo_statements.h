@@ -14,6 +14,7 @@ typedef enum {
   SS_V_INT,       /* any 64-bit integer */
   SS_V_COUNT,     /* integer >= 0 (a bigint column) */
   SS_V_COUNT4,    /* integer 0..2147483647 (an integer column) */
+  SS_V_SIZE4,     /* integer 1..2147483647 */
   SS_V_LIMIT,     /* integer 1..SS_MAX_LIMIT */
   SS_V_BOOL,
   SS_V_JSON,      /* a table, bound as JSON */

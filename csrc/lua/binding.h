@@ -65,6 +65,9 @@ typedef struct {
   ss_pool_item *item;
   PGresult *res;
   int borrowed_for_call; /* taken by pool:query itself: no leak warning */
+  /* a repository call (a bulk insert, say) is using it and runs Lua code
+   * meanwhile: that code may not query or release it */
+  int busy;
 } ss_conn;
 
 /* json_decode.c: pushes the Lua value of JSON text; -1 (nothing pushed)
@@ -106,10 +109,26 @@ void ss_open_repositories(lua_State *L);
 /* The number of chunk partitions, asked of the server once per repository
  * (the table at index self keeps it as `partitions`); -1 with err set. */
 int ss_chunk_partitions(lua_State *L, int self, ss_pg *pg, ss_error *err);
-/* A repository method's own transaction: BEGIN, or a savepoint when the
- * connection is already in one (*nested says which). ss_repo_end commits,
- * or rolls back and returns -1 (err untouched by the rollback). */
-int ss_repo_begin(ss_pg *pg, int *nested, ss_error *err);
-int ss_repo_end(ss_pg *pg, int nested, int commit, ss_error *err);
+/* A repository method's own transaction on one connection: BEGIN, or a
+ * savepoint when the connection is already in one. */
+typedef struct ss_repo_tx {
+  ss_pg *pg;
+  int open, nested;
+  /* finishes what must end before a rollback (a COPY under way); may be NULL */
+  void (*abandon)(struct ss_repo_tx *tx);
+} ss_repo_tx;
+int ss_repo_begin(ss_repo_tx *tx, ss_error *err);
+/* Commits, or rolls back and returns -1 (err untouched by the rollback);
+ * nothing when no transaction is open. */
+int ss_repo_end(ss_repo_tx *tx, int commit, ss_error *err);
+/* Runs body (a C function with tx as its upvalue) on the values on the
+ * stack, protected, with the connection c marked busy so the Lua code body
+ * runs cannot query or release it. If anything raises, tx is abandoned and
+ * rolled back, c given back, and the error raised on; otherwise c is given
+ * back and body's results returned. */
+int ss_repo_protected(lua_State *L, ss_conn *c, lua_CFunction body, ss_repo_tx *tx);
+/* An input error naming the first key of the table at idx that is not in
+ * names (NULL-terminated); 0 when there is none. */
+int ss_check_keys(lua_State *L, int idx, const char *const *names, const char *what, ss_error *err);
 
 #endif

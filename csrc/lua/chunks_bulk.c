@@ -30,6 +30,8 @@ static const char *const field_names[NFIELDS] = {"collection_id", "document_id",
                                                  "embedding_vector_id", "metadata"};
 
 typedef struct {
+  ss_repo_tx tx; /* first, so abandon_copy finds the bulk from it */
+  int with_id;
   int nparts;
   ss_buf *parts;      /* one COPY stream per partition, header included once it has rows */
   long *part_rows;
@@ -228,6 +230,14 @@ static int copy_outcome(ss_pg *pg, bulk *b, ss_error *err) {
   return 0;
 }
 
+/* After a raise or a failure: the server must be done with the COPY sent
+ * last before the transaction can be rolled back. */
+static void abandon_copy(ss_repo_tx *tx) {
+  bulk *b = (bulk *)(void *)tx;
+  ss_error ignored;
+  if (b->pending >= 0) copy_outcome(tx->pg, b, &ignored);
+}
+
 /* Copies one partition's stream into its leaf table and empties it. It
  * does not wait for the server to take the rows in: the next call (or
  * copy_outcome) does, so the server works while the next rows are encoded. */
@@ -257,9 +267,9 @@ static int flush_part(ss_pg *pg, bulk *b, int part, int with_id, ss_error *err) 
   b->buffered -= encoded;
   out->len = 0;
   b->part_rows[part] = 0;
-  /* a big buffer goes: otherwise every partition could keep the most it
-   * ever held, and a hundred of them add up */
-  if (out->cap > 2 * SEND_PIECE) ss_buf_free(out);
+  /* its memory goes too, so what the partitions hold stays within about
+   * twice the budget whatever order the rows come in */
+  ss_buf_free(out);
   return 0;
 }
 
@@ -289,55 +299,37 @@ static int take_ids(ss_pg *pg, bulk *b, long count, ss_error *err) {
   return 0;
 }
 
-static int chunks_create_bulk(lua_State *L) {
+/* The bulk itself, run protected by ss_repo_protected: the arguments of
+ * create_chunks_bulk (1 self, 2 rows, 3 opts), the bulk state (4), the
+ * pool handle or connection (5) and the connection used (6). A raise
+ * (the iterator's, a metamethod's, out of memory) goes through
+ * abandon_copy and the rollback there. */
+static int bulk_body(lua_State *L) {
+  bulk *b = lua_touserdata(L, lua_upvalueindex(1));
+  ss_pg *pg = b->tx.pg;
   ss_error err;
   bad_row bad = {0, NULL, ""};
-  ss_conn *c;
-  ss_pg *pg;
-  bulk *b;
-  int iter, with_id, nested = 0, tx = 0, i, ok = 1, ids_idx = 0;
-  long row = 0, total = 0;
-  lua_Integer len = 0;
+  int iter = lua_isfunction(L, 2), with_id = b->with_id, i, ids_idx = 0;
+  long row = 0;
+  lua_Integer len = iter ? 0 : ss_array_length(L, 2);
   ss_error_clear(&err);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  iter = lua_type(L, 2) == LUA_TFUNCTION;
-  if (!iter) luaL_checktype(L, 2, LUA_TTABLE);
-  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
-  lua_settop(L, 3);
-  with_id = lua_istable(L, 3) && (lua_getfield(L, 3, "return_ids"), lua_toboolean(L, -1));
-  lua_settop(L, 3);
-  if (!iter) len = ss_array_length(L, 2);
-
-  lua_getfield(L, 1, "pg");
-  if (!(c = ss_conn_for(L, 4, &err))) return ss_push_fail(L, &err); /* at 5 */
-  pg = c->item->conn;
-  b = ss_newuserdata(L, sizeof *b); /* at 6 */
-  memset(b, 0, sizeof *b);
-  b->pending = -1;
-  luaL_setmetatable(L, BULK_MT);
-  if ((b->nparts = ss_chunk_partitions(L, 1, pg, &err)) < 0) goto done;
+  if ((b->nparts = ss_chunk_partitions(L, 1, pg, &err)) < 0) return ss_push_fail(L, &err);
   b->parts = calloc((size_t)b->nparts, sizeof *b->parts);
   b->part_rows = calloc((size_t)b->nparts, sizeof *b->part_rows);
   if (!b->parts || !b->part_rows) {
     ss_error_set(&err, SS_ERR_MEMORY, "out of memory");
-    goto fail;
+    return ss_push_fail(L, &err);
   }
   if (with_id) {
-    lua_createtable(L, iter ? 0 : (int)len, 0);
+    /* rows.n is the caller's word, not yet checked: presize modestly */
+    lua_createtable(L, iter ? 0 : (int)(len < ID_BLOCK * 10 ? len : ID_BLOCK * 10), 0);
     ids_idx = lua_gettop(L);
   }
-
   for (;;) {
     long long id = 0;
     if (iter) {
       lua_pushvalue(L, 2);
-      if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
-        /* the iterator raised: undo, give the connection back, raise on */
-        if (b->pending >= 0) copy_outcome(pg, b, &err);
-        if (tx) ss_repo_end(pg, nested, 0, &err);
-        ss_conn_finish(c);
-        return lua_error(L);
-      }
+      lua_call(L, 0, 1);
       if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
         break;
@@ -361,55 +353,63 @@ static int chunks_create_bulk(lua_State *L) {
     }
     while (b->buffered > BULK_BUDGET) {
       int big = 0;
-      if (!tx) {
-        if (ss_repo_begin(pg, &nested, &err)) goto fail;
-        tx = 1;
-      }
+      if (!b->tx.open && ss_repo_begin(&b->tx, &err)) goto fail;
       for (i = 1; i < b->nparts; i++)
         if (b->parts[i].len > b->parts[big].len) big = i;
       if (flush_part(pg, b, big, with_id, &err)) goto fail;
     }
   }
-  total = row;
-  if (total > 0) {
-    if (!tx) {
-      if (ss_repo_begin(pg, &nested, &err)) goto fail;
-      tx = 1;
-    }
+  if (row > 0) {
+    if (!b->tx.open && ss_repo_begin(&b->tx, &err)) goto fail;
     for (i = 0; i < b->nparts; i++)
       if (b->part_rows[i] && flush_part(pg, b, i, with_id, &err)) goto fail;
-    if (copy_outcome(pg, b, &err)) goto fail;
-    tx = 0;
-    if (ss_repo_end(pg, nested, 1, &err)) goto fail;
+    if (copy_outcome(pg, b, &err) || ss_repo_end(&b->tx, 1, &err)) goto fail;
   }
-  goto done;
+  lua_pushinteger(L, row);
+  if (!with_id) return 1;
+  lua_pushvalue(L, ids_idx);
+  return 2;
 fail:
-  ok = 0;
-  if (b->pending >= 0) {
-    ss_error ignored;
-    copy_outcome(pg, b, &ignored);
-  }
-  if (tx) ss_repo_end(pg, nested, 0, &err);
-done:
-  ss_conn_finish(c);
-  if (!ok || err.kind != SS_OK) {
-    ss_push_fail(L, &err);
-    if (bad.row > 0) {
-      lua_pushinteger(L, bad.row);
-      lua_setfield(L, -2, "row");
-      if (bad.field) {
-        lua_pushstring(L, bad.field);
-        lua_setfield(L, -2, "field");
-      }
+  abandon_copy(&b->tx);
+  ss_repo_end(&b->tx, 0, &err);
+  ss_push_fail(L, &err);
+  if (bad.row > 0) {
+    lua_pushinteger(L, bad.row);
+    lua_setfield(L, -2, "row");
+    if (bad.field) {
+      lua_pushstring(L, bad.field);
+      lua_setfield(L, -2, "field");
     }
-    return 2;
   }
-  lua_pushinteger(L, total);
-  if (with_id) {
-    lua_pushvalue(L, ids_idx);
-    return 2;
+  return 2;
+}
+
+static int chunks_create_bulk(lua_State *L) {
+  static const char *const options[] = {"return_ids", NULL};
+  ss_error err;
+  ss_conn *c;
+  bulk *b;
+  ss_error_clear(&err);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  if (!lua_isfunction(L, 2)) luaL_checktype(L, 2, LUA_TTABLE);
+  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+  lua_settop(L, 3);
+  if (lua_istable(L, 3) && ss_check_keys(L, 3, options, "create_chunks_bulk's options", &err))
+    return ss_push_fail(L, &err);
+  b = ss_newuserdata(L, sizeof *b); /* at 4: freed by its __gc whatever happens */
+  memset(b, 0, sizeof *b);
+  b->pending = -1;
+  b->tx.abandon = abandon_copy;
+  luaL_setmetatable(L, BULK_MT);
+  if (lua_istable(L, 3)) {
+    lua_getfield(L, 3, "return_ids");
+    b->with_id = lua_toboolean(L, -1);
+    lua_pop(L, 1);
   }
-  return 1;
+  lua_getfield(L, 1, "pg");
+  if (!(c = ss_conn_for(L, 5, &err))) return ss_push_fail(L, &err);
+  b->tx.pg = c->item->conn; /* the connection stays at 6, anchored */
+  return ss_repo_protected(L, c, bulk_body, &b->tx);
 }
 
 void ss_open_chunks_bulk(lua_State *L) {

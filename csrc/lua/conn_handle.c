@@ -85,16 +85,22 @@ void ss_conn_finish(ss_conn *c) {
 
 static ss_conn *check_conn(lua_State *L) { return luaL_checkudata(L, 1, SS_CONN_MT); }
 
+static ss_conn *check_idle_conn(lua_State *L) {
+  ss_conn *c = check_conn(L);
+  if (c->busy) luaL_error(L, "this connection is in use by a repository call that is still running");
+  return c;
+}
+
 static int conn_query(lua_State *L) {
-  return ss_conn_run(L, check_conn(L), 2, lua_gettop(L) - 2, 0);
+  return ss_conn_run(L, check_idle_conn(L), 2, lua_gettop(L) - 2, 0);
 }
 
 static int conn_exec(lua_State *L) {
-  return ss_conn_run(L, check_conn(L), 2, lua_gettop(L) - 2, 1);
+  return ss_conn_run(L, check_idle_conn(L), 2, lua_gettop(L) - 2, 1);
 }
 
 static int conn_release(lua_State *L) {
-  ss_conn_release(check_conn(L));
+  ss_conn_release(check_idle_conn(L));
   return 0;
 }
 

@@ -73,9 +73,12 @@ static int check_value(lua_State *L, const ss_param_spec *p, ss_error *err) {
   case SS_V_INT:
   case SS_V_COUNT:
   case SS_V_COUNT4:
+  case SS_V_SIZE4:
   case SS_V_LIMIT: {
-    lua_Integer lo = p->kind == SS_V_INT ? LUA_MININTEGER : p->kind == SS_V_LIMIT ? 1 : 0;
-    lua_Integer hi = p->kind == SS_V_COUNT4 ? INT32_MAX : p->kind == SS_V_LIMIT ? SS_MAX_LIMIT : LUA_MAXINTEGER;
+    lua_Integer lo = p->kind == SS_V_INT ? LUA_MININTEGER : p->kind == SS_V_LIMIT || p->kind == SS_V_SIZE4 ? 1 : 0;
+    lua_Integer hi = p->kind == SS_V_COUNT4 || p->kind == SS_V_SIZE4 ? INT32_MAX
+                     : p->kind == SS_V_LIMIT                         ? SS_MAX_LIMIT
+                                                                     : LUA_MAXINTEGER;
     i = lua_tointegerx(L, -1, &isint);
     if (lua_type(L, -1) != LUA_TNUMBER || !isint)
       return ss_error_set(err, SS_ERR_INPUT, "%s must be an integer", p->name);
@@ -162,28 +165,68 @@ int ss_chunk_partitions(lua_State *L, int self, ss_pg *pg, ss_error *err) {
   return n;
 }
 
-int ss_repo_begin(ss_pg *pg, int *nested, ss_error *err) {
+int ss_repo_begin(ss_repo_tx *tx, ss_error *err) {
   PGresult *res;
-  *nested = ss_pg_transaction_status(pg) != PQTRANS_IDLE;
-  if (!(res = ss_pg_exec(pg, *nested ? "SAVEPOINT semstore_repo" : "BEGIN", err))) return -1;
+  tx->nested = ss_pg_transaction_status(tx->pg) != PQTRANS_IDLE;
+  if (!(res = ss_pg_exec(tx->pg, tx->nested ? "SAVEPOINT semstore_repo" : "BEGIN", err))) return -1;
   PQclear(res);
+  tx->open = 1;
   return 0;
 }
 
-int ss_repo_end(ss_pg *pg, int nested, int commit, ss_error *err) {
+int ss_repo_end(ss_repo_tx *tx, int commit, ss_error *err) {
   ss_error ignored;
   PGresult *res;
+  if (!tx->open) return commit ? 0 : -1;
+  tx->open = 0;
   if (commit) {
-    if (!(res = ss_pg_exec(pg, nested ? "RELEASE SAVEPOINT semstore_repo" : "COMMIT", err))) return -1;
+    if (!(res = ss_pg_exec(tx->pg, tx->nested ? "RELEASE SAVEPOINT semstore_repo" : "COMMIT", err))) return -1;
     PQclear(res);
     return 0;
   }
-  if (!ss_pg_is_broken(pg) &&
-      (res = ss_pg_exec(pg, nested ? "ROLLBACK TO SAVEPOINT semstore_repo; RELEASE SAVEPOINT semstore_repo"
+  if (!ss_pg_is_broken(tx->pg) &&
+      (res = ss_pg_exec(tx->pg,
+                        tx->nested ? "ROLLBACK TO SAVEPOINT semstore_repo; RELEASE SAVEPOINT semstore_repo"
                                    : "ROLLBACK",
                         &ignored)))
     PQclear(res);
   return -1;
+}
+
+int ss_repo_protected(lua_State *L, ss_conn *c, lua_CFunction body, ss_repo_tx *tx) {
+  int top = lua_gettop(L), k, status;
+  lua_pushlightuserdata(L, tx);
+  lua_pushcclosure(L, body, 1);
+  for (k = 1; k <= top; k++) lua_pushvalue(L, k);
+  c->busy = 1;
+  status = lua_pcall(L, top, LUA_MULTRET, 0);
+  c->busy = 0;
+  if (status != LUA_OK) {
+    ss_error ignored;
+    if (tx->abandon) tx->abandon(tx);
+    ss_repo_end(tx, 0, &ignored);
+    ss_conn_finish(c);
+    return lua_error(L);
+  }
+  ss_conn_finish(c);
+  return lua_gettop(L) - top;
+}
+
+int ss_check_keys(lua_State *L, int idx, const char *const *names, const char *what, ss_error *err) {
+  idx = lua_absindex(L, idx);
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int known = 0, k;
+    lua_pop(L, 1);
+    if (lua_type(L, -1) == LUA_TSTRING)
+      for (k = 0; names[k] && !known; k++) known = strcmp(names[k], lua_tostring(L, -1)) == 0;
+    if (!known) {
+      ss_error_set(err, SS_ERR_INPUT, "unknown field '%s' in %s", luaL_tolstring(L, -1, NULL), what);
+      lua_pop(L, 2);
+      return -1;
+    }
+  }
+  return 0;
 }
 
 static int fail(lua_State *L, ss_conn *c, ss_error *err) {
@@ -276,11 +319,15 @@ static int run_statement(lua_State *L, const ss_statement *st) {
     /* No row, though there should be one: the row the check saw changed
      * before the statement ran, or the document that made create's INSERT
      * do nothing was committed after the statement's snapshot was taken.
-     * A new statement sees what changed. */
-    if ((st->check == SS_CHECK_TRANSITION || st->returns == SS_RET_CREATED) && attempt < 3 &&
-        lua_rawlen(L, -1) == 0) {
-      lua_settop(L, conn_idx);
-      continue;
+     * A new statement (and check) sees what changed. */
+    if ((st->check != SS_CHECK_NONE || st->returns == SS_RET_CREATED) && lua_rawlen(L, -1) == 0) {
+      if (attempt < 3) {
+        lua_settop(L, conn_idx);
+        continue;
+      }
+      ss_error_set(&err, SS_ERR_POSTGRES, "the %s kept changing while this call ran; try again", st->entity);
+      ss_strlcpy(err.code, "40001", sizeof err.code); /* serialization_failure: a retry may succeed */
+      return fail(L, c, &err);
     }
     break;
   }
@@ -313,10 +360,7 @@ static int run_statement(lua_State *L, const ss_statement *st) {
   /* one row: ROW, PERMITTED, CREATED */
   ss_conn_finish(c);
   if (lua_rawgeti(L, -1, 1) != LUA_TTABLE) {
-    if (st->returns == SS_RET_CREATED)
-      ss_error_set(&err, SS_ERR_NOT_FOUND, "the %s was neither created nor found (it kept changing)", st->entity);
-    else
-      ss_error_set(&err, SS_ERR_NOT_FOUND, "%s %s not found", st->entity, key_text(L, base));
+    ss_error_set(&err, SS_ERR_NOT_FOUND, "%s %s not found", st->entity, key_text(L, base));
     return ss_push_fail(L, &err);
   }
   if (st->returns == SS_RET_PERMITTED) {
@@ -348,13 +392,21 @@ static int statement_method(lua_State *L) {
 /* db.users:verify_password(username, password): true or false. The hash
  * is compared after the connection went back to the pool. */
 static int users_verify_password(lua_State *L) {
-  static const ss_statement *lookup;
-  const char *password = luaL_checkstring(L, 3);
+  const ss_statement *lookup = NULL;
+  static const ss_param_spec password_spec = {"password", SS_V_TEXT, 2, 0, 1, 0, NULL};
+  const char *password;
   char hash[SS_PASSWORD_HASH_SIZE] = "";
+  ss_error err;
   int k;
-  if (!lookup)
-    for (k = 0; ss_statements[k].repo; k++)
-      if (strcmp(ss_statements[k].method, "_password_hash") == 0) lookup = &ss_statements[k];
+  ss_error_clear(&err);
+  lua_settop(L, 3);
+  lua_pushvalue(L, 3);
+  /* a zero byte would end the password early for crypt_r */
+  if (check_value(L, &password_spec, &err)) return ss_push_fail(L, &err);
+  password = lua_tostring(L, 3);
+  lua_settop(L, 3);
+  for (k = 0; !lookup; k++)
+    if (strcmp(ss_statements[k].method, "_password_hash") == 0) lookup = &ss_statements[k];
   if (run_statement(L, lookup) == 2) return 2;
   if (lua_rawgeti(L, -1, 1) == LUA_TTABLE) {
     lua_getfield(L, -1, "v");
@@ -412,56 +464,55 @@ static int collections_update(lua_State *L) {
 
 /* db.chunks:update_chunk_embeddings{{chunk_id =, collection_id =, vector_id =}, ...}:
  * one UPDATE per partition over arrays of the rows that go there, in one
- * transaction. Returns the number of chunks updated. */
-static int chunks_update_embeddings(lua_State *L) {
+ * transaction. Returns the number of chunks updated. Run protected by
+ * ss_repo_protected, on 1 self, 2 items, 3 the connection. */
+static int update_embeddings_body(lua_State *L) {
   static const ss_param_spec fields[] = {{"chunk_id", SS_V_INT, 0, 1, 1, 0, NULL},
                                          {"collection_id", SS_V_UUID, 0, 1, 1, 0, NULL},
                                          {"vector_id", SS_V_TEXT, 0, 1, 1, 0, NULL}};
+  static const char *const names[] = {"chunk_id", "collection_id", "vector_id", NULL};
+  ss_repo_tx *tx = lua_touserdata(L, lua_upvalueindex(1));
+  ss_conn *c = lua_touserdata(L, 3);
   ss_error err;
-  ss_conn *c;
-  lua_Integer i, n, total = 0;
-  int groups, seen, conn_idx, parts, nested, f, p;
+  lua_Integer i, n = ss_array_length(L, 2), total = 0;
+  int groups = 4, seen = 5, parts, f, p;
   ss_error_clear(&err);
-  luaL_checktype(L, 1, LUA_TTABLE);
-  luaL_checktype(L, 2, LUA_TTABLE);
-  lua_settop(L, 2);
-  n = ss_array_length(L, 2);
-  lua_getfield(L, 1, "pg");
-  if (!(c = ss_conn_for(L, 3, &err))) return ss_push_fail(L, &err);
-  conn_idx = 4;
-  if ((parts = ss_chunk_partitions(L, 1, c->item->conn, &err)) < 0) return fail(L, c, &err);
-  lua_newtable(L); /* partition -> {ids, collection ids, vector ids} */
-  groups = conn_idx + 1;
-  lua_newtable(L); /* chunks seen: one given twice would have no one vector id */
-  seen = conn_idx + 2;
+  if ((parts = ss_chunk_partitions(L, 1, tx->pg, &err)) < 0) return ss_push_fail(L, &err);
+  lua_settop(L, 3);
+  lua_newtable(L); /* 4: partition -> {ids, collection ids, vector ids} */
+  lua_newtable(L); /* 5: chunks seen: one given twice would have no one vector id */
   for (i = 1; i <= n; i++) {
     size_t len;
     const char *id;
+    char what[48];
     lua_geti(L, 2, i);
+    snprintf(what, sizeof what, "item %lld", (long long)i);
     if (!lua_istable(L, -1)) {
       ss_error_set(&err, SS_ERR_INPUT, "item %lld must be a table", (long long)i);
-      return fail(L, c, &err);
+      return ss_push_fail(L, &err);
     }
+    if (ss_check_keys(L, -1, names, what, &err)) return ss_push_fail(L, &err);
     for (f = 0; f < 3; f++) {
       lua_getfield(L, -1 - f, fields[f].name);
       if (check_value(L, &fields[f], &err)) {
         char why[sizeof err.message];
         ss_strlcpy(why, err.message, sizeof why);
-        ss_error_set(&err, SS_ERR_INPUT, "item %lld: %s", (long long)i, why);
-        return fail(L, c, &err);
+        ss_error_set(&err, SS_ERR_INPUT, "%s: %s", what, why);
+        return ss_push_fail(L, &err);
       }
     }
-    lua_pushfstring(L, "%I %s", (LUAI_UACINT)lua_tointeger(L, -3), lua_tostring(L, -2));
+    /* the item at seen + 1, its checked values at seen + 2 .. seen + 4 */
+    lua_pushfstring(L, "%I %s", (LUAI_UACINT)lua_tointeger(L, seen + 2), lua_tostring(L, seen + 3));
     lua_pushvalue(L, -1);
     if (lua_rawget(L, seen) != LUA_TNIL) {
-      ss_error_set(&err, SS_ERR_INPUT, "item %lld: chunk %lld of collection %s appears twice", (long long)i,
-                   (long long)lua_tointeger(L, -5), lua_tostring(L, -4));
-      return fail(L, c, &err);
+      ss_error_set(&err, SS_ERR_INPUT, "%s: chunk %lld of collection %s appears twice", what,
+                   (long long)lua_tointeger(L, seen + 2), lua_tostring(L, seen + 3));
+      return ss_push_fail(L, &err);
     }
     lua_pop(L, 1);
     lua_pushboolean(L, 1);
     lua_rawset(L, seen);
-    id = lua_tolstring(L, -2, &len);
+    id = lua_tolstring(L, seen + 3, &len);
     p = ss_partition_key(id, len, parts);
     if (lua_rawgeti(L, groups, p) != LUA_TTABLE) {
       lua_pop(L, 1);
@@ -475,20 +526,20 @@ static int chunks_update_embeddings(lua_State *L) {
     }
     for (f = 1; f <= 3; f++) {
       lua_rawgeti(L, -1, f);
-      lua_pushvalue(L, seen + 1 + f); /* the checked value of fields[f - 1] */
+      lua_pushvalue(L, seen + 1 + f);
       lua_rawseti(L, -2, (lua_Integer)lua_rawlen(L, -2) + 1);
       lua_pop(L, 1);
     }
     lua_settop(L, seen);
   }
-  if (ss_repo_begin(c->item->conn, &nested, &err)) return fail(L, c, &err);
+  if (ss_repo_begin(tx, &err)) return ss_push_fail(L, &err);
   for (p = 0; p < parts; p++) {
     char sql[320];
     if (lua_rawgeti(L, groups, p) != LUA_TTABLE) {
       lua_pop(L, 1);
       continue;
     }
-    for (f = 1; f <= 3; f++) {
+    for (f = 1; f <= 3; f++) { /* semstore.array{...} of each column */
       lua_rawgeti(L, seen + 1, f);
       lua_createtable(L, 1, 0);
       lua_insert(L, -2);
@@ -500,17 +551,33 @@ static int chunks_update_embeddings(lua_State *L) {
              "FROM unnest($1::int8[], $2::text[], $3::text[]) AS u(id, collection_id, vector_id) "
              "WHERE c.id = u.id AND c.collection_id = u.collection_id", p);
     if (run(L, c, sql, seen + 2, 3)) {
-      ss_repo_end(c->item->conn, nested, 0, &err);
-      return fail_with_top(L, c);
+      ss_repo_end(tx, 0, &err);
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
     }
     lua_getfield(L, -1, "affected");
     total += lua_tointeger(L, -1);
     lua_settop(L, seen);
   }
-  if (ss_repo_end(c->item->conn, nested, 1, &err)) return fail(L, c, &err);
-  ss_conn_finish(c);
+  if (ss_repo_end(tx, 1, &err)) return ss_push_fail(L, &err);
   lua_pushinteger(L, total);
   return 1;
+}
+
+static int chunks_update_embeddings(lua_State *L) {
+  ss_repo_tx tx = {NULL, 0, 0, NULL};
+  ss_error err;
+  ss_conn *c;
+  ss_error_clear(&err);
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  lua_getfield(L, 1, "pg");
+  if (!(c = ss_conn_for(L, 3, &err))) return ss_push_fail(L, &err);
+  tx.pg = c->item->conn;
+  lua_remove(L, 3); /* the connection at 3 */
+  return ss_repo_protected(L, c, update_embeddings_body, &tx);
 }
 
 void ss_open_repositories(lua_State *L) {

@@ -233,7 +233,10 @@ end
 -- unless the migration says transaction = false.
 local function run_one(conn, m, direction, opts)
   local pg, rec = recording_conn(conn, opts.on_statement)
-  local db = setmetatable({ pg = pg }, { __index = opts.db })
+  -- the repositories run on the migration's connection too, inside its
+  -- transaction (their statements are not passed to on_statement)
+  local db = setmetatable(require("semstore").repositories(conn), { __index = opts.db })
+  db.pg = pg
   local started = core.monotime()
   local function body()
     local ok, res, err = pcall(m.def[direction], db)
