@@ -256,7 +256,8 @@ static int run_statement(lua_State *L, const ss_statement *st) {
     if (st->params[k].arg > last_arg) last_arg = st->params[k].arg;
   if (lua_gettop(L) < 1 + last_arg) lua_settop(L, 1 + last_arg);
   if (check_fields(L, st->params, n, &err)) return ss_push_fail(L, &err);
-  lua_checkstack(L, n + 16);
+  /* the values, their copies for a statement, and what the result needs */
+  if (!lua_checkstack(L, 2 * n + 24)) return luaL_error(L, "no room on the Lua stack for %d parameters", n);
   base = lua_gettop(L) + 1;
   /* read and check every value before a connection is borrowed */
   for (k = 0; k < n; k++) {
