@@ -350,6 +350,10 @@ int ss_pg_copy_begin(ss_pg *pg, const char *sql, ss_error *err) {
     PQclear(res);
     return 0;
   }
+  if (result_ok(res)) {
+    PQclear(res);
+    return ss_error_set(err, SS_ERR_INPUT, "not a COPY ... FROM STDIN statement: %s", sql);
+  }
   ss_pg_fail(pg, res, err);
   PQclear(res);
   return -1;

@@ -1,12 +1,13 @@
 /* libpq connections against a real server (SEMSTORE_TEST_DATABASE_URL):
- * session settings, the statement cache, error mapping, streaming, and
- * noticing a connection the server ended. */
+ * session settings, the statement cache, error mapping, streaming,
+ * noticing a connection the server ended, and binary COPY. */
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "pg.h"
+#include "pg_copy.h"
 
 static const char *url;
 
@@ -177,6 +178,61 @@ static void test_stream(void) {
   ss_pg_close(pg);
 }
 
+/* Binary COPY from the encoder through the connection: rows in, a
+ * server-side failure reported at the end, an abandoned COPY, and the
+ * connection usable after each. */
+static void test_copy(void) {
+  ss_pg *pg = connect_with(16);
+  ss_error err;
+  ss_buf b;
+  PGresult *res;
+  int i;
+  ss_buf_init(&b);
+  res = ss_pg_exec(pg, "create temp table copy_t (n int4 not null check (n >= 0), s text, j jsonb)", &err);
+  CHECK(res != NULL);
+  PQclear(res);
+  ss_copy_header(&b);
+  for (i = 0; i < 1000; i++) {
+    ss_copy_row(&b, 3);
+    ss_copy_int4(&b, i);
+    if (i % 2) ss_copy_text(&b, "odd", 3); else ss_copy_null(&b);
+    ss_copy_jsonb(&b, "{\"k\": 1}", 8);
+  }
+  ss_copy_trailer(&b);
+  CHECK(ss_pg_copy_begin(pg, "copy copy_t from stdin (format binary)", &err) == 0);
+  CHECK(ss_pg_copy_send(pg, b.data, b.len, &err) == 0);
+  CHECK(ss_pg_copy_done(pg, NULL, &err) == 0);
+  CHECK(ss_pg_copy_result(pg, &err) == 1000);
+  CHECK(scalar(pg, "select count(*) from copy_t where s = 'odd' and j->>'k' = '1'") == 500);
+  /* a row the CHECK refuses: the error arrives with the result, with its SQLSTATE and constraint */
+  b.len = 0;
+  ss_copy_header(&b);
+  ss_copy_row(&b, 3);
+  ss_copy_int4(&b, -1);
+  ss_copy_null(&b);
+  ss_copy_null(&b);
+  ss_copy_trailer(&b);
+  CHECK(ss_pg_copy_begin(pg, "copy copy_t from stdin (format binary)", &err) == 0);
+  CHECK(ss_pg_copy_send(pg, b.data, b.len, &err) == 0);
+  CHECK(ss_pg_copy_done(pg, NULL, &err) == 0);
+  CHECK(ss_pg_copy_result(pg, &err) == -1);
+  CHECK(err.kind == SS_ERR_POSTGRES && strcmp(err.code, "23514") == 0);
+  CHECK(strcmp(err.constraint, "copy_t_n_check") == 0);
+  /* abandoned on purpose: nothing of it stays */
+  CHECK(ss_pg_copy_begin(pg, "copy copy_t from stdin (format binary)", &err) == 0);
+  CHECK(ss_pg_copy_send(pg, b.data, 19, &err) == 0);
+  CHECK(ss_pg_copy_done(pg, "given up", &err) == 0);
+  CHECK(ss_pg_copy_result(pg, &err) == -1);
+  CHECK(strstr(err.message, "given up") != NULL);
+  /* a statement that is not a COPY FROM STDIN */
+  CHECK(ss_pg_copy_begin(pg, "select 1", &err) == -1);
+  CHECK(err.kind == SS_ERR_INPUT && strstr(err.message, "not a COPY") != NULL);
+  CHECK(scalar(pg, "select count(*) from copy_t") == 1000);
+  CHECK(!ss_pg_is_broken(pg));
+  ss_buf_free(&b);
+  ss_pg_close(pg);
+}
+
 int main(void) {
   url = getenv("SEMSTORE_TEST_DATABASE_URL");
   if (!url) {
@@ -190,5 +246,6 @@ int main(void) {
   test_terminated_backend();
   test_reset_rolls_back();
   test_stream();
+  test_copy();
   DONE();
 }
