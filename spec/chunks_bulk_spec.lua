@@ -14,7 +14,7 @@ local BIG_ROWS, BIG_SIZE = 3000, 4096 -- 12 MB of content: more than the 8 MB bu
 local COLLECTIONS = 40
 
 describe("db.chunks:create_chunks_bulk", function()
-  local name, db, admin, owner, collections, document
+  local name, url, db, admin, owner, collections, document
 
   local function count(where, ...)
     return assert(db.pg:query("SELECT count(*)::int AS n FROM chunks " .. (where or ""), ...))[1].n
@@ -65,7 +65,6 @@ describe("db.chunks:create_chunks_bulk", function()
   end
 
   setup(function()
-    local url
     name, url = helpers.fresh_database()
     db = helpers.connect({ size = 3, max_overflow = 2, timeout = 10 }, { postgres = url })
     admin = helpers.connect({ size = 1, max_overflow = 0, timeout = 10 }, { postgres = assert(helpers.superuser_url) })
@@ -596,6 +595,36 @@ describe("db.chunks:create_chunks_bulk", function()
       assert(db.pg:exec "DELETE FROM chunks")
       assert.are.equal(0, db.pg:stats().in_use)
     end)
+  end)
+
+  -- valgrind's own memory would swamp the figure
+  local it_natively = helpers.under_valgrind and pending or it
+  it_natively("streams 100 MB from an iterator in a process that stays small", function()
+    local script = os.tmpname()
+    helpers.write_file(script, [[
+local semstore = require "semstore"
+local url, n = ...
+local db = assert(semstore.connect { name = "rss", postgres = url, pool = { size = 1, max_overflow = 0 } })
+local collections = {}
+for _, r in ipairs(assert(db.pg:query "SELECT id FROM collections ORDER BY id")) do collections[#collections + 1] = r.id end
+local pad, i = string.rep("x", 1000), 0
+print(assert(db.chunks:create_chunks_bulk(function()
+  i = i + 1
+  if i > tonumber(n) then return nil end
+  return { collection_id = collections[i % #collections + 1], chunk_index = i, content = pad .. i, metadata = { i = i } }
+end)))
+print(io.open("/proc/self/status"):read("a"):match("VmHWM:%s*(%d+) kB"))
+]])
+    local p = assert(io.popen(string.format("LUA_PATH=%s LUA_CPATH=%s lua5.4 %s %s 100000 2>&1",
+      helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
+      helpers.shell_quote(helpers.root .. "/build/?.so;;"), script, helpers.shell_quote(url))))
+    local out = p:read "a"
+    p:close()
+    os.remove(script)
+    local inserted, peak_kb = out:match "^(%d+)\n(%d+)\n$"
+    assert.are.equal("100000", inserted, out)
+    assert.is_true(tonumber(peak_kb) < 64 * 1024, "peak RSS " .. tostring(peak_kb) .. " kB")
+    assert.are.equal(100000, count())
   end)
 
   it("takes ids only for rows that are there, whatever rows.n says", function()
