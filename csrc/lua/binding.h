@@ -128,7 +128,8 @@ int ss_repo_end(ss_repo_tx *tx, int commit, ss_error *err);
  * back and body's results returned. */
 int ss_repo_protected(lua_State *L, ss_conn *c, lua_CFunction body, ss_repo_tx *tx);
 /* An input error naming the first key of the table at idx that is not in
- * names (NULL-terminated); 0 when there is none. */
+ * names (NULL-terminated), the key also in err->column; 0 when there is
+ * none. */
 int ss_check_keys(lua_State *L, int idx, const char *const *names, const char *what, ss_error *err);
 
 #endif

@@ -25,9 +25,9 @@
 /* The fields a chunk table may have, in COPY column order after id and
  * partition_key. */
 enum { F_COLLECTION, F_DOCUMENT, F_INDEX, F_CONTENT, F_START, F_END, F_TOKENS, F_VECTOR, F_METADATA, NFIELDS };
-static const char *const field_names[NFIELDS] = {"collection_id", "document_id", "chunk_index", "content",
-                                                 "start_offset", "end_offset", "token_count",
-                                                 "embedding_vector_id", "metadata"};
+static const char *const field_names[NFIELDS + 1] = {"collection_id", "document_id", "chunk_index", "content",
+                                                     "start_offset", "end_offset", "token_count",
+                                                     "embedding_vector_id", "metadata", NULL};
 
 typedef struct {
   ss_repo_tx tx; /* first, so abandon_copy finds the bulk from it */
@@ -59,7 +59,6 @@ static int bulk_gc(lua_State *L) {
 typedef struct {
   long row;
   const char *field;
-  char unknown[64]; /* the name of a field no column takes */
 } bad_row;
 
 static int row_error(ss_error *err, bad_row *bad, long row, int field, const char *what) {
@@ -186,19 +185,11 @@ static int encode_row(lua_State *L, bulk *b, long row, long long id, int with_id
       lua_pop(L, 1);
     }
     if (total != known) { /* rare: find the key to name it */
-      lua_pushnil(L);
-      while (lua_next(L, tbl)) {
-        lua_pop(L, 1);
-        for (f = 0; f < NFIELDS; f++)
-          if (lua_type(L, -1) == LUA_TSTRING && strcmp(lua_tostring(L, -1), field_names[f]) == 0) break;
-        if (f == NFIELDS) break;
-      }
-      ss_strlcpy(bad->unknown, luaL_tolstring(L, -1, NULL), sizeof bad->unknown);
+      char what[32];
+      snprintf(what, sizeof what, "row %ld", row);
+      ss_check_keys(L, tbl, field_names, what, err);
       bad->row = row;
-      bad->field = bad->unknown;
-      ss_error_set(err, SS_ERR_INPUT,
-                   "row %ld: unknown field '%s' (a chunk has collection_id, document_id, chunk_index, content, "
-                   "start_offset, end_offset, token_count, embedding_vector_id, metadata)", row, bad->unknown);
+      bad->field = err->column;
       goto fail;
     }
   }
@@ -308,7 +299,7 @@ static int bulk_body(lua_State *L) {
   bulk *b = lua_touserdata(L, lua_upvalueindex(1));
   ss_pg *pg = b->tx.pg;
   ss_error err;
-  bad_row bad = {0, NULL, ""};
+  bad_row bad = {0, NULL};
   int iter = lua_isfunction(L, 2), with_id = b->with_id, i, ids_idx = 0;
   long row = 0;
   lua_Integer len = iter ? 0 : ss_array_length(L, 2);

@@ -105,25 +105,17 @@ static int check_value(lua_State *L, const ss_param_spec *p, ss_error *err) {
 static int check_fields(lua_State *L, const ss_param_spec *params, int n, ss_error *err) {
   int k, j;
   for (k = 0; k < n; k++) {
-    int idx = 1 + params[k].arg, seen_before = 0;
+    const char *names[SS_MAX_PARAMS + 1];
+    char what[32];
+    int idx = 1 + params[k].arg, seen_before = 0, count = 0;
     if (!params[k].in_table || !lua_istable(L, idx)) continue;
     for (j = 0; j < k; j++) seen_before |= params[j].in_table && params[j].arg == params[k].arg;
     if (seen_before) continue;
-    lua_pushnil(L);
-    while (lua_next(L, idx)) {
-      int known = 0;
-      lua_pop(L, 1);
-      if (lua_type(L, -1) == LUA_TSTRING)
-        for (j = 0; j < n && !known; j++)
-          known = params[j].in_table && params[j].arg == params[k].arg &&
-                  strcmp(params[j].name, lua_tostring(L, -1)) == 0;
-      if (!known) {
-        ss_error_set(err, SS_ERR_INPUT, "unknown field '%s' in argument %d", luaL_tolstring(L, -1, NULL),
-                     params[k].arg);
-        lua_pop(L, 2);
-        return -1;
-      }
-    }
+    for (j = 0; j < n; j++)
+      if (params[j].in_table && params[j].arg == params[k].arg) names[count++] = params[j].name;
+    names[count] = NULL;
+    snprintf(what, sizeof what, "argument %d", params[k].arg);
+    if (ss_check_keys(L, idx, names, what, err)) return -1;
   }
   return 0;
 }
@@ -222,6 +214,7 @@ int ss_check_keys(lua_State *L, int idx, const char *const *names, const char *w
       for (k = 0; names[k] && !known; k++) known = strcmp(names[k], lua_tostring(L, -1)) == 0;
     if (!known) {
       ss_error_set(err, SS_ERR_INPUT, "unknown field '%s' in %s", luaL_tolstring(L, -1, NULL), what);
+      ss_strlcpy(err->column, lua_tostring(L, -1), sizeof err->column);
       lua_pop(L, 2);
       return -1;
     }
@@ -420,6 +413,7 @@ static int users_verify_password(lua_State *L) {
 /* db.collections:update(id, fields): sets the named columns (those of
  * ss_collection_updatable; the status moves through update_status). */
 static int collections_update(lua_State *L) {
+  const char *names[SS_MAX_PARAMS + 1];
   ss_statement st;
   ss_error err;
   char sql[1024] = "UPDATE collections SET ";
@@ -431,18 +425,9 @@ static int collections_update(lua_State *L) {
   st.entity = "collection";
   st.returns = SS_RET_ROW;
   st.params[0] = (ss_param_spec){"id", SS_V_UUID, 1, 0, 1, 0, NULL};
-  lua_pushnil(L);
-  while (lua_next(L, 3)) {
-    int known = 0;
-    lua_pop(L, 1);
-    if (lua_type(L, -1) == LUA_TSTRING)
-      for (k = 0; ss_collection_updatable[k].name && !known; k++)
-        known = strcmp(ss_collection_updatable[k].name, lua_tostring(L, -1)) == 0;
-    if (!known) {
-      ss_error_set(&err, SS_ERR_INPUT, "collections:update cannot set '%s'", luaL_tolstring(L, -1, NULL));
-      return ss_push_fail(L, &err);
-    }
-  }
+  for (k = 0; ss_collection_updatable[k].name; k++) names[k] = ss_collection_updatable[k].name;
+  names[k] = NULL;
+  if (ss_check_keys(L, 3, names, "the fields collections:update can set", &err)) return ss_push_fail(L, &err);
   /* in the table's order, so the same fields make the same statement */
   for (k = 0; ss_collection_updatable[k].name; k++) {
     const ss_param_spec *p = &ss_collection_updatable[k];
