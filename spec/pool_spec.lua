@@ -218,3 +218,40 @@ describe("pool", function()
     db:close()
   end)
 end)
+
+describe("pool states", function()
+  -- every slot idle past idle_timeout (or recycle) and no overflow: the
+  -- expired ones must make room, not hold their slots forever
+  for _, opt in ipairs { "idle_timeout", "recycle" } do
+    it("recovers when every slot expired (" .. opt .. ")", function()
+      local db = helpers.connect { size = 2, max_overflow = 0, timeout = 1, [opt] = 0.2 }
+      local a, b = assert(db.pg:acquire()), assert(db.pg:acquire())
+      a:release()
+      b:release()
+      helpers.sleep(0.4)
+      for _ = 1, 3 do assert.are.equal(1, assert(db.pg:query "select 1 as n")[1].n) end
+      local c, d = assert(db.pg:acquire()), assert(db.pg:acquire())
+      c:release()
+      d:release()
+      local s = db.pg:stats()
+      assert.are.equal(0, s.timeouts)
+      assert.is_true(s.size <= 2)
+      db:close()
+    end)
+  end
+
+  it("replaces every connection when all of them were terminated", function()
+    local db = helpers.connect { size = 3, max_overflow = 0, timeout = 2, ping_after_idle = 100 }
+    local before = pids(db, 3)
+    local admin = helpers.connect { size = 1, max_overflow = 0 }
+    for _, pid in ipairs(before) do assert(admin.pg:query("select pg_terminate_backend($1)", pid)) end
+    helpers.sleep(0.2)
+    local after = pids(db, 3)
+    for _, pid in ipairs(after) do
+      for _, old in ipairs(before) do assert.are_not.equal(old, pid) end
+    end
+    assert.are.equal(0, db.pg:stats().timeouts)
+    admin:close()
+    db:close()
+  end)
+end)

@@ -290,3 +290,44 @@ describe("types", function()
     end)
   end)
 end)
+
+describe("semstore.array limits", function()
+  local db
+  setup(function() db = helpers.connect() end)
+  teardown(function()
+    helpers.assert_all_returned(db)
+    db:close()
+  end)
+
+  it("refuses a table that contains itself, with an input error", function()
+    local t = { 1 }
+    t[2] = t
+    local rows, err = db.pg:query("select $1::int[] as v", semstore.array(t))
+    assert.is_nil(rows)
+    assert.are.equal("input", err.kind)
+    assert.truthy(err.message:find "parameter 1")
+    local u = {}
+    u[1] = u
+    rows, err = db.pg:query("select $1::int[] as v", semstore.array(u))
+    assert.is_nil(rows)
+    assert.are.equal("input", err.kind)
+  end)
+
+  it("takes six dimensions, PostgreSQL's limit, and refuses a seventh", function()
+    local function nest(d) if d == 0 then return 7 end return { nest(d - 1) } end
+    local v = assert(db.pg:query("select $1::int[] as v", semstore.array(nest(6))))[1].v
+    assert.are.same(nest(6), v)
+    local rows, err = db.pg:query("select $1::int[] as v", semstore.array(nest(7)))
+    assert.is_nil(rows)
+    assert.are.equal("input", err.kind)
+  end)
+
+  it("refuses an absurd length in t.n at once", function()
+    local rows, err = db.pg:query("select $1::int[] as v", semstore.array { n = 1 << 40 })
+    assert.is_nil(rows)
+    assert.are.equal("input", err.kind)
+    rows, err = db.pg:query("select $1::int[] as v", semstore.array { n = -1 })
+    assert.is_nil(rows)
+    assert.are.equal("input", err.kind)
+  end)
+end)

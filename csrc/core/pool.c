@@ -254,7 +254,15 @@ ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
     double invalid_before;
     pthread_mutex_lock(&p->lock);
     invalid_before = p->invalid_before;
-    purged = purge_idle(p, ss_monotonic(), &dead);
+    /* Expired idle connections still hold their slots: close them and
+     * give the slots out before deciding, or with every slot expired the
+     * caller would wait for a slot only it could free. */
+    if ((purged = purge_idle(p, ss_monotonic(), &dead)) > 0) {
+      pthread_mutex_unlock(&p->lock);
+      close_all(p, dead);
+      forget_closed(p, purged, 0);
+      continue;
+    }
     if (!p->wait_head && p->idle) {
       it = p->idle;
       p->idle = it->next;
@@ -302,10 +310,6 @@ ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
       may_open = w.may_open;
     }
     pthread_mutex_unlock(&p->lock);
-    if (dead) {
-      close_all(p, dead);
-      forget_closed(p, purged, 0);
-    }
 
     if (may_open) {
       it = open_item(p, err);

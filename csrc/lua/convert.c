@@ -55,12 +55,25 @@ lua_Integer ss_array_length(lua_State *L, int idx) {
   return n;
 }
 
+/* PostgreSQL's MAXDIM: an array has at most 6 dimensions, so deeper
+ * nesting (a table that contains itself, say) is refused before it could
+ * recurse without end. */
+#define ARRAY_MAX_DEPTH 6
+
 /* Array literal text: {1,"two",NULL,{3,4}}; strings are always quoted. */
-static int encode_array(lua_State *L, int idx, ss_buf *b, ss_error *err, int param) {
+static int encode_array(lua_State *L, int idx, ss_buf *b, ss_error *err, int param, int depth) {
   lua_Integer i, n;
   char num[64];
+  if (depth > ARRAY_MAX_DEPTH)
+    return ss_error_set(err, SS_ERR_INPUT, "parameter %d: an array nests more than %d deep (a cycle?)", param,
+                        ARRAY_MAX_DEPTH);
+  if (!lua_checkstack(L, 4)) return ss_error_set(err, SS_ERR_MEMORY, "parameter %d: no room on the Lua stack", param);
   idx = lua_absindex(L, idx);
   n = ss_array_length(L, idx);
+  /* PostgreSQL's MaxArraySize: a larger t.n could only run out of memory, slowly */
+  if (n < 0 || n > 134217727)
+    return ss_error_set(err, SS_ERR_INPUT, "parameter %d: an array of %lld elements (PostgreSQL takes 0 to 134217727)",
+                        param, (long long)n);
   if (ss_buf_putc(b, '{')) goto oom;
   for (i = 1; i <= n; i++) {
     int t = lua_rawgeti(L, idx, i);
@@ -88,7 +101,7 @@ static int encode_array(lua_State *L, int idx, ss_buf *b, ss_error *err, int par
       }
       b->data[b->len++] = '"';
     } else if (t == LUA_TTABLE && !ss_has_metatable(L, -1, SS_BYTEA_MT)) {
-      if (encode_array(L, -1, b, err, param)) {
+      if (encode_array(L, -1, b, err, param, depth + 1)) {
         lua_pop(L, 1);
         return -1;
       }
@@ -164,7 +177,7 @@ int ss_encode_params(lua_State *L, int first, int n, ss_params *p, ss_error *err
       } else if (ss_has_metatable(L, idx, SS_ARRAY_MT)) {
         ss_buf *b = push_scratch(L);
         lua_rawgeti(L, idx, 1);
-        if (encode_array(L, -1, b, err, i + 1)) {
+        if (encode_array(L, -1, b, err, i + 1, 1)) {
           lua_settop(L, base - 2);
           return -1;
         }

@@ -29,32 +29,36 @@ int ss_push_fail(lua_State *L, const ss_error *err) {
   return 2;
 }
 
+/* Adds prefix, field `key` of the table at 1, and suffix, when the field
+ * is a string (or a number). The buffer owns the stack top, so the value
+ * goes in through luaL_addvalue, never left on the stack under it. */
+static void add_field(lua_State *L, luaL_Buffer *b, const char *key, const char *prefix, const char *suffix,
+                      const char *fallback) {
+  int present = lua_getfield(L, 1, key) != LUA_TNIL && lua_isstring(L, -1);
+  if (!present) {
+    lua_pop(L, 1);
+    if (fallback) luaL_addstring(b, fallback);
+    return;
+  }
+  lua_pop(L, 1);
+  luaL_addstring(b, prefix);
+  lua_getfield(L, 1, key);
+  luaL_addvalue(b);
+  luaL_addstring(b, suffix);
+}
+
 /* "postgres error 23505: duplicate key ... (detail: ...)" */
 static int error_tostring(lua_State *L) {
   luaL_Buffer b;
   luaL_checktype(L, 1, LUA_TTABLE);
+  lua_settop(L, 1);
   luaL_buffinit(L, &b);
-  lua_getfield(L, 1, "kind");
-  luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "semstore");
-  lua_pop(L, 1);
+  add_field(L, &b, "kind", "", "", "semstore");
   luaL_addstring(&b, " error");
-  lua_getfield(L, 1, "code");
-  if (lua_isstring(L, -1)) {
-    luaL_addchar(&b, ' ');
-    luaL_addstring(&b, lua_tostring(L, -1));
-  }
-  lua_pop(L, 1);
+  add_field(L, &b, "code", " ", "", NULL);
   luaL_addstring(&b, ": ");
-  lua_getfield(L, 1, "message");
-  luaL_addstring(&b, lua_isstring(L, -1) ? lua_tostring(L, -1) : "?");
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "detail");
-  if (lua_isstring(L, -1)) {
-    luaL_addstring(&b, " (");
-    luaL_addstring(&b, lua_tostring(L, -1));
-    luaL_addchar(&b, ')');
-  }
-  lua_pop(L, 1);
+  add_field(L, &b, "message", "", "", "?");
+  add_field(L, &b, "detail", " (", ")", NULL);
   luaL_pushresult(&b);
   return 1;
 }

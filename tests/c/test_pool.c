@@ -333,6 +333,101 @@ static void test_lifetime_and_idle_timeout(void) {
   free(w);
 }
 
+/* Every slot idle past its timeout (or lifetime) with no room to open more:
+ * the next acquire closes them and opens anew instead of waiting for a slot
+ * that the expired connections still hold. */
+static void test_all_slots_expired(void) {
+  int lifetime;
+  for (lifetime = 0; lifetime < 2; lifetime++) {
+    world *w = new_world();
+    ss_pool_config c = config(2, 0, 0.5);
+    ss_pool *p;
+    ss_error err;
+    ss_pool_item *a, *b;
+    ss_pool_stats st;
+    if (lifetime) c.recycle = 0.05; else c.idle_timeout = 0.05;
+    p = open_pool(lifetime ? "all-recycled" : "all-idle", c, w);
+    a = ss_pool_acquire(p, &err);
+    b = ss_pool_acquire(p, &err);
+    ss_pool_release(p, a);
+    ss_pool_release(p, b);
+    usleep(120000);
+    a = ss_pool_acquire(p, &err);
+    CHECK(a != NULL);
+    b = ss_pool_acquire(p, &err);
+    CHECK(b != NULL);
+    ss_pool_get_stats(p, &st);
+    CHECK(st.size == 2 && st.timeouts == 0 && w->open_now == 2 && w->opened == 4);
+    if (a) ss_pool_release(p, a);
+    if (b) ss_pool_release(p, b);
+    ss_pool_unref(p);
+    CHECK(w->open_now == 0);
+    free(w);
+  }
+}
+
+/* Every idle connection dead (a server restart): one acquire replaces them
+ * all without failing. */
+static void test_all_slots_dead(void) {
+  world *w = new_world();
+  ss_pool *p = open_pool("all-dead", config(3, 0, 0.5), w);
+  ss_error err;
+  ss_pool_item *it[3];
+  ss_pool_stats st;
+  int i;
+  for (i = 0; i < 3; i++) it[i] = ss_pool_acquire(p, &err);
+  for (i = 0; i < 3; i++) {
+    ((fake *)it[i]->conn)->dead = 1;
+    ss_pool_release(p, it[i]);
+  }
+  for (i = 0; i < 3; i++) CHECK((it[i] = ss_pool_acquire(p, &err)) != NULL && !((fake *)it[i]->conn)->dead);
+  for (i = 0; i < 3; i++) if (it[i]) ss_pool_release(p, it[i]);
+  ss_pool_get_stats(p, &st);
+  CHECK(st.evicted == 3 && st.size == 3 && st.timeouts == 0 && w->open_now == 3);
+  ss_pool_unref(p);
+  free(w);
+}
+
+typedef struct {
+  ss_pool *pool;
+  ss_pool_item *got;
+  int dead;
+} dead_waiter_arg;
+
+static void *wait_and_keep(void *arg) {
+  dead_waiter_arg *a = arg;
+  ss_error err;
+  a->got = ss_pool_acquire(a->pool, &err);
+  a->dead = a->got ? ((fake *)a->got->conn)->dead : -1;
+  return NULL;
+}
+
+/* All borrowed, a waiter queued; the connection handed to it fails its
+ * check (the server went away): the waiter opens a new one instead of
+ * timing out, and the evicted slot is not counted twice. */
+static void test_waiter_woken_by_an_eviction(void) {
+  world *w = new_world();
+  ss_pool *p = open_pool("evict-wake", config(1, 0, 2), w);
+  ss_error err;
+  ss_pool_item *held = ss_pool_acquire(p, &err);
+  dead_waiter_arg a = {p, NULL, 0};
+  pthread_t t;
+  ss_pool_stats st;
+  pthread_create(&t, NULL, wait_and_keep, &a);
+  usleep(50000);
+  ss_pool_get_stats(p, &st);
+  CHECK(st.waiting == 1 && st.in_use == 1);
+  ((fake *)held->conn)->dead = 1; /* dies while borrowed, seen at the waiter's checkout */
+  ss_pool_release(p, held);
+  pthread_join(t, NULL);
+  CHECK(a.got != NULL && a.dead == 0);
+  ss_pool_get_stats(p, &st);
+  CHECK(st.size == 1 && st.evicted == 1 && st.timeouts == 0 && w->open_now == 1);
+  if (a.got) ss_pool_release(p, a.got);
+  ss_pool_unref(p);
+  free(w);
+}
+
 static void test_names_and_refs(void) {
   world *w1 = new_world(), *w2 = new_world(), *w3 = new_world();
   ss_pool_config c = config(1, 0, 1);
@@ -368,6 +463,9 @@ int main(void) {
   test_deep_ping_after_a_failure();
   test_open_failure_frees_the_slot();
   test_lifetime_and_idle_timeout();
+  test_all_slots_expired();
+  test_all_slots_dead();
+  test_waiter_woken_by_an_eviction();
   test_names_and_refs();
   DONE();
 }
