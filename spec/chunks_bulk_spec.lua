@@ -555,6 +555,59 @@ describe("db.chunks:create_chunks_bulk", function()
     end)
   end)
 
+  describe("review fixes", function()
+    it("a raise while C holds a borrowed connection gives it back at once, not at the next collection", function()
+      collectgarbage "stop"
+      for _ = 1, 3 do
+        local bad = setmetatable({}, { __index = function() error "boom" end })
+        assert.is_false(pcall(db.chunks.create_chunks_bulk, db.chunks, { bad }))
+        assert.are.equal(0, db.pg:stats().in_use)
+        assert.is_false(pcall(db.chunks.update_chunk_embeddings, db.chunks, { bad }))
+        assert.are.equal(0, db.pg:stats().in_use)
+        assert.is_false(pcall(db.chunks.get_chunk_by_id, setmetatable({}, { __index = function(_, k)
+          if k == "pg" then return db.pg end
+          error "boom"
+        end }), 1, collections[1]))
+        assert.are.equal(0, db.pg:stats().in_use)
+      end
+      collectgarbage "restart"
+    end)
+
+    it("takes a row whose fields come through __index", function()
+      local proto = chunk(1)
+      local row = setmetatable({}, { __index = proto })
+      assert.are.equal(1, assert(db.chunks:create_chunks_bulk { row }))
+      local mixed = setmetatable({ content = "own" }, { __index = proto })
+      assert.are.equal(1, assert(db.chunks:create_chunks_bulk { mixed }))
+      local typo = setmetatable({ contnt = "x" }, { __index = proto })
+      local n, err = db.chunks:create_chunks_bulk { typo }
+      assert.is_nil(n)
+      assert.are.equal("input", err.kind)
+      assert.are.equal("contnt", err.field)
+      assert.are.equal(2, count())
+    end)
+
+    it("refuses a repository call on the bulk's own connection from its iterator, and loses nothing", function()
+      local evicted = db.pg:stats().evicted
+      local conn = assert(db.pg:acquire())
+      local repos = semstore.repositories(conn)
+      local i = 0
+      local ok, err = pcall(repos.chunks.create_chunks_bulk, repos.chunks, function()
+        i = i + 1
+        if i == 30 then repos.chunks:get_chunk_statistics(collections[1]) end
+        if i <= 60 then return chunk(i, 4096) end
+      end)
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("in use", 1, true), tostring(err))
+      assert.is_false(conn:released())
+      assert.are.equal("idle", conn:transaction_status())
+      assert.are.equal(1, assert(conn:query "select 1 as v")[1].v)
+      conn:release()
+      assert.are.equal(0, count())
+      assert.are.equal(evicted, db.pg:stats().evicted)
+    end)
+  end)
+
   describe("Lua code running during the bulk", function()
     it("cannot query or release the bulk's own connection", function()
       local conn = assert(db.pg:acquire())

@@ -255,3 +255,19 @@ describe("pool states", function()
     db:close()
   end)
 end)
+
+describe("pool options", function()
+  it("refuses numbers C cannot hold: infinity, NaN, negatives, fractions of a count", function()
+    for _, pool in ipairs {
+      { timeout = math.huge }, { timeout = 0 / 0 }, { timeout = -1 }, { size = -1 }, { size = 0 }, { size = 1.5 },
+      { max_overflow = -1 }, { statement_cache_size = -5 }, { statement_cache_size = 0 / 0 },
+      { statement_timeout = math.huge }, { recycle = 0 / 0 }, { idle_timeout = -math.huge }, { size = 1e300 },
+    } do
+      local db, err = semstore.connect { name = "bad-options", postgres = helpers.url, pool = pool }
+      local k = next(pool)
+      assert.is_nil(db, k)
+      assert.are.equal("input", err.kind)
+      assert.truthy(err.message:find(k, 1, true), err.message)
+    end
+  end)
+end)

@@ -215,13 +215,14 @@ describe("types", function()
     end)
 
     it("round-trips through a table with every type", function()
-      assert(db.pg:exec [[
+      local conn = assert(db.pg:acquire())
+      -- a temporary table lives as long as the borrow: the pool drops it on release
+      assert(conn:exec [[
         create temp table every_type (i2 int2, i4 int4, i8 int8, f4 float4, f8 float8, n numeric, b bool,
           t text, j jsonb, by bytea, ts timestamptz, arr int8[], u uuid)]])
       local row = { i2 = -5, i4 = 123456, i8 = (1 << 62) + 1, f4 = 0.5, f8 = 1 / 3, n = "3.14159265358979323846",
         b = false, t = "x\ty'\"z", j = { k = { 1, 2 } }, by = "\0\255", arr = { 1, null, (1 << 40) },
         u = "00000000-0000-4000-8000-000000000000" }
-      local conn = assert(db.pg:acquire())
       assert(conn:query([[insert into every_type values ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,'2020-01-01T00:00:00Z',$11,$12)]],
         row.i2, row.i4, row.i8, row.f4, row.f8, row.n, row.b, row.t, row.j, semstore.bytea(row.by),
         semstore.array(row.arr), row.u))
@@ -328,6 +329,23 @@ describe("semstore.array limits", function()
     assert.are.equal("input", err.kind)
     rows, err = db.pg:query("select $1::int[] as v", semstore.array { n = -1 })
     assert.is_nil(rows)
+    assert.are.equal("input", err.kind)
+  end)
+end)
+
+describe("NULL as nil", function()
+  it("connect{ null = 'nil' } leaves NULL columns out; arrays and JSON keep semstore.null", function()
+    local db = helpers.connect(nil, { null = "nil" })
+    local r = assert(db.pg:query "select 1 as a, null::text as b, array[1, null]::int[] as c, '{\"k\": null}'::jsonb as j")[1]
+    assert.are.equal(1, r.a)
+    assert.is_nil(r.b)
+    assert.are.equal(null, r.c[2])
+    assert.are.equal(null, r.j.k)
+    local rows = assert(db.pg:query "select null::int as x")
+    assert.are.same({ "x" }, rows.columns)
+    db:close()
+    local bad, err = semstore.connect { name = "null-typo", postgres = helpers.url, null = "none" }
+    assert.is_nil(bad)
     assert.are.equal("input", err.kind)
   end)
 end)

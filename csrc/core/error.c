@@ -23,6 +23,8 @@ const char *ss_error_kind_name(ss_error_kind kind) {
   case SS_ERR_POOL: return "pool";
   case SS_ERR_INPUT: return "input";
   case SS_ERR_MEMORY: return "memory";
+  case SS_ERR_TIMEOUT: return "timeout";
+  case SS_ERR_CALLBACK: return "callback";
   case SS_ERR_NOT_FOUND: return "not_found";
   case SS_ERR_ACCESS_DENIED: return "access_denied";
   case SS_ERR_INVALID_TRANSITION: return "invalid_transition";

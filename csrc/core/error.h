@@ -13,6 +13,8 @@ typedef enum {
   SS_ERR_POOL,       /* pool exhausted until the timeout, or closed */
   SS_ERR_INPUT,      /* a value the caller passed cannot be used */
   SS_ERR_MEMORY,
+  SS_ERR_TIMEOUT,    /* a call ran past its own timeout and was cancelled */
+  SS_ERR_CALLBACK,   /* a caller's function (a transaction's body) raised */
   /* the repositories' refusals */
   SS_ERR_NOT_FOUND,          /* no row with that id */
   SS_ERR_ACCESS_DENIED,      /* the row exists, the user may not use it */

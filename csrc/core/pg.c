@@ -1,5 +1,8 @@
 #include "pg.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,14 +23,29 @@ typedef struct stmt {
 } stmt;
 
 #define BUCKETS 512
+/* Statement keys seen once: a statement is prepared on its second use, so
+ * a one-off costs one round trip (JDBC's prepareThreshold = 2). */
+#define SEEN 1024
+/* How long a wait goes on after a cancel request before the connection is
+ * given up, and how long the pool's own round trips (ping, reset) may take. */
+#define CANCEL_GRACE 5.0
 
 struct ss_pg {
   PGconn *conn;
   int broken;
+  /* the session may hold state a borrower left (settings, role, listeners,
+   * advisory locks, temporary tables, cursors): reset before reuse */
+  int session_dirty;
+  int timed_out;         /* the current call passed its deadline and was cancelled */
+  double call_timeout;   /* seconds a call may wait for the server, 0 = no limit */
+  double deadline;       /* of the call under way (monotonic), 0 = none */
+  double service_timeout; /* for the pool's own round trips */
+  unsigned savepoints;   /* names nested savepoints */
   int cache_max, cache_count;
   unsigned long next_id;
   stmt *buckets[BUCKETS];
   stmt *newest, *oldest;
+  uint64_t seen[SEEN];
 };
 
 ss_pg_settings *ss_pg_settings_new(const char *conninfo) {
@@ -80,9 +98,11 @@ ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err) {
   /* GSS encryption is off unless the conninfo asks for it: probing for
    * Kerberos credentials on every connect costs time, and libgssapi's
    * first use from several threads at once leaks. */
-  const char *keys[] = {"application_name", "connect_timeout", "client_encoding", "gssencmode", "options",
-                        "dbname", NULL};
-  const char *vals[] = {s->application_name, timeout, "UTF8", "disable", options, s->conninfo, NULL};
+  /* TCP keepalives notice a server that vanished (a cut network) within
+   * about a minute instead of the kernel's two hours. */
+  const char *keys[] = {"application_name", "connect_timeout", "client_encoding", "gssencmode", "keepalives_idle",
+                        "keepalives_interval", "keepalives_count", "options", "dbname", NULL};
+  const char *vals[] = {s->application_name, timeout, "UTF8", "disable", "30", "10", "3", options, s->conninfo, NULL};
   ss_pg *pg = calloc(1, sizeof *pg);
   if (!pg) {
     ss_error_set(err, SS_ERR_MEMORY, "out of memory connecting to PostgreSQL");
@@ -94,7 +114,7 @@ ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err) {
            "-c DateStyle=ISO,MDY -c bytea_output=hex -c statement_timeout=%d -c lock_timeout=%d "
            "-c idle_in_transaction_session_timeout=%d",
            s->statement_timeout_ms, s->lock_timeout_ms, s->idle_in_transaction_timeout_ms);
-  if (!*s->conninfo) vals[5] = NULL; /* libpq's PG* variables and service files */
+  if (!*s->conninfo) vals[8] = NULL; /* libpq's PG* variables and service files */
   pg->conn = PQconnectdbParams(keys, vals, 1);
   if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK) {
     set_connection_error(pg, err, "could not connect to PostgreSQL");
@@ -102,6 +122,7 @@ ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err) {
     return NULL;
   }
   pg->cache_max = s->statement_cache_size > 0 ? s->statement_cache_size : 1;
+  pg->service_timeout = s->connect_timeout_s > 0 ? s->connect_timeout_s : 10;
   PQsetNoticeReceiver(pg->conn, on_notice, pg);
   return pg;
 }
@@ -126,7 +147,9 @@ int ss_pg_fail(ss_pg *pg, const PGresult *res, ss_error *err) {
   const char *code;
   if (!res || PQstatus(pg->conn) == CONNECTION_BAD) {
     if (res && PQresultErrorField(res, PG_DIAG_SQLSTATE)) goto server;
-    set_connection_error(pg, err, "connection to PostgreSQL lost");
+    set_connection_error(pg, err, pg->timed_out ? "no answer from PostgreSQL after a cancel request; "
+                                                  "the connection was given up"
+                                                : "connection to PostgreSQL lost");
     return -1;
   }
 server:
@@ -143,6 +166,12 @@ server:
   ss_strlcpy(err->table, PQresultErrorField(res, PG_DIAG_TABLE_NAME), sizeof err->table);
   ss_strlcpy(err->column, PQresultErrorField(res, PG_DIAG_COLUMN_NAME), sizeof err->column);
   ss_strlcpy(err->schema, PQresultErrorField(res, PG_DIAG_SCHEMA_NAME), sizeof err->schema);
+  if (pg->timed_out && strcmp(err->code, "57014") == 0) {
+    /* our own cancel request, sent when the call's time ran out */
+    ss_error_set(err, SS_ERR_TIMEOUT, "the statement ran past the call's timeout of %g s and was cancelled",
+                 pg->call_timeout);
+    ss_strlcpy(err->code, "57014", sizeof err->code);
+  }
   /* Class 08 (connection exception) and 57P01-57P03 (shutdown, crash,
    * cannot connect now): this connection is done for. */
   if (PQstatus(pg->conn) == CONNECTION_BAD || strncmp(err->code, "08", 2) == 0 ||
@@ -157,6 +186,146 @@ server:
 static int result_ok(const PGresult *res) {
   ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
   return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY;
+}
+
+static int is_copy(const PGresult *res) {
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  return st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH;
+}
+
+/* ---- waiting for the server: every wait has an end ---- */
+
+/* Starts a call: its deadline comes from the connection's call timeout. */
+static void start_call(ss_pg *pg, double timeout) {
+  pg->timed_out = 0;
+  pg->deadline = timeout > 0 ? ss_monotonic() + timeout : 0;
+}
+
+int ss_pg_cancel(ss_pg *pg) {
+  char msg[256];
+  PGcancel *c = PQgetCancel(pg->conn);
+  int ok = c && PQcancel(c, msg, sizeof msg);
+  if (c) PQfreeCancel(c);
+  return ok ? 0 : -1;
+}
+
+/* Waits until the socket is readable (want_write: writable), up to the
+ * call's deadline. Past it, one cancel request goes to the server and the
+ * wait goes on CANCEL_GRACE seconds more (the server then answers with
+ * 57014); after that the connection is given up. 0, or -1 with the
+ * connection marked broken. */
+static int wait_socket(ss_pg *pg, int want_write) {
+  for (;;) {
+    struct pollfd pfd;
+    int ms = -1, n;
+    if (pg->deadline > 0) {
+      double left = pg->deadline - ss_monotonic();
+      if (left <= 0) {
+        if (pg->timed_out) {
+          pg->broken = 1;
+          return -1;
+        }
+        pg->timed_out = 1;
+        ss_pg_cancel(pg);
+        pg->deadline = ss_monotonic() + CANCEL_GRACE;
+        continue;
+      }
+      ms = (int)ceil(left * 1000);
+    }
+    pfd.fd = PQsocket(pg->conn);
+    pfd.events = want_write ? POLLOUT : POLLIN;
+    pfd.revents = 0;
+    if (pfd.fd < 0) {
+      pg->broken = 1;
+      return -1;
+    }
+    n = poll(&pfd, 1, ms);
+    if (n > 0) return 0;
+    if (n < 0 && errno != EINTR) {
+      pg->broken = 1;
+      return -1;
+    }
+  }
+}
+
+/* The next result of the statement under way, like PQgetResult, but the
+ * wait is bounded by the call's deadline. NULL at the end, or when the
+ * wait failed (then the connection is broken). */
+static PGresult *next_result(ss_pg *pg) {
+  while (PQisBusy(pg->conn)) {
+    if (wait_socket(pg, 0)) return NULL;
+    if (!PQconsumeInput(pg->conn)) {
+      pg->broken = 1;
+      return NULL;
+    }
+  }
+  return PQgetResult(pg->conn);
+}
+
+/* Leaves COPY mode that a statement entered when the caller did not ask
+ * for a COPY (query or exec running one): an incoming COPY is failed on
+ * purpose, an outgoing one is read to its end and dropped. */
+static void leave_copy(ss_pg *pg, ExecStatusType st) {
+  if (st == PGRES_COPY_IN) {
+    PQputCopyEnd(pg->conn, "COPY FROM STDIN needs conn:copy_from");
+    PQflush(pg->conn);
+  } else if (st == PGRES_COPY_OUT) {
+    for (;;) {
+      char *buf = NULL;
+      int n = PQgetCopyData(pg->conn, &buf, 1);
+      if (buf) PQfreemem(buf);
+      if (n > 0) continue;
+      if (n < 0) break; /* -1 done, -2 failed: the result says which */
+      if (wait_socket(pg, 0) || !PQconsumeInput(pg->conn)) {
+        pg->broken = 1;
+        break;
+      }
+    }
+  } else {
+    pg->broken = 1; /* COPY BOTH is replication's: nothing semstore speaks */
+  }
+}
+
+/* Reads and drops what is left of the current statement's results. */
+static void drain(ss_pg *pg) {
+  PGresult *res;
+  while ((res = next_result(pg))) {
+    ExecStatusType st = PQresultStatus(res);
+    PQclear(res);
+    if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH) leave_copy(pg, st);
+    if (pg->broken) break;
+  }
+}
+
+/* ---- session state a borrower may leave behind ---- */
+
+static int starts_word(const char *sql, const char *at) {
+  return at == sql || !(isalnum((unsigned char)at[-1]) || at[-1] == '_');
+}
+
+/* Whether a statement's text may change the session beyond its own
+ * transaction in a way its command tag does not show: set_config(...,
+ * false), advisory locks, temporary tables made by CREATE ... AS or
+ * SELECT INTO (tag SELECT). Over-matching costs one round trip at release. */
+static int text_touches_session(const char *sql) {
+  const char *p;
+  if (strcasestr(sql, "set_config") || strcasestr(sql, "advisory")) return 1;
+  for (p = sql; (p = strcasestr(p, "temp")); p++)
+    if (starts_word(sql, p) || (p - sql >= 3 && strncasecmp(p - 3, "pg_", 3) == 0)) return 1;
+  return 0;
+}
+
+/* The command tags of statements that leave session state behind. */
+static int tag_touches_session(const char *tag) {
+  static const char *const tags[] = {"SET", "RESET", "LISTEN", "DECLARE CURSOR", "PREPARE", "LOAD", NULL};
+  int k;
+  for (k = 0; tags[k]; k++)
+    if (strcmp(tag, tags[k]) == 0) return 1;
+  return 0;
+}
+
+static void note_result(ss_pg *pg, const PGresult *res) {
+  if (tag_touches_session(PQcmdStatus((PGresult *)res))) pg->session_dirty = 1;
 }
 
 /* ---- prepared statement cache ---- */
@@ -181,6 +350,10 @@ static void link_newest(ss_pg *pg, stmt *st) {
   if (!pg->oldest) pg->oldest = st;
 }
 
+/* Runs internal statements (no parameters, results dropped) with the
+ * simple protocol; 0, or -1 with err set. */
+static int exec_internal(ss_pg *pg, const char *sql, ss_error *err);
+
 static void forget(ss_pg *pg, stmt *st, int deallocate) {
   stmt **pp = &pg->buckets[st->hash % BUCKETS];
   while (*pp != st) pp = &(*pp)->chain;
@@ -191,8 +364,9 @@ static void forget(ss_pg *pg, stmt *st, int deallocate) {
    * lives on the server until the connection closes, under a unique name. */
   if (deallocate && PQtransactionStatus(pg->conn) != PQTRANS_INERROR) {
     char sql[48];
+    ss_error ignored;
     snprintf(sql, sizeof sql, "DEALLOCATE %s", st->name);
-    PQclear(PQexec(pg->conn, sql));
+    exec_internal(pg, sql, &ignored);
   }
   free(st->key);
   free(st);
@@ -218,78 +392,120 @@ static stmt *lookup(ss_pg *pg, const char *key, size_t len, uint64_t h) {
   return NULL;
 }
 
-/* Finds or prepares the statement; NULL with err set. */
-static stmt *prepared(ss_pg *pg, const char *sql, int n, const Oid *types, ss_error *err) {
+/* The prepared statement for sql, preparing it when this is its second
+ * use; *st NULL (and 0 returned) when it is the first, so the caller runs
+ * it unnamed, in one round trip. -1 with err set. */
+static int prepared(ss_pg *pg, const char *sql, int n, const Oid *types, stmt **out, ss_error *err) {
   size_t len;
   uint64_t h;
   stmt *st;
   PGresult *res;
+  int ok;
   char *key = make_key(sql, n, types, &len);
-  if (!key) {
-    ss_error_set(err, SS_ERR_MEMORY, "out of memory preparing a statement");
-    return NULL;
-  }
+  *out = NULL;
+  if (!key) return ss_error_set(err, SS_ERR_MEMORY, "out of memory preparing a statement");
   h = fnv1a(key, len);
   if ((st = lookup(pg, key, len, h))) {
     free(key);
     unlink_use(pg, st);
     link_newest(pg, st);
-    return st;
+    *out = st;
+    return 0;
+  }
+  if (pg->seen[h % SEEN] != h) {
+    pg->seen[h % SEEN] = h;
+    free(key);
+    return 0;
   }
   if (!(st = calloc(1, sizeof *st))) {
     free(key);
-    ss_error_set(err, SS_ERR_MEMORY, "out of memory preparing a statement");
-    return NULL;
+    return ss_error_set(err, SS_ERR_MEMORY, "out of memory preparing a statement");
   }
   st->key = key;
   st->keylen = len;
   st->hash = h;
   snprintf(st->name, sizeof st->name, "ss_%lu", ++pg->next_id);
-  res = PQprepare(pg->conn, st->name, sql, n, types);
-  if (!result_ok(res)) {
-    ss_pg_fail(pg, res, err);
-    PQclear(res);
+  if (!PQsendPrepare(pg->conn, st->name, sql, n, types)) {
     free(st->key);
     free(st);
-    return NULL;
+    return ss_pg_fail(pg, NULL, err);
   }
+  res = next_result(pg);
+  ok = result_ok(res);
+  if (!ok) ss_pg_fail(pg, res, err);
   PQclear(res);
+  drain(pg);
+  if (!ok) {
+    free(st->key);
+    free(st);
+    return -1;
+  }
   if (pg->cache_count >= pg->cache_max) forget(pg, pg->oldest, 1);
   st->chain = pg->buckets[h % BUCKETS];
   pg->buckets[h % BUCKETS] = st;
   link_newest(pg, st);
   pg->cache_count++;
-  return st;
+  *out = st;
+  return 0;
 }
 
 static int stream_ok(const PGresult *res) {
   return result_ok(res) || (res && PQresultStatus(res) == PGRES_SINGLE_TUPLE);
 }
 
-/* Reads and drops what is left of the current statement's results. */
-static void drain(ss_pg *pg) {
-  PGresult *res;
-  while ((res = PQgetResult(pg->conn))) PQclear(res);
+/* A prepared statement whose result shape no longer matches a table it
+ * reads ("cached plan must not change result type"): the one 0A000 that
+ * preparing again cures. Other 0A000 errors (feature not supported) are
+ * the statement's own and must not make it run twice. */
+static int plan_changed(const PGresult *res) {
+  const char *fn = PQresultErrorField(res, PG_DIAG_SOURCE_FUNCTION);
+  const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+  return (fn && strcmp(fn, "RevalidateCachedQuery") == 0) ||
+         (msg && strcmp(msg, "cached plan must not change result type") == 0);
+}
+
+/* Makes the connection ready for a statement: what a reader abandoned (a
+ * stream whose decoding raised, rows not iterated to the end) is read and
+ * dropped first. -1 with err set when the connection is busy otherwise. */
+static int ready(ss_pg *pg, ss_error *err) {
+  if (pg->broken) return ss_pg_fail(pg, NULL, err);
+  if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE) drain(pg);
+  if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE || pg->broken) return ss_pg_fail(pg, NULL, err);
+  return 0;
+}
+
+static PGresult *refuse_copy(ss_pg *pg, PGresult *res, ss_error *err) {
+  ExecStatusType st = PQresultStatus(res);
+  PQclear(res);
+  leave_copy(pg, st);
+  drain(pg);
+  ss_error_set(err, SS_ERR_INPUT, "COPY runs through conn:copy_from and conn:copy_to, not query or exec");
+  return NULL;
 }
 
 static PGresult *run(ss_pg *pg, const char *sql, int n, const Oid *types, const char *const *values,
                      const int *lengths, const int *formats, int single_row, ss_error *err) {
   int attempt;
-  /* a stream its reader abandoned (an error raised while decoding) */
-  if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE) drain(pg);
+  start_call(pg, pg->call_timeout);
+  if (ready(pg, err)) return NULL;
+  if (text_touches_session(sql)) pg->session_dirty = 1;
   for (attempt = 0; attempt < 2; attempt++) {
-    int idle = PQtransactionStatus(pg->conn) == PQTRANS_IDLE;
+    int idle = PQtransactionStatus(pg->conn) == PQTRANS_IDLE, sent;
     const char *code;
     PGresult *res;
-    stmt *st = prepared(pg, sql, n, types, err);
-    if (!st) return NULL;
-    if (!PQsendQueryPrepared(pg->conn, st->name, n, values, lengths, formats, 0)) {
+    stmt *st;
+    if (prepared(pg, sql, n, types, &st, err)) return NULL;
+    sent = st ? PQsendQueryPrepared(pg->conn, st->name, n, values, lengths, formats, 0)
+              : PQsendQueryParams(pg->conn, sql, n, types, values, lengths, formats, 0);
+    if (!sent) {
       ss_pg_fail(pg, NULL, err);
       return NULL;
     }
     if (single_row) PQsetSingleRowMode(pg->conn);
-    res = PQgetResult(pg->conn);
+    res = next_result(pg);
+    if (is_copy(res)) return refuse_copy(pg, res, err);
     if (stream_ok(res)) {
+      note_result(pg, res);
       if (PQresultStatus(res) != PGRES_SINGLE_TUPLE) drain(pg);
       return res;
     }
@@ -298,7 +514,7 @@ static PGresult *run(ss_pg *pg, const char *sql, int n, const Oid *types, const 
      * shape: prepare it again. Outside a transaction nothing ran, so one
      * more try is safe; inside one the transaction is aborted anyway. */
     code = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
-    if (code && (strcmp(code, "26000") == 0 || strcmp(code, "0A000") == 0)) {
+    if (st && code && (strcmp(code, "26000") == 0 || (strcmp(code, "0A000") == 0 && plan_changed(res)))) {
       forget(pg, st, strcmp(code, "0A000") == 0);
       if (idle && attempt == 0) {
         PQclear(res);
@@ -323,10 +539,13 @@ PGresult *ss_pg_stream_start(ss_pg *pg, const char *sql, int n, const Oid *types
 }
 
 PGresult *ss_pg_stream_next(ss_pg *pg, ss_error *err) {
-  PGresult *res = PQgetResult(pg->conn);
+  PGresult *res = next_result(pg);
   if (stream_ok(res)) {
     /* after the final result, read the end marker so the connection is idle */
-    if (PQresultStatus(res) != PGRES_SINGLE_TUPLE) drain(pg);
+    if (PQresultStatus(res) != PGRES_SINGLE_TUPLE) {
+      note_result(pg, res);
+      drain(pg);
+    }
     return res;
   }
   /* NULL here means the final result never came: the connection broke */
@@ -336,26 +555,172 @@ PGresult *ss_pg_stream_next(ss_pg *pg, ss_error *err) {
   return NULL;
 }
 
-PGresult *ss_pg_exec(ss_pg *pg, const char *sql, ss_error *err) {
-  PGresult *res = PQexec(pg->conn, sql);
-  if (result_ok(res)) return res;
-  ss_pg_fail(pg, res, err);
-  PQclear(res);
-  return NULL;
+int ss_pg_stream_abandon(ss_pg *pg) {
+  /* the rest could be millions of rows: ask the server to stop sending */
+  if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE && !pg->broken) ss_pg_cancel(pg);
+  start_call(pg, pg->service_timeout);
+  drain(pg);
+  return pg->broken || PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE ? -1 : 0;
 }
 
+/* Every statement's result is read, so that a COPY among them is ended
+ * and every command tag is seen; the last one is returned. */
+static PGresult *exec_simple(ss_pg *pg, const char *sql, ss_error *err) {
+  PGresult *res, *last = NULL;
+  int failed = 0;
+  if (ready(pg, err)) return NULL;
+  if (!PQsendQuery(pg->conn, sql)) {
+    ss_pg_fail(pg, NULL, err);
+    return NULL;
+  }
+  while ((res = next_result(pg))) {
+    if (is_copy(res)) {
+      if (!failed) ss_error_set(err, SS_ERR_INPUT, "COPY runs through conn:copy_from and conn:copy_to, not query or exec");
+      failed = 1;
+      leave_copy(pg, PQresultStatus(res));
+      PQclear(res);
+    } else if (result_ok(res)) {
+      note_result(pg, res);
+      PQclear(last);
+      last = res;
+    } else {
+      if (!failed) ss_pg_fail(pg, res, err);
+      failed = 1;
+      PQclear(res);
+    }
+    if (pg->broken) break;
+  }
+  if (!failed && (pg->broken || !last)) {
+    failed = 1;
+    ss_pg_fail(pg, NULL, err);
+  }
+  if (failed) {
+    PQclear(last);
+    return NULL;
+  }
+  return last;
+}
+
+PGresult *ss_pg_exec(ss_pg *pg, const char *sql, ss_error *err) {
+  start_call(pg, pg->call_timeout);
+  if (text_touches_session(sql)) pg->session_dirty = 1;
+  return exec_simple(pg, sql, err);
+}
+
+static int exec_internal(ss_pg *pg, const char *sql, ss_error *err) {
+  PGresult *res = exec_simple(pg, sql, err);
+  PQclear(res);
+  return res ? 0 : -1;
+}
+
+void ss_pg_set_timeout(ss_pg *pg, double seconds) { pg->call_timeout = seconds > 0 ? seconds : 0; }
+double ss_pg_timeout(const ss_pg *pg) { return pg->call_timeout; }
+
+/* ---- transactions: nesting follows the server's transaction status ---- */
+
+int ss_pg_tx_begin(ss_pg *pg, ss_pg_tx *tx, const char *mode, ss_error *err) {
+  char sql[96];
+  tx->open = 0;
+  start_call(pg, pg->call_timeout);
+  if (ready(pg, err)) return -1;
+  switch (PQtransactionStatus(pg->conn)) {
+  case PQTRANS_IDLE:
+    tx->savepoint = 0;
+    snprintf(sql, sizeof sql, "BEGIN%s%s", mode && *mode ? " " : "", mode ? mode : "");
+    break;
+  case PQTRANS_INTRANS:
+    if (mode && *mode)
+      return ss_error_set(err, SS_ERR_INPUT,
+                          "isolation and read_only apply to a whole transaction; this one nests in an open one");
+    tx->savepoint = ++pg->savepoints;
+    snprintf(sql, sizeof sql, "SAVEPOINT semstore_sp_%u", tx->savepoint);
+    break;
+  case PQTRANS_INERROR:
+    ss_error_set(err, SS_ERR_POSTGRES,
+                 "current transaction is aborted, commands ignored until end of transaction block");
+    ss_strlcpy(err->code, "25P02", sizeof err->code);
+    return -1;
+  default:
+    return ss_pg_fail(pg, NULL, err);
+  }
+  if (exec_internal(pg, sql, err)) return -1;
+  tx->open = 1;
+  return 0;
+}
+
+int ss_pg_tx_end(ss_pg *pg, ss_pg_tx *tx, int commit, ss_error *err) {
+  char sql[128];
+  PGresult *res;
+  PGTransactionStatusType st;
+  if (!tx->open) return commit ? 0 : -1;
+  tx->open = 0;
+  start_call(pg, pg->call_timeout > 0 ? pg->call_timeout : pg->service_timeout);
+  if (ready(pg, err)) return -1;
+  st = PQtransactionStatus(pg->conn);
+  if (st == PQTRANS_IDLE) {
+    /* COMMIT or ROLLBACK ran inside: what it belonged to is gone */
+    if (commit)
+      return ss_error_set(err, SS_ERR_INPUT, "the transaction was ended inside its own function (a COMMIT or ROLLBACK ran there)");
+    return -1;
+  }
+  if (commit && st == PQTRANS_INERROR) {
+    ss_error ignored;
+    ss_pg_tx_end(pg, &(ss_pg_tx){tx->savepoint, 1}, 0, &ignored);
+    ss_error_set(err, SS_ERR_POSTGRES, "a statement failed inside the transaction, which was rolled back");
+    ss_strlcpy(err->code, "25P02", sizeof err->code);
+    return -1;
+  }
+  if (commit) {
+    if (tx->savepoint) snprintf(sql, sizeof sql, "RELEASE SAVEPOINT semstore_sp_%u", tx->savepoint);
+    else ss_strlcpy(sql, "COMMIT", sizeof sql);
+    if (!(res = exec_simple(pg, sql, err))) return -1;
+    /* COMMIT of a transaction that failed answers ROLLBACK */
+    if (!tx->savepoint && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+      PQclear(res);
+      ss_error_set(err, SS_ERR_POSTGRES, "the transaction could not commit and was rolled back");
+      ss_strlcpy(err->code, "40000", sizeof err->code);
+      return -1;
+    }
+    PQclear(res);
+    return 0;
+  }
+  if (!pg->broken) {
+    ss_error ignored;
+    if (tx->savepoint)
+      snprintf(sql, sizeof sql, "ROLLBACK TO SAVEPOINT semstore_sp_%u; RELEASE SAVEPOINT semstore_sp_%u",
+               tx->savepoint, tx->savepoint);
+    else
+      ss_strlcpy(sql, "ROLLBACK", sizeof sql);
+    exec_internal(pg, sql, &ignored);
+  }
+  return -1;
+}
+
+/* ---- COPY ---- */
+
 int ss_pg_copy_begin(ss_pg *pg, const char *sql, ss_error *err) {
-  PGresult *res = PQexec(pg->conn, sql);
+  PGresult *res;
+  start_call(pg, pg->call_timeout);
+  if (ready(pg, err)) return -1;
+  if (text_touches_session(sql)) pg->session_dirty = 1;
+  if (!PQsendQuery(pg->conn, sql)) return ss_pg_fail(pg, NULL, err);
+  res = next_result(pg);
   if (res && PQresultStatus(res) == PGRES_COPY_IN) {
     PQclear(res);
     return 0;
   }
+  if (is_copy(res)) { /* COPY ... TO STDOUT given to copy_from */
+    refuse_copy(pg, res, err);
+    return ss_error_set(err, SS_ERR_INPUT, "not a COPY ... FROM STDIN statement: %s", sql);
+  }
   if (result_ok(res)) {
     PQclear(res);
+    drain(pg);
     return ss_error_set(err, SS_ERR_INPUT, "not a COPY ... FROM STDIN statement: %s", sql);
   }
   ss_pg_fail(pg, res, err);
   PQclear(res);
+  drain(pg);
   return -1;
 }
 
@@ -379,7 +744,7 @@ long long ss_pg_copy_result(ss_pg *pg, ss_error *err) {
   int failed = 0;
   /* the COPY's own result, then NULL; an error the server raised midway
    * (a constraint, the partition bound) arrives here */
-  while ((res = PQgetResult(pg->conn))) {
+  while ((res = next_result(pg))) {
     if (PQresultStatus(res) == PGRES_COMMAND_OK) {
       rows = strtoll(PQcmdTuples(res), NULL, 10);
     } else if (!failed) {
@@ -387,10 +752,95 @@ long long ss_pg_copy_result(ss_pg *pg, ss_error *err) {
       ss_pg_fail(pg, res, err);
     }
     PQclear(res);
-    if (PQstatus(pg->conn) == CONNECTION_BAD) break;
+    if (PQstatus(pg->conn) == CONNECTION_BAD || pg->broken) break;
   }
   if (!failed && rows < 0) return ss_pg_fail(pg, NULL, err);
   return failed ? -1 : rows;
+}
+
+int ss_pg_copy_out_begin(ss_pg *pg, const char *sql, ss_error *err) {
+  PGresult *res;
+  start_call(pg, pg->call_timeout);
+  if (ready(pg, err)) return -1;
+  if (text_touches_session(sql)) pg->session_dirty = 1;
+  if (!PQsendQuery(pg->conn, sql)) return ss_pg_fail(pg, NULL, err);
+  res = next_result(pg);
+  if (res && PQresultStatus(res) == PGRES_COPY_OUT) {
+    PQclear(res);
+    return 0;
+  }
+  if (is_copy(res)) {
+    refuse_copy(pg, res, err);
+    return ss_error_set(err, SS_ERR_INPUT, "not a COPY ... TO STDOUT statement: %s", sql);
+  }
+  if (result_ok(res)) {
+    PQclear(res);
+    drain(pg);
+    return ss_error_set(err, SS_ERR_INPUT, "not a COPY ... TO STDOUT statement: %s", sql);
+  }
+  ss_pg_fail(pg, res, err);
+  PQclear(res);
+  drain(pg);
+  return -1;
+}
+
+long ss_pg_copy_out_next(ss_pg *pg, char **data, ss_error *err) {
+  *data = NULL;
+  for (;;) {
+    int n = PQgetCopyData(pg->conn, data, 1);
+    if (n > 0) return n;
+    if (n == 0) {
+      if (wait_socket(pg, 0) || !PQconsumeInput(pg->conn)) {
+        pg->broken = 1;
+        ss_pg_fail(pg, NULL, err);
+        return -1;
+      }
+      continue;
+    }
+    /* -1: the data ended; -2: it failed. The result tells which. */
+    if (ss_pg_copy_result(pg, err) < 0) return -1;
+    return 0;
+  }
+}
+
+/* ---- notifications ---- */
+
+int ss_pg_notification(ss_pg *pg, double timeout, ss_pg_notify *out, ss_error *err) {
+  double deadline = timeout >= 0 ? ss_monotonic() + timeout : 0;
+  start_call(pg, 0);
+  if (ready(pg, err)) return -1;
+  for (;;) {
+    PGnotify *n;
+    struct pollfd pfd;
+    int ms = -1, r;
+    if (!PQconsumeInput(pg->conn)) return ss_pg_fail(pg, NULL, err);
+    if ((n = PQnotifies(pg->conn))) {
+      ss_strlcpy(out->channel, n->relname, sizeof out->channel);
+      out->payload = malloc(strlen(n->extra) + 1);
+      if (!out->payload) {
+        PQfreemem(n);
+        return ss_error_set(err, SS_ERR_MEMORY, "out of memory reading a notification");
+      }
+      strcpy(out->payload, n->extra);
+      out->pid = n->be_pid;
+      PQfreemem(n);
+      return 1;
+    }
+    if (ss_pg_is_broken(pg)) return ss_pg_fail(pg, NULL, err);
+    if (deadline > 0) {
+      double left = deadline - ss_monotonic();
+      if (left <= 0) return 0;
+      ms = (int)ceil(left * 1000);
+    }
+    pfd.fd = PQsocket(pg->conn);
+    pfd.events = POLLIN;
+    pfd.revents = 0;
+    r = poll(&pfd, 1, ms);
+    if (r < 0 && errno != EINTR) {
+      pg->broken = 1;
+      return ss_pg_fail(pg, NULL, err);
+    }
+  }
 }
 
 PGTransactionStatusType ss_pg_transaction_status(const ss_pg *pg) {
@@ -402,6 +852,8 @@ int ss_pg_backend_pid(const ss_pg *pg) { return PQbackendPID(pg->conn); }
 int ss_pg_is_broken(const ss_pg *pg) {
   return pg->broken || PQstatus(pg->conn) != CONNECTION_OK;
 }
+
+PGconn *ss_pg_conn(ss_pg *pg) { return pg->conn; }
 
 /* ---- pool ops ---- */
 
@@ -415,46 +867,65 @@ static void op_close(void *ctx, void *conn) {
 static int op_ping(void *ctx, void *conn, int deep) {
   ss_pg *pg = conn;
   struct pollfd pfd;
-  PGnotify *n;
   (void)ctx;
   if (ss_pg_is_broken(pg)) return -1;
   /* An idle connection has nothing to read unless the server said goodbye
-   * (terminated backend, shutdown) or sent a notification: a free check. */
+   * (terminated backend, shutdown): a free check. What it reads is parsed
+   * (a FATAL notice marks it broken), and notifications stay queued for
+   * the borrower. */
   pfd.fd = PQsocket(pg->conn);
   pfd.events = POLLIN;
   pfd.revents = 0;
   if (pfd.fd < 0) return -1;
   if (poll(&pfd, 1, 0) > 0) {
     if (!PQconsumeInput(pg->conn) || PQstatus(pg->conn) != CONNECTION_OK) return -1;
-    /* parses what arrived: notifications, or a FATAL that on_notice sees */
-    while ((n = PQnotifies(pg->conn))) PQfreemem(n);
+    PQisBusy(pg->conn); /* parses what arrived */
     if (ss_pg_is_broken(pg)) return -1;
   }
   if (deep) {
-    PGresult *res = PQexec(pg->conn, "");
-    int ok = res && PQresultStatus(res) == PGRES_EMPTY_QUERY;
-    PQclear(res);
-    if (!ok) return -1;
+    ss_error ignored;
+    start_call(pg, pg->service_timeout);
+    if (exec_internal(pg, "", &ignored)) return -1;
   }
   return 0;
 }
 
+/* What a borrower may have changed in the session, undone in one round
+ * trip while keeping the prepared statements (DISCARD ALL would drop
+ * them): settings back to the startup packet's (RESET ALL), the session
+ * user and role, held cursors, listeners, advisory locks, temporary tables. */
+#define SESSION_RESET \
+  "RESET ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ROLE; CLOSE ALL; UNLISTEN *; " \
+  "SELECT pg_advisory_unlock_all(); DISCARD TEMP"
+
 static int op_reset(void *ctx, void *conn) {
   ss_pg *pg = conn;
+  ss_error ignored;
+  PGnotify *n;
   (void)ctx;
+  pg->call_timeout = 0;
+  if (ss_pg_is_broken(pg)) return -1;
+  start_call(pg, pg->service_timeout);
+  /* rows a reader did not take to the end, a COPY left under way */
+  if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE && ss_pg_stream_abandon(pg)) return -1;
+  start_call(pg, pg->service_timeout);
   switch (PQtransactionStatus(pg->conn)) {
   case PQTRANS_IDLE:
-    return 0;
+    break;
   case PQTRANS_INTRANS:
-  case PQTRANS_INERROR: {
-    PGresult *res = PQexec(pg->conn, "ROLLBACK");
-    int ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
-    PQclear(res);
-    return ok ? 0 : -1;
-  }
-  default: /* a command still running, or a dead connection */
+  case PQTRANS_INERROR:
+    if (exec_internal(pg, "ROLLBACK", &ignored)) return -1;
+    break;
+  default:
     return -1;
   }
+  if (pg->session_dirty) {
+    if (exec_internal(pg, SESSION_RESET, &ignored)) return -1;
+    pg->session_dirty = 0;
+  }
+  /* notifications for the listeners just dropped belong to the borrower before */
+  while ((n = PQnotifies(pg->conn))) PQfreemem(n);
+  return ss_pg_is_broken(pg) ? -1 : 0;
 }
 
 static int op_broken(void *ctx, void *conn) {

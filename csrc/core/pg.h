@@ -20,6 +20,7 @@ typedef struct {
   int lock_timeout_ms;
   int idle_in_transaction_timeout_ms;
   int statement_cache_size;  /* prepared statements kept per connection */
+  int null_as_nil;           /* how the binding hands NULL columns over: absent instead of a null value */
 } ss_pg_settings;
 
 /* Copies conninfo; free with ss_pg_settings_free. NULL on out of memory. */
@@ -30,8 +31,9 @@ void ss_pg_settings_free(ss_pg_settings *s);
 ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err);
 void ss_pg_close(ss_pg *pg);
 
-/* Runs one statement with bound parameters (types 0 let the server infer),
- * preparing it on first use and reusing the prepared statement after that.
+/* Runs one statement with bound parameters (types 0 let the server infer).
+ * Its first use runs unnamed (one round trip); from its second use on it is
+ * prepared once and the prepared statement reused.
  * Results come in text format. Returns a result the caller PQclear()s, or
  * NULL with err set. */
 PGresult *ss_pg_query(ss_pg *pg, const char *sql, int nparams, const Oid *types,
@@ -52,12 +54,44 @@ PGresult *ss_pg_stream_start(ss_pg *pg, const char *sql, int nparams, const Oid 
 PGresult *ss_pg_stream_next(ss_pg *pg, ss_error *err);
 
 /* Runs one or more statements without parameters (simple protocol);
- * returns the last statement's result, or NULL with err set. */
+ * returns the last statement's result, or NULL with err set (the first
+ * failure). A COPY among them is ended and refused (SS_ERR_INPUT). */
 PGresult *ss_pg_exec(ss_pg *pg, const char *sql, ss_error *err);
+
+/* Ends a stream its reader stopped reading (rows not taken to the end):
+ * asks the server to cancel and reads what is left. 0 when the connection
+ * is idle again, -1 when it had to be given up. */
+int ss_pg_stream_abandon(ss_pg *pg);
 
 /* Fills err from a failed result (or from the connection when res is NULL)
  * and marks the connection broken on a fatal failure. Returns -1. */
 int ss_pg_fail(ss_pg *pg, const PGresult *res, ss_error *err);
+
+/* How long each following call on this connection may wait for the
+ * server, in seconds (0: no limit but the server's statement_timeout).
+ * Past it a cancel request goes to the server and the call fails with
+ * SS_ERR_TIMEOUT (code 57014); with no answer 5 s later the connection is
+ * given up. The pool sets it back to 0 when the connection is returned. */
+void ss_pg_set_timeout(ss_pg *pg, double seconds);
+double ss_pg_timeout(const ss_pg *pg);
+/* Asks the server to cancel what this connection runs (PQcancel: a
+ * connection of its own; safe from another thread). 0 if the request was
+ * delivered. */
+int ss_pg_cancel(ss_pg *pg);
+
+/* A transaction on one connection. Nesting follows the server's own
+ * status: BEGIN (with `mode`, such as "ISOLATION LEVEL SERIALIZABLE READ
+ * ONLY") when the connection is idle, a savepoint when a transaction is
+ * open (then `mode` is an input error), and a 25P02 error when it failed.
+ * end commits (or releases the savepoint); if a statement failed inside,
+ * or the COMMIT answers ROLLBACK, it rolls back and returns -1 with err
+ * set. end with commit = 0 rolls back and returns -1, err untouched. */
+typedef struct {
+  unsigned savepoint; /* 0: the outermost transaction */
+  int open;
+} ss_pg_tx;
+int ss_pg_tx_begin(ss_pg *pg, ss_pg_tx *tx, const char *mode, ss_error *err);
+int ss_pg_tx_end(ss_pg *pg, ss_pg_tx *tx, int commit, ss_error *err);
 
 /* COPY ... FROM STDIN. begin runs the COPY statement (no parameters);
  * send streams bytes of the data (blocking until libpq took them); done
@@ -72,9 +106,27 @@ int ss_pg_copy_send(ss_pg *pg, const char *data, size_t len, ss_error *err);
 int ss_pg_copy_done(ss_pg *pg, const char *abort_reason, ss_error *err);
 long long ss_pg_copy_result(ss_pg *pg, ss_error *err);
 
+/* COPY ... TO STDOUT. begin runs the statement; next hands out the data
+ * piece by piece: its length with *data set (free it with PQfreemem), 0
+ * at the end (the connection is idle again), or -1 with err set. */
+int ss_pg_copy_out_begin(ss_pg *pg, const char *sql, ss_error *err);
+long ss_pg_copy_out_next(ss_pg *pg, char **data, ss_error *err);
+
+/* A notification (LISTEN/NOTIFY). payload is malloc'ed: the caller frees it. */
+typedef struct {
+  char channel[64];
+  char *payload;
+  int pid;
+} ss_pg_notify;
+/* Waits up to timeout seconds (< 0: without end) for a notification:
+ * 1 with *out filled, 0 on timeout, -1 with err set. */
+int ss_pg_notification(ss_pg *pg, double timeout, ss_pg_notify *out, ss_error *err);
+
 PGTransactionStatusType ss_pg_transaction_status(const ss_pg *pg);
 int ss_pg_backend_pid(const ss_pg *pg);
 int ss_pg_is_broken(const ss_pg *pg);
+/* The libpq connection, for libpq's own helpers (PQescapeIdentifier). */
+PGconn *ss_pg_conn(ss_pg *pg);
 
 /* ctx is an ss_pg_settings*, owned by the pool. */
 extern const ss_pool_ops ss_pg_pool_ops;

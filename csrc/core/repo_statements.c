@@ -212,7 +212,11 @@ const ss_statement ss_statements[] = {
 
     {.repo = NULL}};
 
-const ss_param_spec ss_collection_updatable[] = {
+/* collections:update binds the id and then each column given: all of them
+ * must fit a statement's parameters (checked again where they are filled). */
+#define COLLECTION_UPDATABLE_COUNT 13
+_Static_assert(COLLECTION_UPDATABLE_COUNT + 1 <= SS_MAX_PARAMS, "collections:update needs more parameters");
+const ss_param_spec ss_collection_updatable[COLLECTION_UPDATABLE_COUNT + 1] = {
     OFIELD(2, "name", SS_V_TEXT),
     OFIELD(2, "description", SS_V_TEXT),
     OFIELD(2, "embedding_model", SS_V_TEXT),

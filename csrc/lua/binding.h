@@ -52,10 +52,13 @@ lua_Integer ss_array_length(lua_State *L, int idx);
 /* Pushes a result as an array of rows (column name -> value) whose
  * metatable gives `columns` and `affected`. *slot holds the first result;
  * with pg, further rows are streamed from it (ss_pg_stream_next). *slot
- * always holds the result being decoded, so its owner can free it if an
- * error is raised meanwhile; the caller PQclear()s what *slot holds after.
- * 0, or -1 with err set (nothing pushed) when the stream failed midway. */
-int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, ss_error *err);
+ * always holds the result being decoded, so its owner can free it; the
+ * caller PQclear()s what *slot holds after. With null_nil, NULL columns
+ * are left out of their row. Returns LUA_OK with the rows pushed, or with
+ * *failed set and nothing pushed when the stream failed midway (err set);
+ * or the status of an error raised while decoding, the error on top, for
+ * the caller to raise once it gave back what it holds. */
+int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, int null_nil, ss_error *err, int *failed);
 void ss_open_convert(lua_State *L);
 
 /* A borrowed connection as seen from Lua. `res` is held here while it is
@@ -68,6 +71,9 @@ typedef struct {
   /* a repository call (a bulk insert, say) is using it and runs Lua code
    * meanwhile: that code may not query or release it */
   int busy;
+  /* a rows() or copy_to() iteration reads from it: other calls are refused
+   * until the loop ends; release() ends the iteration */
+  int streaming;
 } ss_conn;
 
 /* json_decode.c: pushes the Lua value of JSON text; -1 (nothing pushed)
@@ -88,13 +94,34 @@ ss_conn *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call);
  * one that holds a connection (ss_conn_for) keeps it. */
 int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple);
 void ss_conn_release(ss_conn *c);
-/* The connection a repository call runs on, for the pool or conn userdata
- * at idx: pushes an ss_conn holding a connection (for a pool, one borrowed
- * for this call), or returns NULL with err set (the acquire failed; one
- * value is pushed all the same). Give it back with ss_conn_finish. */
-ss_conn *ss_conn_for(lua_State *L, int idx, ss_error *err);
-void ss_conn_finish(ss_conn *c);
+/* The connection a call runs on, for the pool or conn userdata at idx:
+ * pushes an ss_conn holding a connection, or returns NULL with err set
+ * (the acquire failed; one value is pushed all the same). For a pool it
+ * is one borrowed for this call, and *owned is set: pass it on to
+ * ss_conn_call, which gives it back. A connection busy with another call
+ * raises. */
+ss_conn *ss_conn_for(lua_State *L, int idx, int *owned, ss_error *err);
+/* The one way C code runs Lua-reachable work while it holds a connection:
+ * body (a C function with ud as its upvalue) runs protected on the values
+ * on the stack, with c marked busy when asked (so the Lua code body calls
+ * cannot use it). Whatever happens, c is given back when `owned` (it was
+ * borrowed for this call): a raise runs on_raise(ud) (may be NULL) first
+ * and is raised on; otherwise body's results are returned. */
+int ss_conn_call(lua_State *L, ss_conn *c, int owned, lua_CFunction body, void *ud, int busy,
+                 void (*on_raise)(void *ud));
 void ss_open_conn(lua_State *L);
+/* conn:transaction(fn, opts), on (conn, fn, opts) at 1..3: BEGIN, or a
+ * savepoint inside an open transaction (ss_pg_tx); fn(conn) runs
+ * protected; a raise or nil, err rolls back and comes back as nil, err. */
+int ss_run_transaction(lua_State *L);
+/* Ends a rows() or copy_to() iteration still reading from c. */
+void ss_conn_end_stream(ss_conn *c);
+/* Pushes the to-be-closed value returned as a generic for's fourth: leaving
+ * the loop ends the iteration on the conn userdata at idx. */
+void ss_push_stream_closer(lua_State *L, int idx);
+/* Whether *out holds a finite number of seconds 0..1e9 read from idx;
+ * otherwise an input error naming `what`. */
+int ss_check_seconds(lua_State *L, int idx, const char *what, double *out, ss_error *err);
 
 /* pool_handle.c */
 void ss_open_pool(lua_State *L);
@@ -109,24 +136,17 @@ void ss_open_repositories(lua_State *L);
 /* The number of chunk partitions, asked of the server once per repository
  * (the table at index self keeps it as `partitions`); -1 with err set. */
 int ss_chunk_partitions(lua_State *L, int self, ss_pg *pg, ss_error *err);
-/* A repository method's own transaction on one connection: BEGIN, or a
- * savepoint when the connection is already in one. */
+/* A repository method's own transaction on one connection (ss_pg_tx:
+ * BEGIN, or a savepoint when the connection is already in one), and what
+ * must end before it can roll back after a raise (a COPY under way). */
 typedef struct ss_repo_tx {
   ss_pg *pg;
-  int open, nested;
-  /* finishes what must end before a rollback (a COPY under way); may be NULL */
-  void (*abandon)(struct ss_repo_tx *tx);
+  ss_pg_tx tx;
+  void (*abandon)(struct ss_repo_tx *tx); /* may be NULL */
 } ss_repo_tx;
-int ss_repo_begin(ss_repo_tx *tx, ss_error *err);
-/* Commits, or rolls back and returns -1 (err untouched by the rollback);
- * nothing when no transaction is open. */
-int ss_repo_end(ss_repo_tx *tx, int commit, ss_error *err);
-/* Runs body (a C function with tx as its upvalue) on the values on the
- * stack, protected, with the connection c marked busy so the Lua code body
- * runs cannot query or release it. If anything raises, tx is abandoned and
- * rolled back, c given back, and the error raised on; otherwise c is given
- * back and body's results returned. */
-int ss_repo_protected(lua_State *L, ss_conn *c, lua_CFunction body, ss_repo_tx *tx);
+/* ss_conn_call for a repository method: body runs with c busy; a raise
+ * abandons and rolls back tx before c is given back. */
+int ss_repo_protected(lua_State *L, ss_conn *c, int owned, lua_CFunction body, ss_repo_tx *tx);
 /* An input error naming the first key of the table at idx that is not in
  * names (NULL-terminated), the key also in err->column; 0 when there is
  * none. */

@@ -184,13 +184,16 @@ static int encode_row(lua_State *L, bulk *b, long row, long long id, int with_id
       total++;
       lua_pop(L, 1);
     }
-    if (total != known) { /* rare: find the key to name it */
+    /* rare: find the key to name it. Fewer raw keys than fields read
+     * means some came through __index, which is no typo. */
+    if (total != known) {
       char what[32];
       snprintf(what, sizeof what, "row %ld", row);
-      ss_check_keys(L, tbl, field_names, what, err);
-      bad->row = row;
-      bad->field = err->column;
-      goto fail;
+      if (ss_check_keys(L, tbl, field_names, what, err)) {
+        bad->row = row;
+        bad->field = err->column;
+        goto fail;
+      }
     }
   }
   b->part_rows[part]++;
@@ -344,17 +347,17 @@ static int bulk_body(lua_State *L) {
     }
     while (b->buffered > BULK_BUDGET) {
       int big = 0;
-      if (!b->tx.open && ss_repo_begin(&b->tx, &err)) goto fail;
+      if (!b->tx.tx.open && ss_pg_tx_begin(pg, &b->tx.tx, NULL, &err)) goto fail;
       for (i = 1; i < b->nparts; i++)
         if (b->parts[i].len > b->parts[big].len) big = i;
       if (flush_part(pg, b, big, with_id, &err)) goto fail;
     }
   }
   if (row > 0) {
-    if (!b->tx.open && ss_repo_begin(&b->tx, &err)) goto fail;
+    if (!b->tx.tx.open && ss_pg_tx_begin(pg, &b->tx.tx, NULL, &err)) goto fail;
     for (i = 0; i < b->nparts; i++)
       if (b->part_rows[i] && flush_part(pg, b, i, with_id, &err)) goto fail;
-    if (copy_outcome(pg, b, &err) || ss_repo_end(&b->tx, 1, &err)) goto fail;
+    if (copy_outcome(pg, b, &err) || ss_pg_tx_end(pg, &b->tx.tx, 1, &err)) goto fail;
   }
   lua_pushinteger(L, row);
   if (!with_id) return 1;
@@ -362,7 +365,7 @@ static int bulk_body(lua_State *L) {
   return 2;
 fail:
   abandon_copy(&b->tx);
-  ss_repo_end(&b->tx, 0, &err);
+  ss_pg_tx_end(pg, &b->tx.tx, 0, &err);
   ss_push_fail(L, &err);
   if (bad.row > 0) {
     lua_pushinteger(L, bad.row);
@@ -379,6 +382,7 @@ static int chunks_create_bulk(lua_State *L) {
   static const char *const options[] = {"return_ids", NULL};
   ss_error err;
   ss_conn *c;
+  int owned;
   bulk *b;
   ss_error_clear(&err);
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -398,9 +402,9 @@ static int chunks_create_bulk(lua_State *L) {
     lua_pop(L, 1);
   }
   lua_getfield(L, 1, "pg");
-  if (!(c = ss_conn_for(L, 5, &err))) return ss_push_fail(L, &err);
+  if (!(c = ss_conn_for(L, 5, &owned, &err))) return ss_push_fail(L, &err);
   b->tx.pg = c->item->conn; /* the connection stays at 6, anchored */
-  return ss_repo_protected(L, c, bulk_body, &b->tx);
+  return ss_repo_protected(L, c, owned, bulk_body, &b->tx);
 }
 
 void ss_open_chunks_bulk(lua_State *L) {

@@ -2,6 +2,7 @@
  * and __gc all return it, exactly once; __gc also warns, since a script
  * that relies on it holds a connection for as long as the collector waits. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "binding.h"
@@ -27,6 +28,9 @@ void ss_conn_release(ss_conn *c) {
   }
 }
 
+/* Whether NULL decodes as nil for this connection's pool. */
+static int null_as_nil(ss_conn *c) { return ((ss_pg_settings *)ss_pool_ctx(c->pool))->null_as_nil; }
+
 int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) {
   size_t len;
   const char *sql = luaL_checklstring(L, sql_idx, &len);
@@ -34,7 +38,7 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
   ss_error err;
   PGresult *res;
   ss_pg *pg;
-  int failed = 0, acquired_here = 0;
+  int failed = 0, acquired_here = 0, status;
   ss_error_clear(&err);
   if (simple && nparams > 0)
     return luaL_error(L, "exec() takes no parameters: use query() to bind values");
@@ -58,29 +62,56 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
                                     params.formats, &err);
   if (res) {
     c->res = res;
-    failed = ss_push_result(L, &c->res, simple ? NULL : pg, &err);
+    status = ss_push_result(L, &c->res, simple ? NULL : pg, null_as_nil(c), &err, &failed);
     PQclear(c->res);
     c->res = NULL;
+    if (status != LUA_OK) { /* the decode raised: the connection goes back first */
+      if (acquired_here) ss_conn_release(c);
+      return lua_error(L);
+    }
   }
   if (acquired_here) ss_conn_release(c);
   return !res || failed ? ss_push_fail(L, &err) : 1;
 }
 
-ss_conn *ss_conn_for(lua_State *L, int idx, ss_error *err) {
+ss_conn *ss_conn_for(lua_State *L, int idx, int *owned, ss_error *err) {
   ss_conn *c;
+  *owned = 0;
   if (ss_has_metatable(L, idx, SS_CONN_MT)) {
     c = lua_touserdata(L, idx);
     if (!c->item) luaL_error(L, "this connection was released");
+    if (c->busy || c->streaming)
+      luaL_error(L, "this connection is in use by a call that is still running (a bulk insert's iterator or "
+                    "a rows() loop cannot run statements on the same connection)");
     lua_pushvalue(L, idx);
     return c;
   }
   c = ss_conn_new(L, ss_check_pool(L, idx), 1);
   if (!(c->item = ss_pool_acquire(c->pool, err))) return NULL;
+  *owned = 1;
   return c;
 }
 
-void ss_conn_finish(ss_conn *c) {
-  if (c->borrowed_for_call) ss_conn_release(c);
+int ss_conn_call(lua_State *L, ss_conn *c, int owned, lua_CFunction body, void *ud, int busy,
+                 void (*on_raise)(void *ud)) {
+  int top = lua_gettop(L), k, status;
+  if (!lua_checkstack(L, top + 2)) {
+    if (owned) ss_conn_release(c);
+    return luaL_error(L, "no room on the Lua stack");
+  }
+  lua_pushlightuserdata(L, ud);
+  lua_pushcclosure(L, body, 1);
+  for (k = 1; k <= top; k++) lua_pushvalue(L, k);
+  c->busy = busy;
+  status = lua_pcall(L, top, LUA_MULTRET, 0);
+  c->busy = 0;
+  if (status != LUA_OK) {
+    if (on_raise) on_raise(ud);
+    if (owned) ss_conn_release(c);
+    return lua_error(L);
+  }
+  if (owned) ss_conn_release(c);
+  return lua_gettop(L) - top;
 }
 
 static ss_conn *check_conn(lua_State *L) { return luaL_checkudata(L, 1, SS_CONN_MT); }
@@ -88,6 +119,8 @@ static ss_conn *check_conn(lua_State *L) { return luaL_checkudata(L, 1, SS_CONN_
 static ss_conn *check_idle_conn(lua_State *L) {
   ss_conn *c = check_conn(L);
   if (c->busy) luaL_error(L, "this connection is in use by a repository call that is still running");
+  if (c->streaming)
+    luaL_error(L, "this connection is reading a rows() or copy_to() result: finish or leave that loop first");
   return c;
 }
 
@@ -99,8 +132,19 @@ static int conn_exec(lua_State *L) {
   return ss_conn_run(L, check_idle_conn(L), 2, lua_gettop(L) - 2, 1);
 }
 
+/* Ends an iteration still reading from the connection: the rest of its
+ * result is cancelled and dropped. */
+void ss_conn_end_stream(ss_conn *c) {
+  if (!c->streaming) return;
+  c->streaming = 0;
+  if (c->item) ss_pg_stream_abandon(c->item->conn);
+}
+
 static int conn_release(lua_State *L) {
-  ss_conn_release(check_idle_conn(L));
+  ss_conn *c = check_conn(L);
+  if (c->busy) return luaL_error(L, "this connection is in use by a repository call that is still running");
+  ss_conn_end_stream(c);
+  ss_conn_release(c);
   return 0;
 }
 
@@ -126,6 +170,303 @@ static int conn_transaction_status(lua_State *L) {
 static int conn_released(lua_State *L) {
   lua_pushboolean(L, check_conn(L)->item == NULL);
   return 1;
+}
+
+/* ---- transactions ---- */
+
+static const char *const ISOLATIONS[] = {"read committed", "repeatable read", "serializable", NULL};
+
+/* The BEGIN mode from opts (isolation, read_only) at idx; 0, or -1 with err set. */
+static int tx_mode(lua_State *L, int idx, char *mode, size_t size, ss_error *err) {
+  static const char *const keys[] = {"isolation", "read_only", NULL};
+  *mode = '\0';
+  if (lua_isnoneornil(L, idx)) return 0;
+  if (!lua_istable(L, idx)) return ss_error_set(err, SS_ERR_INPUT, "transaction options must be a table");
+  if (ss_check_keys(L, idx, keys, "the transaction's options", err)) return -1;
+  if (lua_getfield(L, idx, "isolation") != LUA_TNIL) {
+    char iso[32];
+    size_t len, k;
+    const char *v = lua_tolstring(L, -1, &len);
+    int i, found = -1;
+    if (!v || len >= sizeof iso) return ss_error_set(err, SS_ERR_INPUT, "unknown isolation level");
+    for (k = 0; k <= len; k++) iso[k] = v[k] == '_' ? ' ' : (char)((v[k] >= 'A' && v[k] <= 'Z') ? v[k] + 32 : v[k]);
+    for (i = 0; ISOLATIONS[i]; i++)
+      if (strcmp(iso, ISOLATIONS[i]) == 0) found = i;
+    if (found < 0) return ss_error_set(err, SS_ERR_INPUT, "unknown isolation level: %s", v);
+    snprintf(mode, size, "ISOLATION LEVEL %s", (const char *[]){"READ COMMITTED", "REPEATABLE READ", "SERIALIZABLE"}[found]);
+  }
+  lua_pop(L, 1);
+  lua_getfield(L, idx, "read_only");
+  if (lua_toboolean(L, -1)) snprintf(mode + strlen(mode), size - strlen(mode), "%sREAD ONLY", *mode ? " " : "");
+  lua_pop(L, 1);
+  return 0;
+}
+
+/* An error a transaction's function raised, as an error table: semstore's
+ * own as they are, anything else as kind "callback". */
+static void push_callback_error(lua_State *L, int idx) {
+  ss_error err;
+  if (lua_istable(L, idx) && ss_has_metatable(L, idx, SS_ERROR_MT)) {
+    lua_pushvalue(L, idx);
+    return;
+  }
+  ss_error_set(&err, SS_ERR_CALLBACK, "%s",
+               lua_type(L, idx) == LUA_TSTRING || lua_type(L, idx) == LUA_TNUMBER ? lua_tostring(L, idx)
+                                                                                 : luaL_typename(L, idx));
+  ss_push_error(L, &err);
+}
+
+int ss_run_transaction(lua_State *L) {
+  ss_conn *c = luaL_checkudata(L, 1, SS_CONN_MT);
+  ss_pg_tx tx;
+  ss_error err;
+  char mode[96];
+  int status, n;
+  ss_error_clear(&err);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  if (!c->item) return luaL_error(L, "this connection was released");
+  if (c->busy || c->streaming) return luaL_error(L, "this connection is in use by a repository call that is still running");
+  if (tx_mode(L, 3, mode, sizeof mode, &err)) return ss_push_fail(L, &err);
+  if (ss_pg_tx_begin(c->item->conn, &tx, mode, &err)) return ss_push_fail(L, &err);
+  lua_pushvalue(L, 2);
+  lua_pushvalue(L, 1);
+  status = lua_pcall(L, 1, LUA_MULTRET, 0);
+  n = lua_gettop(L) - 3;
+  if (!c->item) { /* released inside: the pool rolled it back */
+    ss_error_set(&err, SS_ERR_INPUT, "the connection was released inside its transaction, which was rolled back");
+    return ss_push_fail(L, &err);
+  }
+  if (status != LUA_OK) {
+    ss_pg_tx_end(c->item->conn, &tx, 0, &err);
+    lua_pushnil(L);
+    push_callback_error(L, -2);
+    return 2;
+  }
+  if (n >= 2 && lua_isnil(L, 4) && !lua_isnil(L, 5)) { /* fn returned nil, err */
+    ss_pg_tx_end(c->item->conn, &tx, 0, &err);
+    lua_pushnil(L);
+    lua_pushvalue(L, 5);
+    return 2;
+  }
+  if (ss_pg_tx_end(c->item->conn, &tx, 1, &err)) return ss_push_fail(L, &err);
+  if (n == 0 || lua_isnil(L, 4)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return n;
+}
+
+/* ---- timeouts, notifications, COPY ---- */
+
+/* A number of seconds at idx: finite and not negative, or an input error. */
+int ss_check_seconds(lua_State *L, int idx, const char *what, double *out, ss_error *err) {
+  double v;
+  if (lua_type(L, idx) != LUA_TNUMBER) return ss_error_set(err, SS_ERR_INPUT, "%s must be a number of seconds", what);
+  v = lua_tonumber(L, idx);
+  if (!(v >= 0 && v <= 1e9)) /* NaN fails both */
+    return ss_error_set(err, SS_ERR_INPUT, "%s must be from 0 to 1e9 seconds, not %s", what, lua_tostring(L, idx));
+  *out = v;
+  return 0;
+}
+
+/* conn:settimeout(seconds): how long each following call may wait for the server (nil or 0: no limit). */
+static int conn_settimeout(lua_State *L) {
+  ss_conn *c = check_idle_conn(L);
+  double t = 0;
+  ss_error err;
+  if (!c->item) return luaL_error(L, "this connection was released");
+  if (!lua_isnoneornil(L, 2) && ss_check_seconds(L, 2, "the timeout", &t, &err)) return ss_push_fail(L, &err);
+  ss_pg_set_timeout(c->item->conn, t);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* Runs "LISTEN name" or "UNLISTEN name" with the channel quoted by libpq. */
+static int listen_cmd(lua_State *L, const char *cmd) {
+  ss_conn *c = check_idle_conn(L);
+  size_t len;
+  const char *ch = luaL_checklstring(L, 2, &len);
+  ss_error err;
+  char *quoted;
+  PGresult *res;
+  ss_error_clear(&err);
+  if (!c->item) return luaL_error(L, "this connection was released");
+  if (len == 0 || len > 63 || memchr(ch, 0, len)) {
+    ss_error_set(&err, SS_ERR_INPUT, "a channel name is 1 to 63 bytes without zero bytes");
+    return ss_push_fail(L, &err);
+  }
+  if (!(quoted = PQescapeIdentifier(ss_pg_conn(c->item->conn), ch, len))) {
+    ss_error_set(&err, SS_ERR_INPUT, "the channel name cannot be quoted (not valid in the client encoding)");
+    return ss_push_fail(L, &err);
+  }
+  lua_pushfstring(L, "%s %s", cmd, quoted);
+  PQfreemem(quoted);
+  res = ss_pg_exec(c->item->conn, lua_tostring(L, -1), &err);
+  if (!res) return ss_push_fail(L, &err);
+  PQclear(res);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int conn_listen(lua_State *L) { return listen_cmd(L, "LISTEN"); }
+static int conn_unlisten(lua_State *L) { return listen_cmd(L, "UNLISTEN"); }
+
+/* conn:wait_notification(timeout): {channel =, payload =, pid =}, or nil on timeout. */
+static int conn_wait_notification(lua_State *L) {
+  ss_conn *c = check_idle_conn(L);
+  double t = -1;
+  ss_error err;
+  ss_pg_notify n;
+  int got;
+  ss_error_clear(&err);
+  if (!c->item) return luaL_error(L, "this connection was released");
+  if (!lua_isnoneornil(L, 2) && ss_check_seconds(L, 2, "the timeout", &t, &err)) return ss_push_fail(L, &err);
+  if ((got = ss_pg_notification(c->item->conn, t, &n, &err)) < 0) return ss_push_fail(L, &err);
+  if (got == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  lua_createtable(L, 0, 3);
+  lua_pushstring(L, n.channel);
+  lua_setfield(L, -2, "channel");
+  lua_pushstring(L, n.payload);
+  free(n.payload);
+  lua_setfield(L, -2, "payload");
+  lua_pushinteger(L, n.pid);
+  lua_setfield(L, -2, "pid");
+  return 1;
+}
+
+typedef struct {
+  ss_pg *pg;
+  int copying; /* in COPY IN mode: a raise must end it */
+} copy_state;
+
+static void copy_abandon(void *ud) {
+  copy_state *cs = ud;
+  ss_error ignored;
+  if (!cs->copying) return;
+  cs->copying = 0;
+  if (ss_pg_copy_done(cs->pg, "semstore: the data source raised an error", &ignored) == 0)
+    ss_pg_copy_result(cs->pg, &ignored);
+}
+
+static int copy_piece(copy_state *cs, lua_State *L, int idx, ss_error *err) {
+  size_t len;
+  const char *s;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    return ss_error_set(err, SS_ERR_INPUT, "COPY data must be strings, not a %s", luaL_typename(L, idx));
+  s = lua_tolstring(L, idx, &len);
+  return ss_pg_copy_send(cs->pg, s, len, err);
+}
+
+/* The body of copy_from, on (conn, sql, source) at 1..3. */
+static int copy_from_body(lua_State *L) {
+  copy_state *cs = lua_touserdata(L, lua_upvalueindex(1));
+  ss_error err;
+  long long rows;
+  int failed = 0;
+  ss_error_clear(&err);
+  if (ss_pg_copy_begin(cs->pg, lua_tostring(L, 2), &err)) return ss_push_fail(L, &err);
+  cs->copying = 1;
+  if (lua_type(L, 3) == LUA_TSTRING) {
+    failed = copy_piece(cs, L, 3, &err);
+  } else if (lua_isfunction(L, 3)) {
+    for (;;) {
+      lua_pushvalue(L, 3);
+      lua_call(L, 0, 1);
+      if (lua_isnil(L, -1)) break;
+      if ((failed = copy_piece(cs, L, -1, &err))) break;
+      lua_pop(L, 1);
+    }
+  } else {
+    lua_Integer i, n = ss_array_length(L, 3);
+    for (i = 1; i <= n && !failed; i++) {
+      lua_rawgeti(L, 3, i);
+      failed = copy_piece(cs, L, -1, &err);
+      lua_pop(L, 1);
+    }
+  }
+  cs->copying = 0;
+  if (failed) {
+    ss_error ignored;
+    if (ss_pg_copy_done(cs->pg, err.message, &ignored) == 0) ss_pg_copy_result(cs->pg, &ignored);
+    return ss_push_fail(L, &err);
+  }
+  if (ss_pg_copy_done(cs->pg, NULL, &err) || (rows = ss_pg_copy_result(cs->pg, &err)) < 0) return ss_push_fail(L, &err);
+  lua_pushinteger(L, rows);
+  return 1;
+}
+
+/* conn:copy_from(sql, source): source is a string, an array of strings or
+ * an iterator of strings; returns the rows copied, or nil, err. */
+static int conn_copy_from(lua_State *L) {
+  ss_conn *c = check_idle_conn(L);
+  copy_state cs = {NULL, 0};
+  int t;
+  luaL_checkstring(L, 2);
+  t = lua_type(L, 3);
+  luaL_argexpected(L, t == LUA_TSTRING || t == LUA_TTABLE || t == LUA_TFUNCTION, 3, "string, array or iterator");
+  lua_settop(L, 3);
+  if (!c->item) return luaL_error(L, "this connection was released");
+  cs.pg = c->item->conn;
+  return ss_conn_call(L, c, 0, copy_from_body, &cs, 1, copy_abandon);
+}
+
+/* The iterator copy_to returns: upvalue 1 the conn. Each call gives the
+ * next piece of data, nil at the end; a failure midway raises the error table. */
+static int copy_to_next(lua_State *L) {
+  ss_conn *c = lua_touserdata(L, lua_upvalueindex(1));
+  ss_error err;
+  char *data;
+  long n;
+  if (!c->streaming || !c->item) return 0; /* ended */
+  ss_error_clear(&err);
+  n = ss_pg_copy_out_next(c->item->conn, &data, &err);
+  if (n > 0) {
+    lua_pushlstring(L, data, (size_t)n);
+    PQfreemem(data);
+    return 1;
+  }
+  c->streaming = 0;
+  if (n == 0) return 0;
+  ss_push_error(L, &err);
+  return lua_error(L);
+}
+
+static int stream_close(lua_State *L) {
+  ss_conn_end_stream(lua_touserdata(L, lua_upvalueindex(1)));
+  return 0;
+}
+
+/* Pushes the to-be-closed value a generic for gets as its fourth: leaving
+ * the loop (break, error) ends the iteration on the conn userdata at idx. */
+void ss_push_stream_closer(lua_State *L, int idx) {
+  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 1);
+  lua_pushvalue(L, idx);
+  lua_pushcclosure(L, stream_close, 1);
+  lua_setfield(L, -2, "__close");
+  lua_setmetatable(L, -2);
+}
+
+/* conn:copy_to(sql): an iterator of data pieces (with a closing value for
+ * a generic for), or nil, err when the server refuses the statement. */
+static int conn_copy_to(lua_State *L) {
+  ss_conn *c = check_idle_conn(L);
+  ss_error err;
+  ss_error_clear(&err);
+  luaL_checkstring(L, 2);
+  if (!c->item) return luaL_error(L, "this connection was released");
+  if (ss_pg_copy_out_begin(c->item->conn, lua_tostring(L, 2), &err)) return ss_push_fail(L, &err);
+  c->streaming = 1;
+  lua_pushvalue(L, 1);
+  lua_pushcclosure(L, copy_to_next, 1);
+  lua_pushnil(L);
+  lua_pushnil(L);
+  ss_push_stream_closer(L, 1);
+  return 4;
 }
 
 static int conn_gc(lua_State *L) {
@@ -156,11 +497,17 @@ void ss_open_conn(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"query", conn_query},
       {"exec", conn_exec},
+      {"transaction", ss_run_transaction},
       {"release", conn_release},
       {"released", conn_released},
       {"backend_pid", conn_backend_pid},
       {"transaction_status", conn_transaction_status},
+      {"settimeout", conn_settimeout},
+      {"listen", conn_listen},
+      {"unlisten", conn_unlisten},
+      {"wait_notification", conn_wait_notification},
+      {"copy_from", conn_copy_from},
+      {"copy_to", conn_copy_to},
       {NULL, NULL}};
-  /* the Lua layer adds transaction() to conn_methods */
   ss_register_type(L, SS_CONN_MT, methods, conn_gc, conn_release, conn_tostring, "conn_methods");
 }

@@ -348,15 +348,17 @@ static const char *push_array(lua_State *L, const char *p, const char *end, int 
 typedef struct {
   PGresult **slot; /* the result being decoded, owned by the caller's userdata */
   ss_pg *pg;       /* where further rows come from; NULL: *slot holds them all */
+  int null_nil;    /* NULL columns are left out of the row (read as nil) */
   ss_error *err;
 } row_source;
 
 /* Pushes one row (a table keyed by column name) of res. */
 static void push_row(lua_State *L, PGresult *res, int r, int ncols, int names, const column_decoder *dec,
-                     ss_buf *scratch) {
+                     ss_buf *scratch, int null_nil) {
   int c;
   lua_createtable(L, 0, ncols);
   for (c = 0; c < ncols; c++) {
+    if (PQgetisnull(res, r, c) && null_nil) continue;
     lua_pushvalue(L, names + c);
     if (PQgetisnull(res, r, c)) {
       lua_pushlightuserdata(L, NULL);
@@ -402,7 +404,7 @@ static int push_rows(lua_State *L) {
   for (;;) {
     int r, nt = PQntuples(res);
     for (r = 0; r < nt; r++) {
-      push_row(L, res, r, ncols, names, dec, scratch);
+      push_row(L, res, r, ncols, names, dec, scratch, src->null_nil);
       lua_rawseti(L, rows, ++n);
     }
     if (PQresultStatus(res) != PGRES_SINGLE_TUPLE) break;
@@ -433,24 +435,25 @@ static int push_rows(lua_State *L) {
   return 1;
 }
 
-int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, ss_error *err) {
+int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, int null_nil, ss_error *err, int *failed) {
   /* Everything made while decoding stays reachable from the result, so a
    * collection meanwhile frees nothing and only marks more: pause the
    * collector (if it runs) for the decode, in a protected call so that an
    * error cannot leave it paused. */
-  row_source src = {slot, pg, err};
+  row_source src = {slot, pg, null_nil, err};
   int running = lua_gc(L, LUA_GCISRUNNING, 0), status;
+  *failed = 0;
   if (running) lua_gc(L, LUA_GCSTOP, 0);
   lua_pushcfunction(L, push_rows);
   lua_pushlightuserdata(L, &src);
   status = lua_pcall(L, 1, 1, 0);
   if (running) lua_gc(L, LUA_GCRESTART, 0);
-  if (status != LUA_OK) lua_error(L);
+  if (status != LUA_OK) return status; /* the error value is on top */
   if (lua_isnil(L, -1)) {
     lua_pop(L, 1);
-    return -1;
+    *failed = 1;
   }
-  return 0;
+  return LUA_OK;
 }
 
 /* core.bytea(s) and core.array(t) mark a value for the encoder: {value}

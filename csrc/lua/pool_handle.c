@@ -1,6 +1,7 @@
 /* semstore.pool: a Lua handle on a process-wide PostgreSQL pool. Several
  * handles (from several Lua states) may share one pool; each holds a
  * reference. query() and exec() borrow a connection for one call. */
+#include <math.h>
 #include <string.h>
 
 #include "binding.h"
@@ -17,29 +18,38 @@ ss_pool *ss_check_pool(lua_State *L, int idx) {
 
 static ss_pool *check_pool(lua_State *L) { return ss_check_pool(L, 1); }
 
-/* Reads an optional number field; a field of another type is an input error. */
-static int opt_number(lua_State *L, const char *key, double dflt, double *out, ss_error *err) {
+/* Reads an optional number field: finite, from lo to hi, and an integer
+ * when asked; anything else is an input error naming the option. */
+static int opt_number(lua_State *L, const char *key, double dflt, double lo, double hi, int integer, double *out,
+                      ss_error *err) {
   int t = lua_getfield(L, 1, key);
   *out = dflt;
   if (t == LUA_TNUMBER) *out = lua_tonumber(L, -1);
   lua_pop(L, 1);
   if (t != LUA_TNIL && t != LUA_TNUMBER)
     return ss_error_set(err, SS_ERR_INPUT, "option '%s' must be a number", key);
+  if (!(*out >= lo && *out <= hi) || (integer && *out != floor(*out))) /* NaN fails the first test */
+    return ss_error_set(err, SS_ERR_INPUT, "option '%s' must be %s from %g to %g", key,
+                        integer ? "an integer" : "a number", lo, hi);
   return 0;
 }
 
 static int ms(double seconds) { return seconds > 0 ? (int)(seconds * 1000 + 0.5) : 0; }
 
+/* The longest time an option takes, in seconds: PostgreSQL's timeouts are
+ * int milliseconds, and a day is more than any wait should be. */
+#define MAX_SECONDS 2147483.0
+
 /* core.pool_open{name=, conninfo=, size=, max_overflow=, timeout=, recycle=,
  * idle_timeout=, pre_ping=, ping_after_idle=, application_name=,
  * connect_timeout=, statement_timeout=, lock_timeout=,
- * idle_in_transaction_timeout=, statement_cache_size=} (times in seconds) */
+ * idle_in_transaction_timeout=, statement_cache_size=, null=} (times in seconds) */
 static int pool_open(lua_State *L) {
   ss_pool_config cfg;
   ss_pg_settings *s;
   ss_error err;
   double size, overflow, connect_timeout, stmt_timeout, lock_timeout, idle_tx, cache;
-  const char *name, *conninfo, *app;
+  const char *name, *conninfo, *app, *null_mode;
   pool_ud *u;
   ss_error_clear(&err);
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -51,20 +61,24 @@ static int pool_open(lua_State *L) {
   app = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
   lua_getfield(L, 1, "pre_ping");
   cfg.pre_ping = lua_isnil(L, -1) || lua_toboolean(L, -1);
-  if (opt_number(L, "size", 5, &size, &err) || opt_number(L, "max_overflow", 10, &overflow, &err) ||
-      opt_number(L, "timeout", 30, &cfg.timeout, &err) || opt_number(L, "recycle", 3600, &cfg.recycle, &err) ||
-      opt_number(L, "idle_timeout", 600, &cfg.idle_timeout, &err) ||
-      opt_number(L, "ping_after_idle", 1, &cfg.ping_after_idle, &err) ||
-      opt_number(L, "connect_timeout", 10, &connect_timeout, &err) ||
-      opt_number(L, "statement_timeout", 30, &stmt_timeout, &err) ||
-      opt_number(L, "lock_timeout", 10, &lock_timeout, &err) ||
-      opt_number(L, "idle_in_transaction_timeout", 60, &idle_tx, &err) ||
-      opt_number(L, "statement_cache_size", 256, &cache, &err))
-    return ss_push_fail(L, &err);
-  if (size < 1 || size > 10000 || overflow < 0 || overflow > 10000) {
-    ss_error_set(&err, SS_ERR_INPUT, "pool size must be 1-10000 and max_overflow 0-10000");
+  lua_getfield(L, 1, "null");
+  null_mode = lua_isstring(L, -1) ? lua_tostring(L, -1) : lua_isnil(L, -1) ? "null" : "";
+  if (strcmp(null_mode, "null") != 0 && strcmp(null_mode, "nil") != 0) {
+    ss_error_set(&err, SS_ERR_INPUT, "option 'null' must be \"null\" (semstore.null) or \"nil\"");
     return ss_push_fail(L, &err);
   }
+  if (opt_number(L, "size", 5, 1, 10000, 1, &size, &err) ||
+      opt_number(L, "max_overflow", 10, 0, 10000, 1, &overflow, &err) ||
+      opt_number(L, "timeout", 30, 0, MAX_SECONDS, 0, &cfg.timeout, &err) ||
+      opt_number(L, "recycle", 3600, 0, 1e9, 0, &cfg.recycle, &err) ||
+      opt_number(L, "idle_timeout", 600, 0, 1e9, 0, &cfg.idle_timeout, &err) ||
+      opt_number(L, "ping_after_idle", 1, 0, 1e9, 0, &cfg.ping_after_idle, &err) ||
+      opt_number(L, "connect_timeout", 10, 0, MAX_SECONDS, 0, &connect_timeout, &err) ||
+      opt_number(L, "statement_timeout", 30, 0, MAX_SECONDS, 0, &stmt_timeout, &err) ||
+      opt_number(L, "lock_timeout", 10, 0, MAX_SECONDS, 0, &lock_timeout, &err) ||
+      opt_number(L, "idle_in_transaction_timeout", 60, 0, MAX_SECONDS, 0, &idle_tx, &err) ||
+      opt_number(L, "statement_cache_size", 256, 1, 100000, 1, &cache, &err))
+    return ss_push_fail(L, &err);
   cfg.size = (int)size;
   cfg.max_overflow = (int)overflow;
   if (!(s = ss_pg_settings_new(conninfo))) {
@@ -77,6 +91,7 @@ static int pool_open(lua_State *L) {
   s->lock_timeout_ms = ms(lock_timeout);
   s->idle_in_transaction_timeout_ms = ms(idle_tx);
   s->statement_cache_size = (int)cache;
+  s->null_as_nil = strcmp(null_mode, "nil") == 0;
   u = ss_newuserdata(L, sizeof *u);
   u->pool = NULL;
   luaL_setmetatable(L, SS_POOL_MT);
@@ -108,6 +123,21 @@ static int pool_acquire(lua_State *L) {
   ss_error_clear(&err);
   if (!(c->item = ss_pool_acquire(c->pool, &err))) return ss_push_fail(L, &err);
   return 1;
+}
+
+/* pool:transaction(fn, opts): one connection for the whole transaction,
+ * given back whatever happens. */
+static int pool_transaction(lua_State *L) {
+  ss_error err;
+  ss_conn *c;
+  int owned;
+  ss_error_clear(&err);
+  check_pool(L);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 3);
+  if (!(c = ss_conn_for(L, 1, &owned, &err))) return ss_push_fail(L, &err);
+  lua_replace(L, 1); /* (conn, fn, opts): conn:transaction's own arguments */
+  return ss_conn_call(L, c, owned, ss_run_transaction, NULL, 0, NULL);
 }
 
 static void set_int(lua_State *L, const char *key, long v) {
@@ -162,8 +192,7 @@ static int pool_tostring(lua_State *L) {
 void ss_open_pool(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"query", pool_query}, {"exec", pool_exec}, {"acquire", pool_acquire}, {"stats", pool_stats},
-      {"name", pool_name},   {"close", pool_close}, {NULL, NULL}};
-  /* the Lua layer adds transaction() to pool_methods */
+      {"name", pool_name},   {"close", pool_close}, {"transaction", pool_transaction}, {NULL, NULL}};
   ss_register_type(L, SS_POOL_MT, methods, pool_close, NULL, pool_tostring, "pool_methods");
   lua_pushcfunction(L, pool_open);
   lua_setfield(L, -2, "pool_open");

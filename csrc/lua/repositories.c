@@ -157,51 +157,15 @@ int ss_chunk_partitions(lua_State *L, int self, ss_pg *pg, ss_error *err) {
   return n;
 }
 
-int ss_repo_begin(ss_repo_tx *tx, ss_error *err) {
-  PGresult *res;
-  tx->nested = ss_pg_transaction_status(tx->pg) != PQTRANS_IDLE;
-  if (!(res = ss_pg_exec(tx->pg, tx->nested ? "SAVEPOINT semstore_repo" : "BEGIN", err))) return -1;
-  PQclear(res);
-  tx->open = 1;
-  return 0;
-}
-
-int ss_repo_end(ss_repo_tx *tx, int commit, ss_error *err) {
+static void repo_raised(void *ud) {
+  ss_repo_tx *tx = ud;
   ss_error ignored;
-  PGresult *res;
-  if (!tx->open) return commit ? 0 : -1;
-  tx->open = 0;
-  if (commit) {
-    if (!(res = ss_pg_exec(tx->pg, tx->nested ? "RELEASE SAVEPOINT semstore_repo" : "COMMIT", err))) return -1;
-    PQclear(res);
-    return 0;
-  }
-  if (!ss_pg_is_broken(tx->pg) &&
-      (res = ss_pg_exec(tx->pg,
-                        tx->nested ? "ROLLBACK TO SAVEPOINT semstore_repo; RELEASE SAVEPOINT semstore_repo"
-                                   : "ROLLBACK",
-                        &ignored)))
-    PQclear(res);
-  return -1;
+  if (tx->abandon) tx->abandon(tx);
+  ss_pg_tx_end(tx->pg, &tx->tx, 0, &ignored);
 }
 
-int ss_repo_protected(lua_State *L, ss_conn *c, lua_CFunction body, ss_repo_tx *tx) {
-  int top = lua_gettop(L), k, status;
-  lua_pushlightuserdata(L, tx);
-  lua_pushcclosure(L, body, 1);
-  for (k = 1; k <= top; k++) lua_pushvalue(L, k);
-  c->busy = 1;
-  status = lua_pcall(L, top, LUA_MULTRET, 0);
-  c->busy = 0;
-  if (status != LUA_OK) {
-    ss_error ignored;
-    if (tx->abandon) tx->abandon(tx);
-    ss_repo_end(tx, 0, &ignored);
-    ss_conn_finish(c);
-    return lua_error(L);
-  }
-  ss_conn_finish(c);
-  return lua_gettop(L) - top;
+int ss_repo_protected(lua_State *L, ss_conn *c, int owned, lua_CFunction body, ss_repo_tx *tx) {
+  return ss_conn_call(L, c, owned, body, tx, 1, repo_raised);
 }
 
 int ss_check_keys(lua_State *L, int idx, const char *const *names, const char *what, ss_error *err) {
@@ -222,14 +186,8 @@ int ss_check_keys(lua_State *L, int idx, const char *const *names, const char *w
   return 0;
 }
 
-static int fail(lua_State *L, ss_conn *c, ss_error *err) {
-  ss_conn_finish(c);
-  return ss_push_fail(L, err);
-}
-
 /* The error table on top becomes the call's answer. */
-static int fail_with_top(lua_State *L, ss_conn *c) {
-  ss_conn_finish(c);
+static int fail_with_top(lua_State *L) {
   lua_pushnil(L);
   lua_insert(L, -2);
   return 2;
@@ -238,10 +196,12 @@ static int fail_with_top(lua_State *L, ss_conn *c) {
 static const char *key_text(lua_State *L, int idx) { return luaL_tolstring(L, idx, NULL); }
 
 /* Runs one statement of the table with the arguments at 2.. (self at 1). */
+static int statement_body(lua_State *L);
+
 static int run_statement(lua_State *L, const ss_statement *st) {
   ss_error err;
   ss_conn *c;
-  int n = nparams_of(st), k, base, conn_idx, attempt, current = 0, last_arg = 0;
+  int n = nparams_of(st), k, last_arg = 0, owned;
   ss_error_clear(&err);
   luaL_checktype(L, 1, LUA_TTABLE);
   /* absent arguments become nils, so no value pushed below stands in for one */
@@ -251,7 +211,6 @@ static int run_statement(lua_State *L, const ss_statement *st) {
   if (check_fields(L, st->params, n, &err)) return ss_push_fail(L, &err);
   /* the values, their copies for a statement, and what the result needs */
   if (!lua_checkstack(L, 2 * n + 24)) return luaL_error(L, "no room on the Lua stack for %d parameters", n);
-  base = lua_gettop(L) + 1;
   /* read and check every value before a connection is borrowed */
   for (k = 0; k < n; k++) {
     const ss_param_spec *p = &st->params[k];
@@ -263,38 +222,50 @@ static int run_statement(lua_State *L, const ss_statement *st) {
       }
       lua_pushstring(L, id);
     } else if (p->kind == SS_V_PARTITION || p->kind == SS_V_CURRENT) {
-      lua_pushnil(L); /* filled in below */
-      if (p->kind == SS_V_CURRENT) current = base + k;
+      lua_pushnil(L); /* filled in on the connection */
     } else if (push_source(L, p, &err) || check_value(L, p, &err)) {
       return ss_push_fail(L, &err);
     }
   }
   lua_getfield(L, 1, "pg");
-  if (!(c = ss_conn_for(L, lua_gettop(L), &err))) return ss_push_fail(L, &err);
-  conn_idx = lua_gettop(L);
+  if (!(c = ss_conn_for(L, lua_gettop(L), &owned, &err))) return ss_push_fail(L, &err);
+  return ss_conn_call(L, c, owned, statement_body, (void *)st, 0, NULL);
+}
+
+/* The part of run_statement that runs on the borrowed connection,
+ * protected by ss_conn_call: the values at base .. base + n - 1, the
+ * repository's pg field, then the connection on top. */
+static int statement_body(lua_State *L) {
+  const ss_statement *st = lua_touserdata(L, lua_upvalueindex(1));
+  int n = nparams_of(st), conn_idx = lua_gettop(L), base = conn_idx - n - 1, k, attempt, current = 0;
+  ss_conn *c = lua_touserdata(L, conn_idx);
+  ss_error err;
+  ss_error_clear(&err);
+  for (k = 0; k < n; k++)
+    if (st->params[k].kind == SS_V_CURRENT) current = base + k;
   for (k = 0; k < n; k++) {
     const ss_param_spec *p = &st->params[k];
     size_t len;
     const char *id;
     int parts;
     if (p->kind != SS_V_PARTITION) continue;
-    if ((parts = ss_chunk_partitions(L, 1, c->item->conn, &err)) < 0) return fail(L, c, &err);
+    if ((parts = ss_chunk_partitions(L, 1, c->item->conn, &err)) < 0) return ss_push_fail(L, &err);
     id = lua_tolstring(L, base + p->of - 1, &len);
     lua_pushinteger(L, ss_partition_key(id, len, parts));
     lua_replace(L, base + k);
   }
   for (attempt = 0;; attempt++) {
     if (st->check != SS_CHECK_NONE) {
-      if (run(L, c, st->pre_sql, base, 1)) return fail_with_top(L, c);
+      if (run(L, c, st->pre_sql, base, 1)) return fail_with_top(L);
       if (lua_rawgeti(L, -1, 1) != LUA_TTABLE) {
         ss_error_set(&err, SS_ERR_NOT_FOUND, "%s %s not found", st->entity, key_text(L, base));
-        return fail(L, c, &err);
+        return ss_push_fail(L, &err);
       }
       lua_getfield(L, -1, "v");
       if (st->check == SS_CHECK_OWNER && !lua_compare(L, -1, base + st->check_param - 1, LUA_OPEQ)) {
         ss_error_set(&err, SS_ERR_ACCESS_DENIED, "user %s does not own %s %s",
                      key_text(L, base + st->check_param - 1), st->entity, key_text(L, base));
-        return fail(L, c, &err);
+        return ss_push_fail(L, &err);
       }
       if (st->check == SS_CHECK_TRANSITION) {
         const char *from = lua_tostring(L, -1);
@@ -302,14 +273,14 @@ static int run_statement(lua_State *L, const ss_statement *st) {
         if (!st->allowed(from, to)) {
           ss_error_set(&err, SS_ERR_INVALID_TRANSITION, "%s %s cannot go from %s to %s", st->entity,
                        key_text(L, base), from, to);
-          return fail(L, c, &err);
+          return ss_push_fail(L, &err);
         }
         lua_pushvalue(L, -1);
         lua_replace(L, current);
       }
       lua_settop(L, conn_idx);
     }
-    if (run(L, c, st->sql, base, n)) return fail_with_top(L, c);
+    if (run(L, c, st->sql, base, n)) return fail_with_top(L);
     /* No row, though there should be one: the row the check saw changed
      * before the statement ran, or the document that made create's INSERT
      * do nothing was committed after the statement's snapshot was taken.
@@ -321,18 +292,16 @@ static int run_statement(lua_State *L, const ss_statement *st) {
       }
       ss_error_set(&err, SS_ERR_POSTGRES, "the %s kept changing while this call ran; try again", st->entity);
       ss_strlcpy(err.code, "40001", sizeof err.code); /* serialization_failure: a retry may succeed */
-      return fail(L, c, &err);
+      return ss_push_fail(L, &err);
     }
     break;
   }
   switch (st->returns) {
   case SS_RET_ROWS:
-    ss_conn_finish(c);
     return 1;
   case SS_RET_AFFECTED:
   case SS_RET_DONE:
     lua_getfield(L, -1, "affected");
-    ss_conn_finish(c);
     if (st->returns == SS_RET_AFFECTED) return 1;
     if (lua_tointeger(L, -1) > 0) {
       lua_pushboolean(L, 1);
@@ -341,8 +310,7 @@ static int run_statement(lua_State *L, const ss_statement *st) {
     ss_error_set(&err, SS_ERR_NOT_FOUND, "%s %s not found", st->entity, key_text(L, base));
     return ss_push_fail(L, &err);
   case SS_RET_PAGE:
-    if (run(L, c, st->count_sql, base, st->count_params)) return fail_with_top(L, c);
-    ss_conn_finish(c);
+    if (run(L, c, st->count_sql, base, st->count_params)) return fail_with_top(L);
     lua_rawgeti(L, -1, 1);
     lua_getfield(L, -1, "v");
     lua_replace(L, -3);
@@ -352,7 +320,6 @@ static int run_statement(lua_State *L, const ss_statement *st) {
     break;
   }
   /* one row: ROW, PERMITTED, CREATED */
-  ss_conn_finish(c);
   if (lua_rawgeti(L, -1, 1) != LUA_TTABLE) {
     ss_error_set(&err, SS_ERR_NOT_FOUND, "%s %s not found", st->entity, key_text(L, base));
     return ss_push_fail(L, &err);
@@ -425,7 +392,7 @@ static int collections_update(lua_State *L) {
   st.entity = "collection";
   st.returns = SS_RET_ROW;
   st.params[0] = (ss_param_spec){"id", SS_V_UUID, 1, 0, 1, 0, NULL};
-  for (k = 0; ss_collection_updatable[k].name; k++) names[k] = ss_collection_updatable[k].name;
+  for (k = 0; ss_collection_updatable[k].name && k < SS_MAX_PARAMS; k++) names[k] = ss_collection_updatable[k].name;
   names[k] = NULL;
   if (ss_check_keys(L, 3, names, "the fields collections:update can set", &err)) return ss_push_fail(L, &err);
   /* in the table's order, so the same fields make the same statement */
@@ -434,6 +401,8 @@ static int collections_update(lua_State *L) {
     int present = lua_getfield(L, 3, p->name) != LUA_TNIL;
     lua_pop(L, 1);
     if (!present) continue;
+    /* the id and every updatable column must fit st.params */
+    if (n >= SS_MAX_PARAMS) return luaL_error(L, "collections:update: more columns than SS_MAX_PARAMS");
     st.params[n] = *p;
     snprintf(sql + strlen(sql), sizeof sql - strlen(sql), "%s = $%d, ", p->name, n + 1);
     n++;
@@ -518,7 +487,7 @@ static int update_embeddings_body(lua_State *L) {
     }
     lua_settop(L, seen);
   }
-  if (ss_repo_begin(tx, &err)) return ss_push_fail(L, &err);
+  if (ss_pg_tx_begin(tx->pg, &tx->tx, NULL, &err)) return ss_push_fail(L, &err);
   for (p = 0; p < parts; p++) {
     char sql[320];
     if (lua_rawgeti(L, groups, p) != LUA_TTABLE) {
@@ -537,7 +506,7 @@ static int update_embeddings_body(lua_State *L) {
              "FROM unnest($1::int8[], $2::text[], $3::text[]) AS u(id, collection_id, vector_id) "
              "WHERE c.id = u.id AND c.collection_id = u.collection_id", p);
     if (run(L, c, sql, seen + 2, 3)) {
-      ss_repo_end(tx, 0, &err);
+      ss_pg_tx_end(tx->pg, &tx->tx, 0, &err);
       lua_pushnil(L);
       lua_insert(L, -2);
       return 2;
@@ -546,24 +515,26 @@ static int update_embeddings_body(lua_State *L) {
     total += lua_tointeger(L, -1);
     lua_settop(L, seen);
   }
-  if (ss_repo_end(tx, 1, &err)) return ss_push_fail(L, &err);
+  if (ss_pg_tx_end(tx->pg, &tx->tx, 1, &err)) return ss_push_fail(L, &err);
   lua_pushinteger(L, total);
   return 1;
 }
 
 static int chunks_update_embeddings(lua_State *L) {
-  ss_repo_tx tx = {NULL, 0, 0, NULL};
+  ss_repo_tx tx;
   ss_error err;
   ss_conn *c;
+  int owned;
   ss_error_clear(&err);
   luaL_checktype(L, 1, LUA_TTABLE);
   luaL_checktype(L, 2, LUA_TTABLE);
   lua_settop(L, 2);
   lua_getfield(L, 1, "pg");
-  if (!(c = ss_conn_for(L, 3, &err))) return ss_push_fail(L, &err);
+  if (!(c = ss_conn_for(L, 3, &owned, &err))) return ss_push_fail(L, &err);
+  memset(&tx, 0, sizeof tx);
   tx.pg = c->item->conn;
   lua_remove(L, 3); /* the connection at 3 */
-  return ss_repo_protected(L, c, update_embeddings_body, &tx);
+  return ss_repo_protected(L, c, owned, update_embeddings_body, &tx);
 }
 
 void ss_open_repositories(lua_State *L) {

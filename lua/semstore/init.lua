@@ -13,72 +13,25 @@ local semstore = {
   _VERSION = "semstore dev-1",
 }
 
-local ISOLATION = { ["read committed"] = true, ["repeatable read"] = true, serializable = true }
+-- conn:transaction and db.pg:transaction live in C (csrc/lua/conn_handle.c):
+-- nesting follows the server's own transaction status.
 
--- Transaction depth per connection: 0 means none open, deeper levels are savepoints.
-local depth = setmetatable({}, { __mode = "k" })
-
-local function callback_error(e)
-  if type(e) == "table" and getmetatable(e) == getmetatable(core.error {}) then return e end
-  return core.error { kind = "callback", message = tostring(e) }
-end
-
-local function begin_sql(level, opts)
-  if level > 0 then return "SAVEPOINT semstore_sp_" .. level end
-  local sql = "BEGIN"
-  if opts and opts.isolation then
-    local iso = tostring(opts.isolation):lower():gsub("_", " ")
-    if not ISOLATION[iso] then return nil, core.error { kind = "input", message = "unknown isolation level: " .. tostring(opts.isolation) } end
-    sql = sql .. " ISOLATION LEVEL " .. iso:upper()
-  end
-  if opts and opts.read_only then sql = sql .. " READ ONLY" end
-  return sql
-end
-
--- Runs fn(conn) inside BEGIN/COMMIT, or inside a savepoint when a
--- transaction is already open on conn. fn may raise or return nil, err:
--- either way everything it did is rolled back and nil, err returned.
--- Otherwise its results come back (true when it returned nothing).
-local function transaction(conn, fn, opts)
-  assert(type(fn) == "function", "transaction() needs a function")
-  local level = depth[conn] or 0
-  local sql, err = begin_sql(level, opts)
-  if not sql then return nil, err end
-  local ok
-  ok, err = conn:exec(sql)
+-- db.pg:notify(channel, payload): pg_notify, with both values bound.
+function core.pool_methods.notify(pool, channel, payload)
+  local ok, err = pool:query("SELECT pg_notify($1, $2)", channel, payload or "")
   if not ok then return nil, err end
-  depth[conn] = level + 1
-  local res = table.pack(pcall(fn, conn))
-  depth[conn] = level
-  local failed = not res[1] and callback_error(res[2]) or (res[2] == nil and res[3] ~= nil and res[3]) or nil
-  if not failed and conn:transaction_status() == "failed_transaction" then
-    failed = core.error { kind = "postgres", code = "25P02",
-      message = "a statement failed inside the transaction, which was rolled back" }
-  end
-  local sp = "semstore_sp_" .. level
-  if failed then
-    conn:exec(level == 0 and "ROLLBACK" or ("ROLLBACK TO SAVEPOINT " .. sp .. "; RELEASE SAVEPOINT " .. sp))
-    return nil, failed
-  end
-  ok, err = conn:exec(level == 0 and "COMMIT" or ("RELEASE SAVEPOINT " .. sp))
-  if not ok then
-    if level == 0 then conn:exec "ROLLBACK" end
-    return nil, err
-  end
-  if res.n < 2 or res[2] == nil then return true end
-  return table.unpack(res, 2, res.n)
+  return true
 end
 
-core.conn_methods.transaction = transaction
-
--- pool:transaction(fn, opts): borrows one connection for the whole transaction.
-function core.pool_methods.transaction(pool, fn, opts)
-  local conn, err = pool:acquire()
-  if not conn then return nil, err end
-  local res = table.pack(pcall(transaction, conn, fn, opts))
-  conn:release()
-  if not res[1] then error(res[2], 0) end
-  return table.unpack(res, 2, res.n)
+-- db.pg:cancel(pid): asks the server to cancel what backend `pid` runs (a
+-- statement another thread or coroutine waits on); true if it was signalled.
+function core.pool_methods.cancel(pool, pid)
+  if math.type(pid) ~= "integer" then
+    return nil, core.error { kind = "input", message = "cancel() takes a backend pid (an integer)" }
+  end
+  local rows, err = pool:query("SELECT pg_cancel_backend($1::int4) AS ok", pid)
+  if not rows then return nil, err end
+  return rows[1].ok
 end
 
 -- The repositories (db.users, db.collections, db.documents, db.chunks,
@@ -134,7 +87,7 @@ function semstore.connect(opts)
   pool_opts, err = config.pool_from_env(opts.pool)
   if not pool_opts then return nil, err end
   local name = opts.name or "default"
-  pool_opts.name, pool_opts.conninfo = name, conninfo
+  pool_opts.name, pool_opts.conninfo, pool_opts.null = name, conninfo, opts.null
   local pg
   pg, err = core.pool_open(pool_opts)
   if not pg then return nil, err end

@@ -1,0 +1,239 @@
+-- A borrowed connection against the real server: COPY, notifications,
+-- timeouts, transactions that follow the server's status, and what a
+-- borrower leaves behind.
+local semstore = require "semstore"
+local helpers = require "support.helpers"
+
+describe("conn", function()
+  local db
+  setup(function()
+    db = helpers.connect { size = 1, max_overflow = 0, timeout = 5 }
+    assert(db.pg:exec [[
+      drop table if exists conn_t;
+      create table conn_t (a int, b text);
+      do $$ begin
+        if not exists (select 1 from pg_roles where rolname = 'spec_reader') then create role spec_reader; end if;
+      end $$;
+      grant spec_reader to current_user]])
+  end)
+  teardown(function()
+    assert(db.pg:exec "drop table conn_t")
+    helpers.assert_all_returned(db)
+    db:close()
+  end)
+  before_each(function() assert(db.pg:exec "truncate conn_t") end)
+
+  describe("COPY", function()
+    it("through query or exec is refused with an input error and leaves the connection usable", function()
+      local conn = assert(db.pg:acquire())
+      local pid = conn:backend_pid()
+      local rows, err = conn:query "copy (select 1) to stdout"
+      assert.is_nil(rows)
+      assert.are.equal("input", err.kind)
+      rows, err = conn:exec "copy conn_t from stdin"
+      assert.is_nil(rows)
+      assert.are.equal("input", err.kind)
+      assert.are.equal("idle", conn:transaction_status())
+      assert.are.equal(1, assert(conn:query "select 1 as v")[1].v)
+      assert.are.equal(pid, conn:backend_pid())
+      conn:release()
+      assert.is_nil((db.pg:query "copy (select 1) to stdout"))
+      assert.are.equal(2, assert(db.pg:query "select 2 as v")[1].v)
+    end)
+
+    it("copy_from takes a string, an array of strings or an iterator", function()
+      local conn = assert(db.pg:acquire())
+      assert.are.equal(2, assert(conn:copy_from("copy conn_t (a, b) from stdin", "1\tone\n2\ttwo\n")))
+      assert.are.equal(2, assert(conn:copy_from("copy conn_t (a, b) from stdin (format csv)", { "3,three\n4,", "four\n" })))
+      local i = 0
+      assert.are.equal(100, assert(conn:copy_from("copy conn_t (a) from stdin", function()
+        i = i + 1
+        if i <= 100 then return (100 + i) .. "\n" end
+      end)))
+      assert.are.equal(104, assert(conn:query "select count(*)::int as n from conn_t")[1].n)
+      assert.are.equal("four", assert(conn:query "select b from conn_t where a = 4")[1].b)
+      conn:release()
+    end)
+
+    it("copy_from: a refusal or bad data gives nil, err, copies nothing and leaves the connection usable", function()
+      local conn = assert(db.pg:acquire())
+      local n, err = conn:copy_from("copy no_such_table from stdin", "1\n")
+      assert.is_nil(n)
+      assert.are.equal("42P01", err.code)
+      n, err = conn:copy_from("copy conn_t (a) from stdin", { "1\n", "not a number\n" })
+      assert.is_nil(n)
+      assert.are.equal("22P02", err.code)
+      n, err = conn:copy_from("copy conn_t (a) from stdin", { "1\n", 42 })
+      assert.is_nil(n)
+      assert.are.equal("input", err.kind)
+      n, err = conn:copy_from("select 1", "x")
+      assert.is_nil(n)
+      assert.are.equal("input", err.kind)
+      local ok = pcall(conn.copy_from, conn, "copy conn_t (a) from stdin", function() error "source failed" end)
+      assert.is_false(ok)
+      assert.are.equal("idle", conn:transaction_status())
+      assert.are.equal(0, assert(conn:query "select count(*)::int as n from conn_t")[1].n)
+      conn:release()
+    end)
+
+    it("copy_to iterates the data, and leaving the loop early leaves the connection usable", function()
+      local conn = assert(db.pg:acquire())
+      local parts = {}
+      for piece in assert(conn:copy_to "copy (select g from generate_series(1, 1000) g) to stdout") do
+        parts[#parts + 1] = piece
+      end
+      local text = table.concat(parts)
+      assert.are.equal(1000, select(2, text:gsub("\n", "")))
+      assert.truthy(text:find("^1\n2\n"))
+      local seen = 0
+      for _ in assert(conn:copy_to "copy (select g from generate_series(1, 1000000) g) to stdout") do
+        seen = seen + 1
+        if seen == 3 then break end
+      end
+      assert.are.equal(3, seen)
+      assert.are.equal(5, assert(conn:query "select 5 as v")[1].v)
+      local it, err = conn:copy_to "copy no_such_table to stdout"
+      assert.is_nil(it)
+      assert.are.equal("42P01", err.code)
+      it, err = conn:copy_to "select 1"
+      assert.is_nil(it)
+      assert.are.equal("input", err.kind)
+      assert.are.equal("idle", conn:transaction_status())
+      conn:release()
+    end)
+  end)
+
+  describe("LISTEN/NOTIFY", function()
+    it("delivers a notification with channel, payload and pid, and nil on timeout", function()
+      local other = helpers.connect { size = 1, max_overflow = 0 }
+      local conn = assert(db.pg:acquire())
+      assert(conn:listen "Spec Channel")
+      assert.is_nil(conn:wait_notification(0.05))
+      assert(other.pg:notify("Spec Channel", "hello 'there'"))
+      local n = assert(conn:wait_notification(5))
+      assert.are.equal("Spec Channel", n.channel)
+      assert.are.equal("hello 'there'", n.payload)
+      assert.is_true(math.type(n.pid) == "integer" and n.pid ~= conn:backend_pid())
+      assert(conn:unlisten "Spec Channel")
+      assert(other.pg:notify("Spec Channel", "late"))
+      assert.is_nil(conn:wait_notification(0.1))
+      local _, err = conn:listen ""
+      assert.are.equal("input", err.kind)
+      _, err = conn:wait_notification(0 / 0)
+      assert.are.equal("input", err.kind)
+      conn:release()
+      other:close()
+    end)
+  end)
+
+  describe("timeouts", function()
+    it("settimeout cancels a statement that runs too long; the connection stays usable", function()
+      local conn = assert(db.pg:acquire())
+      assert(conn:settimeout(0.2))
+      local rows, err = conn:query "select pg_sleep(5)"
+      assert.is_nil(rows)
+      assert.are.equal("timeout", err.kind)
+      assert.are.equal("57014", err.code)
+      assert(conn:settimeout(nil))
+      assert.are.equal(1, assert(conn:query "select 1 as v")[1].v)
+      local _, e = conn:settimeout(-1)
+      assert.are.equal("input", e.kind)
+      _, e = conn:settimeout(math.huge)
+      assert.are.equal("input", e.kind)
+      conn:release()
+    end)
+
+    it("db.pg:cancel stops a statement another connection runs", function()
+      local big = helpers.connect { size = 2, max_overflow = 0 }
+      local conn = assert(big.pg:acquire())
+      local pid = conn:backend_pid()
+      -- a background psql asks for the cancel while this thread waits
+      os.execute(string.format([[lua5.4 -e 'package.path=%q; package.cpath=%q
+        local s = require "semstore"; local d = assert(s.connect{name="c", postgres=%q})
+        assert(d.pg:query "select pg_sleep(0.3)"); assert(d.pg:cancel(%d))' >/dev/null 2>&1 &]],
+        package.path, package.cpath, helpers.url, pid))
+      local rows, err = conn:query "select pg_sleep(10)"
+      assert.is_nil(rows)
+      assert.are.equal("57014", err.code)
+      conn:release()
+      local _, e = big.pg:cancel "x"
+      assert.are.equal("input", e.kind)
+      big:close()
+    end)
+  end)
+
+  describe("transactions follow the server", function()
+    it("inside the caller's own BEGIN, transaction() is a savepoint and the caller's ROLLBACK undoes all", function()
+      local conn = assert(db.pg:acquire())
+      assert(conn:exec "BEGIN")
+      assert(conn:query("insert into conn_t (a) values ($1)", 1))
+      assert(conn:transaction(function(tx) assert(tx:query("insert into conn_t (a) values ($1)", 2)) end))
+      assert.are.equal("in_transaction", conn:transaction_status())
+      assert(conn:exec "ROLLBACK")
+      assert.are.equal(0, assert(conn:query "select count(*)::int as n from conn_t")[1].n)
+      -- isolation on a nested one is refused rather than silently ignored
+      assert(conn:exec "BEGIN")
+      local ok, err = conn:transaction(function() end, { isolation = "serializable" })
+      assert.is_nil(ok)
+      assert.are.equal("input", err.kind)
+      assert(conn:exec "ROLLBACK")
+      -- a COMMIT inside the function is reported, not papered over
+      ok, err = conn:transaction(function(tx) assert(tx:exec "COMMIT") end)
+      assert.is_nil(ok)
+      assert.are.equal("input", err.kind)
+      _, err = conn:transaction(function() end, { isolaton = "serializable" })
+      assert.are.equal("input", err.kind)
+      conn:release()
+    end)
+
+    it("gives the connection back when the function raises, with the pool's one connection", function()
+      for _ = 1, 3 do
+        local ok, err = db.pg:transaction(function() error({ custom = true }) end)
+        assert.is_nil(ok)
+        assert.are.equal("callback", err.kind)
+      end
+      assert.are.equal(0, db.pg:stats().in_use)
+    end)
+  end)
+
+  describe("what a borrower leaves behind", function()
+    it("is reset before the next borrower: role, settings, set_config, listeners, advisory locks, temp tables", function()
+      local conn = assert(db.pg:acquire())
+      local pid = conn:backend_pid()
+      local me = assert(conn:query "select current_user as u")[1].u
+      assert(conn:exec "SET ROLE spec_reader; SET search_path = pg_catalog; SET statement_timeout = 1234")
+      assert(conn:query("select set_config('app.user_id', $1, false)", "42"))
+      assert(conn:query "select pg_advisory_lock(777)")
+      assert(conn:listen "left_behind")
+      assert(conn:exec "create temp table left_behind (a int)")
+      assert.are.equal("spec_reader", assert(conn:query "select current_user as u")[1].u)
+      conn:release()
+      conn = assert(db.pg:acquire())
+      assert.are.equal(pid, conn:backend_pid()) -- the same connection, prepared statements kept
+      local r = assert(conn:query [[select current_user as u, current_setting('search_path') as sp,
+        current_setting('statement_timeout') as st, coalesce(current_setting('app.user_id', true), '') as app,
+        (select count(*)::int from pg_listening_channels()) as listening,
+        (select count(*)::int from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()) as locks,
+        (select count(*)::int from pg_class where relname = 'left_behind' and relpersistence = 't') as temps]])[1]
+      assert.are.same({ u = me, sp = '"$user", public', st = "30s", app = "", listening = 0, locks = 0, temps = 0 }, r)
+      conn:release()
+    end)
+
+    it("a statement that changes nothing in the session costs no reset round trip", function()
+      local other = helpers.connect { size = 1, max_overflow = 0 }
+      local function last_statement(pid)
+        return assert(other.pg:query("select query from pg_stat_activity where pid = $1", pid))[1].query
+      end
+      local conn = assert(db.pg:acquire())
+      local pid = conn:backend_pid()
+      assert(conn:query("select $1::int as v", 1))
+      conn:release()
+      assert.are.equal("select $1::int as v", last_statement(pid))
+      conn = assert(db.pg:acquire())
+      assert(conn:exec "SET application_name = 'changed'")
+      conn:release()
+      assert.truthy(last_statement(pid):find("DISCARD TEMP", 1, true))
+      other:close()
+    end)
+  end)
+end)
