@@ -237,3 +237,99 @@ describe("conn", function()
     end)
   end)
 end)
+
+describe("rows", function()
+  local db
+  setup(function() db = helpers.connect { size = 1, max_overflow = 0, timeout = 5 } end)
+  teardown(function()
+    helpers.assert_all_returned(db)
+    db:close()
+  end)
+
+  local function rss_kb()
+    local f = assert(io.open "/proc/self/status")
+    local kb = tonumber(f:read("a"):match "VmRSS:%s*(%d+)")
+    f:close()
+    return kb
+  end
+
+  it("iterates a large result one row at a time, in bounded memory", function()
+    local n = helpers.under_valgrind and 20000 or 1000000
+    collectgarbage()
+    local before, peak, count, sum = rss_kb(), 0, 0, 0
+    for row in db.pg:rows("select g, md5(g::text) as h from generate_series(1, $1::int) g", n) do
+      count, sum = count + 1, sum + row.g
+      if count % 50000 == 0 then peak = math.max(peak, rss_kb()) end
+    end
+    assert.are.equal(n, count)
+    assert.are.equal(n * (n + 1) // 2, sum)
+    -- the whole result as Lua tables would take hundreds of MB
+    assert.is_true(peak - before < 32 * 1024, "RSS grew by " .. (peak - before) .. " kB")
+    assert.are.equal(0, db.pg:stats().in_use)
+  end)
+
+  it("leaving the loop early cancels the rest and gives the connection back usable", function()
+    local pid
+    for row in db.pg:rows "select g, pg_backend_pid() as pid from generate_series(1, 10000000) g" do
+      pid = row.pid
+      if row.g == 3 then break end
+    end
+    assert.are.equal(0, db.pg:stats().in_use)
+    local conn = assert(db.pg:acquire())
+    assert.are.equal(pid, conn:backend_pid())
+    assert.are.equal(7, assert(conn:query "select 7 as v")[1].v)
+    -- on a borrowed connection, other calls wait for the loop to end
+    for row in conn:rows "select g from generate_series(1, 3) g" do
+      -- the last row ends the result before the loop body sees it
+      if row.g < 3 then assert.has_error(function() conn:query "select 1" end) end
+    end
+    assert.are.equal(8, assert(conn:query "select 8 as v")[1].v)
+    conn:release()
+  end)
+
+  it("an error at the start is nil, err; midway it raises; the connection goes back either way", function()
+    local it, err = db.pg:rows "select nonsense"
+    assert.is_nil(it)
+    assert.are.equal("42703", err.code)
+    local seen = 0
+    local ok, e = pcall(function()
+      for _ in db.pg:rows "select 1 / (3 - g) as v from generate_series(1, 5) g" do seen = seen + 1 end
+    end)
+    assert.is_false(ok)
+    assert.are.equal("22012", e.code)
+    assert.are.equal(2, seen)
+    assert.are.equal(0, db.pg:stats().in_use)
+  end)
+end)
+
+describe("decoding edge cases", function()
+  local db
+  setup(function()
+    db = helpers.connect()
+    assert(db.pg:exec [[
+      drop type if exists spec_mood cascade;
+      create type spec_mood as enum ('happy', 'sad', 'with,comma')]])
+  end)
+  teardown(function()
+    assert(db.pg:exec "drop type spec_mood")
+    db:close()
+  end)
+
+  it("decodes arrays of types the decoder does not know as arrays of their text forms", function()
+    local r = assert(db.pg:query [[select array['happy', 'with,comma']::spec_mood[] as m, 'sad'::spec_mood as one,
+      array['10.0.0.1'::inet] as ips, '{[1,3)}'::int4multirange as mr, '{1,2,3}'::line as l]])[1]
+    assert.are.same({ "happy", "with,comma" }, r.m)
+    assert.are.equal("sad", r.one)
+    assert.are.same({ "10.0.0.1" }, r.ips)
+    assert.are.equal("{[1,3)}", r.mr)
+    assert.are.equal("{1,2,3}", r.l)
+  end)
+
+  it("refuses a result with two columns of one name instead of keeping one", function()
+    local rows, err = db.pg:query "select 1 as a, 2 as a"
+    assert.is_nil(rows)
+    assert.are.equal("input", err.kind)
+    assert.are.equal("a", err.column)
+    assert.are.equal(3, assert(db.pg:query "select 3 as a, 4 as b")[1].a)
+  end)
+end)

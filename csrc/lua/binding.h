@@ -59,6 +59,21 @@ lua_Integer ss_array_length(lua_State *L, int idx);
  * or the status of an error raised while decoding, the error on top, for
  * the caller to raise once it gave back what it holds. */
 int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, int null_nil, ss_error *err, int *failed);
+/* How a column is decoded: chosen once per result from its type OID. */
+typedef struct {
+  unsigned char kind, elem; /* elem: the element decoder of an array */
+} ss_column;
+/* Pushes the names of res's columns (one value each) and fills dec (one
+ * entry each); 0, or -1 with nothing pushed and an input error when two
+ * columns share a name (a row keyed by name would silently keep one). */
+int ss_columns(lua_State *L, const PGresult *res, ss_column *dec, ss_error *err);
+/* Pushes row r of res as a table keyed by the names at stack indices
+ * names .. names + ncols - 1. scratch has room for any array element (it
+ * is grown here); with null_nil NULL columns are left out. */
+void ss_push_row(lua_State *L, const PGresult *res, int r, int ncols, int names, const ss_column *dec,
+                 ss_buf *scratch, int null_nil);
+/* Pushes a scratch buffer owned by a userdata (freed by its __gc). */
+ss_buf *ss_push_scratch(lua_State *L);
 void ss_open_convert(lua_State *L);
 
 /* A borrowed connection as seen from Lua. `res` is held here while it is
@@ -127,6 +142,9 @@ int ss_check_seconds(lua_State *L, int idx, const char *what, double *out, ss_er
 void ss_open_pool(lua_State *L);
 /* The pool of the handle at idx; raises when it is not one, or closed. */
 ss_pool *ss_check_pool(lua_State *L, int idx);
+
+/* rows.c: core.rows, the rows(sql, ...) method of pools and connections */
+void ss_open_rows(lua_State *L);
 
 /* chunks_bulk.c: core.repositories.chunks.create_chunks_bulk */
 void ss_open_chunks_bulk(lua_State *L);

@@ -12,7 +12,7 @@
 
 /* ---- scratch buffers owned by a userdata, so a Lua error cannot leak them ---- */
 
-static ss_buf *push_scratch(lua_State *L) {
+ss_buf *ss_push_scratch(lua_State *L) {
   ss_buf *b = ss_newuserdata(L, sizeof *b);
   ss_buf_init(b);
   luaL_setmetatable(L, SS_SCRATCH_MT);
@@ -175,7 +175,7 @@ int ss_encode_params(lua_State *L, int first, int n, ss_params *p, ss_error *err
         p->formats[i] = 1;
         p->types[i] = 17; /* bytea, sent as raw bytes */
       } else if (ss_has_metatable(L, idx, SS_ARRAY_MT)) {
-        ss_buf *b = push_scratch(L);
+        ss_buf *b = ss_push_scratch(L);
         lua_rawgeti(L, idx, 1);
         if (encode_array(L, -1, b, err, i + 1, 1)) {
           lua_settop(L, base - 2);
@@ -185,7 +185,7 @@ int ss_encode_params(lua_State *L, int first, int n, ss_params *p, ss_error *err
         lua_pushlstring(L, b->data, b->len);
         lua_remove(L, -2);
       } else {
-        ss_buf *b = push_scratch(L);
+        ss_buf *b = ss_push_scratch(L);
         if (ss_encode_json(L, idx, b, err)) {
           char why[sizeof err->message];
           ss_strlcpy(why, err->message, sizeof why);
@@ -217,15 +217,20 @@ int ss_encode_params(lua_State *L, int first, int n, ss_params *p, ss_error *err
 
 /* ---- decoding ---- */
 
-enum { D_TEXT, D_INT, D_FLOAT, D_BOOL, D_JSON, D_BYTEA, D_TIMESTAMP, D_ARRAY };
+/* D_GUESS: a type the decoder does not know (an enum, a type of an
+ * extension, an array of those): text, unless the value is an array
+ * literal. RowDescription reports a domain as its base type, so the only
+ * other types whose text starts with '{' are line and the multiranges,
+ * which get D_TEXT. */
+enum { D_TEXT, D_INT, D_FLOAT, D_BOOL, D_JSON, D_BYTEA, D_TIMESTAMP, D_ARRAY, D_GUESS };
 
-typedef struct {
-  unsigned char kind, elem; /* elem: the element decoder of an array */
-} column_decoder;
+typedef ss_column column_decoder;
 
 static column_decoder decoder_for(Oid oid) {
-  column_decoder d = {D_TEXT, D_TEXT};
+  column_decoder d = {D_GUESS, D_TEXT};
   switch (oid) {
+  case 25: case 1043: case 1042: case 19: case 1700: case 2950: case 1082: case 1083: case 1186:
+  case 628: case 4451: case 4532: case 4533: case 4534: case 4535: case 4536: d.kind = D_TEXT; break;
   case 20: case 21: case 23: case 26: d.kind = D_INT; break;
   case 700: case 701: d.kind = D_FLOAT; break;
   case 16: d.kind = D_BOOL; break;
@@ -353,8 +358,8 @@ typedef struct {
 } row_source;
 
 /* Pushes one row (a table keyed by column name) of res. */
-static void push_row(lua_State *L, PGresult *res, int r, int ncols, int names, const column_decoder *dec,
-                     ss_buf *scratch, int null_nil) {
+void ss_push_row(lua_State *L, const PGresult *res, int r, int ncols, int names, const ss_column *dec,
+                 ss_buf *scratch, int null_nil) {
   int c;
   lua_createtable(L, 0, ncols);
   for (c = 0; c < ncols; c++) {
@@ -365,7 +370,7 @@ static void push_row(lua_State *L, PGresult *res, int r, int ncols, int names, c
     } else {
       const char *s = PQgetvalue(res, r, c);
       size_t len = (size_t)PQgetlength(res, r, c);
-      if (dec[c].kind == D_ARRAY) {
+      if (dec[c].kind == D_ARRAY || (dec[c].kind == D_GUESS && (*s == '{' || (*s == '[' && memchr(s, '{', len))))) {
         const char *p = s, *end = s + len;
         if (ss_buf_reserve(scratch, len + 1)) luaL_error(L, "out of memory decoding an array");
         if (*p == '[') { /* explicit bounds: [0:2]={...} */
@@ -374,11 +379,37 @@ static void push_row(lua_State *L, PGresult *res, int r, int ncols, int names, c
         }
         push_array(L, p, end, dec[c].elem, scratch->data);
       } else {
-        push_value(L, dec[c].kind, s, len);
+        push_value(L, dec[c].kind == D_GUESS ? D_TEXT : dec[c].kind, s, len);
       }
     }
     lua_rawset(L, -3);
   }
+}
+
+int ss_columns(lua_State *L, const PGresult *res, ss_column *dec, ss_error *err) {
+  int ncols = PQnfields(res), c, top = lua_gettop(L);
+  luaL_checkstack(L, ncols + 4, "too many columns");
+  lua_createtable(L, 0, ncols); /* the names seen, to find one given twice */
+  for (c = 0; c < ncols; c++) {
+    const char *name = PQfname(res, c);
+    lua_pushstring(L, name);
+    lua_pushvalue(L, -1);
+    if (lua_rawget(L, top + 1) != LUA_TNIL) {
+      ss_error_set(err, SS_ERR_INPUT,
+                   "the result has two columns named '%s' (columns %d and %d): give one of them an alias", name,
+                   (int)lua_tointeger(L, -1), c + 1);
+      ss_strlcpy(err->column, name, sizeof err->column);
+      lua_settop(L, top);
+      return -1;
+    }
+    lua_pop(L, 1);
+    lua_pushvalue(L, -1);
+    lua_pushinteger(L, c + 1);
+    lua_rawset(L, top + 1);
+    dec[c] = decoder_for(PQftype(res, c));
+  }
+  lua_remove(L, top + 1);
+  return 0;
 }
 
 /* Pushes the rows table, or nil with src->err set when the stream failed midway. */
@@ -393,18 +424,18 @@ static int push_rows(lua_State *L) {
   luaL_checkstack(L, ncols + 10, "too many columns");
   dec = ss_newuserdata(L, sizeof *dec * (size_t)(ncols ? ncols : 1));
   base = lua_gettop(L);
-  scratch = push_scratch(L); /* unescaped array elements, reused by every cell */
+  scratch = ss_push_scratch(L); /* unescaped array elements, reused by every cell */
   names = lua_gettop(L) + 1;
-  for (c = 0; c < ncols; c++) {
-    lua_pushstring(L, PQfname(res, c));
-    dec[c] = decoder_for(PQftype(res, c));
+  if (ss_columns(L, res, dec, src->err)) {
+    lua_pushnil(L);
+    return 1;
   }
   lua_createtable(L, PQresultStatus(res) == PGRES_SINGLE_TUPLE ? 0 : PQntuples(res), 0);
   rows = lua_gettop(L);
   for (;;) {
     int r, nt = PQntuples(res);
     for (r = 0; r < nt; r++) {
-      push_row(L, res, r, ncols, names, dec, scratch, src->null_nil);
+      ss_push_row(L, res, r, ncols, names, dec, scratch, src->null_nil);
       lua_rawseti(L, rows, ++n);
     }
     if (PQresultStatus(res) != PGRES_SINGLE_TUPLE) break;

@@ -16,6 +16,10 @@ local semstore = {
 -- conn:transaction and db.pg:transaction live in C (csrc/lua/conn_handle.c):
 -- nesting follows the server's own transaction status.
 
+-- for row in db.pg:rows(sql, ...) do ... end: one row at a time (rows.c)
+core.pool_methods.rows = core.rows
+core.conn_methods.rows = core.rows
+
 -- db.pg:notify(channel, payload): pg_notify, with both values bound.
 function core.pool_methods.notify(pool, channel, payload)
   local ok, err = pool:query("SELECT pg_notify($1, $2)", channel, payload or "")
