@@ -16,6 +16,8 @@ typedef struct {
   int owned;        /* c was borrowed for this loop */
   PGresult *res;    /* the next row, or the final result */
   int ncols, null_nil, done;
+  int failed;       /* the stream failed after the row handed out last: err is raised next */
+  ss_error err;
   ss_buf *scratch;  /* anchored at 3 */
   ss_column *cols;  /* anchored at 4 */
 } cursor;
@@ -43,8 +45,12 @@ static int rows_close(lua_State *L) {
  * table after the connection went back. */
 static int rows_next(lua_State *L) {
   cursor *k = luaL_checkudata(L, 1, ROWS_MT);
-  ss_error err;
   int names, c;
+  if (k->failed) {
+    k->failed = 0;
+    ss_push_error(L, &k->err);
+    return lua_error(L);
+  }
   if (k->done) return 0;
   if (!k->res || PQresultStatus(k->res) != PGRES_SINGLE_TUPLE) {
     finish(k);
@@ -57,12 +63,12 @@ static int rows_next(lua_State *L) {
   for (c = 1; c <= k->ncols; c++) lua_rawgeti(L, names - 1, c);
   ss_push_row(L, k->res, 0, k->ncols, names, k->cols, k->scratch, k->null_nil);
   PQclear(k->res);
-  ss_error_clear(&err);
-  k->res = ss_pg_stream_next(k->c->item->conn, &err);
-  if (!k->res) {
+  ss_error_clear(&k->err);
+  k->res = ss_pg_stream_next(k->c->item->conn, &k->err);
+  if (!k->res) { /* this row stands; the failure is the next step's */
     finish(k);
-    ss_push_error(L, &err);
-    return lua_error(L);
+    k->failed = 1;
+    return 1;
   }
   if (PQresultStatus(k->res) != PGRES_SINGLE_TUPLE) finish(k);
   return 1;
