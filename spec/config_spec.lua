@@ -54,6 +54,41 @@ describe("config", function()
     assert.are.equal("input", err.kind)
   end)
 
+  it("refuses connect and pool options it does not know, naming them", function()
+    local url = require("support.helpers").url
+    local cases = {
+      { { name = "typo-top", postgress = url }, "'postgress'" },
+      { { name = "typo-pool", postgres = url, pool = { size = 1, sise = 3 } }, "'sise'" },
+      { { name = "typo-pool-env", postgres = url, pool = { DB_POOL_SIZE = 3 } }, "'DB_POOL_SIZE'" },
+      { { url }, "not a string" },
+      { { name = "key-pool", postgres = url, pool = { 5 } }, "not a string" },
+      { { name = "key-bool", postgres = url, [true] = 1 }, "not a string" },
+      { { name = "pool-type", postgres = url, pool = 5 }, "pool" },
+    }
+    for _, c in ipairs(cases) do
+      local db, err = semstore.connect(c[1])
+      if db then db:close() end
+      assert.is_nil(db, c[2])
+      assert.are.equal("input", err.kind, c[2])
+      assert.truthy(err.message:find(c[2], 1, true), err.message)
+    end
+    local p, err = config.pool_from_env({ idle_timout = 5 }, env {})
+    assert.is_nil(p)
+    assert.are.equal("input", err.kind)
+    assert.are.equal("idle_timout", err.column)
+    assert.truthy(err.message:find("'idle_timout'", 1, true), err.message)
+  end)
+
+  it("accepts every documented connect and pool option", function()
+    local db = assert(semstore.connect { name = "every-option-" .. os.time(), postgres = require("support.helpers").url,
+      null = semstore.null,
+      pool = { size = 1, max_overflow = 1, timeout = 5, recycle = 60, idle_timeout = 60, pre_ping = true,
+        ping_after_idle = 1, statement_timeout = 5, lock_timeout = 5, idle_in_transaction_timeout = 5,
+        application_name = "every-option", connect_timeout = 5, statement_cache_size = 8 } })
+    assert.are.equal(1, db.pg:query("SELECT 1 AS n")[1].n)
+    db:close()
+  end)
+
   it("redacts passwords in URLs, conninfo strings and messages", function()
     local cases = {
       { "postgresql://dev:s3cret@127.0.0.1:5432/app", "postgresql://dev:***@127.0.0.1:5432/app" },

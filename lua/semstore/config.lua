@@ -81,12 +81,23 @@ function config.postgres_from_env(getenv)
   return any and config.conninfo(t) or ""
 end
 
+-- What opts.pool may hold: core.pool_open's settings, the name and the
+-- conninfo aside (connect gives those).
+local POOL_OPTIONS = { "size", "max_overflow", "timeout", "recycle", "statement_timeout", "pre_ping",
+  "idle_timeout", "ping_after_idle", "connect_timeout", "lock_timeout", "idle_in_transaction_timeout",
+  "statement_cache_size", "application_name" }
+
 -- Pool settings: explicit options win over DB_POOL_* variables, which win
 -- over the defaults (5 + 10 overflow, 30 s wait, 3600 s lifetime, pre-ping).
+-- An option it does not know is an input error: a typo must not fall back
+-- to a default in silence.
 function config.pool_from_env(opts, getenv)
   getenv = getenv or config.getenv
   opts = opts or {}
-  local out, err = {}, nil
+  if type(opts) ~= "table" then return input_error("the pool options must be a table, not a %s", type(opts)) end
+  local ok, err = core.check_keys(opts, POOL_OPTIONS, "the pool options")
+  if not ok then return nil, err end
+  local out = {}
   local numbers = {
     { "size", "DB_POOL_SIZE", 5 }, { "max_overflow", "DB_MAX_OVERFLOW", 10 },
     { "timeout", "DB_POOL_TIMEOUT", 30 }, { "recycle", "DB_POOL_RECYCLE", 3600 },
@@ -106,9 +117,8 @@ function config.pool_from_env(opts, getenv)
     out.pre_ping, err = env_bool(getenv, "DB_POOL_PRE_PING", true)
     if err then return nil, err end
   end
-  for _, key in ipairs { "idle_timeout", "ping_after_idle", "connect_timeout", "lock_timeout",
-    "idle_in_transaction_timeout", "statement_cache_size", "application_name" } do
-    out[key] = opts[key]
+  for _, key in ipairs(POOL_OPTIONS) do
+    if out[key] == nil then out[key] = opts[key] end
   end
   return out
 end

@@ -116,6 +116,10 @@ function DB:close()
   self.pg:close()
 end
 
+-- What connect knows; anything else is refused, so a typo never falls back
+-- to DATABASE_URL or a default in silence.
+local CONNECT_OPTIONS = { "name", "postgres", "pool", "null" }
+
 -- semstore.connect{ name =, postgres = URL | conninfo | table, pool = {...} }
 -- Missing settings come from the environment (DATABASE_URL, POSTGRES_*,
 -- DB_POOL_*, DB_QUERY_TIMEOUT). Pools are process-wide and keyed by name:
@@ -123,7 +127,9 @@ end
 function semstore.connect(opts)
   opts = opts or {}
   if type(opts) ~= "table" then return nil, core.error { kind = "input", message = "connect() takes a table of options" } end
-  local conninfo, err
+  local ok, err = core.check_keys(opts, CONNECT_OPTIONS, "connect's options")
+  if not ok then return nil, err end
+  local conninfo
   if opts.postgres ~= nil then
     conninfo, err = config.conninfo(opts.postgres)
   else
@@ -134,7 +140,7 @@ function semstore.connect(opts)
   pool_opts, err = config.pool_from_env(opts.pool)
   if not pool_opts then return nil, err end
   local name = opts.name or "default"
-  pool_opts.name, pool_opts.conninfo = name, conninfo
+  pool_opts.name, pool_opts.conninfo, pool_opts.null = name, conninfo, opts.null
   local pg
   pg, err = core.pool_open(pool_opts)
   if not pg then return nil, err end
