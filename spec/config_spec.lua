@@ -89,6 +89,62 @@ describe("config", function()
     db:close()
   end)
 
+  it("passes every libpq keyword of a postgres table, and refuses any other by name", function()
+    local keywords = require("semstore.core").conninfo_keywords()
+    local set = {}
+    for _, k in ipairs(keywords) do
+      assert.are.equal("string", type(k))
+      assert.is_nil(set[k], "listed twice: " .. k)
+      set[k] = true
+    end
+    for _, k in ipairs { "host", "hostaddr", "port", "user", "password", "dbname", "sslmode", "channel_binding",
+      "ssl_min_protocol_version", "sslcrl", "sslcrldir", "sslsni", "keepalives", "tcp_user_timeout", "gssencmode",
+      "target_session_attrs", "application_name", "options", "service", "passfile", "requirepeer" } do
+      assert.is_true(set[k], k)
+    end
+    local c = assert(config.conninfo { host = "h", port = 5432, user = "u", password = "p w", database = "d",
+      channel_binding = "prefer", ssl_min_protocol_version = "TLSv1.2", sslcrl = "/nonexistent", keepalives_idle = 30,
+      application_name = "it's mine" })
+    for _, part in ipairs { "host=h", "port=5432", "user=u", "password='p w'", "dbname=d", "channel_binding=prefer",
+      "ssl_min_protocol_version=TLSv1.2", "sslcrl=/nonexistent", "keepalives_idle=30", [[application_name='it\'s mine']] } do
+      assert.truthy(c:find(part, 1, true), part .. " in " .. c)
+    end
+    local _, err = config.conninfo { host = "h", hots = "x" }
+    assert.are.equal("input", err.kind)
+    assert.truthy(err.message:find("'hots'", 1, true), err.message)
+    assert.are.equal("hots", err.column)
+    _, err = config.conninfo { dbname = "a", database = "b" }
+    assert.are.equal("input", err.kind)
+    assert.truthy(err.message:find("database", 1, true), err.message)
+    local db
+    db, err = semstore.connect { name = "typo-keyword", postgres = { host = "127.0.0.1", hots = "x" } }
+    assert.is_nil(db)
+    assert.truthy(err.message:find("'hots'", 1, true), err.message)
+  end)
+
+  it("connects with libpq keywords beyond the common ones", function()
+    local user, password, host, port, dbname =
+      require("support.helpers").url:match "^postgresql://([^:]+):([^@]+)@([^:]+):(%d+)/([^?]+)$"
+    assert(dbname, "the test URL has every part")
+    local db = assert(semstore.connect { name = "keywords-" .. os.time(), postgres = { host = host, port = port,
+      user = user, password = password, database = dbname, channel_binding = "disable", sslmode = "disable",
+      ssl_min_protocol_version = "TLSv1.2", keepalives = 1, tcp_user_timeout = 10000, target_session_attrs = "read-write" } })
+    local rows = assert(db.pg:query "SELECT current_database() AS d, current_user AS u")
+    assert.are.same({ dbname, user }, { rows[1].d, rows[1].u })
+    assert.truthy(db.target:find("channel_binding=disable", 1, true), db.target)
+    assert.truthy(db.target:find("password=***", 1, true), db.target)
+    assert.falsy(db.target:find("password=" .. password, 1, true), db.target)
+    db:close()
+    -- libpq itself reads the value: one it refuses comes back from it
+    db = assert(semstore.connect { name = "keywords-bad-" .. os.time(), pool = { size = 1, timeout = 2 },
+      postgres = { host = host, port = port, user = user, channel_binding = "bogus" } })
+    local res, err = db.pg:query "SELECT 1"
+    assert.is_nil(res)
+    assert.are.equal("connection", err.kind)
+    assert.truthy(err.message:find("channel_binding", 1, true), err.message)
+    db:close()
+  end)
+
   it("redacts passwords in URLs, conninfo strings and messages", function()
     local cases = {
       { "postgresql://dev:s3cret@127.0.0.1:5432/app", "postgresql://dev:***@127.0.0.1:5432/app" },

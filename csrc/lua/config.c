@@ -1,6 +1,7 @@
 /* What lua/semstore/config.lua asks of C: the check that refuses options
  * nobody knows (the same one the repositories use, so every "unknown field"
- * error of the library reads alike). */
+ * error of the library reads alike), and libpq's own list of connection
+ * keywords. */
 #include "binding.h"
 
 /* core.check_keys(t, names, what): true, or nil and an input error naming
@@ -41,7 +42,38 @@ static int check_keys(lua_State *L) {
   return 1;
 }
 
+/* Copies the keywords of the PQconninfoOption array (a light userdata) into
+ * a new array. */
+static int copy_keywords(lua_State *L) {
+  const PQconninfoOption *o = lua_touserdata(L, 1);
+  lua_Integer n = 0;
+  lua_newtable(L);
+  for (; o->keyword; o++) {
+    lua_pushstring(L, o->keyword);
+    lua_rawseti(L, -2, ++n);
+  }
+  return 1;
+}
+
+/* core.conninfo_keywords(): an array of every keyword this libpq takes
+ * (PQconndefaults), in its order, so a postgres table can pass any of them
+ * and be refused anything else, with no list of our own to fall behind. */
+static int conninfo_keywords(lua_State *L) {
+  PQconninfoOption *opts = PQconndefaults();
+  int status;
+  if (!opts) return luaL_error(L, "out of memory listing libpq's keywords");
+  /* the copy runs protected: a memory error must not leak libpq's array */
+  lua_pushcfunction(L, copy_keywords);
+  lua_pushlightuserdata(L, opts);
+  status = lua_pcall(L, 1, 1, 0);
+  PQconninfoFree(opts);
+  if (status != LUA_OK) return lua_error(L);
+  return 1;
+}
+
 void ss_open_config(lua_State *L) {
   lua_pushcfunction(L, check_keys);
   lua_setfield(L, -2, "check_keys");
+  lua_pushcfunction(L, conninfo_keywords);
+  lua_setfield(L, -2, "conninfo_keywords");
 }

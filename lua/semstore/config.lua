@@ -27,17 +27,25 @@ local function quote(v)
   return "'" .. v:gsub("\\", "\\\\"):gsub("'", "\\'") .. "'"
 end
 
-local CONNINFO_KEYS = { "host", "hostaddr", "port", "user", "password", "dbname", "sslmode",
-  "sslrootcert", "sslcert", "sslkey", "connect_timeout", "options", "target_session_attrs" }
+-- Every keyword this libpq knows, in its order, and what a table may name:
+-- those and `database`, the other name of dbname.
+local CONNINFO_KEYS = core.conninfo_keywords()
+local TABLE_KEYS = { "database", table.unpack(CONNINFO_KEYS) }
 
 -- A URL (postgres:// or postgresql://, also SQLAlchemy's postgresql+driver://),
--- a key=value string, or a table of libpq keywords (database = dbname).
+-- a key=value string, or a table of libpq keywords (database = dbname). A
+-- key libpq does not know is an input error naming it, not dropped.
 function config.conninfo(spec)
   if spec == nil then return "" end
   if type(spec) == "string" then
     return (spec:gsub("^postgresql%+[%w_]+://", "postgresql://"))
   end
   if type(spec) ~= "table" then return input_error("postgres must be a URL, a conninfo string or a table") end
+  local ok, err = core.check_keys(spec, TABLE_KEYS, "libpq's connection keywords")
+  if not ok then return nil, err end
+  if spec.dbname ~= nil and spec.database ~= nil then
+    return input_error("postgres names both dbname and database, which are the same keyword")
+  end
   local parts = {}
   for _, key in ipairs(CONNINFO_KEYS) do
     local v = spec[key]
