@@ -157,6 +157,13 @@ describe("config", function()
     for _, c in ipairs(cases) do assert.are.equal(c[2], config.redact(c[1])) end
   end)
 
+  it("redacts the literal after PASSWORD in SQL, and what a message quotes of it", function()
+    assert.are.equal("ALTER ROLE x ENCRYPTED PASSWORD '***' LOGIN; SELECT 'password', password_hash FROM t",
+      config.redact "ALTER ROLE x ENCRYPTED PASSWORD E'it''s\\'' LOGIN; SELECT 'password', password_hash FROM t")
+    assert.are.equal([[unterminated dollar-quoted string at or near "'***'"]],
+      config.redact([[unterminated dollar-quoted string at or near "$x$hunter2"]], "ALTER ROLE r PASSWORD $x$hunter2"))
+  end)
+
   it("semstore.null is cjson.null", function()
     assert.are.equal(require("cjson").null, semstore.null)
   end)
