@@ -101,8 +101,11 @@ void ss_open_pool(lua_State *L);
 /* The pool of the handle at idx; raises when it is not one, or closed. */
 ss_pool *ss_check_pool(lua_State *L, int idx);
 
-/* config.c: core.check_keys */
+/* config.c: core.check_keys, core.conninfo_keywords */
 void ss_open_config(lua_State *L);
+
+/* quote.c: core.quote_ident, core.quote_literal */
+void ss_open_quote(lua_State *L);
 
 /* chunks_bulk.c: core.repositories.chunks.create_chunks_bulk */
 void ss_open_chunks_bulk(lua_State *L);

@@ -19,7 +19,7 @@ static int check_keys(lua_State *L) {
   n = luaL_len(L, 2);
   luaL_argcheck(L, n >= 0 && n < 10000, 2, "too many names");
   /* a userdata, so a raise below leaks nothing; the strings stay in `names` */
-  names = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *names, 0);
+  names = ss_newuserdata(L, (size_t)(n + 1) * sizeof *names);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, 2, i);
     luaL_argcheck(L, lua_type(L, -1) == LUA_TSTRING, 2, "names must be strings");

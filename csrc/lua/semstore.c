@@ -83,6 +83,7 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   lua_setfield(L, -2, "partition_key");
   ss_open_errors(L);
   ss_open_config(L);
+  ss_open_quote(L);
   ss_open_convert(L);
   ss_open_conn(L);
   ss_open_pool(L);

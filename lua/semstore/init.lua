@@ -103,6 +103,8 @@ end
 
 semstore.hashtext = core.hashtext
 semstore.partition_key = core.partition_key
+semstore.quote_ident = core.quote_ident     -- a name for SQL text, quoted by libpq
+semstore.quote_literal = core.quote_literal -- a string literal for SQL text, quoted by libpq
 
 local DB = {}
 DB.__index = DB

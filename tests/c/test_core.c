@@ -1,5 +1,6 @@
 /* The core's small pieces: error records, the byte buffer, redaction,
  * PostgreSQL's hashtext, the binary COPY encoder and the repository rules. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "hashtext.h"
 #include "json.h"
 #include "pg_copy.h"
+#include "pg_quote.h"
 #include "redact.h"
 #include "repo_rules.h"
 
@@ -164,6 +166,55 @@ static void test_redact_message(void) {
   CHECK(message_redacts_to("password=secret from 'a' and 'b'", "ALTER ROLE x PASSWORD 'b'; ALTER ROLE y PASSWORD 'a'",
                            "password=*** from '***' and '***'"));
   CHECK(message_redacts_to("postgresql://u:secret@h", NULL, "postgresql://u:***@h"));
+}
+
+static int quotes_to(const char *in, size_t len, int as_ident, const char *want) {
+  char out[256];
+  size_t n = 0;
+  ss_error err;
+  int ok = ss_pg_quote(in, len, as_ident, out, sizeof out, &n, &err) == 0 && n == strlen(want) && strcmp(out, want) == 0;
+  if (!ok) printf("  quote(%.*s) = %s, want %s\n", (int)len, in, out, want);
+  return ok;
+}
+
+static int quote_refuses(const char *in, size_t len, int as_ident) {
+  char out[256];
+  size_t n;
+  ss_error err;
+  return ss_pg_quote(in, len, as_ident, out, sizeof out, &n, &err) == -1 && err.kind == SS_ERR_INPUT;
+}
+
+/* many threads quote at once through the one offline PGconn */
+static void *quote_many(void *arg) {
+  char out[64];
+  size_t n;
+  ss_error err;
+  int i, *ok = arg;
+  for (i = 0; i < 20000; i++) {
+    *ok &= ss_pg_quote("it's \\ \xc3\xbc", 9, i & 1, out, sizeof out, &n, &err) == 0;
+    *ok &= strcmp(out, i & 1 ? "\"it's \\ \xc3\xbc\"" : " E'it''s \\\\ \xc3\xbc'") == 0;
+  }
+  return NULL;
+}
+
+static void test_pg_quote(void) {
+  pthread_t t[4];
+  int ok[4] = {1, 1, 1, 1}, i;
+  CHECK(quotes_to("a\"b", 3, 1, "\"a\"\"b\""));
+  CHECK(quotes_to("my table \xc3\xbc", 11, 1, "\"my table \xc3\xbc\""));
+  CHECK(quotes_to("it's", 4, 0, "'it''s'"));
+  CHECK(quotes_to("a\\b", 3, 0, " E'a\\\\b'"));
+  CHECK(quotes_to("\xf0\x9f\x98\x80'", 5, 0, "'\xf0\x9f\x98\x80'''"));
+  CHECK(quotes_to("", 0, 0, "''"));
+  CHECK(quote_refuses("", 0, 1));
+  CHECK(quote_refuses("a\0b", 3, 0));
+  CHECK(quote_refuses("a\0b", 3, 1));
+  CHECK(quote_refuses("caf\xe9", 4, 0));
+  CHECK(quote_refuses("\xc3", 1, 1));
+  CHECK(quote_refuses("\xed\xa0\x80", 3, 0));
+  for (i = 0; i < 4; i++) pthread_create(&t[i], NULL, quote_many, &ok[i]);
+  for (i = 0; i < 4; i++) pthread_join(t[i], NULL);
+  CHECK(ok[0] && ok[1] && ok[2] && ok[3]);
 }
 
 static int json_is(ss_buf *b, const char *want) {
@@ -488,6 +539,7 @@ int main(void) {
   test_redact();
   test_redact_sql();
   test_redact_message();
+  test_pg_quote();
   test_json();
   test_hashtext();
   test_partition_key();
