@@ -385,6 +385,23 @@ end }
     conn:release()
   end)
 
+  it("keeps schema_migrations in the first schema on the search path, whatever its name", function()
+    local schema = 'App "Data" ü'
+    local quoted = require("semstore").quote_ident(schema)
+    assert(db.pg:exec("CREATE SCHEMA " .. quoted))
+    assert(db.pg:exec("ALTER DATABASE " .. require("semstore").quote_ident(scratch.name) .. " SET search_path = " .. quoted .. ", public"))
+    local other = helpers.connect(nil, { postgres = url }) -- new sessions get the search path
+    write("0001_a.lua", sql_migration("CREATE TABLE a (id int)", "DROP TABLE a"))
+    assert(migrate.up(other, { dir = dir, builtin = false }))
+    local rows = assert(db.pg:query([[SELECT n.nspname AS schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = 'schema_migrations']]))
+    assert.are.same({ schema }, { rows[1].schema })
+    local entries = assert(migrate.status(other, { dir = dir, builtin = false }))
+    assert.are.equal("applied", entries[1].state)
+    assert(migrate.down(other, { dir = dir, builtin = false }))
+    other:close()
+  end)
+
   it("writes numbered stubs that run", function()
     local path = assert(migrate.new(dir .. "/new", "Add widgets!"))
     assert.are.equal(dir .. "/new/0001_add_widgets.lua", path)

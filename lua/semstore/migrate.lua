@@ -279,10 +279,13 @@ end
 -- run starts; naming it in full keeps a migration that changes search_path
 -- from losing it.
 local function table_name(conn)
-  local rows, err = conn:query "SELECT quote_ident(current_schema()) AS s"
+  local rows, err = conn:query "SELECT current_schema() AS s"
   if not rows then return nil, err end
   if rows[1].s == core.null then return fail("input", "the search path names no schema for schema_migrations") end
-  return rows[1].s .. ".schema_migrations"
+  local schema
+  schema, err = core.quote_ident(rows[1].s)
+  if not schema then return nil, err end
+  return schema .. ".schema_migrations"
 end
 
 local DRY_RUN = {}
