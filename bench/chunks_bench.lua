@@ -193,8 +193,8 @@ local burl = with_dbname(url, BENCH_DB)
 local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
 local admin = assert(semstore.connect { name = "chunks_bench_admin", postgres = url, pool = { size = 1, max_overflow = 0 } })
-assert(admin.pg:exec("drop database if exists " .. BENCH_DB .. " with (force)"))
-assert(admin.pg:exec("create database " .. BENCH_DB))
+assert(admin.pg:exec("drop database if exists " .. semstore.quote_ident(BENCH_DB) .. " with (force)"))
+assert(admin.pg:exec("create database " .. semstore.quote_ident(BENCH_DB)))
 
 local db = assert(semstore.connect { name = "chunks_bench", postgres = burl,
   pool = { size = 2, max_overflow = 0, statement_timeout = 0 } })
@@ -382,7 +382,7 @@ elseif rss_n then
 end
 
 db:close()
-assert(admin.pg:exec("drop database " .. BENCH_DB .. " with (force)"))
+assert(admin.pg:exec("drop database " .. semstore.quote_ident(BENCH_DB) .. " with (force)"))
 admin:close()
 
 local function num(x) return x and string.format("%.0f", x) or "skipped" end

@@ -79,6 +79,23 @@ describe("the semstore command", function()
     assert.are.equal(0, count "SELECT count(*) AS n FROM pg_class WHERE relname IN ('users', 'chunks', 'schema_migrations')")
   end)
 
+  it("keeps passwords out of what --dry-run prints and of the error", function()
+    local mdir = dir .. "/migrations"
+    os.execute("mkdir " .. mdir)
+    helpers.write_file(mdir .. "/0001_roles.lua", [[
+return { up = function(db)
+  assert(db.pg:exec "DO $$ BEGIN IF false THEN ALTER ROLE nosuchrole PASSWORD 'hunter1'; END IF; END $$")
+  assert(db.pg:exec "ALTER ROLE nosuchrole ENCRYPTED PASSWORD 'hunter2'")
+end }
+]])
+    local code, out, err = cli({ "migrate", "up", "--dry-run", "--dir", mdir }, { env = env() })
+    assert.are.equal(1, code, out .. err)
+    assert.truthy(out:find("IF false THEN ALTER ROLE nosuchrole PASSWORD '***'; END IF;", 1, true), out)
+    assert.truthy(out:find("ALTER ROLE nosuchrole ENCRYPTED PASSWORD '***'", 1, true), out)
+    assert.truthy(err:find("role \"nosuchrole\" does not exist", 1, true), err)
+    assert.falsy((out .. err):find("hunter", 1, true), out .. err)
+  end)
+
   it("serializes two runners started together: each migration runs once", function()
     local mdir = dir .. "/migrations"
     os.execute("mkdir " .. mdir)

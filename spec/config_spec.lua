@@ -54,6 +54,97 @@ describe("config", function()
     assert.are.equal("input", err.kind)
   end)
 
+  it("refuses connect and pool options it does not know, naming them", function()
+    local url = require("support.helpers").url
+    local cases = {
+      { { name = "typo-top", postgress = url }, "'postgress'" },
+      { { name = "typo-pool", postgres = url, pool = { size = 1, sise = 3 } }, "'sise'" },
+      { { name = "typo-pool-env", postgres = url, pool = { DB_POOL_SIZE = 3 } }, "'DB_POOL_SIZE'" },
+      { { url }, "not a string" },
+      { { name = "key-pool", postgres = url, pool = { 5 } }, "not a string" },
+      { { name = "key-bool", postgres = url, [true] = 1 }, "not a string" },
+      { { name = "pool-type", postgres = url, pool = 5 }, "pool" },
+    }
+    for _, c in ipairs(cases) do
+      local db, err = semstore.connect(c[1])
+      if db then db:close() end
+      assert.is_nil(db, c[2])
+      assert.are.equal("input", err.kind, c[2])
+      assert.truthy(err.message:find(c[2], 1, true), err.message)
+    end
+    local p, err = config.pool_from_env({ idle_timout = 5 }, env {})
+    assert.is_nil(p)
+    assert.are.equal("input", err.kind)
+    assert.are.equal("idle_timout", err.column)
+    assert.truthy(err.message:find("'idle_timout'", 1, true), err.message)
+  end)
+
+  it("accepts every documented connect and pool option", function()
+    local db = assert(semstore.connect { name = "every-option-" .. os.time(), postgres = require("support.helpers").url,
+      null = semstore.null,
+      pool = { size = 1, max_overflow = 1, timeout = 5, recycle = 60, idle_timeout = 60, pre_ping = true,
+        ping_after_idle = 1, statement_timeout = 5, lock_timeout = 5, idle_in_transaction_timeout = 5,
+        application_name = "every-option", connect_timeout = 5, statement_cache_size = 8 } })
+    assert.are.equal(1, db.pg:query("SELECT 1 AS n")[1].n)
+    db:close()
+  end)
+
+  it("passes every libpq keyword of a postgres table, and refuses any other by name", function()
+    local keywords = require("semstore.core").conninfo_keywords()
+    local set = {}
+    for _, k in ipairs(keywords) do
+      assert.are.equal("string", type(k))
+      assert.is_nil(set[k], "listed twice: " .. k)
+      set[k] = true
+    end
+    for _, k in ipairs { "host", "hostaddr", "port", "user", "password", "dbname", "sslmode", "channel_binding",
+      "ssl_min_protocol_version", "sslcrl", "sslcrldir", "sslsni", "keepalives", "tcp_user_timeout", "gssencmode",
+      "target_session_attrs", "application_name", "options", "service", "passfile", "requirepeer" } do
+      assert.is_true(set[k], k)
+    end
+    local c = assert(config.conninfo { host = "h", port = 5432, user = "u", password = "p w", database = "d",
+      channel_binding = "prefer", ssl_min_protocol_version = "TLSv1.2", sslcrl = "/nonexistent", keepalives_idle = 30,
+      application_name = "it's mine" })
+    for _, part in ipairs { "host=h", "port=5432", "user=u", "password='p w'", "dbname=d", "channel_binding=prefer",
+      "ssl_min_protocol_version=TLSv1.2", "sslcrl=/nonexistent", "keepalives_idle=30", [[application_name='it\'s mine']] } do
+      assert.truthy(c:find(part, 1, true), part .. " in " .. c)
+    end
+    local _, err = config.conninfo { host = "h", hots = "x" }
+    assert.are.equal("input", err.kind)
+    assert.truthy(err.message:find("'hots'", 1, true), err.message)
+    assert.are.equal("hots", err.column)
+    _, err = config.conninfo { dbname = "a", database = "b" }
+    assert.are.equal("input", err.kind)
+    assert.truthy(err.message:find("database", 1, true), err.message)
+    local db
+    db, err = semstore.connect { name = "typo-keyword", postgres = { host = "127.0.0.1", hots = "x" } }
+    assert.is_nil(db)
+    assert.truthy(err.message:find("'hots'", 1, true), err.message)
+  end)
+
+  it("connects with libpq keywords beyond the common ones", function()
+    local user, password, host, port, dbname =
+      require("support.helpers").url:match "^postgresql://([^:]+):([^@]+)@([^:]+):(%d+)/([^?]+)$"
+    assert(dbname, "the test URL has every part")
+    local db = assert(semstore.connect { name = "keywords-" .. os.time(), postgres = { host = host, port = port,
+      user = user, password = password, database = dbname, channel_binding = "disable", sslmode = "disable",
+      ssl_min_protocol_version = "TLSv1.2", keepalives = 1, tcp_user_timeout = 10000, target_session_attrs = "read-write" } })
+    local rows = assert(db.pg:query "SELECT current_database() AS d, current_user AS u")
+    assert.are.same({ dbname, user }, { rows[1].d, rows[1].u })
+    assert.truthy(db.target:find("channel_binding=disable", 1, true), db.target)
+    assert.truthy(db.target:find("password=***", 1, true), db.target)
+    assert.falsy(db.target:find("password=" .. password, 1, true), db.target)
+    db:close()
+    -- libpq itself reads the value: one it refuses comes back from it
+    db = assert(semstore.connect { name = "keywords-bad-" .. os.time(), pool = { size = 1, timeout = 2 },
+      postgres = { host = host, port = port, user = user, channel_binding = "bogus" } })
+    local res, err = db.pg:query "SELECT 1"
+    assert.is_nil(res)
+    assert.are.equal("connection", err.kind)
+    assert.truthy(err.message:find("channel_binding", 1, true), err.message)
+    db:close()
+  end)
+
   it("redacts passwords in URLs, conninfo strings and messages", function()
     local cases = {
       { "postgresql://dev:s3cret@127.0.0.1:5432/app", "postgresql://dev:***@127.0.0.1:5432/app" },
@@ -64,6 +155,13 @@ describe("config", function()
       { 'missing "=" after "postgresql://a:s3cret@h" in connection info string', 'missing "=" after "postgresql://a:***@h" in connection info string' },
     }
     for _, c in ipairs(cases) do assert.are.equal(c[2], config.redact(c[1])) end
+  end)
+
+  it("redacts the literal after PASSWORD in SQL, and what a message quotes of it", function()
+    assert.are.equal("ALTER ROLE x ENCRYPTED PASSWORD '***' LOGIN; SELECT 'password', password_hash FROM t",
+      config.redact "ALTER ROLE x ENCRYPTED PASSWORD E'it''s\\'' LOGIN; SELECT 'password', password_hash FROM t")
+    assert.are.equal([[unterminated dollar-quoted string at or near "'***'"]],
+      config.redact([[unterminated dollar-quoted string at or near "$x$hunter2"]], "ALTER ROLE r PASSWORD $x$hunter2"))
   end)
 
   it("semstore.null is cjson.null", function()

@@ -162,6 +162,37 @@ end }
     assert.are.same({ "app/0001" }, applied())
   end)
 
+  it("keeps a statement's password out of the error and what on_statement sees", function()
+    write("0001_role.lua", sql_migration("ALTER ROLE nosuchrole PASSWORD 'hunter2'"))
+    local seen = {}
+    local res, err = migrate.up(db, { dir = dir, builtin = false, on_statement = function(sql) seen[#seen + 1] = sql end })
+    assert.is_nil(res)
+    assert.are.equal("42704", err.code)
+    assert.are.equal("ALTER ROLE nosuchrole PASSWORD '***'", err.statement)
+    assert.truthy(tostring(err):find("statement: ALTER ROLE nosuchrole PASSWORD '***'", 1, true), tostring(err))
+    assert.are.same({ "ALTER ROLE nosuchrole PASSWORD '***'" }, seen)
+    -- the server quotes an unterminated literal in its message
+    write("0001_role.lua", sql_migration("ALTER ROLE nosuchrole PASSWORD 'hunter2"))
+    res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.are.equal("42601", err.code)
+    assert.truthy(err.message:find([[at or near "'***']], 1, true), err.message)
+    for _, text in ipairs { tostring(err), err.message, err.statement } do
+      assert.falsy(text:find("hunter2", 1, true), text)
+    end
+    -- and a migration that makes its own error of it
+    write("0001_role.lua", [[
+return { up = function(db)
+  local ok, err = db.pg:exec "ALTER ROLE nosuchrole PASSWORD $pw$hunter2"
+  if not ok then error("could not set the password: " .. tostring(err), 0) end
+end }
+]])
+    res, err = migrate.up(db, { dir = dir, builtin = false })
+    assert.are.equal("callback", err.kind)
+    assert.truthy(err.message:find("could not set the password", 1, true), err.message)
+    assert.falsy(tostring(err):find("hunter2", 1, true), tostring(err))
+    assert.are.same({}, applied())
+  end)
+
   it("rolls back a migration that ignores a failed statement", function()
     write("0001_a.lua", [[
 return { up = function(db)
@@ -352,6 +383,23 @@ end }
     assert.are.equal('"$user", public', conn:query("SHOW search_path")[1].search_path)
     assert.are.equal(0, conn:query("SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory'")[1].n)
     conn:release()
+  end)
+
+  it("keeps schema_migrations in the first schema on the search path, whatever its name", function()
+    local schema = 'App "Data" ü'
+    local quoted = require("semstore").quote_ident(schema)
+    assert(db.pg:exec("CREATE SCHEMA " .. quoted))
+    assert(db.pg:exec("ALTER DATABASE " .. require("semstore").quote_ident(scratch.name) .. " SET search_path = " .. quoted .. ", public"))
+    local other = helpers.connect(nil, { postgres = url }) -- new sessions get the search path
+    write("0001_a.lua", sql_migration("CREATE TABLE a (id int)", "DROP TABLE a"))
+    assert(migrate.up(other, { dir = dir, builtin = false }))
+    local rows = assert(db.pg:query([[SELECT n.nspname AS schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = 'schema_migrations']]))
+    assert.are.same({ schema }, { rows[1].schema })
+    local entries = assert(migrate.status(other, { dir = dir, builtin = false }))
+    assert.are.equal("applied", entries[1].state)
+    assert(migrate.down(other, { dir = dir, builtin = false }))
+    other:close()
   end)
 
   it("writes numbered stubs that run", function()

@@ -447,8 +447,9 @@ describe("repositories", function()
       -- psql inserts the same content and commits a second later; our INSERT
       -- waits on its row, does nothing, and its statement's snapshot cannot
       -- see the row: create must look again
-      os.execute(string.format([[psql %s -q -c "BEGIN; INSERT INTO documents (collection_id, file_path, file_name, file_size, content_hash) VALUES ('%s', '/p', 'p', 1, 'raced'); SELECT pg_sleep(1); COMMIT;" >/dev/null 2>&1 &]],
-        helpers.shell_quote(url), c.id))
+      local insert = "BEGIN; INSERT INTO documents (collection_id, file_path, file_name, file_size, content_hash) VALUES ("
+        .. semstore.quote_literal(c.id) .. ", '/p', 'p', 1, 'raced'); SELECT pg_sleep(1); COMMIT;"
+      os.execute(string.format("psql %s -q -c %s >/dev/null 2>&1 &", helpers.shell_quote(url), helpers.shell_quote(insert)))
       local deadline = os.time() + 10
       -- sleeping, so its INSERT is done
       while sql("SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()")[1].n == 0 do

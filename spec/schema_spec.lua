@@ -152,7 +152,7 @@ describe("the built-in schema", function()
     assert(db.pg:query("INSERT INTO search_logs (collection_id, user_id, query) VALUES ($1, $2, 'q')", c, owner))
     assert(db.pg:query("DELETE FROM collections WHERE id = $1", c))
     for _, t in ipairs { "documents", "chunks", "operations" } do
-      assert.are.equal(0, db.pg:query("SELECT count(*) AS n FROM " .. t .. " WHERE collection_id = $1", c)[1].n, t)
+      assert.are.equal(0, db.pg:query("SELECT count(*) AS n FROM " .. semstore.quote_ident(t) .. " WHERE collection_id = $1", c)[1].n, t)
     end
     local log = assert(db.pg:query "SELECT collection_id FROM search_logs WHERE query = 'q'")[1]
     assert.are.equal(semstore.null, log.collection_id, "a search log outlives its collection")

@@ -146,6 +146,12 @@ ss_pool *ss_check_pool(lua_State *L, int idx);
 /* rows.c: core.rows, the rows(sql, ...) method of pools and connections */
 void ss_open_rows(lua_State *L);
 
+/* config.c: core.check_keys, core.conninfo_keywords */
+void ss_open_config(lua_State *L);
+
+/* quote.c: core.quote_ident, core.quote_literal */
+void ss_open_quote(lua_State *L);
+
 /* chunks_bulk.c: core.repositories.chunks.create_chunks_bulk */
 void ss_open_chunks_bulk(lua_State *L);
 

@@ -6,15 +6,18 @@
 #include "hashtext.h"
 #include "redact.h"
 
-/* core.redact(s): s with every password replaced by "***". */
+/* core.redact(s, statement): s with every password replaced by "***";
+ * given the statement s is a message about, also the statement's password
+ * literals that s quotes. */
 static int redact(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
+  const char *statement = luaL_optstring(L, 2, NULL);
   luaL_Buffer b;
-  /* "***" can be longer than the password it replaces */
-  size_t cap = len * 2 + 16;
+  /* what hides a password can be longer than it (5 bytes for 2 at most) */
+  size_t cap = len * 3 + 16;
   char *out = luaL_buffinitsize(L, &b, cap);
-  ss_redact(s, out, cap);
+  ss_redact_message(s, statement, out, cap);
   luaL_pushresultsize(&b, strlen(out));
   return 1;
 }
@@ -79,6 +82,8 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   lua_pushcfunction(L, partition_key);
   lua_setfield(L, -2, "partition_key");
   ss_open_errors(L);
+  ss_open_config(L);
+  ss_open_quote(L);
   ss_open_convert(L);
   ss_open_conn(L);
   ss_open_pool(L);

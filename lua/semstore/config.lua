@@ -27,17 +27,25 @@ local function quote(v)
   return "'" .. v:gsub("\\", "\\\\"):gsub("'", "\\'") .. "'"
 end
 
-local CONNINFO_KEYS = { "host", "hostaddr", "port", "user", "password", "dbname", "sslmode",
-  "sslrootcert", "sslcert", "sslkey", "connect_timeout", "options", "target_session_attrs" }
+-- Every keyword this libpq knows, in its order, and what a table may name:
+-- those and `database`, the other name of dbname.
+local CONNINFO_KEYS = core.conninfo_keywords()
+local TABLE_KEYS = { "database", table.unpack(CONNINFO_KEYS) }
 
 -- A URL (postgres:// or postgresql://, also SQLAlchemy's postgresql+driver://),
--- a key=value string, or a table of libpq keywords (database = dbname).
+-- a key=value string, or a table of libpq keywords (database = dbname). A
+-- key libpq does not know is an input error naming it, not dropped.
 function config.conninfo(spec)
   if spec == nil then return "" end
   if type(spec) == "string" then
     return (spec:gsub("^postgresql%+[%w_]+://", "postgresql://"))
   end
   if type(spec) ~= "table" then return input_error("postgres must be a URL, a conninfo string or a table") end
+  local ok, err = core.check_keys(spec, TABLE_KEYS, "libpq's connection keywords")
+  if not ok then return nil, err end
+  if spec.dbname ~= nil and spec.database ~= nil then
+    return input_error("postgres names both dbname and database, which are the same keyword")
+  end
   local parts = {}
   for _, key in ipairs(CONNINFO_KEYS) do
     local v = spec[key]
@@ -81,12 +89,23 @@ function config.postgres_from_env(getenv)
   return any and config.conninfo(t) or ""
 end
 
+-- What opts.pool may hold: core.pool_open's settings, the name and the
+-- conninfo aside (connect gives those).
+local POOL_OPTIONS = { "size", "max_overflow", "timeout", "recycle", "statement_timeout", "pre_ping",
+  "idle_timeout", "ping_after_idle", "connect_timeout", "lock_timeout", "idle_in_transaction_timeout",
+  "statement_cache_size", "application_name" }
+
 -- Pool settings: explicit options win over DB_POOL_* variables, which win
 -- over the defaults (5 + 10 overflow, 30 s wait, 3600 s lifetime, pre-ping).
+-- An option it does not know is an input error: a typo must not fall back
+-- to a default in silence.
 function config.pool_from_env(opts, getenv)
   getenv = getenv or config.getenv
   opts = opts or {}
-  local out, err = {}, nil
+  if type(opts) ~= "table" then return input_error("the pool options must be a table, not a %s", type(opts)) end
+  local ok, err = core.check_keys(opts, POOL_OPTIONS, "the pool options")
+  if not ok then return nil, err end
+  local out = {}
   local numbers = {
     { "size", "DB_POOL_SIZE", 5 }, { "max_overflow", "DB_MAX_OVERFLOW", 10 },
     { "timeout", "DB_POOL_TIMEOUT", 30 }, { "recycle", "DB_POOL_RECYCLE", 3600 },
@@ -106,9 +125,8 @@ function config.pool_from_env(opts, getenv)
     out.pre_ping, err = env_bool(getenv, "DB_POOL_PRE_PING", true)
     if err then return nil, err end
   end
-  for _, key in ipairs { "idle_timeout", "ping_after_idle", "connect_timeout", "lock_timeout",
-    "idle_in_transaction_timeout", "statement_cache_size", "application_name" } do
-    out[key] = opts[key]
+  for _, key in ipairs(POOL_OPTIONS) do
+    if out[key] == nil then out[key] = opts[key] end
   end
   return out
 end

@@ -60,6 +60,8 @@ end
 
 semstore.hashtext = core.hashtext
 semstore.partition_key = core.partition_key
+semstore.quote_ident = core.quote_ident     -- a name for SQL text, quoted by libpq
+semstore.quote_literal = core.quote_literal -- a string literal for SQL text, quoted by libpq
 
 local DB = {}
 DB.__index = DB
@@ -73,6 +75,10 @@ function DB:close()
   self.pg:close()
 end
 
+-- What connect knows; anything else is refused, so a typo never falls back
+-- to DATABASE_URL or a default in silence.
+local CONNECT_OPTIONS = { "name", "postgres", "pool", "null" }
+
 -- semstore.connect{ name =, postgres = URL | conninfo | table, pool = {...} }
 -- Missing settings come from the environment (DATABASE_URL, POSTGRES_*,
 -- DB_POOL_*, DB_QUERY_TIMEOUT). Pools are process-wide and keyed by name:
@@ -80,7 +86,9 @@ end
 function semstore.connect(opts)
   opts = opts or {}
   if type(opts) ~= "table" then return nil, core.error { kind = "input", message = "connect() takes a table of options" } end
-  local conninfo, err
+  local ok, err = core.check_keys(opts, CONNECT_OPTIONS, "connect's options")
+  if not ok then return nil, err end
+  local conninfo
   if opts.postgres ~= nil then
     conninfo, err = config.conninfo(opts.postgres)
   else

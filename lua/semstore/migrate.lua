@@ -182,11 +182,12 @@ end
 
 -- The connection a migration sees as db.pg: it is the run's connection,
 -- and it remembers statements, for --dry-run and for naming the one that
--- failed.
+-- failed. on_statement is for showing them, so it sees them with their
+-- passwords redacted.
 local function recording_conn(conn, on_statement)
   local r, seen = {}, {}
   local function record(sql, res, err)
-    if on_statement then on_statement(sql) end
+    if on_statement then on_statement(core.redact(sql)) end
     if not res then seen.failed = { sql = sql, err = err } end
     return res, err
   end
@@ -211,7 +212,9 @@ end
 -- The error of a failed migration keeps the server's fields (code,
 -- constraint, ...) and names the file, and the statement when a statement
 -- failed: the last one that did, when the error is that statement's own or
--- the transaction's "a statement failed" (25P02).
+-- the transaction's "a statement failed" (25P02). No password shows: not in
+-- the statement, nor where the server's message (a syntax error's "at or
+-- near") or the migration's own error quotes the failed statement.
 local function migration_error(m, direction, err, rec)
   local e, statement = {}, nil
   local last = rec.failed
@@ -223,7 +226,10 @@ local function migration_error(m, direction, err, rec)
   else
     e.kind, e.message = "callback", tostring(err)
   end
-  e.migration, e.file, e.statement = m.id, m.path, statement
+  for _, k in ipairs { "message", "detail", "hint" } do
+    if type(e[k]) == "string" then e[k] = core.redact(e[k], last and last.sql) end
+  end
+  e.migration, e.file, e.statement = m.id, m.path, statement and core.redact(statement)
   e.message = string.format("migration %s (%s) failed in %s: %s%s", m.id, m.path, direction,
     tostring(e.message), e.statement and ("\nstatement: " .. shorten(e.statement)) or "")
   return core.error(e)
@@ -273,10 +279,13 @@ end
 -- run starts; naming it in full keeps a migration that changes search_path
 -- from losing it.
 local function table_name(conn)
-  local rows, err = conn:query "SELECT quote_ident(current_schema()) AS s"
+  local rows, err = conn:query "SELECT current_schema() AS s"
   if not rows then return nil, err end
   if rows[1].s == core.null then return fail("input", "the search path names no schema for schema_migrations") end
-  return rows[1].s .. ".schema_migrations"
+  local schema
+  schema, err = core.quote_ident(rows[1].s)
+  if not schema then return nil, err end
+  return schema .. ".schema_migrations"
 end
 
 local DRY_RUN = {}

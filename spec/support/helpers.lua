@@ -48,14 +48,14 @@ function helpers.fresh_database()
   counter = counter + 1
   local name = string.format("spec_%s_%d", tag, counter)
   local db = assert(admin())
-  assert(db.pg:exec("DROP DATABASE IF EXISTS " .. name .. " WITH (FORCE)"))
-  assert(db.pg:exec("CREATE DATABASE " .. name .. " OWNER semstore"))
+  assert(db.pg:exec("DROP DATABASE IF EXISTS " .. semstore.quote_ident(name) .. " WITH (FORCE)"))
+  assert(db.pg:exec("CREATE DATABASE " .. semstore.quote_ident(name) .. " OWNER semstore"))
   return name, (helpers.url:gsub("/[^/?]*$", "/" .. name))
 end
 
 function helpers.drop_database(name)
   local db = assert(admin())
-  assert(db.pg:exec("DROP DATABASE IF EXISTS " .. name .. " WITH (FORCE)"))
+  assert(db.pg:exec("DROP DATABASE IF EXISTS " .. semstore.quote_ident(name) .. " WITH (FORCE)"))
 end
 
 -- A fresh database with a pool on it and an empty folder, for one test;

@@ -1,5 +1,6 @@
 /* The core's small pieces: error records, the byte buffer, redaction,
  * PostgreSQL's hashtext, the binary COPY encoder and the repository rules. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include "hashtext.h"
 #include "json.h"
 #include "pg_copy.h"
+#include "pg_quote.h"
 #include "redact.h"
 #include "repo_rules.h"
 
@@ -17,6 +19,15 @@ static int redacts_to(const char *in, const char *want) {
   char out[512];
   ss_redact(in, out, sizeof out);
   if (strcmp(out, want) != 0) printf("  redact(%s) = %s, want %s\n", in, out, want);
+  return strcmp(out, want) == 0;
+}
+
+/* ss_redact_message: the message as ss_redact leaves it, and the password
+ * literals of `statement` that it quotes hidden too */
+static int message_redacts_to(const char *msg, const char *statement, const char *want) {
+  char out[512];
+  ss_redact_message(msg, statement, out, sizeof out);
+  if (strcmp(out, want) != 0) printf("  redact_message(%s | %s) = %s, want %s\n", msg, statement, out, want);
   return strcmp(out, want) == 0;
 }
 
@@ -82,6 +93,128 @@ static void test_redact(void) {
   CHECK(redacts_to("", ""));
   ss_redact("postgresql://user:secret@host/db", out, sizeof out);
   CHECK(strlen(out) == sizeof out - 1 && strstr(out, "secret") == NULL);
+}
+
+/* SQL: the literal after the keyword PASSWORD, whatever its quoting */
+static void test_redact_sql(void) {
+  char once[512], twice[512];
+  CHECK(redacts_to("ALTER ROLE x PASSWORD 'secret'", "ALTER ROLE x PASSWORD '***'"));
+  CHECK(redacts_to("alter role x with encrypted password 'secret' valid until 'infinity'",
+                   "alter role x with encrypted password '***' valid until 'infinity'"));
+  CHECK(redacts_to("CREATE ROLE x LOGIN Password E'se\\'cr''et\\\\' CREATEDB", "CREATE ROLE x LOGIN Password '***' CREATEDB"));
+  CHECK(redacts_to("ALTER ROLE x PASSWORD e'a\\''' b' LOGIN", "ALTER ROLE x PASSWORD '***' LOGIN"));
+  CHECK(redacts_to("ALTER ROLE x PASSWORD 'it''s secret';", "ALTER ROLE x PASSWORD '***';"));
+  CHECK(redacts_to("ALTER ROLE x PASSWORD 'C:\\';", "ALTER ROLE x PASSWORD '***';"));
+  CHECK(redacts_to("ALTER ROLE x PASSWORD $$sec'ret$$; SELECT 1", "ALTER ROLE x PASSWORD '***'; SELECT 1"));
+  CHECK(redacts_to("ALTER ROLE x PASSWORD $pw$se$$cret$pw$ LOGIN", "ALTER ROLE x PASSWORD '***' LOGIN"));
+  CHECK(redacts_to("ALTER ROLE x PASSWORD\n\t'secret'", "ALTER ROLE x PASSWORD\n\t'***'"));
+  CHECK(redacts_to("ALTER ROLE x PASSWORD /* new */ 'secret'", "ALTER ROLE x PASSWORD /* new */ '***'"));
+  CHECK(redacts_to("ALTER ROLE x PASSWORD U&'s\\0065cret'", "ALTER ROLE x PASSWORD '***'"));
+  CHECK(redacts_to("ALTER ROLE a PASSWORD 'one'; ALTER ROLE b PASSWORD 'two'",
+                   "ALTER ROLE a PASSWORD '***'; ALTER ROLE b PASSWORD '***'"));
+  CHECK(redacts_to("CREATE USER MAPPING FOR u SERVER s OPTIONS (user 'u', password 'secret')",
+                   "CREATE USER MAPPING FOR u SERVER s OPTIONS (user 'u', password '***')"));
+  /* an unterminated literal hides everything after it */
+  CHECK(redacts_to("ALTER ROLE x PASSWORD 'secret; SELECT 1", "ALTER ROLE x PASSWORD '***'"));
+  CHECK(redacts_to("ALTER ROLE x PASSWORD $q$secret", "ALTER ROLE x PASSWORD '***'"));
+  CHECK(redacts_to("ALTER ROLE x PASSWORD E'secret\\'", "ALTER ROLE x PASSWORD '***'"));
+  /* inside a DO block's body, and in comments */
+  CHECK(redacts_to("DO $$BEGIN ALTER ROLE x PASSWORD 'secret'; END$$", "DO $$BEGIN ALTER ROLE x PASSWORD '***'; END$$"));
+  CHECK(redacts_to("-- ALTER ROLE x PASSWORD 'old';\nALTER ROLE x PASSWORD 'new'",
+                   "-- ALTER ROLE x PASSWORD '***';\nALTER ROLE x PASSWORD '***'"));
+  CHECK(redacts_to("/* PASSWORD 'a' /* nested */ */ SELECT 'password'", "/* PASSWORD '***' /* nested */ */ SELECT 'password'"));
+  CHECK(redacts_to("-- don't\nALTER ROLE x PASSWORD 'secret'", "-- don't\nALTER ROLE x PASSWORD '***'"));
+  /* the word in a name, in another string, or not before a literal */
+  CHECK(redacts_to("CREATE TABLE t (user_password text, password_hash text, \"password\" text, passwords text)",
+                   "CREATE TABLE t (user_password text, password_hash text, \"password\" text, passwords text)"));
+  CHECK(redacts_to("INSERT INTO t VALUES ('my password', 'hunter2'), ($$password$$, 'x')",
+                   "INSERT INTO t VALUES ('my password', 'hunter2'), ($$password$$, 'x')"));
+  CHECK(redacts_to("SELECT 'enter password' , 'x', \"password\" 'y', e'\\' password' FROM t",
+                   "SELECT 'enter password' , 'x', \"password\" 'y', e'\\' password' FROM t"));
+  CHECK(redacts_to("SELECT mypassword 'x', password$1 'y' FROM t", "SELECT mypassword 'x', password$1 'y' FROM t"));
+  CHECK(redacts_to("ALTER ROLE x PASSWORD NULL", "ALTER ROLE x PASSWORD NULL"));
+  CHECK(redacts_to("SELECT $1 AS password, $2 password", "SELECT $1 AS password, $2 password"));
+  CHECK(redacts_to("x PASSWORD $", "x PASSWORD $"));
+  CHECK(redacts_to("x PASSWORD '", "x PASSWORD '***'"));
+  CHECK(redacts_to("x PASSWORD E'", "x PASSWORD '***'"));
+  CHECK(redacts_to("x PASSWORD -- 'not this'\n 'this'", "x PASSWORD -- 'not this'\n '***'"));
+  CHECK(redacts_to("-- PASSWORD 'cut", "-- PASSWORD '***'"));
+  CHECK(redacts_to("/* PASSWORD 'cut", "/* PASSWORD '***'"));
+  CHECK(redacts_to("SELECT password", "SELECT password"));
+  /* the other rules still apply inside SQL strings */
+  CHECK(redacts_to("SELECT dblink_connect('host=h password=secret dbname=d')", "SELECT dblink_connect('host=h password=*** dbname=d')"));
+  CHECK(redacts_to("SELECT 'postgresql://u:secret@h/d'", "SELECT 'postgresql://u:***@h/d'"));
+  /* redacting twice changes nothing more */
+  ss_redact("ALTER ROLE x PASSWORD E'a\\'b' LOGIN; -- password 'c'", once, sizeof once);
+  ss_redact(once, twice, sizeof twice);
+  CHECK(strcmp(once, twice) == 0 && strstr(once, "a\\'b") == NULL && strstr(once, "'c'") == NULL);
+}
+
+/* a server message that quotes a statement's password literal */
+static void test_redact_message(void) {
+  CHECK(message_redacts_to("unterminated quoted string at or near \"'secret\"", "ALTER ROLE x PASSWORD 'secret",
+                           "unterminated quoted string at or near \"'***'\""));
+  CHECK(message_redacts_to("unterminated dollar-quoted string at or near \"$$secret\"", "ALTER ROLE x PASSWORD $$secret",
+                           "unterminated dollar-quoted string at or near \"'***'\""));
+  CHECK(message_redacts_to("syntax error at or near \"E'sec\\'ret'\"", "ALTER ROLE x PASSWORD E'sec\\'ret' 1",
+                           "syntax error at or near \"'***'\""));
+  /* a message cut short quotes the start of the literal only */
+  CHECK(message_redacts_to("syntax error at or near \"'secr", "ALTER ROLE x PASSWORD 'secret",
+                           "syntax error at or near \"'***'"));
+  CHECK(message_redacts_to("role \"x\" does not exist", "ALTER ROLE x PASSWORD 'x'", "role \"x\" does not exist"));
+  CHECK(message_redacts_to("it's 'here'", "ALTER ROLE x PASSWORD ''", "it's 'here'"));
+  CHECK(message_redacts_to("password=secret from 'a' and 'b'", "ALTER ROLE x PASSWORD 'b'; ALTER ROLE y PASSWORD 'a'",
+                           "password=*** from '***' and '***'"));
+  CHECK(message_redacts_to("postgresql://u:secret@h", NULL, "postgresql://u:***@h"));
+}
+
+static int quotes_to(const char *in, size_t len, int as_ident, const char *want) {
+  char out[256];
+  size_t n = 0;
+  ss_error err;
+  int ok = ss_pg_quote(in, len, as_ident, out, sizeof out, &n, &err) == 0 && n == strlen(want) && strcmp(out, want) == 0;
+  if (!ok) printf("  quote(%.*s) = %s, want %s\n", (int)len, in, out, want);
+  return ok;
+}
+
+static int quote_refuses(const char *in, size_t len, int as_ident) {
+  char out[256];
+  size_t n;
+  ss_error err;
+  return ss_pg_quote(in, len, as_ident, out, sizeof out, &n, &err) == -1 && err.kind == SS_ERR_INPUT;
+}
+
+/* many threads quote at once through the one offline PGconn */
+static void *quote_many(void *arg) {
+  char out[64];
+  size_t n;
+  ss_error err;
+  int i, *ok = arg;
+  for (i = 0; i < 20000; i++) {
+    *ok &= ss_pg_quote("it's \\ \xc3\xbc", 9, i & 1, out, sizeof out, &n, &err) == 0;
+    *ok &= strcmp(out, i & 1 ? "\"it's \\ \xc3\xbc\"" : " E'it''s \\\\ \xc3\xbc'") == 0;
+  }
+  return NULL;
+}
+
+static void test_pg_quote(void) {
+  pthread_t t[4];
+  int ok[4] = {1, 1, 1, 1}, i;
+  CHECK(quotes_to("a\"b", 3, 1, "\"a\"\"b\""));
+  CHECK(quotes_to("my table \xc3\xbc", 11, 1, "\"my table \xc3\xbc\""));
+  CHECK(quotes_to("it's", 4, 0, "'it''s'"));
+  CHECK(quotes_to("a\\b", 3, 0, " E'a\\\\b'"));
+  CHECK(quotes_to("\xf0\x9f\x98\x80'", 5, 0, "'\xf0\x9f\x98\x80'''"));
+  CHECK(quotes_to("", 0, 0, "''"));
+  CHECK(quote_refuses("", 0, 1));
+  CHECK(quote_refuses("a\0b", 3, 0));
+  CHECK(quote_refuses("a\0b", 3, 1));
+  CHECK(quote_refuses("caf\xe9", 4, 0));
+  CHECK(quote_refuses("\xc3", 1, 1));
+  CHECK(quote_refuses("\xed\xa0\x80", 3, 0));
+  for (i = 0; i < 4; i++) pthread_create(&t[i], NULL, quote_many, &ok[i]);
+  for (i = 0; i < 4; i++) pthread_join(t[i], NULL);
+  CHECK(ok[0] && ok[1] && ok[2] && ok[3]);
 }
 
 static int json_is(ss_buf *b, const char *want) {
@@ -404,6 +537,9 @@ int main(void) {
   test_error();
   test_buf();
   test_redact();
+  test_redact_sql();
+  test_redact_message();
+  test_pg_quote();
   test_json();
   test_hashtext();
   test_partition_key();
