@@ -81,7 +81,7 @@ describe("config", function()
 
   it("accepts every documented connect and pool option", function()
     local db = assert(semstore.connect { name = "every-option-" .. os.time(), postgres = require("support.helpers").url,
-      null = semstore.null,
+      null = "nil",
       pool = { size = 1, max_overflow = 1, timeout = 5, recycle = 60, idle_timeout = 60, pre_ping = true,
         ping_after_idle = 1, statement_timeout = 5, lock_timeout = 5, idle_in_transaction_timeout = 5,
         application_name = "every-option", connect_timeout = 5, statement_cache_size = 8 } })

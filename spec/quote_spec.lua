@@ -51,10 +51,13 @@ describe("quoting", function()
       assert.are.equal(s, rows.columns[1])
     end
     local name = "quote spec \"ü\" " .. os.time()
-    assert(db.pg:exec("CREATE TEMP TABLE " .. semstore.quote_ident(name) .. " (" .. semstore.quote_ident("it's") .. " text)"))
-    local rows = assert(db.pg:query("SELECT count(*) AS n FROM pg_class WHERE relname = $1", name))
+    -- one borrow: the pool drops temporary tables when a connection goes back
+    local conn = assert(db.pg:acquire())
+    assert(conn:exec("CREATE TEMP TABLE " .. semstore.quote_ident(name) .. " (" .. semstore.quote_ident("it's") .. " text)"))
+    local rows = assert(conn:query("SELECT count(*) AS n FROM pg_class WHERE relname = $1", name))
     assert.are.equal(1, rows[1].n)
-    assert(db.pg:exec("DROP TABLE " .. semstore.quote_ident(name)))
+    assert(conn:exec("DROP TABLE " .. semstore.quote_ident(name)))
+    conn:release()
   end)
 
   it("refuses what is not text: zero bytes and bad UTF-8 are input errors", function()
