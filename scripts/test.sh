@@ -30,33 +30,49 @@ source .run/env
 export LUA_PATH='lua/?.lua;lua/?/init.lua;spec/?.lua;;' LUA_CPATH='build/?.so;;'
 mkdir -p .run/logs
 
-# Adds the counts of a line "N passed, N failed"; a program that printed
-# none (it crashed) counts as one failure.
+# Adds the counts of a line "N passed, N failed" in the output $1 of
+# program $3; a program that printed none (it crashed), or whose exit
+# status $2 is not 0 though it reported no failure (or is neither 0 nor the
+# harness's 1), counts as one more failure.
 count_c() {
-  local line
+  local line p f
   line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$1" | tail -n 1)
   if [ -z "$line" ]; then
+    echo "$3: no summary line, exit status $2"
     failed=$((failed + 1))
     return
   fi
-  passed=$((passed + $(echo "$line" | cut -d' ' -f1)))
-  failed=$((failed + $(echo "$line" | cut -d' ' -f3)))
+  p=$(echo "$line" | cut -d' ' -f1)
+  f=$(echo "$line" | cut -d' ' -f3)
+  passed=$((passed + p))
+  failed=$((failed + f))
+  if [ "$2" -ne 0 ] && { [ "$f" -eq 0 ] || [ "$2" -ne 1 ]; }; then
+    echo "$3: exit status $2 after \"$line\""
+    failed=$((failed + 1))
+  fi
 }
 
 # busted prints "N successes / N failures / N errors / N pending" (or
-# "1 success"); no summary at all counts as one failure.
+# "1 success"), in the output $1; no summary at all, or an exit status $2
+# that is not 0 though it reported no failure, counts as one failure.
 count_busted() {
   local line s f e
   line=$(grep -E '^[0-9]+ success(es)? / [0-9]+ failures? / [0-9]+ errors? /' "$1" | tail -n 1)
   if [ -z "$line" ]; then
+    echo "busted: no summary line, exit status $2"
     failed=$((failed + 1))
-    return
+    return 1
   fi
   s=$(echo "$line" | awk '{print $1}')
   f=$(echo "$line" | awk '{print $4}')
   e=$(echo "$line" | awk '{print $7}')
   passed=$((passed + s))
   failed=$((failed + f + e))
+  if [ "$2" -ne 0 ] && [ $((f + e)) -eq 0 ]; then
+    echo "busted: exit status $2 after \"$line\""
+    failed=$((failed + 1))
+    return 1
+  fi
   [ $((f + e)) -eq 0 ]
 }
 
@@ -65,14 +81,15 @@ for t in build/tests/test_*; do
   [ -x "$t" ] || continue
   log=".run/logs/$(basename "$t").log"
   "$t" > "$log" 2>&1
+  status=$?
   tail -n 1 "$log" | sed "s|^|$(basename "$t"): |"
   grep -E '^FAIL' "$log" || true
-  count_c "$log"
+  count_c "$log" "$status" "$(basename "$t")"
 done
 
 echo "== busted specs (Lua 5.4)"
 lua5.4 /usr/bin/busted --output=plainTerminal spec/ 2>&1 | tee .run/logs/busted.log
-count_busted .run/logs/busted.log
+count_busted .run/logs/busted.log "${PIPESTATUS[0]}"
 
 if [ "${SEMSTORE_SKIP_VALGRIND:-0}" != 1 ]; then
   echo "== the C tests and the specs again under valgrind"
@@ -81,19 +98,26 @@ if [ "${SEMSTORE_SKIP_VALGRIND:-0}" != 1 ]; then
     [ -x "$t" ] || continue
     valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
       --show-leak-kinds=definite --suppressions=scripts/valgrind.supp \
-      --log-file=".run/logs/valgrind-$(basename "$t").log" "$t" > ".run/logs/$(basename "$t")-valgrind.out" 2>&1 || vg_c_ok=0
+      --log-file=".run/logs/valgrind-$(basename "$t").log" "$t" > ".run/logs/$(basename "$t")-valgrind.out" 2>&1
+    status=$?
+    # any exit status but 0: a failed test, a crash, or (99) valgrind's errors
+    if [ "$status" -ne 0 ]; then
+      vg_c_ok=0
+      echo "$(basename "$t") under valgrind: exit status $status"
+    fi
   done
   SEMSTORE_UNDER_VALGRIND=1 valgrind --quiet --error-exitcode=99 --leak-check=full \
     --errors-for-leak-kinds=definite --show-leak-kinds=definite --suppressions=scripts/valgrind.supp \
     --log-file=.run/logs/valgrind.log lua5.4 /usr/bin/busted --output=plainTerminal spec/ > .run/logs/busted-valgrind.log 2>&1
   status=$?
   inner_passed=$passed inner_failed=$failed
-  # --error-exitcode: 99 means valgrind found errors or definite leaks
-  if count_busted .run/logs/busted-valgrind.log && [ "$status" -ne 99 ] && [ "$vg_c_ok" = 1 ]; then
+  # --error-exitcode: 99 means valgrind found errors or definite leaks;
+  # any other status but 0, failed specs or a crash
+  if count_busted .run/logs/busted-valgrind.log "$status" && [ "$status" -eq 0 ] && [ "$vg_c_ok" = 1 ]; then
     echo "valgrind: clean"
     passed=$((inner_passed + 1)) failed=$inner_failed
   else
-    echo "valgrind: errors or failures, see .run/logs/valgrind*.log:"
+    echo "valgrind: errors or failures (busted's exit status $status), see .run/logs/valgrind*.log:"
     cat .run/logs/valgrind*.log | head -60
     tail -n 20 .run/logs/busted-valgrind.log
     passed=$inner_passed failed=$((inner_failed + 1))
