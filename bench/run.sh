@@ -11,13 +11,17 @@ case "${1:-}" in
   query|chunks) bench=$1; shift ;;
 esac
 cd "$(dirname "$0")/.."
+root=$(pwd)
 bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2 >/dev/null
-bash scripts/servers.sh start
-trap 'bash scripts/servers.sh stop' EXIT
+# servers of this run's own, in a folder of its own
+mkdir -p .run
+run=$(mktemp -d "$root/.run/bench.XXXXXX")
+trap 'bash "$root/scripts/servers.sh" stop "$run"' EXIT
+SEMSTORE_RUN_OWNER=$$ bash scripts/servers.sh start "$run"
 # shellcheck disable=SC1091
-source .run/env
+source "$run/env"
 # backends fork from the postmaster and inherit its core
 taskset -a -cp 1 "$(head -n 1 "$SEMSTORE_TEST_PG_DATA/postmaster.pid")" >/dev/null
 export LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'

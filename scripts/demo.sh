@@ -8,10 +8,13 @@ root=$(pwd)
 bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j2 >/dev/null
-trap 'bash "$root/scripts/servers.sh" stop' EXIT
-bash scripts/servers.sh start
+# servers of this run's own, in a folder of its own
+mkdir -p .run
+run=$(mktemp -d "$root/.run/demo.XXXXXX")
+trap 'bash "$root/scripts/servers.sh" stop "$run"' EXIT
+SEMSTORE_RUN_OWNER=$$ bash scripts/servers.sh start "$run"
 # shellcheck disable=SC1091
-source .run/env
+source "$run/env"
 export LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
 semstore() { lua5.4 bin/semstore "$@"; }
 semstore migrate up --dir examples/migrations

@@ -1,41 +1,222 @@
 #!/usr/bin/env bash
 # Throwaway PostgreSQL 15 and Redis servers on loopback, for the demo, the
-# tests and the benchmarks.
-#   scripts/servers.sh start|stop|restart-pg|env
-# Data lives under .run/ (or a folder in /tmp when the checkout is not
-# reachable by the unprivileged user PostgreSQL must run as); .run/env holds
-# the addresses for `source`.
+# tests and the benchmarks. Each start is a run of its own: a folder under
+# .run/ (PostgreSQL's data goes to a folder in /tmp when the checkout is not
+# reachable by the unprivileged user PostgreSQL must run as), free loopback
+# ports, and an env file to `source`. stop stops its run's servers only, so
+# runs in several checkouts, or several in one, leave each other alone.
+#   scripts/servers.sh start [RUN]       start servers in the folder RUN (made when missing);
+#                                        without RUN, in a new .run/servers.XXXXXX, and .run/env
+#                                        then links to its env file
+#   scripts/servers.sh stop [RUN]        stop RUN's servers, remove RUN but for its logs/ folder
+#   scripts/servers.sh restart-pg [RUN]  restart RUN's PostgreSQL (SEMSTORE_TEST_RESTART_PG does)
+#   scripts/servers.sh env [RUN]         print the path of RUN's env file
+#   scripts/servers.sh logs RUN DEST     copy RUN's PostgreSQL and Redis logs into DEST
+# RUN defaults to the run .run/env links to (the last start without RUN).
+# SEMSTORE_PG_PORT and SEMSTORE_REDIS_PORT choose the ports, and start
+# refuses them when something listens there; otherwise free ones are picked.
+# With SEMSTORE_RUN_OWNER=PID the run belongs to that process: once it is
+# gone (a test run that was killed), the next start in this checkout stops
+# the run's leftover servers.
 set -euo pipefail
 
-root=$(cd "$(dirname "$0")/.." && pwd)
-run="$root/.run"
-pg_port=${SEMSTORE_PG_PORT:-55432}
-redis_port=${SEMSTORE_REDIS_PORT:-56379}
+root=$(cd "$(dirname "$0")/.." && pwd -P)
+runs="$root/.run"
 pg_bin=/usr/lib/postgresql/15/bin
 # initdb and postgres refuse to run as root
 pg_user=postgres
 
 as_pg() { runuser -u "$pg_user" -- "$@"; }
+die() { echo "servers.sh: $*" >&2; exit 1; }
 
-pg_data_dir() {
-  if [ -f "$run/pgdata-path" ]; then cat "$run/pgdata-path"; else echo "$run/pg"; fi
+# The run folder given (absolute, whether or not it exists), or the one
+# .run/env links to.
+run_dir() {
+  if [ -n "${1:-}" ]; then
+    realpath -m "$1"
+  elif [ -L "$runs/env" ]; then
+    dirname "$(readlink "$runs/env")"
+  else
+    die "no run folder given, and no $runs/env from a start without one"
+  fi
 }
 
-stop() {
-  local data
-  data=$(pg_data_dir)
+pg_data_dir() {
+  if [ -f "$1/pgdata-path" ]; then cat "$1/pgdata-path"; else echo "$1/pg"; fi
+}
+
+# The start time of process $1 (field 22 of /proc/PID/stat), empty when it
+# does not exist: with the pid it names one process, even after pid reuse.
+proc_start() {
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  echo "$stat" | awk '{ print $20 }'
+}
+
+# Whether something listens on TCP port $1, on any address, IPv4 or IPv6.
+port_busy() {
+  awk -v p="$(printf ':%04X' "$1")" 'FNR > 1 && $4 == "0A" && substr($2, length($2) - 4) == p { found = 1 }
+    END { exit !found }' /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+# A port nobody listens on, below the kernel's range for outgoing connections.
+pick_port() {
+  local lo p
+  read -r lo _ < /proc/sys/net/ipv4/ip_local_port_range
+  [ "$lo" -gt 21000 ] || lo=30000
+  for _ in $(seq 1 100); do
+    p=$((20000 + RANDOM % (lo - 20000)))
+    port_busy "$p" || { echo "$p"; return 0; }
+  done
+  die "found no free port between 20000 and $lo"
+}
+
+# The port $1 names, refused when busy, or a free one.
+choose_port() {
+  local given=$1 var=$2
+  if [ -n "$given" ]; then
+    [[ "$given" =~ ^[0-9]+$ ]] || die "$var=$given is not a port number"
+    if port_busy "$given"; then
+      die "port $given ($var) is busy: something else listens on it; choose another, or unset $var to have a free one picked"
+    fi
+    echo "$given"
+  else
+    pick_port
+  fi
+}
+
+# Stops Redis if the pid file names a redis-server running in this run's
+# folder (redis-server changes into its --dir), so never a stranger.
+stop_redis() {
+  local pidf="$1/redis/redis.pid" pid
+  [ -f "$pidf" ] || return 0
+  pid=$(cat "$pidf")
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$1/redis" ] || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do
+    [ -d "/proc/$pid" ] || return 0
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+# Stops the servers of run $1 and removes the run but for its logs/ folder.
+stop_run() {
+  local run=$1 data
+  [ -d "$run" ] || return 0
+  data=$(pg_data_dir "$run")
   if [ -f "$data/data/postmaster.pid" ]; then
     as_pg "$pg_bin/pg_ctl" -D "$data/data" -m immediate -w stop >/dev/null 2>&1 || true
   fi
-  if [ -f "$run/redis/redis.pid" ]; then
-    redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || kill "$(cat "$run/redis/redis.pid")" 2>/dev/null || true
-  fi
+  stop_redis "$run"
   case "$data" in "$run"/*|/tmp/semstore-pg.*) rm -rf "$data" ;; esac
-  rm -rf "$run"
+  if [ "$(readlink "$runs/env" 2>/dev/null)" = "$run/env" ]; then rm -f "$runs/env"; fi
+  find "$run" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} + 2>/dev/null || true
+  rmdir "$run" 2>/dev/null || true
+}
+
+# Stops the leftovers of runs in this checkout whose owner is gone.
+stop_orphans() {
+  local d pid st now
+  for d in "$runs"/*/; do
+    d=${d%/}
+    [ -f "$d/owner" ] || continue
+    read -r pid st < "$d/owner" || continue
+    now=$(proc_start "$pid")
+    [ -n "$now" ] && [ "$now" = "$st" ] && continue
+    echo "servers.sh: stopping the servers left by $d (its owner, pid $pid, is gone)" >&2
+    stop_run "$d"
+  done
+}
+
+copy_logs() {
+  local run=$1 dest=$2 data
+  mkdir -p "$dest"
+  data=$(pg_data_dir "$run")
+  if [ -f "$data/server.log" ]; then cp "$data/server.log" "$dest/postgresql.log"; fi
+  if [ -f "$run/redis/redis.log" ]; then cp "$run/redis/redis.log" "$dest/redis.log"; fi
+}
+
+# On a failed start: keep the logs, stop what did start.
+start_failed() {
+  trap - EXIT
+  copy_logs "$run" "$run/logs"
+  stop_run "$run"
+  echo "servers.sh: the servers did not start; their logs are in $run/logs" >&2
+}
+
+start_pg() {
+  local data=$1 port
+  for _ in 1 2 3 4 5; do
+    port=$(choose_port "${SEMSTORE_PG_PORT:-}" SEMSTORE_PG_PORT)
+    echo "port = $port" > "$data/data/port.conf"
+    chown "$pg_user" "$data/data/port.conf"
+    if as_pg "$pg_bin/pg_ctl" -D "$data/data" -l "$data/server.log" -w -t 60 start >/dev/null; then
+      pg_port=$port
+      return 0
+    fi
+    # another program may have taken the port since it was picked
+    grep -qE 'could not bind|could not create any TCP/IP sockets' "$data/server.log" 2>/dev/null || break
+    [ -z "${SEMSTORE_PG_PORT:-}" ] || break
+    echo "servers.sh: port $port was taken meanwhile, trying another" >&2
+  done
+  echo "servers.sh: PostgreSQL did not start:" >&2
+  tail -n 5 "$data/server.log" >&2 2>/dev/null || true
+  return 1
+}
+
+# Starts Redis and waits until the server answering on the port reports the
+# pid in this run's pid file.
+start_redis() {
+  local dir=$1 port pid
+  for _ in 1 2 3 4 5; do
+    port=$(choose_port "${SEMSTORE_REDIS_PORT:-}" SEMSTORE_REDIS_PORT)
+    : > "$dir/redis.log"
+    redis-server --port "$port" --bind 127.0.0.1 --daemonize yes --dir "$dir" \
+      --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save '' --appendonly no
+    for _ in $(seq 1 100); do
+      if [ -f "$dir/redis.pid" ]; then
+        pid=$(cat "$dir/redis.pid")
+        if [ "$(redis-cli -p "$port" info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p')" = "$pid" ]; then
+          redis_port=$port
+          return 0
+        fi
+      fi
+      grep -q 'aborting' "$dir/redis.log" && break
+      sleep 0.1
+    done
+    grep -q 'Address already in use' "$dir/redis.log" || break
+    [ -z "${SEMSTORE_REDIS_PORT:-}" ] || break
+    echo "servers.sh: port $port was taken meanwhile, trying another" >&2
+  done
+  echo "servers.sh: Redis did not start:" >&2
+  tail -n 5 "$dir/redis.log" >&2
+  return 1
 }
 
 start() {
-  stop
+  local link=0
+  # ports given that are busy: refused before anything is made
+  [ -z "${SEMSTORE_PG_PORT:-}" ] || choose_port "$SEMSTORE_PG_PORT" SEMSTORE_PG_PORT >/dev/null
+  [ -z "${SEMSTORE_REDIS_PORT:-}" ] || choose_port "$SEMSTORE_REDIS_PORT" SEMSTORE_REDIS_PORT >/dev/null
+  mkdir -p "$runs"
+  stop_orphans
+  if [ -n "${1:-}" ]; then
+    run=$(realpath -m "$1")
+    mkdir -p "$run"
+    [ ! -e "$run/env" ] || die "$run already has servers; stop them first"
+  else
+    run=$(mktemp -d "$runs/servers.XXXXXX")
+    link=1
+  fi
+  trap start_failed EXIT
+  # mktemp makes folders only their owner can enter
+  chmod 755 "$run"
+  if [ -n "${SEMSTORE_RUN_OWNER:-}" ]; then
+    echo "$SEMSTORE_RUN_OWNER $(proc_start "$SEMSTORE_RUN_OWNER")" > "$run/owner"
+  fi
   mkdir -p "$run/redis"
   id "$pg_user" >/dev/null 2>&1 || useradd --system --no-create-home "$pg_user"
   local data="$run/pg"
@@ -56,7 +237,7 @@ start() {
   rm -f "$pwfile"
   cat >> "$data/data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
-port = $pg_port
+include = 'port.conf'
 unix_socket_directories = '$data'
 fsync = off
 synchronous_commit = off
@@ -65,36 +246,45 @@ max_connections = 200
 shared_buffers = 128MB
 log_min_messages = warning
 CONF
-  as_pg "$pg_bin/pg_ctl" -D "$data/data" -l "$data/server.log" -w -t 60 start >/dev/null
-  PGPASSWORD=postgres psql -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+  start_pg "$data"
+  # the server answering is this run's own
+  local got
+  got=$(PGPASSWORD=postgres psql -X -q -At -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+    -c "show data_directory")
+  [ "$got" = "$data/data" ] || die "the PostgreSQL on port $pg_port serves $got, not $data/data"
+  PGPASSWORD=postgres psql -X -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -v ON_ERROR_STOP=1 \
     -c "create role semstore login superuser password 'semstore'" \
     -c "create database semstore_test owner semstore" >/dev/null
 
-  redis-server --port "$redis_port" --bind 127.0.0.1 --daemonize yes --dir "$run/redis" \
-    --pidfile "$run/redis/redis.pid" --logfile "$run/redis/redis.log" --save '' --appendonly no
-  for _ in $(seq 1 100); do
-    [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] && break
-    sleep 0.2
-  done
-  [ "$(redis-cli -p "$redis_port" ping 2>/dev/null)" = PONG ] || { echo "redis did not start" >&2; exit 1; }
+  start_redis "$run/redis"
 
   local url="postgresql://semstore:semstore@127.0.0.1:$pg_port/semstore_test"
-  cat > "$run/env" <<ENV
+  cat > "$run/env.tmp" <<ENV
 export DATABASE_URL=$url
 export SEMSTORE_TEST_DATABASE_URL=$url
 export SEMSTORE_TEST_PG_SUPERUSER_URL=postgresql://postgres:postgres@127.0.0.1:$pg_port/postgres
 export SEMSTORE_TEST_PG_PORT=$pg_port
 export SEMSTORE_TEST_PG_DATA=$data/data
-export SEMSTORE_TEST_RESTART_PG="bash $root/scripts/servers.sh restart-pg"
+export SEMSTORE_TEST_RESTART_PG=$(printf '%q' "bash $(printf '%q' "$root/scripts/servers.sh") restart-pg $(printf '%q' "$run")")
 export REDIS_URL=redis://127.0.0.1:$redis_port/0
 ENV
+  mv "$run/env.tmp" "$run/env"
+  [ "$link" = 0 ] || ln -sfn "$run/env" "$runs/env"
+  trap - EXIT
   echo "PostgreSQL on 127.0.0.1:$pg_port, Redis on 127.0.0.1:$redis_port (source $run/env)"
 }
 
 case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  restart-pg) as_pg "$pg_bin/pg_ctl" -D "$(pg_data_dir)/data" -m fast -w -t 60 restart >/dev/null ;;
-  env) echo "$run/env" ;;
-  *) echo "usage: $0 start|stop|restart-pg|env" >&2; exit 2 ;;
+  start) start "${2:-}" ;;
+  stop) stop_run "$(run_dir "${2:-}")" ;;
+  restart-pg)
+    run=$(run_dir "${2:-}")
+    as_pg "$pg_bin/pg_ctl" -D "$(pg_data_dir "$run")/data" -m fast -w -t 60 restart >/dev/null
+    ;;
+  env) echo "$(run_dir "${2:-}")/env" ;;
+  logs)
+    if [ -z "${2:-}" ] || [ -z "${3:-}" ]; then die "usage: $0 logs RUN DEST"; fi
+    copy_logs "$(run_dir "$2")" "$3"
+    ;;
+  *) echo "usage: $0 start|stop|restart-pg|env [RUN], or $0 logs RUN DEST" >&2; exit 2 ;;
 esac

@@ -67,8 +67,29 @@ describe("pool", function()
     local db = assert(semstore.connect())
     assert.are.equal("default", db.pg:name())
     assert.are.equal(1, assert(db.pg:query "select 1 as one")[1].one)
-    assert.are.equal(15, db.pg:stats().max) -- 5 + 10 overflow unless DB_POOL_* says otherwise
+    -- size + overflow, from DB_POOL_SIZE and DB_MAX_OVERFLOW or the defaults
+    local cfg = assert(semstore.config.pool_from_env())
+    local max = cfg.size + cfg.max_overflow
+    assert.are.equal(max, db.pg:stats().max)
+    -- and the pool lends that many connections, each a server process of its own
+    local conns, pids, n = {}, {}, 0
+    for i = 1, max do
+      conns[i] = assert(db.pg:acquire())
+      local pid = conns[i]:backend_pid()
+      if not pids[pid] then pids[pid], n = true, n + 1 end
+    end
+    assert.are.equal(max, n)
+    assert.are.equal(max, db.pg:stats().size)
+    for _, conn in ipairs(conns) do conn:release() end
     db:close()
+    -- with DB_POOL_* set, it lends that many and no more
+    local p = io.popen([[DB_POOL_SIZE=2 DB_MAX_OVERFLOW=1 DB_POOL_TIMEOUT=0.2 lua5.4 -e 'local s = require "semstore"; ]] ..
+      [[local db = assert(s.connect()); local held, n = {}, 0; while true do local c, err = db.pg:acquire(); ]] ..
+      [[if not c then io.write(n, " ", err.kind, " ", db.pg:stats().max, " ", db.pg:stats().size) break end; ]] ..
+      [[n = n + 1; held[n] = c end; for _, c in ipairs(held) do c:release() end' 2>&1]])
+    local out = p:read "a"
+    p:close()
+    assert.are.equal("3 pool 3 3", out)
   end)
 
   it("connects from POSTGRES_* or, with nothing set, libpq's PG* variables", function()

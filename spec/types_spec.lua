@@ -115,8 +115,23 @@ describe("types", function()
     end)
 
     it("unknown types come back as their text", function()
-      assert.are.equal("(1,2)", one "select point(1,2)::text as v")
+      -- none of these types' OIDs (600, 3614, 869, 1186) is in decoder_for's
+      -- list in csrc/lua/convert.c: they take its default case
+      assert.are.equal("(1,2)", one "select point(1,2) as v")
+      assert.are.equal("'a' 'b'", one "select 'b a'::tsvector as v")
+      assert.are.equal("192.168.0.1/24", one "select '192.168.0.1/24'::inet as v")
       assert.are.equal("1 day", one "select interval '1 day' as v")
+      -- types made here have OIDs that no list of known types can hold
+      local conn = assert(db.pg:acquire())
+      assert(conn:exec "begin; create type spec_mood as enum ('sad', 'happy'); create type spec_pair as (a int, b text)")
+      local rows, err = conn:query [[select 'happy'::spec_mood as mood, row(1, 'x y')::spec_pair as pair,
+        pg_typeof('happy'::spec_mood)::oid::int8 as mood_oid, pg_typeof(row(1, 'x')::spec_pair)::oid::int8 as pair_oid]]
+      assert(conn:exec "rollback")
+      conn:release()
+      assert(rows, err)
+      assert.is_true(rows[1].mood_oid >= 16384 and rows[1].pair_oid >= 16384, "user types' OIDs start at 16384")
+      assert.are.equal("happy", rows[1].mood)
+      assert.are.equal('(1,"x y")', rows[1].pair)
     end)
   end)
 
@@ -191,11 +206,40 @@ describe("types", function()
     end)
 
     it("an SQL injection attempt through a parameter is stored literally", function()
-      assert(db.pg:exec "create table if not exists injection_probe (s text)")
+      assert(db.pg:exec [[drop table if exists injection_probe, injection_sentinel;
+        create table injection_probe (s text); create table injection_sentinel (s text);
+        insert into injection_sentinel values ('still here')]])
+      local function rows_of(table_name)
+        local rows = assert(db.pg:query("select s from " .. table_name .. " order by s"))
+        local out = {}
+        for i, r in ipairs(rows) do out[i] = r.s end
+        return out
+      end
+      -- spliced into the statement, this would drop the table it goes into
       local evil = "'); drop table injection_probe; --"
       assert(db.pg:query("insert into injection_probe values ($1)", evil))
-      assert.are.equal(evil, one("select s as v from injection_probe where s = $1", evil))
-      assert(db.pg:exec "drop table injection_probe")
+      assert.are.same({ evil }, rows_of "injection_probe")
+      -- payloads aimed at another table, closing a quote the ways SQL, an
+      -- E'' string, dollar quoting and an array or JSON literal would
+      local payloads = { "x'); drop table injection_sentinel; --", "x\\'); drop table injection_sentinel; --",
+        "$$); drop table injection_sentinel; --", 'x"}\'); drop table injection_sentinel; --',
+        'x"}); drop table injection_sentinel; --' }
+      for _, p in ipairs(payloads) do
+        assert.are.equal(p, one("select $1::text as v", p))
+        assert(db.pg:query("insert into injection_probe values ($1)", p))
+        assert.are.same({ p, "a,b", '"' }, one("select $1::text[] as v", semstore.array { p, "a,b", '"' }))
+        assert(db.pg:query("insert into injection_probe select unnest($1::text[])", semstore.array { p }))
+        assert.are.same({ k = p, [p] = { p } }, one("select $1::jsonb as v", { k = p, [p] = semstore.array { p } }))
+        assert(db.pg:query("insert into injection_probe select $1::jsonb ->> 'k'", { k = p }))
+        assert.are.same({ "still here" }, rows_of "injection_sentinel")
+      end
+      local want = { evil }
+      for _, p in ipairs(payloads) do
+        for _ = 1, 3 do want[#want + 1] = p end
+      end
+      table.sort(want)
+      assert.are.same(want, rows_of "injection_probe")
+      assert(db.pg:exec "drop table injection_probe, injection_sentinel")
     end)
 
     it("refuses what it cannot bind, naming the parameter", function()
