@@ -333,3 +333,115 @@ describe("decoding edge cases", function()
     assert.are.equal(3, assert(db.pg:query "select 3 as a, 4 as b")[1].a)
   end)
 end)
+
+describe("review findings", function()
+  local db
+  setup(function() db = helpers.connect { size = 1, max_overflow = 0, timeout = 5, connect_timeout = 1 } end)
+  teardown(function()
+    helpers.assert_all_returned(db)
+    db:close()
+  end)
+
+  it("a COMMIT that takes longer than connect_timeout still commits", function()
+    local conn = assert(db.pg:acquire())
+    assert(conn:exec [[
+      create temp table slow_commit (x int);
+      create function pg_temp.slow() returns trigger language plpgsql as $$ begin perform pg_sleep(1.5); return null; end $$;
+      create constraint trigger slow_t after insert on slow_commit deferrable initially deferred
+        for each row execute function pg_temp.slow()]])
+    assert.are.equal("done", assert(conn:transaction(function(tx)
+      assert(tx:query "insert into slow_commit values (1)")
+      return "done"
+    end)))
+    assert.are.equal(1, assert(conn:query "select count(*)::int as n from slow_commit")[1].n)
+    conn:release()
+  end)
+
+  it("a transaction's function may yield, on a pool and on a connection", function()
+    for _, on_conn in ipairs { false, true } do
+      local conn = on_conn and assert(db.pg:acquire()) or nil
+      local target = conn or db.pg
+      local co = coroutine.create(function()
+        return target:transaction(function(tx)
+          assert(tx:query "select 1")
+          assert.are.equal("resumed", coroutine.yield "yielded")
+          return "done"
+        end)
+      end)
+      assert.are.same({ true, "yielded" }, { coroutine.resume(co) })
+      assert.are.same({ true, "done" }, { coroutine.resume(co, "resumed") })
+      -- an error after a yield still rolls back and gives the connection back
+      co = coroutine.create(function()
+        return target:transaction(function() coroutine.yield() error "late" end)
+      end)
+      coroutine.resume(co)
+      local ok, res, err = coroutine.resume(co)
+      assert.is_true(ok)
+      assert.is_nil(res)
+      assert.are.equal("callback", err.kind)
+      if conn then
+        assert.are.equal("idle", conn:transaction_status())
+        conn:release()
+      end
+      assert.are.equal(0, db.pg:stats().in_use)
+    end
+  end)
+
+  it("settimeout bounds the call even when the server cannot take the cancel request", function()
+    local data = assert(os.getenv "SEMSTORE_TEST_PG_DATA")
+    local postmaster = assert(io.open(data .. "/postmaster.pid")):read "l"
+    local conn = assert(db.pg:acquire())
+    assert(conn:settimeout(0.3))
+    -- a stopped postmaster takes no cancel request; resumed by the test, or in 8 s whatever happens
+    os.execute("kill -STOP " .. postmaster .. "; (sleep 8; kill -CONT " .. postmaster .. ") >/dev/null 2>&1 &")
+    local t0 = require("semstore.core").monotime()
+    local rows = conn:query "select pg_sleep(1.5) is null as v"
+    local took = require("semstore.core").monotime() - t0
+    os.execute("kill -CONT " .. postmaster)
+    -- the statement itself ends in 1.5 s: the caller is not held by the stuck cancel
+    assert.is_true(took < 3, "took " .. took .. " s")
+    assert.truthy(rows)
+    conn:release()
+  end)
+
+  it("a DO block's or a PREPARE's session state is reset", function()
+    assert(db.pg:exec "DO $$ BEGIN EXECUTE 'SET search_path = pg_catalog'; EXECUTE 'LISTEN from_do'; END $$")
+    local r = assert(db.pg:query [[select current_setting('search_path') as sp,
+      (select count(*)::int from pg_listening_channels()) as l]])[1]
+    assert.are.same({ sp = '"$user", public', l = 0 }, r)
+    assert(db.pg:exec "PREPARE spec_p AS SELECT 1")
+    assert(db.pg:exec "PREPARE spec_p AS SELECT 1")
+    assert.are.equal(3, assert(db.pg:query "select 3 as v")[1].v)
+    assert.are.equal(3, assert(db.pg:query "select 3 as v")[1].v)
+    local _, err = semstore.connect { name = "reset-typo", postgres = helpers.url, pool = { reset = "sometimes" } }
+    assert.are.equal("input", err.kind)
+  end)
+
+  it("a function that sets the session inside its body: kept by 'auto', undone by 'always'", function()
+    local function run(mode)
+      local p = helpers.connect({ size = 1, max_overflow = 0, reset = mode })
+      local conn = assert(p.pg:acquire())
+      assert(conn:exec [[create or replace function public.spec_set_uid() returns void language sql
+        as $$ select pg_catalog.set_config('app.uid', '7', false) $$]])
+      conn:release()
+      assert(p.pg:query "select 1 from public.spec_set_uid()")
+      local v = assert(p.pg:query "select coalesce(current_setting('app.uid', true), '') as v")[1].v
+      p:close()
+      return v
+    end
+    assert.are.equal("7", run "auto")
+    assert.are.equal("", run "always")
+    assert(db.pg:exec "drop function public.spec_set_uid()")
+  end)
+
+  it("a column named temperature costs no reset round trip", function()
+    local other = helpers.connect { size = 1, max_overflow = 0 }
+    local conn = assert(db.pg:acquire())
+    local pid = conn:backend_pid()
+    assert(conn:query "select 1 as temperature, 2 as template")
+    conn:release()
+    assert.are.equal("select 1 as temperature, 2 as template",
+      assert(other.pg:query("select query from pg_stat_activity where pid = $1", pid))[1].query)
+    other:close()
+  end)
+end)

@@ -120,4 +120,17 @@ describe("errors", function()
     assert.is_true(#err.message > 1000 and err.message == ("y"):rep(#err.message))
     assert.are.equal("postgres error P0001: " .. err.message, tostring(err))
   end)
+  it("a password libpq quotes bare in a connect error is hidden, as written and decoded", function()
+    for _, url in ipairs {
+      "postgresql://semstore:Super%Secret4@127.0.0.1:1/x",
+      "postgresql://semstore:Caf%C3%A9%zzSecret@127.0.0.1:1/x",
+      "host=127.0.0.1 port=1 password='Super%Secret4 x' sslmode=bogus",
+    } do
+      local d = semstore.connect { name = "secret-" .. #url, postgres = url, pool = { size = 1, max_overflow = 0 } }
+      local rows, err = (d and d.pg or {}).query and d.pg:query "select 1"
+      local text = tostring(err) .. " " .. tostring(rows)
+      assert.falsy(text:find("Secret", 1, true), text)
+      if d then d:close() end
+    end
+  end)
 end)

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
+#include <pthread.h>
+#include <time.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,11 +38,16 @@ struct ss_pg {
   /* the session may hold state a borrower left (settings, role, listeners,
    * advisory locks, temporary tables, cursors): reset before reuse */
   int session_dirty;
+  int user_prepared;     /* a borrower's PREPARE (or a DO block) may have named statements */
+  int ran_statement;     /* since the last reset */
+  int reset_always;      /* settings: reset after every borrow that ran a statement */
   int timed_out;         /* the current call passed its deadline and was cancelled */
   double call_timeout;   /* seconds a call may wait for the server, 0 = no limit */
   double deadline;       /* of the call under way (monotonic), 0 = none */
+  double limit;          /* the timeout that set it, for messages */
   double service_timeout; /* for the pool's own round trips */
   unsigned savepoints;   /* names nested savepoints */
+  struct ss_cancel_req *cancel; /* the last cancel request sent, maybe still on its way */
   int cache_max, cache_count;
   unsigned long next_id;
   stmt *buckets[BUCKETS];
@@ -73,15 +80,21 @@ void ss_pg_settings_free(ss_pg_settings *s) {
   free(s);
 }
 
-static void set_connection_error(ss_pg *pg, ss_error *err, const char *what) {
+static void set_connection_error_for(ss_pg *pg, const char *conninfo, ss_error *err, const char *what) {
   char msg[sizeof err->message];
   const char *raw = pg && pg->conn ? PQerrorMessage(pg->conn) : "";
   size_t n;
-  ss_redact(raw, msg, sizeof msg);
+  /* libpq may quote a piece of the conninfo (a bad percent-encoded
+   * password) with nothing around it that says it is one */
+  ss_redact_conninfo_secrets(raw, conninfo, msg, sizeof msg);
   n = strlen(msg);
   while (n && (msg[n - 1] == '\n' || msg[n - 1] == ' ')) msg[--n] = '\0';
   ss_error_set(err, SS_ERR_CONNECTION, "%s%s%s", what, *msg ? ": " : "", msg);
   if (pg) pg->broken = 1;
+}
+
+static void set_connection_error(ss_pg *pg, ss_error *err, const char *what) {
+  set_connection_error_for(pg, NULL, err, what);
 }
 
 /* NOTICEs are dropped (libpq would print them to stderr). A FATAL one
@@ -117,19 +130,24 @@ ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err) {
   if (!*s->conninfo) vals[8] = NULL; /* libpq's PG* variables and service files */
   pg->conn = PQconnectdbParams(keys, vals, 1);
   if (!pg->conn || PQstatus(pg->conn) != CONNECTION_OK) {
-    set_connection_error(pg, err, "could not connect to PostgreSQL");
+    set_connection_error_for(pg, s->conninfo, err, "could not connect to PostgreSQL");
     ss_pg_close(pg);
     return NULL;
   }
   pg->cache_max = s->statement_cache_size > 0 ? s->statement_cache_size : 1;
   pg->service_timeout = s->connect_timeout_s > 0 ? s->connect_timeout_s : 10;
+  pg->reset_always = s->reset_always;
   PQsetNoticeReceiver(pg->conn, on_notice, pg);
   return pg;
 }
 
+struct ss_cancel_req;
+static void cancel_unref(struct ss_cancel_req *r);
+
 void ss_pg_close(ss_pg *pg) {
   int i;
   if (!pg) return;
+  if (pg->cancel) cancel_unref(pg->cancel);
   for (i = 0; i < BUCKETS; i++) {
     stmt *st = pg->buckets[i];
     while (st) {
@@ -169,7 +187,7 @@ server:
   if (pg->timed_out && strcmp(err->code, "57014") == 0) {
     /* our own cancel request, sent when the call's time ran out */
     ss_error_set(err, SS_ERR_TIMEOUT, "the statement ran past the call's timeout of %g s and was cancelled",
-                 pg->call_timeout);
+                 pg->limit);
     ss_strlcpy(err->code, "57014", sizeof err->code);
   }
   /* Class 08 (connection exception) and 57P01-57P03 (shutdown, crash,
@@ -198,15 +216,110 @@ static int is_copy(const PGresult *res) {
 /* Starts a call: its deadline comes from the connection's call timeout. */
 static void start_call(ss_pg *pg, double timeout) {
   pg->timed_out = 0;
+  pg->limit = timeout;
   pg->deadline = timeout > 0 ? ss_monotonic() + timeout : 0;
 }
 
-int ss_pg_cancel(ss_pg *pg) {
+/* PQcancel connects to the server and waits for it: a stopped server or
+ * a cut network would hold the caller past its deadline. It runs on a
+ * detached thread of its own instead, with its own copy of what a cancel
+ * request needs (PGcancel outlives the connection). Shared by the thread
+ * and the connection, freed by whichever lets go last. */
+struct ss_cancel_req {
+  PGcancel *cancel;
+  int refs, done;
+  pthread_mutex_t lock;
+  pthread_cond_t delivered;
+};
+
+static void cancel_unref(struct ss_cancel_req *r) {
+  int last;
+  pthread_mutex_lock(&r->lock);
+  last = --r->refs == 0;
+  pthread_mutex_unlock(&r->lock);
+  if (!last) return;
+  PQfreeCancel(r->cancel);
+  pthread_mutex_destroy(&r->lock);
+  pthread_cond_destroy(&r->delivered);
+  free(r);
+}
+
+static void *send_cancel(void *arg) {
+  struct ss_cancel_req *r = arg;
   char msg[256];
-  PGcancel *c = PQgetCancel(pg->conn);
-  int ok = c && PQcancel(c, msg, sizeof msg);
-  if (c) PQfreeCancel(c);
-  return ok ? 0 : -1;
+  PQcancel(r->cancel, msg, sizeof msg);
+  pthread_mutex_lock(&r->lock);
+  r->done = 1;
+  pthread_cond_broadcast(&r->delivered);
+  pthread_mutex_unlock(&r->lock);
+  cancel_unref(r);
+  return NULL;
+}
+
+/* Before the connection runs anything else, a cancel request sent for it
+ * must have arrived, or it would cancel that instead. It normally has
+ * (the server answered the cancelled statement); one still on its way
+ * after CANCEL_SETTLE seconds means the server cannot take it: the
+ * connection is given up. */
+#define CANCEL_SETTLE 1.0
+static void settle_cancel(ss_pg *pg) {
+  struct ss_cancel_req *r = pg->cancel;
+  struct timespec ts;
+  if (!r) return;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += (time_t)CANCEL_SETTLE;
+  pthread_mutex_lock(&r->lock);
+  while (!r->done)
+    if (pthread_cond_timedwait(&r->delivered, &r->lock, &ts) == ETIMEDOUT) break;
+  if (!r->done) pg->broken = 1;
+  pthread_mutex_unlock(&r->lock);
+  if (!pg->broken) {
+    cancel_unref(r);
+    pg->cancel = NULL;
+  }
+}
+
+/* Whether a cancel request sent for this connection may still arrive: it
+ * would then cancel whatever the connection runs next, so such a
+ * connection is not used again. */
+static int cancel_in_flight(const ss_pg *pg) {
+  int done;
+  if (!pg->cancel) return 0;
+  pthread_mutex_lock(&pg->cancel->lock);
+  done = pg->cancel->done;
+  pthread_mutex_unlock(&pg->cancel->lock);
+  return !done;
+}
+
+int ss_pg_cancel(ss_pg *pg) {
+  struct ss_cancel_req *r;
+  pthread_attr_t attr;
+  pthread_t t;
+  int ok;
+  if (cancel_in_flight(pg)) return 0; /* one is on its way */
+  if (pg->cancel) {
+    cancel_unref(pg->cancel);
+    pg->cancel = NULL;
+  }
+  if (!(r = calloc(1, sizeof *r))) return -1;
+  if (!(r->cancel = PQgetCancel(pg->conn))) {
+    free(r);
+    return -1;
+  }
+  pthread_mutex_init(&r->lock, NULL);
+  pthread_cond_init(&r->delivered, NULL);
+  r->refs = 2;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  ok = pthread_create(&t, &attr, send_cancel, r) == 0;
+  pthread_attr_destroy(&attr);
+  if (!ok) {
+    r->refs = 1;
+    cancel_unref(r);
+    return -1;
+  }
+  pg->cancel = r;
+  return 0;
 }
 
 /* Waits until the socket is readable (want_write: writable), up to the
@@ -307,11 +420,18 @@ static int starts_word(const char *sql, const char *at) {
  * transaction in a way its command tag does not show: set_config(...,
  * false), advisory locks, temporary tables made by CREATE ... AS or
  * SELECT INTO (tag SELECT). Over-matching costs one round trip at release. */
+static int ends_word(const char *at) { return !(isalnum((unsigned char)*at) || *at == '_'); }
+
 static int text_touches_session(const char *sql) {
+  static const char *const words[] = {"temp", "temporary", "pg_temp", NULL};
   const char *p;
+  int k;
   if (strcasestr(sql, "set_config") || strcasestr(sql, "advisory")) return 1;
-  for (p = sql; (p = strcasestr(p, "temp")); p++)
-    if (starts_word(sql, p) || (p - sql >= 3 && strncasecmp(p - 3, "pg_", 3) == 0)) return 1;
+  for (k = 0; words[k]; k++) {
+    size_t n = strlen(words[k]);
+    for (p = sql; (p = strcasestr(p, words[k])); p++)
+      if (starts_word(sql, p) && ends_word(p + n)) return 1;
+  }
   return 0;
 }
 
@@ -325,7 +445,10 @@ static int tag_touches_session(const char *tag) {
 }
 
 static void note_result(ss_pg *pg, const PGresult *res) {
-  if (tag_touches_session(PQcmdStatus((PGresult *)res))) pg->session_dirty = 1;
+  const char *tag = PQcmdStatus((PGresult *)res);
+  if (tag_touches_session(tag)) pg->session_dirty = 1;
+  /* a DO block may do any of it, PREPARE and LISTEN included, out of sight */
+  if (strcmp(tag, "PREPARE") == 0 || strcmp(tag, "DO") == 0) pg->session_dirty = pg->user_prepared = 1;
 }
 
 /* ---- prepared statement cache ---- */
@@ -370,6 +493,13 @@ static void forget(ss_pg *pg, stmt *st, int deallocate) {
   }
   free(st->key);
   free(st);
+}
+
+/* After DEALLOCATE ALL: the cache forgets every statement (the server
+ * already did), and which ones were seen once. */
+static void forget_all(ss_pg *pg) {
+  while (pg->oldest) forget(pg, pg->oldest, 0);
+  memset(pg->seen, 0, sizeof pg->seen);
 }
 
 static char *make_key(const char *sql, int n, const Oid *types, size_t *len) {
@@ -468,6 +598,10 @@ static int plan_changed(const PGresult *res) {
  * stream whose decoding raised, rows not iterated to the end) is read and
  * dropped first. -1 with err set when the connection is busy otherwise. */
 static int ready(ss_pg *pg, ss_error *err) {
+  settle_cancel(pg);
+  if (cancel_in_flight(pg))
+    return ss_error_set(err, SS_ERR_CONNECTION, "a cancel request for this connection could not be delivered; "
+                                                "the connection was given up");
   if (pg->broken) return ss_pg_fail(pg, NULL, err);
   if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE) drain(pg);
   if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE || pg->broken) return ss_pg_fail(pg, NULL, err);
@@ -488,6 +622,7 @@ static PGresult *run(ss_pg *pg, const char *sql, int n, const Oid *types, const 
   int attempt;
   start_call(pg, pg->call_timeout);
   if (ready(pg, err)) return NULL;
+  pg->ran_statement = 1;
   if (text_touches_session(sql)) pg->session_dirty = 1;
   for (attempt = 0; attempt < 2; attempt++) {
     int idle = PQtransactionStatus(pg->conn) == PQTRANS_IDLE, sent;
@@ -603,6 +738,7 @@ static PGresult *exec_simple(ss_pg *pg, const char *sql, ss_error *err) {
 
 PGresult *ss_pg_exec(ss_pg *pg, const char *sql, ss_error *err) {
   start_call(pg, pg->call_timeout);
+  pg->ran_statement = 1;
   if (text_touches_session(sql)) pg->session_dirty = 1;
   return exec_simple(pg, sql, err);
 }
@@ -654,7 +790,9 @@ int ss_pg_tx_end(ss_pg *pg, ss_pg_tx *tx, int commit, ss_error *err) {
   PGTransactionStatusType st;
   if (!tx->open) return commit ? 0 : -1;
   tx->open = 0;
-  start_call(pg, pg->call_timeout > 0 ? pg->call_timeout : pg->service_timeout);
+  /* a COMMIT may take long (deferred constraints, synchronous replication):
+   * it waits like any call; only a rollback is bounded by the pool's own limit */
+  start_call(pg, commit || pg->call_timeout > 0 ? pg->call_timeout : pg->service_timeout);
   if (ready(pg, err)) return -1;
   st = PQtransactionStatus(pg->conn);
   if (st == PQTRANS_IDLE) {
@@ -673,7 +811,12 @@ int ss_pg_tx_end(ss_pg *pg, ss_pg_tx *tx, int commit, ss_error *err) {
   if (commit) {
     if (tx->savepoint) snprintf(sql, sizeof sql, "RELEASE SAVEPOINT semstore_sp_%u", tx->savepoint);
     else ss_strlcpy(sql, "COMMIT", sizeof sql);
-    if (!(res = exec_simple(pg, sql, err))) return -1;
+    if (!(res = exec_simple(pg, sql, err))) {
+      /* the savepoint is gone: a ROLLBACK and a new BEGIN ran inside */
+      if (tx->savepoint && strcmp(err->code, "3B001") == 0)
+        ss_error_set(err, SS_ERR_INPUT, "the transaction was ended inside its own function (a COMMIT or ROLLBACK ran there)");
+      return -1;
+    }
     /* COMMIT of a transaction that failed answers ROLLBACK */
     if (!tx->savepoint && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
       PQclear(res);
@@ -702,6 +845,7 @@ int ss_pg_copy_begin(ss_pg *pg, const char *sql, ss_error *err) {
   PGresult *res;
   start_call(pg, pg->call_timeout);
   if (ready(pg, err)) return -1;
+  pg->ran_statement = 1;
   if (text_touches_session(sql)) pg->session_dirty = 1;
   if (!PQsendQuery(pg->conn, sql)) return ss_pg_fail(pg, NULL, err);
   res = next_result(pg);
@@ -762,6 +906,7 @@ int ss_pg_copy_out_begin(ss_pg *pg, const char *sql, ss_error *err) {
   PGresult *res;
   start_call(pg, pg->call_timeout);
   if (ready(pg, err)) return -1;
+  pg->ran_statement = 1;
   if (text_touches_session(sql)) pg->session_dirty = 1;
   if (!PQsendQuery(pg->conn, sql)) return ss_pg_fail(pg, NULL, err);
   res = next_result(pg);
@@ -904,6 +1049,7 @@ static int op_reset(void *ctx, void *conn) {
   PGnotify *n;
   (void)ctx;
   pg->call_timeout = 0;
+  settle_cancel(pg);
   if (ss_pg_is_broken(pg)) return -1;
   start_call(pg, pg->service_timeout);
   /* rows a reader did not take to the end, a COPY left under way */
@@ -919,10 +1065,13 @@ static int op_reset(void *ctx, void *conn) {
   default:
     return -1;
   }
+  if (pg->reset_always && pg->ran_statement) pg->session_dirty = 1;
   if (pg->session_dirty) {
-    if (exec_internal(pg, SESSION_RESET, &ignored)) return -1;
-    pg->session_dirty = 0;
+    if (exec_internal(pg, pg->user_prepared ? SESSION_RESET "; DEALLOCATE ALL" : SESSION_RESET, &ignored)) return -1;
+    if (pg->user_prepared) forget_all(pg);
+    pg->session_dirty = pg->user_prepared = 0;
   }
+  pg->ran_statement = 0;
   /* notifications for the listeners just dropped belong to the borrower before */
   while ((n = PQnotifies(pg->conn))) PQfreemem(n);
   return ss_pg_is_broken(pg) ? -1 : 0;

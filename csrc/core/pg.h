@@ -21,6 +21,8 @@ typedef struct {
   int idle_in_transaction_timeout_ms;
   int statement_cache_size;  /* prepared statements kept per connection */
   int null_as_nil;           /* how the binding hands NULL columns over: absent instead of a null value */
+  int reset_always;          /* reset the session after every borrow that ran a statement, not only
+                                when one looked like it changed the session */
 } ss_pg_settings;
 
 /* Copies conninfo; free with ss_pg_settings_free. NULL on out of memory. */

@@ -292,3 +292,73 @@ void ss_redact_message(const char *in, const char *statement, char *out, size_t 
 }
 
 void ss_redact(const char *in, char *out, size_t outsz) { ss_redact_message(in, NULL, out, outsz); }
+
+/* Replaces every occurrence of secret[0..n) in buf (NUL-terminated, room
+ * for size bytes) by "***". */
+static void replace_all(char *buf, size_t size, const char *secret, size_t n) {
+  char tmp[2048];
+  size_t o = 0;
+  const char *p = buf;
+  if (n == 0 || size > sizeof tmp) return;
+  while (*p && o + 4 < size) {
+    if (strncmp(p, secret, n) == 0) {
+      memcpy(tmp + o, "***", 3);
+      o += 3;
+      p += n;
+    } else {
+      tmp[o++] = *p++;
+    }
+  }
+  tmp[o] = '\0';
+  memcpy(buf, tmp, o + 1);
+}
+
+static int hexdigit(char c) {
+  return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Hides secret[0..n) and its percent-decoded form. */
+static void hide(char *buf, size_t size, const char *secret, size_t n) {
+  char dec[256];
+  size_t i, d = 0;
+  replace_all(buf, size, secret, n);
+  for (i = 0; i < n && d + 1 < sizeof dec; i++) {
+    if (secret[i] == '%' && i + 2 < n + 0 && hexdigit(secret[i + 1]) >= 0 && hexdigit(secret[i + 2]) >= 0) {
+      dec[d++] = (char)(hexdigit(secret[i + 1]) * 16 + hexdigit(secret[i + 2]));
+      i += 2;
+    } else {
+      dec[d++] = secret[i];
+    }
+  }
+  if (d != n) replace_all(buf, size, dec, d);
+}
+
+void ss_redact_conninfo_secrets(const char *in, const char *conninfo, char *out, size_t outsz) {
+  const char *p;
+  ss_redact(in, out, outsz);
+  if (!conninfo) return;
+  /* scheme://user:secret@host */
+  if ((p = strstr(conninfo, "://"))) {
+    const char *start = p + 3, *end = start, *at = NULL, *colon;
+    while (*end && *end != '/' && *end != '?') {
+      if (*end == '@') at = end;
+      end++;
+    }
+    if (at && (colon = memchr(start, ':', (size_t)(at - start)))) hide(out, outsz, colon + 1, (size_t)(at - colon - 1));
+  }
+  /* password=secret, as a keyword or a URI query parameter */
+  for (p = conninfo; (p = strcasestr(p, "password")); p += 8) {
+    const char *v = p + 8, *e;
+    while (*v == ' ' || *v == '\t') v++;
+    if (*v != '=') continue;
+    v++;
+    while (*v == ' ' || *v == '\t') v++;
+    if (*v == '\'') {
+      for (e = ++v; *e && *e != '\''; e++)
+        if (*e == '\\' && e[1]) e++;
+    } else {
+      for (e = v; *e && *e != ' ' && *e != '&' && *e != '\t'; e++) {}
+    }
+    hide(out, outsz, v, (size_t)(e - v));
+  }
+}

@@ -21,4 +21,9 @@ void ss_redact(const char *in, char *out, size_t outsz);
  * statement may be NULL. Same bound on the output. */
 void ss_redact_message(const char *in, const char *statement, char *out, size_t outsz);
 
+/* ss_redact, and also every occurrence of a password that conninfo (a URL
+ * or key=value string) holds, as written there or percent-decoded: libpq's
+ * parse errors may quote it bare ("invalid percent-encoded token"). */
+void ss_redact_conninfo_secrets(const char *in, const char *conninfo, char *out, size_t outsz);
+
 #endif

@@ -92,26 +92,45 @@ ss_conn *ss_conn_for(lua_State *L, int idx, int *owned, ss_error *err) {
   return c;
 }
 
+/* What ss_conn_call's continuation needs: kept in a userdata on the
+ * stack, since the body may yield (a coroutine inside a transaction). */
+typedef struct {
+  ss_conn *c;
+  int owned;
+  void *ud;
+  void (*on_raise)(void *ud);
+} call_state;
+
+static int call_after(lua_State *L, int status, lua_KContext top) {
+  call_state *cs = lua_touserdata(L, (int)top + 1);
+  cs->c->busy = 0;
+  if (status != LUA_OK && status != LUA_YIELD) {
+    if (cs->on_raise) cs->on_raise(cs->ud);
+    if (cs->owned) ss_conn_release(cs->c);
+    return lua_error(L);
+  }
+  if (cs->owned) ss_conn_release(cs->c);
+  return lua_gettop(L) - ((int)top + 1);
+}
+
 int ss_conn_call(lua_State *L, ss_conn *c, int owned, lua_CFunction body, void *ud, int busy,
                  void (*on_raise)(void *ud)) {
-  int top = lua_gettop(L), k, status;
-  if (!lua_checkstack(L, top + 2)) {
+  int top = lua_gettop(L), k;
+  call_state *cs;
+  if (!lua_checkstack(L, top + 3)) {
     if (owned) ss_conn_release(c);
     return luaL_error(L, "no room on the Lua stack");
   }
+  cs = ss_newuserdata(L, sizeof *cs); /* at top + 1 */
+  cs->c = c;
+  cs->owned = owned;
+  cs->ud = ud;
+  cs->on_raise = on_raise;
   lua_pushlightuserdata(L, ud);
   lua_pushcclosure(L, body, 1);
   for (k = 1; k <= top; k++) lua_pushvalue(L, k);
   c->busy = busy;
-  status = lua_pcall(L, top, LUA_MULTRET, 0);
-  c->busy = 0;
-  if (status != LUA_OK) {
-    if (on_raise) on_raise(ud);
-    if (owned) ss_conn_release(c);
-    return lua_error(L);
-  }
-  if (owned) ss_conn_release(c);
-  return lua_gettop(L) - top;
+  return call_after(L, lua_pcallk(L, top, LUA_MULTRET, 0, top, call_after), top);
 }
 
 static ss_conn *check_conn(lua_State *L) { return luaL_checkudata(L, 1, SS_CONN_MT); }
@@ -216,45 +235,56 @@ static void push_callback_error(lua_State *L, int idx) {
   ss_push_error(L, &err);
 }
 
+/* conn:transaction's second half, on (conn, fn, opts, tx) and what fn
+ * returned or raised; a continuation, since fn may yield. */
+static int tx_after(lua_State *L, int status, lua_KContext ctx) {
+  ss_conn *c = lua_touserdata(L, 1);
+  ss_pg_tx *tx = lua_touserdata(L, 4);
+  int n = lua_gettop(L) - 4;
+  ss_error err;
+  (void)ctx;
+  ss_error_clear(&err);
+  if (!c->item) { /* released inside: the pool rolled it back */
+    ss_error_set(&err, SS_ERR_INPUT, "the connection was released inside its transaction, which was rolled back");
+    return ss_push_fail(L, &err);
+  }
+  ss_conn_end_stream(c); /* a copy_to or rows loop fn left unfinished */
+  if (status != LUA_OK && status != LUA_YIELD) {
+    ss_pg_tx_end(c->item->conn, tx, 0, &err);
+    lua_pushnil(L);
+    push_callback_error(L, -2);
+    return 2;
+  }
+  if (n >= 2 && lua_isnil(L, 5) && !lua_isnil(L, 6)) { /* fn returned nil, err */
+    ss_pg_tx_end(c->item->conn, tx, 0, &err);
+    lua_pushnil(L);
+    lua_pushvalue(L, 6);
+    return 2;
+  }
+  if (ss_pg_tx_end(c->item->conn, tx, 1, &err)) return ss_push_fail(L, &err);
+  if (n == 0 || lua_isnil(L, 5)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  return n;
+}
+
 int ss_run_transaction(lua_State *L) {
   ss_conn *c = luaL_checkudata(L, 1, SS_CONN_MT);
-  ss_pg_tx tx;
+  ss_pg_tx *tx;
   ss_error err;
   char mode[96];
-  int status, n;
   ss_error_clear(&err);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 3);
   if (!c->item) return luaL_error(L, "this connection was released");
   if (c->busy || c->streaming) return luaL_error(L, "this connection is in use by a repository call that is still running");
   if (tx_mode(L, 3, mode, sizeof mode, &err)) return ss_push_fail(L, &err);
-  if (ss_pg_tx_begin(c->item->conn, &tx, mode, &err)) return ss_push_fail(L, &err);
+  tx = ss_newuserdata(L, sizeof *tx); /* at 4: the savepoint's name must outlive a yield */
+  if (ss_pg_tx_begin(c->item->conn, tx, mode, &err)) return ss_push_fail(L, &err);
   lua_pushvalue(L, 2);
   lua_pushvalue(L, 1);
-  status = lua_pcall(L, 1, LUA_MULTRET, 0);
-  n = lua_gettop(L) - 3;
-  if (!c->item) { /* released inside: the pool rolled it back */
-    ss_error_set(&err, SS_ERR_INPUT, "the connection was released inside its transaction, which was rolled back");
-    return ss_push_fail(L, &err);
-  }
-  if (status != LUA_OK) {
-    ss_pg_tx_end(c->item->conn, &tx, 0, &err);
-    lua_pushnil(L);
-    push_callback_error(L, -2);
-    return 2;
-  }
-  if (n >= 2 && lua_isnil(L, 4) && !lua_isnil(L, 5)) { /* fn returned nil, err */
-    ss_pg_tx_end(c->item->conn, &tx, 0, &err);
-    lua_pushnil(L);
-    lua_pushvalue(L, 5);
-    return 2;
-  }
-  if (ss_pg_tx_end(c->item->conn, &tx, 1, &err)) return ss_push_fail(L, &err);
-  if (n == 0 || lua_isnil(L, 4)) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
-  return n;
+  return tx_after(L, lua_pcallk(L, 1, LUA_MULTRET, 0, 0, tx_after), 0);
 }
 
 /* ---- timeouts, notifications, COPY ---- */

@@ -43,13 +43,13 @@ static int ms(double seconds) { return seconds > 0 ? (int)(seconds * 1000 + 0.5)
 /* core.pool_open{name=, conninfo=, size=, max_overflow=, timeout=, recycle=,
  * idle_timeout=, pre_ping=, ping_after_idle=, application_name=,
  * connect_timeout=, statement_timeout=, lock_timeout=,
- * idle_in_transaction_timeout=, statement_cache_size=, null=} (times in seconds) */
+ * idle_in_transaction_timeout=, statement_cache_size=, null=, reset=} (times in seconds) */
 static int pool_open(lua_State *L) {
   ss_pool_config cfg;
   ss_pg_settings *s;
   ss_error err;
   double size, overflow, connect_timeout, stmt_timeout, lock_timeout, idle_tx, cache;
-  const char *name, *conninfo, *app, *null_mode;
+  const char *name, *conninfo, *app, *null_mode, *reset_mode;
   pool_ud *u;
   ss_error_clear(&err);
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -65,6 +65,12 @@ static int pool_open(lua_State *L) {
   null_mode = lua_isstring(L, -1) ? lua_tostring(L, -1) : lua_isnil(L, -1) ? "null" : "";
   if (strcmp(null_mode, "null") != 0 && strcmp(null_mode, "nil") != 0) {
     ss_error_set(&err, SS_ERR_INPUT, "option 'null' must be \"null\" (semstore.null) or \"nil\"");
+    return ss_push_fail(L, &err);
+  }
+  lua_getfield(L, 1, "reset");
+  reset_mode = lua_isstring(L, -1) ? lua_tostring(L, -1) : lua_isnil(L, -1) ? "auto" : "";
+  if (strcmp(reset_mode, "auto") != 0 && strcmp(reset_mode, "always") != 0) {
+    ss_error_set(&err, SS_ERR_INPUT, "option 'reset' must be \"auto\" or \"always\"");
     return ss_push_fail(L, &err);
   }
   if (opt_number(L, "size", 5, 1, 10000, 1, &size, &err) ||
@@ -92,6 +98,7 @@ static int pool_open(lua_State *L) {
   s->idle_in_transaction_timeout_ms = ms(idle_tx);
   s->statement_cache_size = (int)cache;
   s->null_as_nil = strcmp(null_mode, "nil") == 0;
+  s->reset_always = strcmp(reset_mode, "always") == 0;
   u = ss_newuserdata(L, sizeof *u);
   u->pool = NULL;
   luaL_setmetatable(L, SS_POOL_MT);

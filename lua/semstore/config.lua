@@ -93,7 +93,7 @@ end
 -- conninfo aside (connect gives those).
 local POOL_OPTIONS = { "size", "max_overflow", "timeout", "recycle", "statement_timeout", "pre_ping",
   "idle_timeout", "ping_after_idle", "connect_timeout", "lock_timeout", "idle_in_transaction_timeout",
-  "statement_cache_size", "application_name" }
+  "statement_cache_size", "application_name", "reset" }
 
 -- Pool settings: explicit options win over DB_POOL_* variables, which win
 -- over the defaults (5 + 10 overflow, 30 s wait, 3600 s lifetime, pre-ping).
