@@ -445,3 +445,35 @@ describe("review findings", function()
     other:close()
   end)
 end)
+
+describe("statements prepared again", function()
+  local db
+  setup(function()
+    db = helpers.connect { size = 1, max_overflow = 0 }
+    assert(db.pg:exec [[
+      drop sequence if exists prep_seq; create sequence prep_seq;
+      create or replace function prep_unsupported() returns int language plpgsql as
+        $$ begin raise exception 'nope' using errcode = 'feature_not_supported'; end $$;
+      drop table if exists prep_shape; create table prep_shape (a int); insert into prep_shape values (1)]])
+  end)
+  teardown(function()
+    assert(db.pg:exec "drop sequence prep_seq; drop function prep_unsupported(); drop table prep_shape")
+    db:close()
+  end)
+
+  it("a 0A000 that is the statement's own error does not run it twice", function()
+    for _ = 1, 3 do
+      local rows, err = db.pg:query "select nextval('prep_seq') + prep_unsupported() as v"
+      assert.is_nil(rows)
+      assert.are.equal("0A000", err.code)
+    end
+    -- three calls, three nextval: none ran again
+    assert.are.equal(3, assert(db.pg:query "select last_value::int as v from prep_seq")[1].v)
+  end)
+
+  it("a table whose shape changed under a prepared statement is prepared again transparently", function()
+    for _ = 1, 2 do assert.are.same({ a = 1 }, assert(db.pg:query "select * from prep_shape")[1]) end
+    assert(db.pg:exec "alter table prep_shape add column b int default 2")
+    assert.are.same({ a = 1, b = 2 }, assert(db.pg:query "select * from prep_shape")[1])
+  end)
+end)
