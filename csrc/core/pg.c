@@ -841,32 +841,38 @@ int ss_pg_tx_end(ss_pg *pg, ss_pg_tx *tx, int commit, ss_error *err) {
 
 /* ---- COPY ---- */
 
-int ss_pg_copy_begin(ss_pg *pg, const char *sql, ss_error *err) {
+/* Runs a COPY statement and checks it entered the mode asked for
+ * (PGRES_COPY_IN or PGRES_COPY_OUT); any other outcome is ended and
+ * refused, and the connection is left idle. */
+static int copy_start(ss_pg *pg, const char *sql, ExecStatusType want, ss_error *err) {
   PGresult *res;
+  const char *what = want == PGRES_COPY_IN ? "COPY ... FROM STDIN" : "COPY ... TO STDOUT";
   start_call(pg, pg->call_timeout);
   if (ready(pg, err)) return -1;
   pg->ran_statement = 1;
   if (text_touches_session(sql)) pg->session_dirty = 1;
   if (!PQsendQuery(pg->conn, sql)) return ss_pg_fail(pg, NULL, err);
   res = next_result(pg);
-  if (res && PQresultStatus(res) == PGRES_COPY_IN) {
+  if (res && PQresultStatus(res) == want) {
     PQclear(res);
     return 0;
   }
-  if (is_copy(res)) { /* COPY ... TO STDOUT given to copy_from */
+  if (is_copy(res)) { /* the other direction */
     refuse_copy(pg, res, err);
-    return ss_error_set(err, SS_ERR_INPUT, "not a COPY ... FROM STDIN statement: %s", sql);
+    return ss_error_set(err, SS_ERR_INPUT, "the statement is not a %s", what);
   }
   if (result_ok(res)) {
     PQclear(res);
     drain(pg);
-    return ss_error_set(err, SS_ERR_INPUT, "not a COPY ... FROM STDIN statement: %s", sql);
+    return ss_error_set(err, SS_ERR_INPUT, "the statement is not a %s", what);
   }
   ss_pg_fail(pg, res, err);
   PQclear(res);
   drain(pg);
   return -1;
 }
+
+int ss_pg_copy_begin(ss_pg *pg, const char *sql, ss_error *err) { return copy_start(pg, sql, PGRES_COPY_IN, err); }
 
 int ss_pg_copy_send(ss_pg *pg, const char *data, size_t len, ss_error *err) {
   while (len > 0) {
@@ -903,30 +909,7 @@ long long ss_pg_copy_result(ss_pg *pg, ss_error *err) {
 }
 
 int ss_pg_copy_out_begin(ss_pg *pg, const char *sql, ss_error *err) {
-  PGresult *res;
-  start_call(pg, pg->call_timeout);
-  if (ready(pg, err)) return -1;
-  pg->ran_statement = 1;
-  if (text_touches_session(sql)) pg->session_dirty = 1;
-  if (!PQsendQuery(pg->conn, sql)) return ss_pg_fail(pg, NULL, err);
-  res = next_result(pg);
-  if (res && PQresultStatus(res) == PGRES_COPY_OUT) {
-    PQclear(res);
-    return 0;
-  }
-  if (is_copy(res)) {
-    refuse_copy(pg, res, err);
-    return ss_error_set(err, SS_ERR_INPUT, "not a COPY ... TO STDOUT statement: %s", sql);
-  }
-  if (result_ok(res)) {
-    PQclear(res);
-    drain(pg);
-    return ss_error_set(err, SS_ERR_INPUT, "not a COPY ... TO STDOUT statement: %s", sql);
-  }
-  ss_pg_fail(pg, res, err);
-  PQclear(res);
-  drain(pg);
-  return -1;
+  return copy_start(pg, sql, PGRES_COPY_OUT, err);
 }
 
 long ss_pg_copy_out_next(ss_pg *pg, char **data, ss_error *err) {
