@@ -325,6 +325,13 @@ describe("decoding edge cases", function()
     assert.are.equal("{1,2,3}", r.l)
   end)
 
+  it("a value of an unknown type nested deeper than an array can be stays text", function()
+    local deep = ("{"):rep(8) .. "x" .. ("}"):rep(8)
+    assert(db.pg:exec("drop type if exists spec_deep; create type spec_deep as enum (" .. semstore.quote_literal(deep) .. ")"))
+    assert.are.equal(deep, assert(db.pg:query("select $1::spec_deep as v", deep))[1].v)
+    assert(db.pg:exec "drop type spec_deep")
+  end)
+
   it("refuses a result with two columns of one name instead of keeping one", function()
     local rows, err = db.pg:query "select 1 as a, 2 as a"
     assert.is_nil(rows)

@@ -358,6 +358,29 @@ typedef struct {
 } row_source;
 
 /* Pushes one row (a table keyed by column name) of res. */
+/* Whether the text of a value of an unknown type is an array literal the
+ * decoder may parse: it starts with '{' (or bounds, "[1:2]={"), and its
+ * braces nest no deeper than an array can (a custom type's text could be
+ * anything, and the parser recurses once per level). */
+static int looks_like_array(const char *s, size_t len) {
+  size_t i;
+  int depth = 0, quoted = 0;
+  if (len == 0 || (*s != '{' && !(*s == '[' && memchr(s, '{', len)))) return 0;
+  for (i = 0; i < len; i++) {
+    if (quoted) {
+      if (s[i] == '\\') i++;
+      else if (s[i] == '"') quoted = 0;
+    } else if (s[i] == '"') {
+      quoted = 1;
+    } else if (s[i] == '{' && ++depth > ARRAY_MAX_DEPTH) {
+      return 0;
+    } else if (s[i] == '}') {
+      depth--;
+    }
+  }
+  return 1;
+}
+
 void ss_push_row(lua_State *L, const PGresult *res, int r, int ncols, int names, const ss_column *dec,
                  ss_buf *scratch, int null_nil) {
   int c;
@@ -370,7 +393,7 @@ void ss_push_row(lua_State *L, const PGresult *res, int r, int ncols, int names,
     } else {
       const char *s = PQgetvalue(res, r, c);
       size_t len = (size_t)PQgetlength(res, r, c);
-      if (dec[c].kind == D_ARRAY || (dec[c].kind == D_GUESS && (*s == '{' || (*s == '[' && memchr(s, '{', len))))) {
+      if (dec[c].kind == D_ARRAY || (dec[c].kind == D_GUESS && looks_like_array(s, len))) {
         const char *p = s, *end = s + len;
         if (ss_buf_reserve(scratch, len + 1)) luaL_error(L, "out of memory decoding an array");
         if (*p == '[') { /* explicit bounds: [0:2]={...} */
