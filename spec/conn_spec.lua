@@ -484,3 +484,77 @@ describe("statements prepared again", function()
     assert.are.same({ a = 1, b = 2 }, assert(db.pg:query "select * from prep_shape")[1])
   end)
 end)
+
+describe("second review findings", function()
+  local db
+  setup(function()
+    db = helpers.connect { size = 1, max_overflow = 0, timeout = 5 }
+    assert(db.pg:exec "drop table if exists hunt2_t; create table hunt2_t (a int)")
+  end)
+  teardown(function()
+    assert(db.pg:exec "drop table hunt2_t")
+    helpers.assert_all_returned(db)
+    db:close()
+  end)
+  before_each(function() assert(db.pg:exec "truncate hunt2_t") end)
+
+  it("release() inside a rows loop ends the loop instead of reading freed memory", function()
+    local conn = assert(db.pg:acquire())
+    local seen = 0
+    for _ in conn:rows "select generate_series(1, 3) g" do
+      seen = seen + 1
+      conn:release()
+    end
+    assert.are.equal(1, seen)
+    assert.is_true(conn:released())
+  end)
+
+  it("a loop ended from outside cannot take a later loop's rows", function()
+    local conn = assert(db.pg:acquire())
+    local itA, kA
+    assert(conn:transaction(function(tx)
+      itA, kA = tx:rows "select 'A' || g as v from generate_series(1, 3) g"
+      assert.are.equal("A1", itA(kA).v)
+    end))
+    local itB, kB = conn:rows "select 'B' || g as v from generate_series(1, 5) g"
+    assert.are.equal("B1", itB(kB).v)
+    assert.is_nil(itA(kA))
+    assert.are.equal("B2", itB(kB).v)
+    for _ in itB, kB do end
+    assert.are.equal(1, assert(conn:query "select 1 as v")[1].v)
+    conn:release()
+  end)
+
+  it("leaving a rows or copy_to loop early inside a transaction keeps the transaction", function()
+    assert(db.pg:transaction(function(tx)
+      assert(tx:query "insert into hunt2_t values (1)")
+      for _ in tx:rows "select generate_series(1, 100000) g" do break end
+      for _ in assert(tx:copy_to "copy (select generate_series(1, 100000)) to stdout") do break end
+      assert.are.equal(1, assert(tx:query "select count(*)::int as n from hunt2_t")[1].n)
+    end))
+    assert.are.equal(1, assert(db.pg:query "select count(*)::int as n from hunt2_t")[1].n)
+  end)
+
+  it("statements after a COPY in the same text count for the reset, and the COPY's count stands", function()
+    local conn = assert(db.pg:acquire())
+    assert.are.equal(3, assert(conn:copy_from("copy hunt2_t from stdin; set search_path = pg_catalog", "1\n2\n3\n")))
+    conn:release()
+    assert.are.equal('"$user", public', assert(db.pg:query "select current_setting('search_path') as v")[1].v)
+  end)
+
+  it("DEALLOCATE ALL run by the user inside a transaction does not break cached statements", function()
+    for _ = 1, 2 do assert(db.pg:query "select 11 as v") end
+    assert(db.pg:transaction(function(tx)
+      assert(tx:exec "DEALLOCATE ALL")
+      assert.are.equal(11, assert(tx:query "select 11 as v")[1].v)
+    end))
+  end)
+
+  it("a positive timeout under a millisecond is not taken as no limit", function()
+    local tiny = helpers.connect({ size = 1, max_overflow = 0, statement_timeout = 0.0001 })
+    local rows, err = tiny.pg:query "select pg_sleep(0.05)"
+    assert.is_nil(rows)
+    assert.are.equal("57014", err.code)
+    tiny:close()
+  end)
+end)

@@ -40,6 +40,7 @@ struct ss_pg {
   int session_dirty;
   int user_prepared;     /* a borrower's PREPARE (or a DO block) may have named statements */
   int ran_statement;     /* since the last reset */
+  int stream_in_tx;      /* the statement being read started inside a transaction */
   int reset_always;      /* settings: reset after every borrow that ran a statement */
   int timed_out;         /* the current call passed its deadline and was cancelled */
   double call_timeout;   /* seconds a call may wait for the server, 0 = no limit */
@@ -444,8 +445,12 @@ static int tag_touches_session(const char *tag) {
   return 0;
 }
 
+static void forget_all(ss_pg *pg);
+
 static void note_result(ss_pg *pg, const PGresult *res) {
   const char *tag = PQcmdStatus((PGresult *)res);
+  /* the server dropped every prepared statement: so does the cache */
+  if (strcmp(tag, "DEALLOCATE ALL") == 0 || strcmp(tag, "DISCARD ALL") == 0) forget_all(pg);
   if (tag_touches_session(tag)) pg->session_dirty = 1;
   /* a DO block may do any of it, PREPARE and LISTEN included, out of sight */
   if (strcmp(tag, "PREPARE") == 0 || strcmp(tag, "DO") == 0) pg->session_dirty = pg->user_prepared = 1;
@@ -623,6 +628,7 @@ static PGresult *run(ss_pg *pg, const char *sql, int n, const Oid *types, const 
   start_call(pg, pg->call_timeout);
   if (ready(pg, err)) return NULL;
   pg->ran_statement = 1;
+  pg->stream_in_tx = PQtransactionStatus(pg->conn) != PQTRANS_IDLE;
   if (text_touches_session(sql)) pg->session_dirty = 1;
   for (attempt = 0; attempt < 2; attempt++) {
     int idle = PQtransactionStatus(pg->conn) == PQTRANS_IDLE, sent;
@@ -691,8 +697,10 @@ PGresult *ss_pg_stream_next(ss_pg *pg, ss_error *err) {
 }
 
 int ss_pg_stream_abandon(ss_pg *pg) {
-  /* the rest could be millions of rows: ask the server to stop sending */
-  if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE && !pg->broken) ss_pg_cancel(pg);
+  /* The rest could be millions of rows: ask the server to stop sending.
+   * Not inside a transaction, which a cancelled statement would abort:
+   * there the rest is read and dropped. */
+  if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE && !pg->broken && !pg->stream_in_tx) ss_pg_cancel(pg);
   start_call(pg, pg->service_timeout);
   drain(pg);
   return pg->broken || PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE ? -1 : 0;
@@ -850,6 +858,7 @@ static int copy_start(ss_pg *pg, const char *sql, ExecStatusType want, ss_error 
   start_call(pg, pg->call_timeout);
   if (ready(pg, err)) return -1;
   pg->ran_statement = 1;
+  pg->stream_in_tx = PQtransactionStatus(pg->conn) != PQTRANS_IDLE;
   if (text_touches_session(sql)) pg->session_dirty = 1;
   if (!PQsendQuery(pg->conn, sql)) return ss_pg_fail(pg, NULL, err);
   res = next_result(pg);
@@ -896,7 +905,9 @@ long long ss_pg_copy_result(ss_pg *pg, ss_error *err) {
    * (a constraint, the partition bound) arrives here */
   while ((res = next_result(pg))) {
     if (PQresultStatus(res) == PGRES_COMMAND_OK) {
-      rows = strtoll(PQcmdTuples(res), NULL, 10);
+      /* the COPY's count; statements after it in the same text are seen too */
+      if (rows < 0) rows = strtoll(PQcmdTuples(res), NULL, 10);
+      note_result(pg, res);
     } else if (!failed) {
       failed = 1;
       ss_pg_fail(pg, res, err);

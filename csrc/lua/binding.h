@@ -86,9 +86,10 @@ typedef struct {
   /* a repository call (a bulk insert, say) is using it and runs Lua code
    * meanwhile: that code may not query or release it */
   int busy;
-  /* a rows() or copy_to() iteration reads from it: other calls are refused
-   * until the loop ends; release() ends the iteration */
-  int streaming;
+  /* the rows() or copy_to() iteration reading from it (0: none): other
+   * calls are refused until the loop ends; release() ends it. Each gets a
+   * new number, so a loop that was ended cannot read a later one's rows. */
+  unsigned stream, streams;
 } ss_conn;
 
 /* json_decode.c: pushes the Lua value of JSON text; -1 (nothing pushed)
@@ -129,11 +130,13 @@ void ss_open_conn(lua_State *L);
  * savepoint inside an open transaction (ss_pg_tx); fn(conn) runs
  * protected; a raise or nil, err rolls back and comes back as nil, err. */
 int ss_run_transaction(lua_State *L);
-/* Ends a rows() or copy_to() iteration still reading from c. */
+/* Starts an iteration reading from c; returns its number. */
+unsigned ss_conn_start_stream(ss_conn *c);
+/* Ends the iteration still reading from c, if any. */
 void ss_conn_end_stream(ss_conn *c);
 /* Pushes the to-be-closed value returned as a generic for's fourth: leaving
- * the loop ends the iteration on the conn userdata at idx. */
-void ss_push_stream_closer(lua_State *L, int idx);
+ * the loop ends iteration number `stream` on the conn userdata at idx. */
+void ss_push_stream_closer(lua_State *L, int idx, unsigned stream);
 /* Whether *out holds a finite number of seconds 0..1e9 read from idx;
  * otherwise an input error naming `what`. */
 int ss_check_seconds(lua_State *L, int idx, const char *what, double *out, ss_error *err);

@@ -80,7 +80,7 @@ ss_conn *ss_conn_for(lua_State *L, int idx, int *owned, ss_error *err) {
   if (ss_has_metatable(L, idx, SS_CONN_MT)) {
     c = lua_touserdata(L, idx);
     if (!c->item) luaL_error(L, "this connection was released");
-    if (c->busy || c->streaming)
+    if (c->busy || c->stream)
       luaL_error(L, "this connection is in use by a call that is still running (a bulk insert's iterator or "
                     "a rows() loop cannot run statements on the same connection)");
     lua_pushvalue(L, idx);
@@ -138,7 +138,7 @@ static ss_conn *check_conn(lua_State *L) { return luaL_checkudata(L, 1, SS_CONN_
 static ss_conn *check_idle_conn(lua_State *L) {
   ss_conn *c = check_conn(L);
   if (c->busy) luaL_error(L, "this connection is in use by a repository call that is still running");
-  if (c->streaming)
+  if (c->stream)
     luaL_error(L, "this connection is reading a rows() or copy_to() result: finish or leave that loop first");
   return c;
 }
@@ -153,9 +153,14 @@ static int conn_exec(lua_State *L) {
 
 /* Ends an iteration still reading from the connection: the rest of its
  * result is cancelled and dropped. */
+unsigned ss_conn_start_stream(ss_conn *c) {
+  if (++c->streams == 0) c->streams = 1;
+  return c->stream = c->streams;
+}
+
 void ss_conn_end_stream(ss_conn *c) {
-  if (!c->streaming) return;
-  c->streaming = 0;
+  if (!c->stream) return;
+  c->stream = 0;
   if (c->item) ss_pg_stream_abandon(c->item->conn);
 }
 
@@ -278,7 +283,7 @@ int ss_run_transaction(lua_State *L) {
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 3);
   if (!c->item) return luaL_error(L, "this connection was released");
-  if (c->busy || c->streaming) return luaL_error(L, "this connection is in use by a repository call that is still running");
+  if (c->busy || c->stream) return luaL_error(L, "this connection is in use by a repository call that is still running");
   if (tx_mode(L, 3, mode, sizeof mode, &err)) return ss_push_fail(L, &err);
   tx = ss_newuserdata(L, sizeof *tx); /* at 4: the savepoint's name must outlive a yield */
   if (ss_pg_tx_begin(c->item->conn, tx, mode, &err)) return ss_push_fail(L, &err);
@@ -451,7 +456,8 @@ static int copy_to_next(lua_State *L) {
   ss_error err;
   char *data;
   long n;
-  if (!c->streaming || !c->item) return 0; /* ended */
+  /* ended: by its loop, by release(), or by the transaction it ran in */
+  if (!c->item || c->stream != (unsigned)lua_tointeger(L, lua_upvalueindex(2))) return 0;
   ss_error_clear(&err);
   n = ss_pg_copy_out_next(c->item->conn, &data, &err);
   if (n > 0) {
@@ -459,24 +465,27 @@ static int copy_to_next(lua_State *L) {
     PQfreemem(data);
     return 1;
   }
-  c->streaming = 0;
+  c->stream = 0;
   if (n == 0) return 0;
   ss_push_error(L, &err);
   return lua_error(L);
 }
 
 static int stream_close(lua_State *L) {
-  ss_conn_end_stream(lua_touserdata(L, lua_upvalueindex(1)));
+  ss_conn *c = lua_touserdata(L, lua_upvalueindex(1));
+  if (c->stream == (unsigned)lua_tointeger(L, lua_upvalueindex(2))) ss_conn_end_stream(c);
   return 0;
 }
 
 /* Pushes the to-be-closed value a generic for gets as its fourth: leaving
  * the loop (break, error) ends the iteration on the conn userdata at idx. */
-void ss_push_stream_closer(lua_State *L, int idx) {
+void ss_push_stream_closer(lua_State *L, int idx, unsigned stream) {
+  idx = lua_absindex(L, idx);
   lua_createtable(L, 0, 0);
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, idx);
-  lua_pushcclosure(L, stream_close, 1);
+  lua_pushinteger(L, stream);
+  lua_pushcclosure(L, stream_close, 2);
   lua_setfield(L, -2, "__close");
   lua_setmetatable(L, -2);
 }
@@ -485,17 +494,19 @@ void ss_push_stream_closer(lua_State *L, int idx) {
  * a generic for), or nil, err when the server refuses the statement. */
 static int conn_copy_to(lua_State *L) {
   ss_conn *c = check_idle_conn(L);
+  unsigned stream;
   ss_error err;
   ss_error_clear(&err);
   luaL_checkstring(L, 2);
   if (!c->item) return luaL_error(L, "this connection was released");
   if (ss_pg_copy_out_begin(c->item->conn, lua_tostring(L, 2), &err)) return ss_push_fail(L, &err);
-  c->streaming = 1;
+  stream = ss_conn_start_stream(c);
   lua_pushvalue(L, 1);
-  lua_pushcclosure(L, copy_to_next, 1);
+  lua_pushinteger(L, stream);
+  lua_pushcclosure(L, copy_to_next, 2);
   lua_pushnil(L);
   lua_pushnil(L);
-  ss_push_stream_closer(L, 1);
+  ss_push_stream_closer(L, 1, stream);
   return 4;
 }
 

@@ -34,7 +34,12 @@ static int opt_number(lua_State *L, const char *key, double dflt, double lo, dou
   return 0;
 }
 
-static int ms(double seconds) { return seconds > 0 ? (int)(seconds * 1000 + 0.5) : 0; }
+/* Milliseconds for a PostgreSQL timeout; a positive time never becomes 0,
+ * which PostgreSQL reads as no limit at all. */
+static int ms(double seconds) {
+  int v = (int)(seconds * 1000 + 0.5);
+  return seconds <= 0 ? 0 : v > 0 ? v : 1;
+}
 
 /* The longest time an option takes, in seconds: PostgreSQL's timeouts are
  * int milliseconds, and a day is more than any wait should be. */

@@ -17,6 +17,7 @@ typedef struct {
   PGresult *res;    /* the next row, or the final result */
   int ncols, null_nil, done;
   int failed;       /* the stream failed after the row handed out last: err is raised next */
+  unsigned stream;  /* its number on c: another means it was ended from outside */
   ss_error err;
   ss_buf *scratch;  /* anchored at 3 */
   ss_column *cols;  /* anchored at 4 */
@@ -31,7 +32,7 @@ static void finish(cursor *k) {
   }
   if (k->done || !k->c) return;
   k->done = 1;
-  ss_conn_end_stream(k->c);
+  if (k->c->stream == k->stream) ss_conn_end_stream(k->c);
   if (k->owned) ss_conn_release(k->c);
 }
 
@@ -52,6 +53,11 @@ static int rows_next(lua_State *L) {
     return lua_error(L);
   }
   if (k->done) return 0;
+  /* ended from outside (release(), the transaction it ran in): nothing more */
+  if (!k->c->item || k->c->stream != k->stream) {
+    finish(k);
+    return 0;
+  }
   if (!k->res || PQresultStatus(k->res) != PGRES_SINGLE_TUPLE) {
     finish(k);
     return 0;
@@ -142,7 +148,7 @@ static int rows_open(lua_State *L) {
     lua_pop(L, 1);
   }
   /* the connection stays with the loop: other calls on it wait until it ends */
-  c->streaming = 1;
+  k->stream = ss_conn_start_stream(c);
   lua_pushcfunction(L, rows_next);
   lua_pushvalue(L, top + 1);
   lua_pushnil(L);
