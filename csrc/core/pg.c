@@ -28,6 +28,9 @@ typedef struct stmt {
 /* Statement keys seen once: a statement is prepared on its second use, so
  * a one-off costs one round trip (JDBC's prepareThreshold = 2). */
 #define SEEN 1024
+/* Types the decoder does not know, as the catalog describes them: a cache
+ * per connection (OIDs are per database), overwritten on a collision. */
+#define TYPES 256
 /* How long a wait goes on after a cancel request before the connection is
  * given up, and how long the pool's own round trips (ping, reset) may take. */
 #define CANCEL_GRACE 5.0
@@ -54,6 +57,11 @@ struct ss_pg {
   stmt *buckets[BUCKETS];
   stmt *newest, *oldest;
   uint64_t seen[SEEN];
+  struct {
+    Oid oid;
+    signed char array; /* 1 an array type, 0 not; the slot is empty while oid is 0 */
+    char delim;        /* an array's: its element type's typdelim */
+  } types[TYPES];
 };
 
 ss_pg_settings *ss_pg_settings_new(const char *conninfo) {
@@ -980,6 +988,87 @@ int ss_pg_notification(ss_pg *pg, double timeout, ss_pg_notify *out, ss_error *e
       return ss_pg_fail(pg, NULL, err);
     }
   }
+}
+
+/* ---- what the catalog says of types the decoder does not know ---- */
+
+int ss_pg_type_is_array(const ss_pg *pg, Oid oid) {
+  unsigned h = (unsigned)oid % TYPES;
+  return oid && pg->types[h].oid == oid ? pg->types[h].array : -1;
+}
+
+char ss_pg_array_delimiter(const ss_pg *pg, Oid oid) {
+  unsigned h = (unsigned)oid % TYPES;
+  return ss_pg_type_is_array(pg, oid) == 1 ? pg->types[h].delim : 0;
+}
+
+static void remember_type(ss_pg *pg, Oid oid, int array, char delim) {
+  unsigned h = (unsigned)oid % TYPES;
+  pg->types[h].oid = oid;
+  pg->types[h].array = (signed char)array;
+  pg->types[h].delim = delim ? delim : ',';
+}
+
+int ss_pg_learn_types(ss_pg *pg, const Oid *oids, int n, ss_error *err) {
+  char list[2 + 12 * 64];
+  const char *values[1] = {list};
+  size_t len = 0;
+  PGresult *res;
+  int i, asked = 0;
+  list[len++] = '{';
+  for (i = 0; i < n && asked < 64; i++) {
+    if (ss_pg_type_is_array(pg, oids[i]) >= 0) continue;
+    len += (size_t)snprintf(list + len, sizeof list - len, "%s%u", asked ? "," : "", (unsigned)oids[i]);
+    asked++;
+  }
+  if (!asked) return 0;
+  list[len++] = '}';
+  list[len] = '\0';
+  res = ss_pg_query(pg, "SELECT t.oid::int8, t.typcategory = 'A' AND t.typelem <> 0, e.typdelim "
+                        "FROM pg_catalog.pg_type t LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem "
+                        "WHERE t.oid = ANY ($1::pg_catalog.oid[])",
+                    1, NULL, values, NULL, NULL, err);
+  if (!res) return -1;
+  /* a type dropped meanwhile is no array either */
+  for (i = 0; i < n; i++)
+    if (ss_pg_type_is_array(pg, oids[i]) < 0) remember_type(pg, oids[i], 0, 0);
+  for (i = 0; i < PQntuples(res); i++)
+    remember_type(pg, (Oid)strtoul(PQgetvalue(res, i, 0), NULL, 10), PQgetvalue(res, i, 1)[0] == 't',
+                  PQgetvalue(res, i, 2)[0]);
+  PQclear(res);
+  return 0;
+}
+
+int ss_pg_describe_types(ss_pg *pg, const char *sql, int n, const Oid *types, ss_error *err) {
+  PGresult *res;
+  Oid oids[64];
+  int i, cols;
+  start_call(pg, pg->call_timeout);
+  if (ready(pg, err)) return -1;
+  /* the unnamed statement: the run that follows parses it again anyway */
+  if (!PQsendPrepare(pg->conn, "", sql, n, types)) return ss_pg_fail(pg, NULL, err);
+  res = next_result(pg);
+  if (!result_ok(res)) {
+    ss_pg_fail(pg, res, err);
+    PQclear(res);
+    drain(pg);
+    return -1;
+  }
+  PQclear(res);
+  drain(pg);
+  if (!PQsendDescribePrepared(pg->conn, "")) return ss_pg_fail(pg, NULL, err);
+  res = next_result(pg);
+  if (!result_ok(res)) {
+    ss_pg_fail(pg, res, err);
+    PQclear(res);
+    drain(pg);
+    return -1;
+  }
+  cols = PQnfields(res) < 64 ? PQnfields(res) : 64;
+  for (i = 0; i < cols; i++) oids[i] = PQftype(res, i);
+  PQclear(res);
+  drain(pg);
+  return ss_pg_learn_types(pg, oids, cols, err);
 }
 
 PGTransactionStatusType ss_pg_transaction_status(const ss_pg *pg) {

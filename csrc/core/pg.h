@@ -124,6 +124,20 @@ typedef struct {
  * 1 with *out filled, 0 on timeout, -1 with err set. */
 int ss_pg_notification(ss_pg *pg, double timeout, ss_pg_notify *out, ss_error *err);
 
+/* Types the decoder does not know by OID (enums, extensions' types, arrays
+ * of those) are asked of the catalog, once per connection.
+ * type_is_array: 1 or 0, or -1 when the connection has not asked yet.
+ * learn_types asks about those of the n OIDs it has not (the connection
+ * must be idle); describe_types learns the result columns of sql without
+ * running it (two round trips), for a reader that streams its rows. 0, or
+ * -1 with err set. */
+int ss_pg_type_is_array(const ss_pg *pg, Oid oid);
+/* An array type's element delimiter (',', or ';' for box), 0 when oid is
+ * no array or was not asked about. */
+char ss_pg_array_delimiter(const ss_pg *pg, Oid oid);
+int ss_pg_learn_types(ss_pg *pg, const Oid *oids, int n, ss_error *err);
+int ss_pg_describe_types(ss_pg *pg, const char *sql, int n, const Oid *types, ss_error *err);
+
 PGTransactionStatusType ss_pg_transaction_status(const ss_pg *pg);
 int ss_pg_backend_pid(const ss_pg *pg);
 int ss_pg_is_broken(const ss_pg *pg);

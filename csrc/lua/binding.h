@@ -50,18 +50,20 @@ int ss_has_metatable(lua_State *L, int idx, const char *name);
  * access: no metamethod runs. */
 lua_Integer ss_array_length(lua_State *L, int idx);
 /* Pushes a result as an array of rows (column name -> value) whose
- * metatable gives `columns` and `affected`. *slot holds the first result;
- * with pg, further rows are streamed from it (ss_pg_stream_next). *slot
- * always holds the result being decoded, so its owner can free it; the
- * caller PQclear()s what *slot holds after. With null_nil, NULL columns
- * are left out of their row. Returns LUA_OK with the rows pushed, or with
- * *failed set and nothing pushed when the stream failed midway (err set);
- * or the status of an error raised while decoding, the error on top, for
- * the caller to raise once it gave back what it holds. */
-int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, int null_nil, ss_error *err, int *failed);
+ * metatable gives `columns` and `affected`. *slot holds the first result
+ * from pg; when streaming, further rows come from pg (ss_pg_stream_next).
+ * *slot always holds the result being decoded, so its owner can free it;
+ * the caller PQclear()s what *slot holds after. With null_nil, NULL
+ * columns are left out of their row. Returns LUA_OK with the rows pushed,
+ * or with *failed set and nothing pushed when the stream failed midway
+ * (err set); or the status of an error raised while decoding, the error on
+ * top, for the caller to raise once it gave back what it holds. */
+int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, int streaming, int null_nil, ss_error *err,
+                   int *failed);
 /* How a column is decoded: chosen once per result from its type OID. */
 typedef struct {
   unsigned char kind, elem; /* elem: the element decoder of an array */
+  char delim;               /* between an array's elements: ',' but for box (';'); 0 means ',' */
 } ss_column;
 /* Pushes the names of res's columns (one value each) and fills dec (one
  * entry each); 0, or -1 with nothing pushed and an input error when two
@@ -72,6 +74,11 @@ int ss_columns(lua_State *L, const PGresult *res, ss_column *dec, ss_error *err)
  * is grown here); with null_nil NULL columns are left out. */
 void ss_push_row(lua_State *L, const PGresult *res, int r, int ncols, int names, const ss_column *dec,
                  ss_buf *scratch, int null_nil);
+/* Settles the columns whose types the decoder does not know by OID: arrays
+ * decode as arrays of text, the rest as text. With may_ask, the catalog is
+ * asked (on pg, which must then be idle) about types the connection has
+ * not seen yet; without, those are text. 0, or -1 with err set. */
+int ss_resolve_columns(ss_pg *pg, const PGresult *res, ss_column *dec, int may_ask, ss_error *err);
 /* Pushes a scratch buffer owned by a userdata (freed by its __gc). */
 ss_buf *ss_push_scratch(lua_State *L);
 void ss_open_convert(lua_State *L);

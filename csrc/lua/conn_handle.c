@@ -62,7 +62,7 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
                                     params.formats, &err);
   if (res) {
     c->res = res;
-    status = ss_push_result(L, &c->res, simple ? NULL : pg, null_as_nil(c), &err, &failed);
+    status = ss_push_result(L, &c->res, pg, !simple, null_as_nil(c), &err, &failed);
     PQclear(c->res);
     c->res = NULL;
     if (status != LUA_OK) { /* the decode raised: the connection goes back first */

@@ -217,20 +217,17 @@ int ss_encode_params(lua_State *L, int first, int n, ss_params *p, ss_error *err
 
 /* ---- decoding ---- */
 
-/* D_GUESS: a type the decoder does not know (an enum, a type of an
- * extension, an array of those): text, unless the value is an array
- * literal. RowDescription reports a domain as its base type, so the only
- * other types whose text starts with '{' are line and the multiranges,
- * which get D_TEXT. */
+/* D_GUESS: a type the decoder does not know by OID (an enum, a type of an
+ * extension, an array of those): the catalog says whether it is an array
+ * (ss_resolve_columns); until it did, text. */
 enum { D_TEXT, D_INT, D_FLOAT, D_BOOL, D_JSON, D_BYTEA, D_TIMESTAMP, D_ARRAY, D_GUESS };
 
 typedef ss_column column_decoder;
 
 static column_decoder decoder_for(Oid oid) {
-  column_decoder d = {D_GUESS, D_TEXT};
+  column_decoder d = {D_GUESS, D_TEXT, 0};
   switch (oid) {
-  case 25: case 1043: case 1042: case 19: case 1700: case 2950: case 1082: case 1083: case 1186:
-  case 628: case 4451: case 4532: case 4533: case 4534: case 4535: case 4536: d.kind = D_TEXT; break;
+  case 25: case 1043: case 1042: case 19: case 1700: case 2950: case 1082: case 1083: case 1186: d.kind = D_TEXT; break;
   case 20: case 21: case 23: case 26: d.kind = D_INT; break;
   case 700: case 701: d.kind = D_FLOAT; break;
   case 16: d.kind = D_BOOL; break;
@@ -315,15 +312,16 @@ static void push_value(lua_State *L, int kind, const char *s, size_t len) {
 
 /* Parses an array literal at p (at '{'), pushing a table; nested braces
  * give nested tables. `tmp` has room for the longest element. */
-static const char *push_array(lua_State *L, const char *p, const char *end, int elem, char *tmp) {
+static const char *push_array(lua_State *L, const char *p, const char *end, int elem, char delim, char *tmp) {
   lua_Integer i = 0;
+  luaL_checkstack(L, 4, "arrays nested too deep");
   lua_newtable(L);
   if (p >= end || *p != '{') return end;
   p++;
   if (p < end && *p == '}') return p + 1;
   while (p < end) {
     if (*p == '{') {
-      p = push_array(L, p, end, elem, tmp);
+      p = push_array(L, p, end, elem, delim, tmp);
     } else if (*p == '"') {
       size_t n = 0;
       for (p++; p < end && *p != '"'; p++) {
@@ -334,14 +332,14 @@ static const char *push_array(lua_State *L, const char *p, const char *end, int 
       push_value(L, elem, tmp, n);
     } else {
       const char *start = p;
-      while (p < end && *p != ',' && *p != '}') p++;
+      while (p < end && *p != delim && *p != '}') p++;
       if (p - start == 4 && strncmp(start, "NULL", 4) == 0)
         lua_pushlightuserdata(L, NULL);
       else
         push_value(L, elem, start, (size_t)(p - start));
     }
     lua_rawseti(L, -2, ++i);
-    if (p < end && *p == ',') {
+    if (p < end && *p == delim) {
       p++;
       continue;
     }
@@ -352,35 +350,78 @@ static const char *push_array(lua_State *L, const char *p, const char *end, int 
 
 typedef struct {
   PGresult **slot; /* the result being decoded, owned by the caller's userdata */
-  ss_pg *pg;       /* where further rows come from; NULL: *slot holds them all */
+  ss_pg *pg;       /* the connection it came from */
+  int streaming;   /* further rows come from pg (ss_pg_stream_next); else *slot holds them all */
   int null_nil;    /* NULL columns are left out of the row (read as nil) */
   ss_error *err;
 } row_source;
 
-/* Pushes one row (a table keyed by column name) of res. */
-/* Whether the text of a value of an unknown type is an array literal the
- * decoder may parse: it starts with '{' (or bounds, "[1:2]={"), and its
- * braces nest no deeper than an array can (a custom type's text could be
- * anything, and the parser recurses once per level). */
-static int looks_like_array(const char *s, size_t len) {
-  size_t i;
-  int depth = 0, quoted = 0;
-  if (len == 0 || (*s != '{' && !(*s == '[' && memchr(s, '{', len)))) return 0;
-  for (i = 0; i < len; i++) {
-    if (quoted) {
-      if (s[i] == '\\') i++;
-      else if (s[i] == '"') quoted = 0;
-    } else if (s[i] == '"') {
-      quoted = 1;
-    } else if (s[i] == '{' && ++depth > ARRAY_MAX_DEPTH) {
-      return 0;
-    } else if (s[i] == '}') {
-      depth--;
+int ss_resolve_columns(ss_pg *pg, const PGresult *res, ss_column *dec, int may_ask, ss_error *err) {
+  Oid oids[64];
+  int c, n = 0, ncols = PQnfields(res);
+  for (c = 0; may_ask && c < ncols && n < 64; c++)
+    if (dec[c].kind == D_GUESS && ss_pg_type_is_array(pg, PQftype(res, c)) < 0) oids[n++] = PQftype(res, c);
+  if (n && ss_pg_learn_types(pg, oids, n, err)) return -1;
+  for (c = 0; c < ncols; c++)
+    if (dec[c].kind == D_GUESS) {
+      char delim = ss_pg_array_delimiter(pg, PQftype(res, c));
+      dec[c].kind = delim ? D_ARRAY : D_TEXT;
+      dec[c].elem = D_TEXT;
+      dec[c].delim = delim;
     }
-  }
-  return 1;
+  return 0;
 }
 
+/* Whether a column's type must be asked of the catalog first. */
+static int needs_catalog(ss_pg *pg, const PGresult *res, const ss_column *dec) {
+  int c, ncols = PQnfields(res);
+  for (c = 0; c < ncols; c++)
+    if (dec[c].kind == D_GUESS && ss_pg_type_is_array(pg, PQftype(res, c)) < 0) return 1;
+  return 0;
+}
+
+/* Results read ahead of decoding, freed by __gc whatever happens. */
+#define PENDING_MT "semstore.pending_results"
+typedef struct {
+  PGresult **items;
+  size_t n, cap, next;
+} pending;
+
+static int pending_gc(lua_State *L) {
+  pending *p = luaL_checkudata(L, 1, PENDING_MT);
+  size_t i;
+  for (i = 0; i < p->n; i++) PQclear(p->items[i]);
+  free(p->items);
+  memset(p, 0, sizeof *p);
+  return 0;
+}
+
+/* Reads the rest of a stream into a pending list, so the connection is
+ * idle for a catalog question; 0, or -1 with err set. */
+static int read_ahead(lua_State *L, row_source *src, pending **out) {
+  pending *p = ss_newuserdata(L, sizeof *p);
+  memset(p, 0, sizeof *p);
+  luaL_setmetatable(L, PENDING_MT);
+  *out = p;
+  for (;;) {
+    PGresult *res = ss_pg_stream_next(src->pg, src->err);
+    if (!res) return -1;
+    if (p->n == p->cap) {
+      size_t cap = p->cap ? p->cap * 2 : 64;
+      PGresult **items = realloc(p->items, cap * sizeof *items);
+      if (!items) {
+        PQclear(res);
+        return ss_error_set(src->err, SS_ERR_MEMORY, "out of memory reading rows");
+      }
+      p->items = items;
+      p->cap = cap;
+    }
+    p->items[p->n++] = res;
+    if (PQresultStatus(res) != PGRES_SINGLE_TUPLE) return 0;
+  }
+}
+
+/* Pushes one row (a table keyed by column name) of res. */
 void ss_push_row(lua_State *L, const PGresult *res, int r, int ncols, int names, const ss_column *dec,
                  ss_buf *scratch, int null_nil) {
   int c;
@@ -393,14 +434,14 @@ void ss_push_row(lua_State *L, const PGresult *res, int r, int ncols, int names,
     } else {
       const char *s = PQgetvalue(res, r, c);
       size_t len = (size_t)PQgetlength(res, r, c);
-      if (dec[c].kind == D_ARRAY || (dec[c].kind == D_GUESS && looks_like_array(s, len))) {
+      if (dec[c].kind == D_ARRAY) {
         const char *p = s, *end = s + len;
         if (ss_buf_reserve(scratch, len + 1)) luaL_error(L, "out of memory decoding an array");
         if (*p == '[') { /* explicit bounds: [0:2]={...} */
           const char *eq = memchr(p, '=', len);
           if (eq) p = eq + 1;
         }
-        push_array(L, p, end, dec[c].elem, scratch->data);
+        push_array(L, p, end, dec[c].elem, dec[c].delim ? dec[c].delim : ',', scratch->data);
       } else {
         push_value(L, dec[c].kind == D_GUESS ? D_TEXT : dec[c].kind, s, len);
       }
@@ -442,6 +483,7 @@ static int push_rows(lua_State *L) {
   int ncols = PQnfields(res), c, names, base, rows, n = 0;
   column_decoder *dec;
   ss_buf *scratch;
+  pending *ahead = NULL;
   const char *affected;
   lua_settop(L, 0);
   luaL_checkstack(L, ncols + 10, "too many columns");
@@ -450,6 +492,16 @@ static int push_rows(lua_State *L) {
   scratch = ss_push_scratch(L); /* unescaped array elements, reused by every cell */
   names = lua_gettop(L) + 1;
   if (ss_columns(L, res, dec, src->err)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  /* A type only the catalog can tell about: the connection must be idle to
+   * ask, so the rest of a stream is read first (once per type and
+   * connection; the rows all become Lua values anyway). */
+  if ((needs_catalog(src->pg, res, dec) && src->streaming && PQresultStatus(res) == PGRES_SINGLE_TUPLE &&
+       read_ahead(L, src, &ahead)) ||
+      ss_resolve_columns(src->pg, res, dec, ahead || !(src->streaming && PQresultStatus(res) == PGRES_SINGLE_TUPLE),
+                         src->err)) {
     lua_pushnil(L);
     return 1;
   }
@@ -463,7 +515,13 @@ static int push_rows(lua_State *L) {
     }
     if (PQresultStatus(res) != PGRES_SINGLE_TUPLE) break;
     PQclear(res);
-    *src->slot = res = ss_pg_stream_next(src->pg, src->err);
+    if (ahead) {
+      res = ahead->items[ahead->next];
+      ahead->items[ahead->next++] = NULL;
+      *src->slot = res;
+    } else {
+      *src->slot = res = ss_pg_stream_next(src->pg, src->err);
+    }
     if (!res) {
       lua_pushnil(L);
       return 1;
@@ -489,12 +547,13 @@ static int push_rows(lua_State *L) {
   return 1;
 }
 
-int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, int null_nil, ss_error *err, int *failed) {
+int ss_push_result(lua_State *L, PGresult **slot, ss_pg *pg, int streaming, int null_nil, ss_error *err,
+                   int *failed) {
   /* Everything made while decoding stays reachable from the result, so a
    * collection meanwhile frees nothing and only marks more: pause the
    * collector (if it runs) for the decode, in a protected call so that an
    * error cannot leave it paused. */
-  row_source src = {slot, pg, null_nil, err};
+  row_source src = {slot, pg, streaming, null_nil, err};
   int running = lua_gc(L, LUA_GCISRUNNING, 0), status;
   *failed = 0;
   if (running) lua_gc(L, LUA_GCSTOP, 0);
@@ -525,6 +584,10 @@ static int wrap_bytea(lua_State *L) { return wrap(L, LUA_TSTRING, SS_BYTEA_MT); 
 static int wrap_array(lua_State *L) { return wrap(L, LUA_TTABLE, SS_ARRAY_MT); }
 
 void ss_open_convert(lua_State *L) {
+  luaL_newmetatable(L, PENDING_MT);
+  lua_pushcfunction(L, pending_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
   luaL_newmetatable(L, SS_SCRATCH_MT);
   lua_pushcfunction(L, scratch_gc);
   lua_setfield(L, -2, "__gc");
