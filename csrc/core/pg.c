@@ -41,6 +41,7 @@ struct ss_pg {
   double deadline;       /* of the call under way (monotonic), 0 = none */
   double service_timeout; /* for the pool's own round trips */
   unsigned savepoints;   /* names nested savepoints */
+  int partitions;        /* the repositories' chunk partition count, 0 = not asked yet */
   int cache_max, cache_count;
   unsigned long next_id;
   stmt *buckets[BUCKETS];
@@ -854,6 +855,9 @@ int ss_pg_is_broken(const ss_pg *pg) {
 }
 
 PGconn *ss_pg_conn(ss_pg *pg) { return pg->conn; }
+
+int ss_pg_partitions(const ss_pg *pg) { return pg->partitions; }
+void ss_pg_set_partitions(ss_pg *pg, int n) { pg->partitions = n; }
 
 /* ---- pool ops ---- */
 

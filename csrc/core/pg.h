@@ -127,6 +127,11 @@ int ss_pg_backend_pid(const ss_pg *pg);
 int ss_pg_is_broken(const ss_pg *pg);
 /* The libpq connection, for libpq's own helpers (PQescapeIdentifier). */
 PGconn *ss_pg_conn(ss_pg *pg);
+/* The number of chunk partitions, asked of the server once per connection
+ * by the repositories (repo.c) and kept here for the connection's life; 0
+ * until set. The schema fixes it when it is migrated. */
+int ss_pg_partitions(const ss_pg *pg);
+void ss_pg_set_partitions(ss_pg *pg, int n);
 
 /* ctx is an ss_pg_settings*, owned by the pool. */
 extern const ss_pool_ops ss_pg_pool_ops;

@@ -10,6 +10,7 @@
 #include "error.h"
 #include "pg.h"
 #include "pool.h"
+#include "value.h"
 
 #define SS_ERROR_MT "semstore.error"
 #define SS_POOL_MT "semstore.pool"
@@ -49,6 +50,14 @@ int ss_has_metatable(lua_State *L, int idx, const char *name);
  * integer (so it may hold nils, as table.pack makes them), else #t. Raw
  * access: no metamethod runs. */
 lua_Integer ss_array_length(lua_State *L, int idx);
+/* Reads the Lua value at idx as a C value for the engines, pushing
+ * nothing: nil and semstore.null are NULL, integers and floats stay apart,
+ * strings point into the Lua string (which must stay on the stack while
+ * *out is used), tables are encoded into `json` as JSON text when as_json
+ * (and *out points into it), and anything else (a table where no JSON is
+ * taken, a function) is SS_VAL_OTHER naming its type, for the engine's
+ * error. 0, or -1 with err set when a table has no JSON form. */
+int ss_to_value(lua_State *L, int idx, int as_json, ss_buf *json, ss_value *out, ss_error *err);
 /* Pushes a result as an array of rows (column name -> value) whose
  * metatable gives `columns` and `affected`. *slot holds the first result;
  * with pg, further rows are streamed from it (ss_pg_stream_next). *slot
@@ -157,8 +166,8 @@ void ss_open_chunks_bulk(lua_State *L);
 
 /* repositories.c: the methods of core.repositories, from ss_statements */
 void ss_open_repositories(lua_State *L);
-/* The number of chunk partitions, asked of the server once per repository
- * (the table at index self keeps it as `partitions`); -1 with err set. */
+/* The number of chunk partitions (ss_repo_partitions: asked of the server
+ * once per connection); -1 with err set. */
 int ss_chunk_partitions(lua_State *L, int self, ss_pg *pg, ss_error *err);
 /* A repository method's own transaction on one connection (ss_pg_tx:
  * BEGIN, or a savepoint when the connection is already in one), and what
