@@ -206,6 +206,8 @@ const ss_statement ss_statements[] = {
     {.repo = NULL}};
 
 const ss_param_spec ss_chunk_fields[SS_CHUNK_NFIELDS + 1] = {SS_CHUNK_FIELDS(CHUNK_FIELD){NULL, 0, 0, 0, NULL}};
+#define CHUNK_NAME(name, kind, required) #name,
+const char *const ss_chunk_field_names[SS_CHUNK_NFIELDS + 1] = {SS_CHUNK_FIELDS(CHUNK_NAME) NULL};
 /* create_chunk's VALUES lists $1 .. $10: the fields and the key */
 _Static_assert(SS_CHUNK_NFIELDS + 1 == 10, "create_chunk's VALUES must list every chunk field and the key");
 

@@ -97,8 +97,10 @@ const ss_statement *ss_statement_find(const char *repo, const char *method);
 #define SS_CHUNK_COLUMNS SS_CHUNK_FIELDS(SS_CHUNK_COLUMN_) "partition_key"
 #define SS_CHUNK_INDEX_(name, kind, required) SS_CHUNK_##name,
 enum { SS_CHUNK_FIELDS(SS_CHUNK_INDEX_) SS_CHUNK_NFIELDS };
-/* The fields as specs, in that order; ends with a NULL name. */
+/* The fields as specs, in that order, ending with a NULL name; and their
+ * names alone, ending with NULL. */
 extern const ss_param_spec ss_chunk_fields[SS_CHUNK_NFIELDS + 1];
+extern const char *const ss_chunk_field_names[SS_CHUNK_NFIELDS + 1];
 
 /* The columns db.collections:update(id, fields) may set, and their kinds;
  * ends with a NULL name. */

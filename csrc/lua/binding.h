@@ -161,25 +161,13 @@ void ss_open_config(lua_State *L);
 /* quote.c: core.quote_ident, core.quote_literal */
 void ss_open_quote(lua_State *L);
 
-/* chunks_bulk.c: core.repositories.chunks.create_chunks_bulk */
+/* chunks_bulk.c: core.repositories.chunks.create_chunks_bulk, over the
+ * bulk engine (csrc/core/chunks_bulk.c) */
 void ss_open_chunks_bulk(lua_State *L);
 
-/* repositories.c: the methods of core.repositories, from ss_statements */
+/* repositories.c: the methods of core.repositories, one per row of
+ * ss_statements, over the repository engine (csrc/core/repo.c) */
 void ss_open_repositories(lua_State *L);
-/* The number of chunk partitions (ss_repo_partitions: asked of the server
- * once per connection); -1 with err set. */
-int ss_chunk_partitions(lua_State *L, int self, ss_pg *pg, ss_error *err);
-/* A repository method's own transaction on one connection (ss_pg_tx:
- * BEGIN, or a savepoint when the connection is already in one), and what
- * must end before it can roll back after a raise (a COPY under way). */
-typedef struct ss_repo_tx {
-  ss_pg *pg;
-  ss_pg_tx tx;
-  void (*abandon)(struct ss_repo_tx *tx); /* may be NULL */
-} ss_repo_tx;
-/* ss_conn_call for a repository method: body runs with c busy; a raise
- * abandons and rolls back tx before c is given back. */
-int ss_repo_protected(lua_State *L, ss_conn *c, int owned, lua_CFunction body, ss_repo_tx *tx);
 /* An input error naming the first key of the table at idx that is not in
  * names (NULL-terminated), the key also in err->column; 0 when there is
  * none. */

@@ -395,24 +395,7 @@ static int chunks_update_embeddings(lua_State *L) {
   return ss_conn_call(L, c, owned, embeddings_body, NULL, 1, NULL);
 }
 
-/* ---- shared with chunks_bulk.c ---- */
-
-int ss_chunk_partitions(lua_State *L, int self, ss_pg *pg, ss_error *err) {
-  (void)L;
-  (void)self;
-  return ss_repo_partitions(pg, err);
-}
-
-static void repo_raised(void *ud) {
-  ss_repo_tx *tx = ud;
-  ss_error ignored;
-  if (tx->abandon) tx->abandon(tx);
-  ss_pg_tx_end(tx->pg, &tx->tx, 0, &ignored);
-}
-
-int ss_repo_protected(lua_State *L, ss_conn *c, int owned, lua_CFunction body, ss_repo_tx *tx) {
-  return ss_conn_call(L, c, owned, body, tx, 1, repo_raised);
-}
+/* ---- shared with chunks_bulk.c and config.c ---- */
 
 int ss_check_keys(lua_State *L, int idx, const char *const *names, const char *what, ss_error *err) {
   idx = lua_absindex(L, idx);

@@ -50,22 +50,8 @@ static const char *field(const ss_repo_result *r, const char *col, char *out, si
   return out;
 }
 
-static long scalar(const char *sql) {
-  ss_error err;
-  PGresult *res = ss_pg_query(pg, sql, 0, NULL, NULL, NULL, NULL, &err);
-  long v = res && PQntuples(res) ? atol(PQgetvalue(res, 0, 0)) : -1;
-  if (!res) printf("  %s: %s\n", sql, err.message);
-  PQclear(res);
-  return v;
-}
-
-static int exec_ok(const char *sql) {
-  ss_error err;
-  PGresult *res = ss_pg_exec(pg, sql, &err);
-  if (!res) printf("  %s: %s\n", sql, err.message);
-  PQclear(res);
-  return res != NULL;
-}
+static long scalar(const char *sql) { return db_scalar(pg, sql); }
+static int exec_ok(const char *sql) { return db_exec_ok(pg, sql); }
 
 static long long ada, bob;
 static char col_a[40], col_b[40];
