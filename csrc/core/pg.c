@@ -49,20 +49,26 @@ struct ss_pg {
   uint64_t seen[SEEN];
 };
 
-ss_pg_settings *ss_pg_settings_new(const char *conninfo) {
-  ss_pg_settings *s = calloc(1, sizeof *s);
-  size_t n = strlen(conninfo) + 1;
-  if (!s || !(s->conninfo = malloc(n))) {
-    free(s);
-    return NULL;
-  }
-  memcpy(s->conninfo, conninfo, n);
+void ss_pg_settings_defaults(ss_pg_settings *s) {
+  memset(s, 0, sizeof *s);
   ss_strlcpy(s->application_name, "semstore", sizeof s->application_name);
   s->connect_timeout_s = 10;
   s->statement_timeout_ms = 30000;
   s->lock_timeout_ms = 10000;
   s->idle_in_transaction_timeout_ms = 60000;
   s->statement_cache_size = 256;
+}
+
+ss_pg_settings *ss_pg_settings_new(const char *conninfo) {
+  ss_pg_settings *s = malloc(sizeof *s);
+  size_t n = strlen(conninfo) + 1;
+  if (!s) return NULL;
+  ss_pg_settings_defaults(s);
+  if (!(s->conninfo = malloc(n))) {
+    free(s);
+    return NULL;
+  }
+  memcpy(s->conninfo, conninfo, n);
   return s;
 }
 

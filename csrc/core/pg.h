@@ -23,7 +23,14 @@ typedef struct {
   int null_as_nil;           /* how the binding hands NULL columns over: absent instead of a null value */
 } ss_pg_settings;
 
-/* Copies conninfo; free with ss_pg_settings_free. NULL on out of memory. */
+/* The defaults of every connection setting, in one place (the pool's own
+ * are ss_pool_config_defaults): application_name "semstore", 10 s to
+ * connect, statement_timeout 30 s, lock_timeout 10 s,
+ * idle_in_transaction_session_timeout 60 s, 256 prepared statements, NULL
+ * columns as null. conninfo is left NULL. */
+void ss_pg_settings_defaults(ss_pg_settings *s);
+/* The defaults with a copy of conninfo; free with ss_pg_settings_free.
+ * NULL on out of memory. */
 ss_pg_settings *ss_pg_settings_new(const char *conninfo);
 void ss_pg_settings_free(ss_pg_settings *s);
 

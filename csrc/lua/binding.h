@@ -155,7 +155,7 @@ ss_pool *ss_check_pool(lua_State *L, int idx);
 /* rows.c: core.rows, the rows(sql, ...) method of pools and connections */
 void ss_open_rows(lua_State *L);
 
-/* config.c: core.check_keys, core.conninfo_keywords */
+/* config.c: core.check_keys, core.conninfo_keywords, core.defaults */
 void ss_open_config(lua_State *L);
 
 /* quote.c: core.quote_ident, core.quote_literal */
