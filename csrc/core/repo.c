@@ -119,6 +119,7 @@ int ss_repo_check(ss_repo_call *call, const ss_statement *st, const ss_value *va
   int k;
   call->st = st;
   call->n = ss_repo_params(st);
+  call->stream = 0;
   for (k = 0; k < call->n; k++) {
     const ss_param_spec *p = &st->params[k];
     ss_value *v = &call->values[k];
@@ -148,13 +149,19 @@ int ss_repo_check(ss_repo_call *call, const ss_statement *st, const ss_value *va
 
 /* ---- running statements ---- */
 
-/* Runs sql with the n values as text parameters; NULL with err set. */
-static PGresult *query(ss_pg *pg, const char *sql, const ss_value *values, int n, ss_error *err) {
+/* Runs sql with the n values as text parameters, whole or (stream) as a
+ * single-row stream; NULL with err set. */
+static PGresult *run_sql(ss_pg *pg, const char *sql, const ss_value *values, int n, int stream, ss_error *err) {
   char nums[SS_MAX_PARAMS][SS_VALUE_NUM_SIZE];
   const char *texts[SS_MAX_PARAMS];
   int k;
   for (k = 0; k < n && k < SS_MAX_PARAMS; k++) texts[k] = ss_value_param(&values[k], nums[k]);
-  return ss_pg_query(pg, sql, k, NULL, texts, NULL, NULL, err);
+  return stream ? ss_pg_stream_start(pg, sql, k, NULL, texts, NULL, NULL, err)
+                : ss_pg_query(pg, sql, k, NULL, texts, NULL, NULL, err);
+}
+
+static PGresult *query(ss_pg *pg, const char *sql, const ss_value *values, int n, ss_error *err) {
+  return run_sql(pg, sql, values, n, 0, err);
 }
 
 int ss_repo_partitions(ss_pg *pg, ss_error *err) {
@@ -226,6 +233,8 @@ int ss_repo_run(ss_repo_call *call, ss_pg *pg, ss_repo_result *out, ss_error *er
   const ss_statement *st = call->st;
   PGresult *res;
   int k, attempt;
+  /* only rows nothing is checked on can be handed on before they all came */
+  int stream = call->stream && st->check == SS_CHECK_NONE && (st->returns == SS_RET_ROWS || st->returns == SS_RET_PAGE);
   memset(out, 0, sizeof *out);
   for (k = 0; k < call->n; k++) {
     const ss_value *id;
@@ -235,9 +244,15 @@ int ss_repo_run(ss_repo_call *call, ss_pg *pg, ss_repo_result *out, ss_error *er
     id = &call->values[st->params[k].of - 1];
     call->values[k] = ss_int(ss_partition_key(id->as.str.s, id->as.str.len, parts));
   }
+  if (st->returns == SS_RET_PAGE) {
+    PGresult *count = query(pg, st->count_sql, call->values, st->count_params, err);
+    if (!count) return -1;
+    out->total = PQntuples(count) ? strtoll(PQgetvalue(count, 0, 0), NULL, 10) : 0;
+    PQclear(count);
+  }
   for (attempt = 0;; attempt++) {
     if (st->check != SS_CHECK_NONE && pre_check(call, pg, err)) return -1;
-    if (!(res = query(pg, st->sql, call->values, call->n, err))) return -1;
+    if (!(res = run_sql(pg, st->sql, call->values, call->n, stream, err))) return -1;
     /* No row, though there should be one: the row the check saw changed
      * before the statement ran, or the document that made create's INSERT
      * do nothing was committed after the statement's snapshot was taken.
@@ -251,49 +266,44 @@ int ss_repo_run(ss_repo_call *call, ss_pg *pg, ss_repo_result *out, ss_error *er
     }
     break;
   }
+  out->rows = res;
+  if (stream) {
+    out->stream = pg;
+    return 0;
+  }
   out->affected = affected_of(res);
   switch (st->returns) {
   case SS_RET_AFFECTED:
   case SS_RET_DONE:
-    PQclear(res);
+    ss_repo_result_clear(out);
     return st->returns == SS_RET_DONE && out->affected == 0 ? not_found(call, err) : 0;
   case SS_RET_ROWS:
-    out->rows = res;
+  case SS_RET_PAGE:
     return 0;
-  case SS_RET_PAGE: {
-    PGresult *count = query(pg, st->count_sql, call->values, st->count_params, err);
-    if (!count) {
-      PQclear(res);
-      return -1;
-    }
-    out->total = PQntuples(count) ? strtoll(PQgetvalue(count, 0, 0), NULL, 10) : 0;
-    PQclear(count);
-    out->rows = res;
-    return 0;
-  }
   default:
     break;
   }
   /* one row: ROW, PERMITTED, CREATED */
   if (PQntuples(res) == 0) {
-    PQclear(res);
+    ss_repo_result_clear(out);
     return not_found(call, err);
   }
   if (st->returns == SS_RET_PERMITTED && !first_row_flag(res, "permitted")) {
     char user[128], key[128];
-    PQclear(res);
+    ss_repo_result_clear(out);
     return ss_error_set(err, SS_ERR_ACCESS_DENIED, "user %s may not use %s %s",
                         ss_value_format(&call->values[1], user, sizeof user), st->entity,
                         ss_value_format(&call->values[0], key, sizeof key));
   }
   if (st->returns == SS_RET_CREATED) out->created = first_row_flag(res, "created");
-  out->rows = res;
   return 0;
 }
 
 void ss_repo_result_clear(ss_repo_result *r) {
+  if (r->stream && r->rows && PQresultStatus(r->rows) == PGRES_SINGLE_TUPLE) ss_pg_stream_abandon(r->stream);
   PQclear(r->rows);
   r->rows = NULL;
+  r->stream = NULL;
 }
 
 /* ---- collections:update ---- */

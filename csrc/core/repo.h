@@ -29,6 +29,9 @@
 typedef struct {
   const ss_statement *st;
   int n;                                /* the statement's parameters */
+  /* set after ss_repo_check to have the rows of SS_RET_ROWS and
+   * SS_RET_PAGE statements come as a stream (see ss_repo_result) */
+  int stream;
   ss_value values[SS_MAX_PARAMS];       /* in statement order */
   char new_uuid[37];                    /* SS_V_NEW_UUID */
   char hash[SS_PASSWORD_HASH_SIZE];     /* SS_V_PASSWORD: what is bound instead of the password */
@@ -37,9 +40,14 @@ typedef struct {
 
 /* What a statement answered, shaped by st->returns. `rows` is owned here
  * until ss_repo_result_clear (the binding decodes it first); it is NULL
- * for SS_RET_AFFECTED and SS_RET_DONE, which need only the count. */
+ * for SS_RET_AFFECTED and SS_RET_DONE, which need only the count. When
+ * `stream` is set, rows is only the first result of a single-row-mode
+ * stream still arriving on that connection (decoding overlaps the
+ * transfer): the rest come from ss_pg_stream_next until a result of
+ * another status, and `affected` is not known here. */
 typedef struct {
   PGresult *rows;
+  ss_pg *stream;
   long long affected; /* rows the statement returned or changed */
   long long total;    /* SS_RET_PAGE: what count_sql counted */
   int created;        /* SS_RET_CREATED: the row was inserted, not found */
@@ -65,11 +73,14 @@ int ss_repo_check(ss_repo_call *call, const ss_statement *st, const ss_value *va
  * server once per connection), runs the pre-check and the statement (again,
  * up to 3 times more, when the checked row changed before the statement
  * ran, or create's conflicting row was not yet visible; then a postgres
- * error 40001), and count_sql for SS_RET_PAGE. 0 with *out filled, or -1
+ * error 40001), and count_sql for SS_RET_PAGE (before the statement, so a
+ * stream of rows can be read last). 0 with *out filled, or -1
  * with err set: the server's error, or SS_ERR_NOT_FOUND, SS_ERR_ACCESS_DENIED,
  * SS_ERR_INVALID_TRANSITION. Nothing is left to clear on failure. */
 int ss_repo_run(ss_repo_call *call, ss_pg *pg, ss_repo_result *out, ss_error *err);
 
+/* Frees rows; a stream not read to its end is cancelled and drained, so
+ * the connection is ready for the next statement. */
 void ss_repo_result_clear(ss_repo_result *r);
 
 /* The number of chunk partitions (chunk_partition_count()), asked of the

@@ -189,7 +189,7 @@ static int null_nil(const ss_conn *c) { return ((ss_pg_settings *)ss_pool_ctx(c-
 /* Pushes the rows of r->res (the one row decoder), or returns -1 with err
  * set (a result with two columns of one name). */
 static int push_rows(lua_State *L, statement_run *r, ss_error *err) {
-  int failed, status = ss_push_result(L, &r->res.rows, NULL, null_nil(r->c), err, &failed);
+  int failed, status = ss_push_result(L, &r->res.rows, r->res.stream, null_nil(r->c), err, &failed);
   ss_repo_result_clear(&r->res);
   if (status != LUA_OK) return lua_error(L);
   return failed ? -1 : 0;
@@ -268,7 +268,8 @@ static int run_statement(lua_State *L, const ss_statement *st, const arg_map *m)
       return ss_push_fail(L, &err);
   }
   if (ss_repo_check(&r.call, st, values, &err)) return ss_push_fail(L, &err);
-  r.res.rows = NULL;
+  r.call.stream = 1; /* rows are decoded as they arrive */
+  memset(&r.res, 0, sizeof r.res);
   lua_getfield(L, 1, "pg");
   if (!(r.c = ss_conn_for(L, lua_gettop(L), &owned, &err))) return ss_push_fail(L, &err);
   return ss_conn_call(L, r.c, owned, statement_body, &r, 0, statement_raised);

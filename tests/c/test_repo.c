@@ -190,6 +190,29 @@ static void test_shapes_and_refusals(void) {
   CHECK(r.rows && PQntuples(r.rows) == 1 && r.total == scalar("select count(*) from collections"));
   ss_repo_result_clear(&r);
 
+  /* PAGE as a stream: the count first, then the rows one result each */
+  {
+    ss_repo_call c;
+    const ss_statement *st = ss_statement_find("collections", "list_for_user");
+    int rows = 0;
+    CHECK(ss_repo_check(&c, st, (ss_value[]){ss_int(ada), NUL, NUL}, &err) == 0);
+    c.stream = 1;
+    CHECK(ss_repo_run(&c, pg, &r, &err) == 0 && r.stream == pg);
+    while (r.rows && PQresultStatus(r.rows) == PGRES_SINGLE_TUPLE) {
+      rows++;
+      PQclear(r.rows);
+      r.rows = ss_pg_stream_next(pg, &err);
+    }
+    CHECK(r.rows && PQresultStatus(r.rows) == PGRES_TUPLES_OK && rows == r.total && rows >= 2);
+    ss_repo_result_clear(&r);
+    /* left midway: clearing it ends the stream, and the connection goes on */
+    CHECK(ss_repo_check(&c, st, (ss_value[]){ss_int(ada), NUL, NUL}, &err) == 0);
+    c.stream = 1;
+    CHECK(ss_repo_run(&c, pg, &r, &err) == 0 && PQresultStatus(r.rows) == PGRES_SINGLE_TUPLE);
+    ss_repo_result_clear(&r);
+    CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE && scalar("select 7") == 7);
+  }
+
   /* DONE and AFFECTED */
   CHECK(fails(SS_ERR_NOT_FOUND, "document 00000000-0000-4000-8000-000000000000 not found", "documents", "delete",
               (ss_value[]){T("00000000-0000-4000-8000-000000000000")}));
