@@ -32,6 +32,17 @@ describe("config", function()
     assert.are.same({ 5, 10, 30, 3600, true, 30 }, { d.size, d.max_overflow, d.timeout, d.recycle, d.pre_ping, d.statement_timeout })
   end)
 
+  it("takes its defaults from the core's one definition of them (core.defaults)", function()
+    local defaults = require("semstore.core").defaults
+    local d = assert(config.pool_from_env(nil, env {}))
+    for _, key in ipairs { "size", "max_overflow", "timeout", "recycle", "statement_timeout", "pre_ping" } do
+      assert.are.equal(defaults[key], d[key], key)
+    end
+    assert.are.same({ 600, 1, 10, 10, 60, 256, "semstore" }, { defaults.idle_timeout, defaults.ping_after_idle,
+      defaults.connect_timeout, defaults.lock_timeout, defaults.idle_in_transaction_timeout,
+      defaults.statement_cache_size, defaults.application_name })
+  end)
+
   it("rejects malformed variables with an input error naming them", function()
     local p, err = config.pool_from_env(nil, env { DB_POOL_SIZE = "five" })
     assert.is_nil(p)

@@ -52,6 +52,7 @@ struct ss_pg {
   double service_timeout; /* for the pool's own round trips */
   unsigned savepoints;   /* names nested savepoints */
   struct ss_cancel_req *cancel; /* the last cancel request sent, maybe still on its way */
+  int partitions;        /* the repositories' chunk partition count, 0 = not asked yet */
   int cache_max, cache_count;
   unsigned long next_id;
   stmt *buckets[BUCKETS];
@@ -64,20 +65,26 @@ struct ss_pg {
   } types[TYPES];
 };
 
-ss_pg_settings *ss_pg_settings_new(const char *conninfo) {
-  ss_pg_settings *s = calloc(1, sizeof *s);
-  size_t n = strlen(conninfo) + 1;
-  if (!s || !(s->conninfo = malloc(n))) {
-    free(s);
-    return NULL;
-  }
-  memcpy(s->conninfo, conninfo, n);
+void ss_pg_settings_defaults(ss_pg_settings *s) {
+  memset(s, 0, sizeof *s);
   ss_strlcpy(s->application_name, "semstore", sizeof s->application_name);
   s->connect_timeout_s = 10;
   s->statement_timeout_ms = 30000;
   s->lock_timeout_ms = 10000;
   s->idle_in_transaction_timeout_ms = 60000;
   s->statement_cache_size = 256;
+}
+
+ss_pg_settings *ss_pg_settings_new(const char *conninfo) {
+  ss_pg_settings *s = malloc(sizeof *s);
+  size_t n = strlen(conninfo) + 1;
+  if (!s) return NULL;
+  ss_pg_settings_defaults(s);
+  if (!(s->conninfo = malloc(n))) {
+    free(s);
+    return NULL;
+  }
+  memcpy(s->conninfo, conninfo, n);
   return s;
 }
 
@@ -1082,6 +1089,9 @@ int ss_pg_is_broken(const ss_pg *pg) {
 }
 
 PGconn *ss_pg_conn(ss_pg *pg) { return pg->conn; }
+
+int ss_pg_partitions(const ss_pg *pg) { return pg->partitions; }
+void ss_pg_set_partitions(ss_pg *pg, int n) { pg->partitions = n; }
 
 /* ---- pool ops ---- */
 

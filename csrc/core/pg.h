@@ -25,7 +25,14 @@ typedef struct {
                                 when one looked like it changed the session */
 } ss_pg_settings;
 
-/* Copies conninfo; free with ss_pg_settings_free. NULL on out of memory. */
+/* The defaults of every connection setting, in one place (the pool's own
+ * are ss_pool_config_defaults): application_name "semstore", 10 s to
+ * connect, statement_timeout 30 s, lock_timeout 10 s,
+ * idle_in_transaction_session_timeout 60 s, 256 prepared statements, NULL
+ * columns as null. conninfo is left NULL. */
+void ss_pg_settings_defaults(ss_pg_settings *s);
+/* The defaults with a copy of conninfo; free with ss_pg_settings_free.
+ * NULL on out of memory. */
 ss_pg_settings *ss_pg_settings_new(const char *conninfo);
 void ss_pg_settings_free(ss_pg_settings *s);
 
@@ -143,6 +150,11 @@ int ss_pg_backend_pid(const ss_pg *pg);
 int ss_pg_is_broken(const ss_pg *pg);
 /* The libpq connection, for libpq's own helpers (PQescapeIdentifier). */
 PGconn *ss_pg_conn(ss_pg *pg);
+/* The number of chunk partitions, asked of the server once per connection
+ * by the repositories (repo.c) and kept here for the connection's life; 0
+ * until set. The schema fixes it when it is migrated. */
+int ss_pg_partitions(const ss_pg *pg);
+void ss_pg_set_partitions(ss_pg *pg, int n);
 
 /* ctx is an ss_pg_settings*, owned by the pool. */
 extern const ss_pool_ops ss_pg_pool_ops;

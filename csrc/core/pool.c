@@ -385,3 +385,13 @@ void ss_pool_get_stats(ss_pool *p, ss_pool_stats *o) {
 
 const char *ss_pool_name(const ss_pool *p) { return p->name; }
 void *ss_pool_ctx(const ss_pool *p) { return p->ctx; }
+
+void ss_pool_config_defaults(ss_pool_config *cfg) {
+  cfg->size = 5;
+  cfg->max_overflow = 10;
+  cfg->timeout = 30;
+  cfg->recycle = 3600;
+  cfg->idle_timeout = 600;
+  cfg->pre_ping = 1;
+  cfg->ping_after_idle = 1;
+}

@@ -39,6 +39,12 @@ typedef struct {
   double ping_after_idle;
 } ss_pool_config;
 
+/* The defaults of every pool setting, in one place: the binding's
+ * pool_open and the Lua layer's pool_from_env (through core.defaults)
+ * start from these: 5 kept, 10 more under load, a 30 s wait, a 3600 s
+ * lifetime, 600 s idle, a round-trip ping after 1 s idle. */
+void ss_pool_config_defaults(ss_pool_config *cfg);
+
 typedef struct {
   long size, idle, in_use, waiting;
   long acquired, timeouts, evicted, opened, reclaimed;

@@ -10,6 +10,7 @@
 #include "error.h"
 #include "pg.h"
 #include "pool.h"
+#include "value.h"
 
 #define SS_ERROR_MT "semstore.error"
 #define SS_POOL_MT "semstore.pool"
@@ -49,6 +50,14 @@ int ss_has_metatable(lua_State *L, int idx, const char *name);
  * integer (so it may hold nils, as table.pack makes them), else #t. Raw
  * access: no metamethod runs. */
 lua_Integer ss_array_length(lua_State *L, int idx);
+/* Reads the Lua value at idx as a C value for the engines, pushing
+ * nothing: nil and semstore.null are NULL, integers and floats stay apart,
+ * strings point into the Lua string (which must stay on the stack while
+ * *out is used), tables are encoded into `json` as JSON text when as_json
+ * (and *out points into it), and anything else (a table where no JSON is
+ * taken, a function) is SS_VAL_OTHER naming its type, for the engine's
+ * error. 0, or -1 with err set when a table has no JSON form. */
+int ss_to_value(lua_State *L, int idx, int as_json, ss_buf *json, ss_value *out, ss_error *err);
 /* Pushes a result as an array of rows (column name -> value) whose
  * metatable gives `columns` and `affected`. *slot holds the first result
  * from pg; when streaming, further rows come from pg (ss_pg_stream_next).
@@ -156,31 +165,19 @@ ss_pool *ss_check_pool(lua_State *L, int idx);
 /* rows.c: core.rows, the rows(sql, ...) method of pools and connections */
 void ss_open_rows(lua_State *L);
 
-/* config.c: core.check_keys, core.conninfo_keywords */
+/* config.c: core.check_keys, core.conninfo_keywords, core.defaults */
 void ss_open_config(lua_State *L);
 
 /* quote.c: core.quote_ident, core.quote_literal */
 void ss_open_quote(lua_State *L);
 
-/* chunks_bulk.c: core.repositories.chunks.create_chunks_bulk */
+/* chunks_bulk.c: core.repositories.chunks.create_chunks_bulk, over the
+ * bulk engine (csrc/core/chunks_bulk.c) */
 void ss_open_chunks_bulk(lua_State *L);
 
-/* repositories.c: the methods of core.repositories, from ss_statements */
+/* repositories.c: the methods of core.repositories, one per row of
+ * ss_statements, over the repository engine (csrc/core/repo.c) */
 void ss_open_repositories(lua_State *L);
-/* The number of chunk partitions, asked of the server once per repository
- * (the table at index self keeps it as `partitions`); -1 with err set. */
-int ss_chunk_partitions(lua_State *L, int self, ss_pg *pg, ss_error *err);
-/* A repository method's own transaction on one connection (ss_pg_tx:
- * BEGIN, or a savepoint when the connection is already in one), and what
- * must end before it can roll back after a raise (a COPY under way). */
-typedef struct ss_repo_tx {
-  ss_pg *pg;
-  ss_pg_tx tx;
-  void (*abandon)(struct ss_repo_tx *tx); /* may be NULL */
-} ss_repo_tx;
-/* ss_conn_call for a repository method: body runs with c busy; a raise
- * abandons and rolls back tx before c is given back. */
-int ss_repo_protected(lua_State *L, ss_conn *c, int owned, lua_CFunction body, ss_repo_tx *tx);
 /* An input error naming the first key of the table at idx that is not in
  * names (NULL-terminated), the key also in err->column; 0 when there is
  * none. */

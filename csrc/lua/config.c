@@ -1,7 +1,7 @@
 /* What lua/semstore/config.lua asks of C: the check that refuses options
  * nobody knows (the same one the repositories use, so every "unknown field"
- * error of the library reads alike), and libpq's own list of connection
- * keywords. */
+ * error of the library reads alike), libpq's own list of connection
+ * keywords, and the pool's defaults as the core defines them. */
 #include "binding.h"
 
 /* core.check_keys(t, names, what): true, or nil and an input error naming
@@ -71,7 +71,43 @@ static int conninfo_keywords(lua_State *L) {
   return 1;
 }
 
+/* An integer when v is one (30, not 30.0), as the options are written. */
+static void set_number(lua_State *L, const char *key, double v) {
+  if (v == (double)(lua_Integer)v) lua_pushinteger(L, (lua_Integer)v);
+  else lua_pushnumber(L, v);
+  lua_setfield(L, -2, key);
+}
+
+/* core.defaults: every pool option's default, named as opts.pool names it
+ * (times in seconds), from the core's one definition of them
+ * (ss_pool_config_defaults, ss_pg_settings_defaults); pool_open starts
+ * from the same. */
+static void push_defaults(lua_State *L) {
+  ss_pool_config cfg;
+  ss_pg_settings s;
+  ss_pool_config_defaults(&cfg);
+  ss_pg_settings_defaults(&s);
+  lua_createtable(L, 0, 13);
+  set_number(L, "size", cfg.size);
+  set_number(L, "max_overflow", cfg.max_overflow);
+  set_number(L, "timeout", cfg.timeout);
+  set_number(L, "recycle", cfg.recycle);
+  set_number(L, "idle_timeout", cfg.idle_timeout);
+  lua_pushboolean(L, cfg.pre_ping);
+  lua_setfield(L, -2, "pre_ping");
+  set_number(L, "ping_after_idle", cfg.ping_after_idle);
+  set_number(L, "connect_timeout", s.connect_timeout_s);
+  set_number(L, "statement_timeout", s.statement_timeout_ms / 1000.0);
+  set_number(L, "lock_timeout", s.lock_timeout_ms / 1000.0);
+  set_number(L, "idle_in_transaction_timeout", s.idle_in_transaction_timeout_ms / 1000.0);
+  set_number(L, "statement_cache_size", s.statement_cache_size);
+  lua_pushstring(L, s.application_name);
+  lua_setfield(L, -2, "application_name");
+}
+
 void ss_open_config(lua_State *L) {
+  push_defaults(L);
+  lua_setfield(L, -2, "defaults");
   lua_pushcfunction(L, check_keys);
   lua_setfield(L, -2, "check_keys");
   lua_pushcfunction(L, conninfo_keywords);

@@ -9,6 +9,7 @@
 #include "binding.h"
 #include "buf.h"
 #include "json.h"
+#include "value.h"
 
 /* ---- scratch buffers owned by a userdata, so a Lua error cannot leak them ---- */
 
@@ -55,6 +56,41 @@ lua_Integer ss_array_length(lua_State *L, int idx) {
   return n;
 }
 
+int ss_to_value(lua_State *L, int idx, int as_json, ss_buf *json, ss_value *out, ss_error *err) {
+  size_t len;
+  const char *s;
+  switch (lua_type(L, idx)) {
+  case LUA_TNIL:
+  case LUA_TNONE:
+    *out = ss_null();
+    return 0;
+  case LUA_TLIGHTUSERDATA:
+    if (lua_touserdata(L, idx)) break;
+    *out = ss_null(); /* semstore.null */
+    return 0;
+  case LUA_TBOOLEAN:
+    *out = ss_bool(lua_toboolean(L, idx));
+    return 0;
+  case LUA_TNUMBER:
+    *out = lua_isinteger(L, idx) ? ss_int((int64_t)lua_tointeger(L, idx)) : ss_double((double)lua_tonumber(L, idx));
+    return 0;
+  case LUA_TSTRING:
+    s = lua_tolstring(L, idx, &len);
+    *out = ss_text(s, len);
+    return 0;
+  case LUA_TTABLE:
+    if (!as_json) break;
+    json->len = 0;
+    if (ss_encode_json(L, idx, json, err)) return -1;
+    *out = ss_json(json->data, json->len);
+    return 0;
+  default:
+    break;
+  }
+  *out = ss_other(luaL_typename(L, idx));
+  return 0;
+}
+
 /* PostgreSQL's MAXDIM: an array has at most 6 dimensions, so deeper
  * nesting (a table that contains itself, say) is refused before it could
  * recurse without end. */
@@ -86,20 +122,14 @@ static int encode_array(lua_State *L, int idx, ss_buf *b, ss_error *err, int par
       int len = format_number(L, -1, num, sizeof num);
       if (ss_buf_append(b, num, (size_t)len)) goto oom_pop;
     } else if (t == LUA_TSTRING) {
-      size_t len, k;
+      size_t len;
       const char *s = lua_tolstring(L, -1, &len);
       if (memchr(s, 0, len)) {
         lua_pop(L, 1);
         return ss_error_set(err, SS_ERR_INPUT,
                             "parameter %d: array element %lld contains a zero byte", param, (long long)i);
       }
-      if (ss_buf_reserve(b, len * 2 + 2)) goto oom_pop;
-      b->data[b->len++] = '"';
-      for (k = 0; k < len; k++) {
-        if (s[k] == '"' || s[k] == '\\') b->data[b->len++] = '\\';
-        b->data[b->len++] = s[k];
-      }
-      b->data[b->len++] = '"';
+      if (ss_array_quote(b, s, len)) goto oom_pop;
     } else if (t == LUA_TTABLE && !ss_has_metatable(L, -1, SS_BYTEA_MT)) {
       if (encode_array(L, -1, b, err, param, depth + 1)) {
         lua_pop(L, 1);

@@ -51,12 +51,14 @@ static int ms(double seconds) {
  * idle_in_transaction_timeout=, statement_cache_size=, null=, reset=} (times in seconds) */
 static int pool_open(lua_State *L) {
   ss_pool_config cfg;
-  ss_pg_settings *s;
+  ss_pg_settings *s, d; /* d: the defaults (ss_pg_settings_defaults) */
   ss_error err;
   double size, overflow, connect_timeout, stmt_timeout, lock_timeout, idle_tx, cache;
   const char *name, *conninfo, *app, *null_mode, *reset_mode;
   pool_ud *u;
   ss_error_clear(&err);
+  ss_pool_config_defaults(&cfg);
+  ss_pg_settings_defaults(&d);
   luaL_checktype(L, 1, LUA_TTABLE);
   lua_getfield(L, 1, "name");
   name = lua_isstring(L, -1) ? lua_tostring(L, -1) : "default";
@@ -65,7 +67,7 @@ static int pool_open(lua_State *L) {
   lua_getfield(L, 1, "application_name");
   app = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
   lua_getfield(L, 1, "pre_ping");
-  cfg.pre_ping = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  cfg.pre_ping = lua_isnil(L, -1) ? cfg.pre_ping : lua_toboolean(L, -1);
   lua_getfield(L, 1, "null");
   null_mode = lua_isstring(L, -1) ? lua_tostring(L, -1) : lua_isnil(L, -1) ? "null" : "";
   if (strcmp(null_mode, "null") != 0 && strcmp(null_mode, "nil") != 0) {
@@ -78,17 +80,18 @@ static int pool_open(lua_State *L) {
     ss_error_set(&err, SS_ERR_INPUT, "option 'reset' must be \"auto\" or \"always\"");
     return ss_push_fail(L, &err);
   }
-  if (opt_number(L, "size", 5, 1, 10000, 1, &size, &err) ||
-      opt_number(L, "max_overflow", 10, 0, 10000, 1, &overflow, &err) ||
-      opt_number(L, "timeout", 30, 0, MAX_SECONDS, 0, &cfg.timeout, &err) ||
-      opt_number(L, "recycle", 3600, 0, 1e9, 0, &cfg.recycle, &err) ||
-      opt_number(L, "idle_timeout", 600, 0, 1e9, 0, &cfg.idle_timeout, &err) ||
-      opt_number(L, "ping_after_idle", 1, 0, 1e9, 0, &cfg.ping_after_idle, &err) ||
-      opt_number(L, "connect_timeout", 10, 0, MAX_SECONDS, 0, &connect_timeout, &err) ||
-      opt_number(L, "statement_timeout", 30, 0, MAX_SECONDS, 0, &stmt_timeout, &err) ||
-      opt_number(L, "lock_timeout", 10, 0, MAX_SECONDS, 0, &lock_timeout, &err) ||
-      opt_number(L, "idle_in_transaction_timeout", 60, 0, MAX_SECONDS, 0, &idle_tx, &err) ||
-      opt_number(L, "statement_cache_size", 256, 1, 100000, 1, &cache, &err))
+  if (opt_number(L, "size", cfg.size, 1, 10000, 1, &size, &err) ||
+      opt_number(L, "max_overflow", cfg.max_overflow, 0, 10000, 1, &overflow, &err) ||
+      opt_number(L, "timeout", cfg.timeout, 0, MAX_SECONDS, 0, &cfg.timeout, &err) ||
+      opt_number(L, "recycle", cfg.recycle, 0, 1e9, 0, &cfg.recycle, &err) ||
+      opt_number(L, "idle_timeout", cfg.idle_timeout, 0, 1e9, 0, &cfg.idle_timeout, &err) ||
+      opt_number(L, "ping_after_idle", cfg.ping_after_idle, 0, 1e9, 0, &cfg.ping_after_idle, &err) ||
+      opt_number(L, "connect_timeout", d.connect_timeout_s, 0, MAX_SECONDS, 0, &connect_timeout, &err) ||
+      opt_number(L, "statement_timeout", d.statement_timeout_ms / 1000.0, 0, MAX_SECONDS, 0, &stmt_timeout, &err) ||
+      opt_number(L, "lock_timeout", d.lock_timeout_ms / 1000.0, 0, MAX_SECONDS, 0, &lock_timeout, &err) ||
+      opt_number(L, "idle_in_transaction_timeout", d.idle_in_transaction_timeout_ms / 1000.0, 0, MAX_SECONDS, 0,
+                 &idle_tx, &err) ||
+      opt_number(L, "statement_cache_size", d.statement_cache_size, 1, 100000, 1, &cache, &err))
     return ss_push_fail(L, &err);
   cfg.size = (int)size;
   cfg.max_overflow = (int)overflow;

@@ -96,9 +96,9 @@ local POOL_OPTIONS = { "size", "max_overflow", "timeout", "recycle", "statement_
   "statement_cache_size", "application_name", "reset" }
 
 -- Pool settings: explicit options win over DB_POOL_* variables, which win
--- over the defaults (5 + 10 overflow, 30 s wait, 3600 s lifetime, pre-ping).
--- An option it does not know is an input error: a typo must not fall back
--- to a default in silence.
+-- over the defaults (core.defaults, defined once in the C core: 5 + 10
+-- overflow, 30 s wait, 3600 s lifetime, pre-ping). An option it does not
+-- know is an input error: a typo must not fall back to a default in silence.
 function config.pool_from_env(opts, getenv)
   getenv = getenv or config.getenv
   opts = opts or {}
@@ -107,22 +107,22 @@ function config.pool_from_env(opts, getenv)
   if not ok then return nil, err end
   local out = {}
   local numbers = {
-    { "size", "DB_POOL_SIZE", 5 }, { "max_overflow", "DB_MAX_OVERFLOW", 10 },
-    { "timeout", "DB_POOL_TIMEOUT", 30 }, { "recycle", "DB_POOL_RECYCLE", 3600 },
-    { "statement_timeout", "DB_QUERY_TIMEOUT", 30 },
+    { "size", "DB_POOL_SIZE" }, { "max_overflow", "DB_MAX_OVERFLOW" },
+    { "timeout", "DB_POOL_TIMEOUT" }, { "recycle", "DB_POOL_RECYCLE" },
+    { "statement_timeout", "DB_QUERY_TIMEOUT" },
   }
   for _, n in ipairs(numbers) do
     if opts[n[1]] ~= nil then
       out[n[1]] = opts[n[1]]
     else
-      out[n[1]], err = env_number(getenv, n[2], n[3])
+      out[n[1]], err = env_number(getenv, n[2], core.defaults[n[1]])
       if err then return nil, err end
     end
   end
   if opts.pre_ping ~= nil then
     out.pre_ping = opts.pre_ping
   else
-    out.pre_ping, err = env_bool(getenv, "DB_POOL_PRE_PING", true)
+    out.pre_ping, err = env_bool(getenv, "DB_POOL_PRE_PING", core.defaults.pre_ping)
     if err then return nil, err end
   end
   for _, key in ipairs(POOL_OPTIONS) do

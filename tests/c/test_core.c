@@ -13,7 +13,9 @@
 #include "pg_copy.h"
 #include "pg_quote.h"
 #include "redact.h"
+#include "repo.h"
 #include "repo_rules.h"
+#include "value.h"
 
 static int redacts_to(const char *in, const char *want) {
   char out[512];
@@ -533,7 +535,41 @@ static void test_const_time_equal(void) {
   CHECK(!ss_const_time_equal("a", "aaaa"));
 }
 
+/* The engines' tagged value: libpq's text form, messages, array quoting,
+ * and the checks the repositories and the bulk share. */
+static void test_value(void) {
+  char num[SS_VALUE_NUM_SIZE], out[16];
+  ss_value v;
+  ss_buf b;
+  ss_error err;
+  static const ss_param_spec count4 = {"n", SS_V_COUNT4, 1, 0, NULL};
+  CHECK(ss_value_param(&(ss_value){SS_VAL_NULL, {0}}, num) == NULL);
+  v = ss_bool(7);
+  CHECK(strcmp(ss_value_param(&v, num), "t") == 0);
+  v = ss_int(INT64_MIN);
+  CHECK(strcmp(ss_value_param(&v, num), "-9223372036854775808") == 0);
+  v = ss_double(0.1);
+  CHECK(strcmp(ss_value_param(&v, num), "0.1") == 0 && strcmp(ss_value_type_name(&v), "number") == 0);
+  v = ss_text("abcdefghijklmnopqrstuvwxyz", 26);
+  CHECK(strcmp(ss_value_format(&v, out, sizeof out), "abcdefghijklmno") == 0);
+  v = ss_other("function");
+  CHECK(strcmp(ss_value_type_name(&v), "function") == 0 && ss_value_param(&v, num) == NULL);
+  ss_buf_init(&b);
+  CHECK(ss_array_quote(&b, "a\"b\\c", 5) == 0 && b.len == 9 && memcmp(b.data, "\"a\\\"b\\\\c\"", 9) == 0);
+  ss_buf_free(&b);
+  /* integers: an integral double becomes the integer, NaN and fractions do not */
+  v = ss_double(12.0);
+  CHECK(ss_repo_check_value(&count4, &v, &err) == 0 && v.type == SS_VAL_INT && v.as.i == 12);
+  v = ss_double(0.0 / 0.0);
+  CHECK(ss_repo_check_value(&count4, &v, &err) == -1 && strcmp(err.message, "n must be an integer") == 0);
+  v = ss_int(2147483648LL);
+  CHECK(ss_repo_check_value(&count4, &v, &err) == -1 && strstr(err.message, "from 0 to 2147483647"));
+  v = ss_null();
+  CHECK(ss_repo_check_value(&count4, &v, &err) == -1 && strcmp(err.message, "n is required") == 0);
+}
+
 int main(void) {
+  test_value();
   test_error();
   test_buf();
   test_redact();
