@@ -12,7 +12,7 @@
 #define ROWS_MT "semstore.rows"
 
 typedef struct {
-  ss_conn *c;       /* anchored in the cursor's user value table, at 1 */
+  ss_conn_handle *c;       /* anchored in the cursor's user value table, at 1 */
   int owned;        /* c was borrowed for this loop */
   PGresult *res;    /* the next row, or the final result */
   int ncols, null_nil, done;
@@ -64,7 +64,7 @@ static int rows_next(lua_State *L) {
   ss_push_row(L, k->res, 0, k->ncols, names, k->cols, k->scratch, k->null_nil);
   PQclear(k->res);
   ss_error_clear(&k->err);
-  k->res = ss_pg_stream_next(k->c->item->conn, &k->err);
+  k->res = ss_pg_stream_next(k->c->lease->conn, &k->err);
   if (!k->res) { /* this row stands; the failure is the next step's */
     finish(k);
     k->failed = 1;
@@ -87,7 +87,7 @@ static int rows_open(lua_State *L) {
   int n = lua_gettop(L) - 2, owned, top;
   ss_error err;
   ss_params params;
-  ss_conn *c;
+  ss_conn_handle *c;
   cursor *k;
   PGresult *res;
   ss_error_clear(&err);
@@ -113,7 +113,7 @@ static int rows_open(lua_State *L) {
   k->owned = owned;
   k->done = 0;
   k->null_nil = ((ss_pg_settings *)ss_pool_ctx(c->pool))->null_as_nil;
-  res = ss_pg_stream_start(c->item->conn, lua_tostring(L, 2), params.n, params.types, params.values, params.lengths,
+  res = ss_pg_stream_start(c->lease->conn, lua_tostring(L, 2), params.n, params.types, params.values, params.lengths,
                            params.formats, &err);
   if (!res) {
     finish(k);
