@@ -79,6 +79,8 @@ static int bulk_body(lua_State *L) {
   lua_Integer len = iter ? 0 : ss_array_length(L, 2);
   const char *field;
   ss_error_clear(&err);
+  /* a row, its fields, and what a typo's check pushes on top */
+  luaL_checkstack(L, SS_CHUNK_NFIELDS + 16, "no room on the Lua stack for a row");
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "return_ids");
     o.return_ids = lua_toboolean(L, -1);
