@@ -371,7 +371,8 @@ static int embeddings_body(lua_State *L) {
   /* a bad item the engine finds before the one Lua could not read wins */
   if (i <= n) {
     ss_error first;
-    if (ss_repo_embeddings_check((ss_value *)(void *)items->data, (long)(i - 1), &first)) return ss_push_fail(L, &first);
+    if (ss_repo_embeddings_check((ss_value *)(void *)items->data, (long)(i - 1), &first))
+      return ss_push_fail(L, &first);
     return ss_push_fail(L, &err);
   }
   if (ss_repo_update_embeddings(c->lease->conn, (ss_value *)(void *)items->data, (long)n, &updated, &err))
