@@ -9,7 +9,7 @@
 
 typedef struct waiter {
   pthread_cond_t cv;
-  ss_pool_item *item; /* a connection handed over */
+  ss_pool_lease *lease; /* a connection handed over */
   int may_open;       /* or the right to open one (a slot already counted) */
   struct waiter *next;
 } waiter;
@@ -21,7 +21,7 @@ struct ss_pool {
   void *ctx;
   int refs;
   pthread_mutex_t lock;
-  ss_pool_item *idle; /* most recently used first */
+  ss_pool_lease *idle; /* most recently used first */
   waiter *wait_head, *wait_tail;
   long total, idle_count, waiting;
   long acquired, timeouts, evicted, opened, reclaimed, peak;
@@ -111,7 +111,7 @@ void ss_pool_ref(ss_pool *p) {
 
 void ss_pool_unref(ss_pool *p) {
   ss_pool **pp;
-  ss_pool_item *it, *next;
+  ss_pool_lease *it, *next;
   int last;
   /* The registry lock first, so nobody finds the pool between the count
    * reaching zero and its removal. */
@@ -138,8 +138,8 @@ static double lifetime(ss_pool *p) {
   return p->cfg.recycle > 0 ? p->cfg.recycle * (1.0 - 0.1 * r) : INFINITY;
 }
 
-static ss_pool_item *open_item(ss_pool *p, ss_error *err) {
-  ss_pool_item *it = calloc(1, sizeof *it);
+static ss_pool_lease *open_lease(ss_pool *p, ss_error *err) {
+  ss_pool_lease *it = calloc(1, sizeof *it);
   double now;
   if (!it) {
     ss_error_set(err, SS_ERR_MEMORY, "out of memory opening a connection");
@@ -177,11 +177,11 @@ static void dequeue(ss_pool *p, waiter *w) {
 
 /* Hands a slot (a connection, or with NULL the right to open one) to the
  * oldest waiter. Called with the lock held; 0 if nobody waits. */
-static int hand_over(ss_pool *p, ss_pool_item *it) {
+static int hand_over(ss_pool *p, ss_pool_lease *it) {
   waiter *w = p->wait_head;
   if (!w) return 0;
   dequeue(p, w);
-  w->item = it;
+  w->lease = it;
   w->may_open = it == NULL;
   pthread_cond_signal(&w->cv);
   return 1;
@@ -190,11 +190,11 @@ static int hand_over(ss_pool *p, ss_pool_item *it) {
 /* Takes idle connections past their lifetime or idle timeout off the idle
  * list. Lock held; they stay counted in `total` until closed (see
  * forget_closed), and are chained on *dead for closing after the unlock. */
-static long purge_idle(ss_pool *p, double now, ss_pool_item **dead) {
-  ss_pool_item **pi = &p->idle;
+static long purge_idle(ss_pool *p, double now, ss_pool_lease **dead) {
+  ss_pool_lease **pi = &p->idle;
   long n = 0;
   while (*pi) {
-    ss_pool_item *it = *pi;
+    ss_pool_lease *it = *pi;
     int idle_out = p->cfg.idle_timeout > 0 && now - it->last_used >= p->cfg.idle_timeout;
     if (now >= it->expires || idle_out) {
       *pi = it->next;
@@ -209,9 +209,9 @@ static long purge_idle(ss_pool *p, double now, ss_pool_item **dead) {
   return n;
 }
 
-static void close_all(ss_pool *p, ss_pool_item *dead) {
+static void close_all(ss_pool *p, ss_pool_lease *dead) {
   while (dead) {
-    ss_pool_item *next = dead->next;
+    ss_pool_lease *next = dead->next;
     p->ops->close(p->ctx, dead->conn);
     free(dead);
     dead = next;
@@ -236,7 +236,7 @@ static void forget_closed(ss_pool *p, long n, int evicted) {
   pthread_mutex_unlock(&p->lock);
 }
 
-static int healthy(ss_pool *p, ss_pool_item *it, double invalid_before) {
+static int healthy(ss_pool *p, ss_pool_lease *it, double invalid_before) {
   double now = ss_monotonic();
   int deep = it->verified <= invalid_before ||
              (p->cfg.pre_ping && now - it->last_used >= p->cfg.ping_after_idle);
@@ -245,10 +245,10 @@ static int healthy(ss_pool *p, ss_pool_item *it, double invalid_before) {
   return 1;
 }
 
-ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
+ss_pool_lease *ss_pool_acquire(ss_pool *p, ss_error *err) {
   double deadline = ss_monotonic() + p->cfg.timeout;
   for (;;) {
-    ss_pool_item *it = NULL, *dead = NULL;
+    ss_pool_lease *it = NULL, *dead = NULL;
     int may_open = 0;
     long purged;
     double invalid_before;
@@ -291,9 +291,9 @@ ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
         ts.tv_nsec += (long)((left > 0 ? left - whole : 0) * 1e9);
         if (ts.tv_nsec >= 1000000000L) { ts.tv_sec++; ts.tv_nsec -= 1000000000L; }
       }
-      while (!w.item && !w.may_open)
+      while (!w.lease && !w.may_open)
         if (pthread_cond_timedwait(&w.cv, &p->lock, &ts) == ETIMEDOUT) break;
-      if (!w.item && !w.may_open) {
+      if (!w.lease && !w.may_open) {
         dequeue(p, &w);
         p->timeouts++;
         p->wait_ms += (ss_monotonic() - now) * 1e3;
@@ -306,13 +306,13 @@ ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
       }
       pthread_cond_destroy(&w.cv);
       p->wait_ms += (ss_monotonic() - now) * 1e3;
-      it = w.item;
+      it = w.lease;
       may_open = w.may_open;
     }
     pthread_mutex_unlock(&p->lock);
 
     if (may_open) {
-      it = open_item(p, err);
+      it = open_lease(p, err);
       if (!it) {
         forget_closed(p, 1, 0);
         return NULL;
@@ -334,7 +334,7 @@ ss_pool_item *ss_pool_acquire(ss_pool *p, ss_error *err) {
   }
 }
 
-void ss_pool_release(ss_pool *p, ss_pool_item *it) {
+void ss_pool_release(ss_pool *p, ss_pool_lease *it) {
   int reusable = p->ops->reset(p->ctx, it->conn) == 0 && !p->ops->broken(p->ctx, it->conn);
   double now = ss_monotonic();
   pthread_mutex_lock(&p->lock);

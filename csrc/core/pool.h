@@ -53,13 +53,16 @@ typedef struct {
   double wait_ms;  /* total time acquirers spent waiting */
 } ss_pool_stats;
 
-/* A borrowed connection. `conn` is what ops->open returned. */
-typedef struct ss_pool_item {
+/* A lease: what ss_pool_acquire lends out, the pool's record of one
+ * borrowed connection (a PostgreSQL one is an ss_pg; the binding's Lua
+ * handle on a lease is an ss_conn_handle). `conn` is what ops->open
+ * returned. */
+typedef struct ss_pool_lease {
   void *conn;
   double expires, last_used;
   double verified; /* when it was opened or last answered a round-trip ping */
-  struct ss_pool_item *next;
-} ss_pool_item;
+  struct ss_pool_lease *next;
+} ss_pool_lease;
 
 /* Finds the pool called `name` or creates it. `key` identifies the target
  * (for example the conninfo string): asking for an existing name with
@@ -75,10 +78,10 @@ void ss_pool_unref(ss_pool *pool);
 
 /* Borrows a connection, waiting up to cfg.timeout. NULL with err set on
  * failure (SS_ERR_POOL on timeout, or the error of ops->open). */
-ss_pool_item *ss_pool_acquire(ss_pool *pool, ss_error *err);
+ss_pool_lease *ss_pool_acquire(ss_pool *pool, ss_error *err);
 /* Returns a borrowed connection: reset, then kept, handed to a waiter, or
  * closed (broken, past its lifetime, or beyond `size`). */
-void ss_pool_release(ss_pool *pool, ss_pool_item *item);
+void ss_pool_release(ss_pool *pool, ss_pool_lease *lease);
 /* Counts a connection returned by the garbage collector. */
 void ss_pool_note_reclaimed(ss_pool *pool);
 

@@ -125,7 +125,8 @@ int ss_repo_check(ss_repo_call *call, const ss_statement *st, const ss_value *va
     ss_value *v = &call->values[k];
     switch (p->kind) {
     case SS_V_NEW_UUID:
-      if (ss_uuid_v4(call->new_uuid)) return ss_error_set(err, SS_ERR_INPUT, "the system gave no randomness for a UUID");
+      if (ss_uuid_v4(call->new_uuid))
+        return ss_error_set(err, SS_ERR_INPUT, "the system gave no randomness for a UUID");
       *v = ss_text(call->new_uuid, 36);
       break;
     case SS_V_PARTITION:
@@ -203,7 +204,8 @@ static int pre_check(ss_repo_call *call, ss_pg *pg, ss_error *err) {
     if (!v || strcmp(v, other) != 0)
       status = ss_error_set(err, SS_ERR_ACCESS_DENIED, "user %s does not own %s %s", other, st->entity, key);
   } else if (st->check == SS_CHECK_TRANSITION) {
-    const char *to = st->to_state ? st->to_state : ss_value_format(&call->values[st->check_param - 1], other, sizeof other);
+    const char *to =
+        st->to_state ? st->to_state : ss_value_format(&call->values[st->check_param - 1], other, sizeof other);
     if (!v || !st->allowed(v, to)) {
       status = ss_error_set(err, SS_ERR_INVALID_TRANSITION, "%s %s cannot go from %s to %s", st->entity, key,
                             v ? v : "null", to);
@@ -319,7 +321,8 @@ int ss_repo_collection_update(ss_repo_update *u, const char *const *names, int n
   u->st.params[0] = id;
   for (j = 0; j < n; j++) {
     int known = 0;
-    for (k = 0; ss_collection_updatable[k].name && !known; k++) known = strcmp(ss_collection_updatable[k].name, names[j]) == 0;
+    for (k = 0; ss_collection_updatable[k].name && !known; k++)
+      known = strcmp(ss_collection_updatable[k].name, names[j]) == 0;
     if (!known) {
       ss_error_set(err, SS_ERR_INPUT, "unknown field '%s' in the fields collections:update can set", names[j]);
       ss_strlcpy(err->column, names[j], sizeof err->column);
@@ -423,8 +426,8 @@ static int update_partition(ss_pg *pg, int part, const ss_value *items, const lo
     const ss_value *it = &items[3 * order[k]];
     char num[SS_VALUE_NUM_SIZE];
     const char *sep = k ? "," : "";
-    if (ss_buf_append(&arrays[0], sep, strlen(sep)) || ss_buf_append(&arrays[0], num, (size_t)snprintf(num, sizeof num, "%lld", (long long)it[0].as.i)))
-      goto oom;
+    int len = snprintf(num, sizeof num, "%lld", (long long)it[0].as.i);
+    if (ss_buf_append(&arrays[0], sep, strlen(sep)) || ss_buf_append(&arrays[0], num, (size_t)len)) goto oom;
     for (f = 1; f < 3; f++)
       if (ss_buf_append(&arrays[f], sep, strlen(sep)) || ss_array_quote(&arrays[f], it[f].as.str.s, it[f].as.str.len))
         goto oom;

@@ -92,11 +92,12 @@ int ss_resolve_columns(ss_pg *pg, const PGresult *res, ss_column *dec, int may_a
 ss_buf *ss_push_scratch(lua_State *L);
 void ss_open_convert(lua_State *L);
 
-/* A borrowed connection as seen from Lua. `res` is held here while it is
- * decoded, so an error raised meanwhile cannot leak it. */
+/* A Lua handle (semstore.conn) on a lease of the pool (ss_pool_lease,
+ * whose conn is the ss_pg). `res` is held here while it is decoded, so an
+ * error raised meanwhile cannot leak it. */
 typedef struct {
   ss_pool *pool;
-  ss_pool_item *item;
+  ss_pool_lease *lease;
   PGresult *res;
   int borrowed_for_call; /* taken by pool:query itself: no leak warning */
   /* a repository call (a bulk insert, say) is using it and runs Lua code
@@ -117,29 +118,29 @@ int ss_push_json(lua_State *L, const char *s, size_t len);
 int ss_encode_json(lua_State *L, int idx, ss_buf *b, ss_error *err);
 
 /* conn_handle.c */
-ss_conn *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call);
+ss_conn_handle *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call);
 /* Runs a statement on c and pushes the result, or nil and err; returns the
  * number of values pushed. The SQL is at sql_idx and its nparams
  * parameters follow it; `simple` runs several statements without
  * parameters. A connection borrowed_for_call that holds none yet is
  * acquired after the parameters are encoded and released before returning;
  * one that holds a connection (ss_conn_for) keeps it. */
-int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple);
-void ss_conn_release(ss_conn *c);
+int ss_conn_run(lua_State *L, ss_conn_handle *c, int sql_idx, int nparams, int simple);
+void ss_conn_release(ss_conn_handle *c);
 /* The connection a call runs on, for the pool or conn userdata at idx:
- * pushes an ss_conn holding a connection, or returns NULL with err set
+ * pushes an ss_conn_handle holding a connection, or returns NULL with err set
  * (the acquire failed; one value is pushed all the same). For a pool it
  * is one borrowed for this call, and *owned is set: pass it on to
  * ss_conn_call, which gives it back. A connection busy with another call
  * raises. */
-ss_conn *ss_conn_for(lua_State *L, int idx, int *owned, ss_error *err);
+ss_conn_handle *ss_conn_for(lua_State *L, int idx, int *owned, ss_error *err);
 /* The one way C code runs Lua-reachable work while it holds a connection:
  * body (a C function with ud as its upvalue) runs protected on the values
  * on the stack, with c marked busy when asked (so the Lua code body calls
  * cannot use it). Whatever happens, c is given back when `owned` (it was
  * borrowed for this call): a raise runs on_raise(ud) (may be NULL) first
  * and is raised on; otherwise body's results are returned. */
-int ss_conn_call(lua_State *L, ss_conn *c, int owned, lua_CFunction body, void *ud, int busy,
+int ss_conn_call(lua_State *L, ss_conn_handle *c, int owned, lua_CFunction body, void *ud, int busy,
                  void (*on_raise)(void *ud));
 void ss_open_conn(lua_State *L);
 /* conn:transaction(fn, opts), on (conn, fn, opts) at 1..3: BEGIN, or a

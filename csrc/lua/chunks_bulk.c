@@ -69,7 +69,7 @@ static int read_row(lua_State *L, ss_bulk *b, int tbl, ss_buf *json, ss_value *f
  * pool handle or connection (5), the connection used (6). */
 static int bulk_body(lua_State *L) {
   bulk_ud *u = lua_touserdata(L, lua_upvalueindex(1));
-  ss_conn *c = lua_touserdata(L, 6);
+  ss_conn_handle *c = lua_touserdata(L, 6);
   ss_bulk_options o = {0, 0, 0};
   ss_value fields[SS_CHUNK_NFIELDS];
   ss_error err;
@@ -79,13 +79,15 @@ static int bulk_body(lua_State *L) {
   lua_Integer len = iter ? 0 : ss_array_length(L, 2);
   const char *field;
   ss_error_clear(&err);
+  /* a row, its fields, and what a typo's check pushes on top */
+  luaL_checkstack(L, SS_CHUNK_NFIELDS + 16, "no room on the Lua stack for a row");
   if (lua_istable(L, 3)) {
     lua_getfield(L, 3, "return_ids");
     o.return_ids = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
   o.expected_rows = len > 0 && len < (lua_Integer)LONG_MAX ? (long)len : 0;
-  if (!(u->b = ss_bulk_new(c->item->conn, &o, &err))) return ss_push_fail(L, &err);
+  if (!(u->b = ss_bulk_new(c->lease->conn, &o, &err))) return ss_push_fail(L, &err);
   json = ss_push_scratch(L); /* metadata of the row being read, at 7 */
   if (o.return_ids) {
     /* rows.n is the caller's word, not yet checked: presize modestly */
@@ -146,7 +148,7 @@ fail:
 static int chunks_create_bulk(lua_State *L) {
   static const char *const options[] = {"return_ids", NULL};
   ss_error err;
-  ss_conn *c;
+  ss_conn_handle *c;
   int owned;
   bulk_ud *u;
   ss_error_clear(&err);

@@ -7,8 +7,8 @@
 
 #include "binding.h"
 
-ss_conn *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call) {
-  ss_conn *c = ss_newuserdata(L, sizeof *c);
+ss_conn_handle *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call) {
+  ss_conn_handle *c = ss_newuserdata(L, sizeof *c);
   memset(c, 0, sizeof *c);
   luaL_setmetatable(L, SS_CONN_MT);
   ss_pool_ref(pool);
@@ -17,21 +17,21 @@ ss_conn *ss_conn_new(lua_State *L, ss_pool *pool, int borrowed_for_call) {
   return c;
 }
 
-void ss_conn_release(ss_conn *c) {
+void ss_conn_release(ss_conn_handle *c) {
   if (c->res) {
     PQclear(c->res);
     c->res = NULL;
   }
-  if (c->item) {
-    ss_pool_release(c->pool, c->item);
-    c->item = NULL;
+  if (c->lease) {
+    ss_pool_release(c->pool, c->lease);
+    c->lease = NULL;
   }
 }
 
 /* Whether NULL decodes as nil for this connection's pool. */
-static int null_as_nil(ss_conn *c) { return ((ss_pg_settings *)ss_pool_ctx(c->pool))->null_as_nil; }
+static int null_as_nil(ss_conn_handle *c) { return ((ss_pg_settings *)ss_pool_ctx(c->pool))->null_as_nil; }
 
-int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) {
+int ss_conn_run(lua_State *L, ss_conn_handle *c, int sql_idx, int nparams, int simple) {
   size_t len;
   const char *sql = luaL_checklstring(L, sql_idx, &len);
   ss_params params;
@@ -47,12 +47,12 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
     return ss_push_fail(L, &err);
   }
   if (!simple && ss_encode_params(L, sql_idx + 1, nparams, &params, &err)) return ss_push_fail(L, &err);
-  if (!c->item) {
+  if (!c->lease) {
     if (!c->borrowed_for_call) return luaL_error(L, "this connection was released");
-    if (!(c->item = ss_pool_acquire(c->pool, &err))) return ss_push_fail(L, &err);
+    if (!(c->lease = ss_pool_acquire(c->pool, &err))) return ss_push_fail(L, &err);
     acquired_here = 1;
   }
-  pg = c->item->conn;
+  pg = c->lease->conn;
   if (c->res) { /* left by a decode that an error interrupted */
     PQclear(c->res);
     c->res = NULL;
@@ -74,8 +74,8 @@ int ss_conn_run(lua_State *L, ss_conn *c, int sql_idx, int nparams, int simple) 
   return !res || failed ? ss_push_fail(L, &err) : 1;
 }
 
-ss_conn *ss_conn_for(lua_State *L, int idx, int *owned, ss_error *err) {
-  ss_conn *c;
+ss_conn_handle *ss_conn_for(lua_State *L, int idx, int *owned, ss_error *err) {
+  ss_conn_handle *c;
   *owned = 0;
   if (ss_has_metatable(L, idx, SS_CONN_MT)) {
     c = lua_touserdata(L, idx);
@@ -87,7 +87,7 @@ ss_conn *ss_conn_for(lua_State *L, int idx, int *owned, ss_error *err) {
     return c;
   }
   c = ss_conn_new(L, ss_check_pool(L, idx), 1);
-  if (!(c->item = ss_pool_acquire(c->pool, err))) return NULL;
+  if (!(c->lease = ss_pool_acquire(c->pool, err))) return NULL;
   *owned = 1;
   return c;
 }
@@ -133,10 +133,10 @@ int ss_conn_call(lua_State *L, ss_conn *c, int owned, lua_CFunction body, void *
   return call_after(L, lua_pcallk(L, top, LUA_MULTRET, 0, top, call_after), top);
 }
 
-static ss_conn *check_conn(lua_State *L) { return luaL_checkudata(L, 1, SS_CONN_MT); }
+static ss_conn_handle *check_conn(lua_State *L) { return luaL_checkudata(L, 1, SS_CONN_MT); }
 
-static ss_conn *check_idle_conn(lua_State *L) {
-  ss_conn *c = check_conn(L);
+static ss_conn_handle *check_idle_conn(lua_State *L) {
+  ss_conn_handle *c = check_conn(L);
   if (c->busy) luaL_error(L, "this connection is in use by a repository call that is still running");
   if (c->stream)
     luaL_error(L, "this connection is reading a rows() or copy_to() result: finish or leave that loop first");
@@ -165,7 +165,7 @@ void ss_conn_end_stream(ss_conn *c) {
 }
 
 static int conn_release(lua_State *L) {
-  ss_conn *c = check_conn(L);
+  ss_conn_handle *c = check_conn(L);
   if (c->busy) return luaL_error(L, "this connection is in use by a repository call that is still running");
   ss_conn_end_stream(c);
   ss_conn_release(c);
@@ -173,9 +173,9 @@ static int conn_release(lua_State *L) {
 }
 
 static ss_pg *live_pg(lua_State *L) {
-  ss_conn *c = check_conn(L);
-  if (!c->item) luaL_error(L, "this connection was released");
-  return c->item->conn;
+  ss_conn_handle *c = check_conn(L);
+  if (!c->lease) luaL_error(L, "this connection was released");
+  return c->lease->conn;
 }
 
 static int conn_backend_pid(lua_State *L) {
@@ -192,7 +192,7 @@ static int conn_transaction_status(lua_State *L) {
 }
 
 static int conn_released(lua_State *L) {
-  lua_pushboolean(L, check_conn(L)->item == NULL);
+  lua_pushboolean(L, check_conn(L)->lease == NULL);
   return 1;
 }
 
@@ -307,37 +307,37 @@ int ss_check_seconds(lua_State *L, int idx, const char *what, double *out, ss_er
 
 /* conn:settimeout(seconds): how long each following call may wait for the server (nil or 0: no limit). */
 static int conn_settimeout(lua_State *L) {
-  ss_conn *c = check_idle_conn(L);
+  ss_conn_handle *c = check_idle_conn(L);
   double t = 0;
   ss_error err;
-  if (!c->item) return luaL_error(L, "this connection was released");
+  if (!c->lease) return luaL_error(L, "this connection was released");
   if (!lua_isnoneornil(L, 2) && ss_check_seconds(L, 2, "the timeout", &t, &err)) return ss_push_fail(L, &err);
-  ss_pg_set_timeout(c->item->conn, t);
+  ss_pg_set_timeout(c->lease->conn, t);
   lua_pushboolean(L, 1);
   return 1;
 }
 
 /* Runs "LISTEN name" or "UNLISTEN name" with the channel quoted by libpq. */
 static int listen_cmd(lua_State *L, const char *cmd) {
-  ss_conn *c = check_idle_conn(L);
+  ss_conn_handle *c = check_idle_conn(L);
   size_t len;
   const char *ch = luaL_checklstring(L, 2, &len);
   ss_error err;
   char *quoted;
   PGresult *res;
   ss_error_clear(&err);
-  if (!c->item) return luaL_error(L, "this connection was released");
+  if (!c->lease) return luaL_error(L, "this connection was released");
   if (len == 0 || len > 63 || memchr(ch, 0, len)) {
     ss_error_set(&err, SS_ERR_INPUT, "a channel name is 1 to 63 bytes without zero bytes");
     return ss_push_fail(L, &err);
   }
-  if (!(quoted = PQescapeIdentifier(ss_pg_conn(c->item->conn), ch, len))) {
+  if (!(quoted = PQescapeIdentifier(ss_pg_conn(c->lease->conn), ch, len))) {
     ss_error_set(&err, SS_ERR_INPUT, "the channel name cannot be quoted (not valid in the client encoding)");
     return ss_push_fail(L, &err);
   }
   lua_pushfstring(L, "%s %s", cmd, quoted);
   PQfreemem(quoted);
-  res = ss_pg_exec(c->item->conn, lua_tostring(L, -1), &err);
+  res = ss_pg_exec(c->lease->conn, lua_tostring(L, -1), &err);
   if (!res) return ss_push_fail(L, &err);
   PQclear(res);
   lua_pushboolean(L, 1);
@@ -349,15 +349,15 @@ static int conn_unlisten(lua_State *L) { return listen_cmd(L, "UNLISTEN"); }
 
 /* conn:wait_notification(timeout): {channel =, payload =, pid =}, or nil on timeout. */
 static int conn_wait_notification(lua_State *L) {
-  ss_conn *c = check_idle_conn(L);
+  ss_conn_handle *c = check_idle_conn(L);
   double t = -1;
   ss_error err;
   ss_pg_notify n;
   int got;
   ss_error_clear(&err);
-  if (!c->item) return luaL_error(L, "this connection was released");
+  if (!c->lease) return luaL_error(L, "this connection was released");
   if (!lua_isnoneornil(L, 2) && ss_check_seconds(L, 2, "the timeout", &t, &err)) return ss_push_fail(L, &err);
-  if ((got = ss_pg_notification(c->item->conn, t, &n, &err)) < 0) return ss_push_fail(L, &err);
+  if ((got = ss_pg_notification(c->lease->conn, t, &n, &err)) < 0) return ss_push_fail(L, &err);
   if (got == 0) {
     lua_pushnil(L);
     return 1;
@@ -437,29 +437,29 @@ static int copy_from_body(lua_State *L) {
 /* conn:copy_from(sql, source): source is a string, an array of strings or
  * an iterator of strings; returns the rows copied, or nil, err. */
 static int conn_copy_from(lua_State *L) {
-  ss_conn *c = check_idle_conn(L);
+  ss_conn_handle *c = check_idle_conn(L);
   copy_state cs = {NULL, 0};
   int t;
   luaL_checkstring(L, 2);
   t = lua_type(L, 3);
   luaL_argexpected(L, t == LUA_TSTRING || t == LUA_TTABLE || t == LUA_TFUNCTION, 3, "string, array or iterator");
   lua_settop(L, 3);
-  if (!c->item) return luaL_error(L, "this connection was released");
-  cs.pg = c->item->conn;
+  if (!c->lease) return luaL_error(L, "this connection was released");
+  cs.pg = c->lease->conn;
   return ss_conn_call(L, c, 0, copy_from_body, &cs, 1, copy_abandon);
 }
 
 /* The iterator copy_to returns: upvalue 1 the conn. Each call gives the
  * next piece of data, nil at the end; a failure midway raises the error table. */
 static int copy_to_next(lua_State *L) {
-  ss_conn *c = lua_touserdata(L, lua_upvalueindex(1));
+  ss_conn_handle *c = lua_touserdata(L, lua_upvalueindex(1));
   ss_error err;
   char *data;
   long n;
   /* ended: by its loop, by release(), or by the transaction it ran in */
   if (!c->item || c->stream != (unsigned)lua_tointeger(L, lua_upvalueindex(2))) return 0;
   ss_error_clear(&err);
-  n = ss_pg_copy_out_next(c->item->conn, &data, &err);
+  n = ss_pg_copy_out_next(c->lease->conn, &data, &err);
   if (n > 0) {
     lua_pushlstring(L, data, (size_t)n);
     PQfreemem(data);
@@ -511,8 +511,8 @@ static int conn_copy_to(lua_State *L) {
 }
 
 static int conn_gc(lua_State *L) {
-  ss_conn *c = check_conn(L);
-  if (c->item && !c->borrowed_for_call) {
+  ss_conn_handle *c = check_conn(L);
+  if (c->lease && !c->borrowed_for_call) {
     fprintf(stderr,
             "semstore: a connection of pool '%s' was garbage-collected without release(); "
             "it went back to the pool\n",
@@ -528,9 +528,9 @@ static int conn_gc(lua_State *L) {
 }
 
 static int conn_tostring(lua_State *L) {
-  ss_conn *c = check_conn(L);
+  ss_conn_handle *c = check_conn(L);
   lua_pushfstring(L, "semstore.conn(%s%s)", c->pool ? ss_pool_name(c->pool) : "?",
-                  c->item ? "" : ", released");
+                  c->lease ? "" : ", released");
   return 1;
 }
 

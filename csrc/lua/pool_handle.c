@@ -134,9 +134,9 @@ static int pool_exec(lua_State *L) {
 
 static int pool_acquire(lua_State *L) {
   ss_error err;
-  ss_conn *c = ss_conn_new(L, check_pool(L), 0);
+  ss_conn_handle *c = ss_conn_new(L, check_pool(L), 0);
   ss_error_clear(&err);
-  if (!(c->item = ss_pool_acquire(c->pool, &err))) return ss_push_fail(L, &err);
+  if (!(c->lease = ss_pool_acquire(c->pool, &err))) return ss_push_fail(L, &err);
   return 1;
 }
 
@@ -144,7 +144,7 @@ static int pool_acquire(lua_State *L) {
  * given back whatever happens. */
 static int pool_transaction(lua_State *L) {
   ss_error err;
-  ss_conn *c;
+  ss_conn_handle *c;
   int owned;
   ss_error_clear(&err);
   check_pool(L);

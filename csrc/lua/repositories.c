@@ -178,13 +178,13 @@ static int read_param(lua_State *L, int idx, const ss_param_spec *p, ss_buf **sc
 typedef struct {
   ss_repo_call call;
   ss_repo_result res;
-  ss_conn *c;
+  ss_conn_handle *c;
 } statement_run;
 
 static void statement_raised(void *ud) { ss_repo_result_clear(&((statement_run *)ud)->res); }
 
 /* Whether NULL columns are left out of rows for this connection's pool. */
-static int null_nil(const ss_conn *c) { return ((ss_pg_settings *)ss_pool_ctx(c->pool))->null_as_nil; }
+static int null_nil(const ss_conn_handle *c) { return ((ss_pg_settings *)ss_pool_ctx(c->pool))->null_as_nil; }
 
 /* Pushes the rows of r->res (the one row decoder), or returns -1 with err
  * set (a result with two columns of one name). */
@@ -242,7 +242,7 @@ static int statement_body(lua_State *L) {
   statement_run *r = lua_touserdata(L, lua_upvalueindex(1));
   ss_error err;
   ss_error_clear(&err);
-  if (ss_repo_run(&r->call, r->c->item->conn, &r->res, &err)) return ss_push_fail(L, &err);
+  if (ss_repo_run(&r->call, r->c->lease->conn, &r->res, &err)) return ss_push_fail(L, &err);
   return push_answer(L, r);
 }
 
@@ -284,9 +284,9 @@ static int statement_method(lua_State *L) {
 
 static int login_body(lua_State *L) {
   ss_error err;
-  ss_conn *c = lua_touserdata(L, lua_gettop(L));
+  ss_conn_handle *c = lua_touserdata(L, lua_gettop(L));
   ss_error_clear(&err);
-  if (ss_repo_login_lookup(lua_touserdata(L, lua_upvalueindex(1)), c->item->conn, &err)) return ss_push_fail(L, &err);
+  if (ss_repo_login_lookup(lua_touserdata(L, lua_upvalueindex(1)), c->lease->conn, &err)) return ss_push_fail(L, &err);
   return 0;
 }
 
@@ -296,7 +296,7 @@ static int users_verify_password(lua_State *L) {
   ss_repo_login login;
   ss_value username, password;
   ss_error err;
-  ss_conn *c;
+  ss_conn_handle *c;
   int owned, ok;
   ss_error_clear(&err);
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -341,7 +341,7 @@ static int collections_update(lua_State *L) {
  * a table (an item's __index may make strings nothing else holds). */
 static int embeddings_body(lua_State *L) {
   static const char *const names[] = {"chunk_id", "collection_id", "vector_id", NULL};
-  ss_conn *c = lua_touserdata(L, 3);
+  ss_conn_handle *c = lua_touserdata(L, 3);
   ss_buf *items = ss_push_scratch(L); /* at 4 */
   lua_Integer i, n = ss_array_length(L, 2);
   long long updated;
@@ -372,10 +372,11 @@ static int embeddings_body(lua_State *L) {
   /* a bad item the engine finds before the one Lua could not read wins */
   if (i <= n) {
     ss_error first;
-    if (ss_repo_embeddings_check((ss_value *)(void *)items->data, (long)(i - 1), &first)) return ss_push_fail(L, &first);
+    if (ss_repo_embeddings_check((ss_value *)(void *)items->data, (long)(i - 1), &first))
+      return ss_push_fail(L, &first);
     return ss_push_fail(L, &err);
   }
-  if (ss_repo_update_embeddings(c->item->conn, (ss_value *)(void *)items->data, (long)n, &updated, &err))
+  if (ss_repo_update_embeddings(c->lease->conn, (ss_value *)(void *)items->data, (long)n, &updated, &err))
     return ss_push_fail(L, &err);
   lua_pushinteger(L, (lua_Integer)updated);
   return 1;
@@ -384,7 +385,7 @@ static int embeddings_body(lua_State *L) {
 /* db.chunks:update_chunk_embeddings{{chunk_id =, collection_id =, vector_id =}, ...} */
 static int chunks_update_embeddings(lua_State *L) {
   ss_error err;
-  ss_conn *c;
+  ss_conn_handle *c;
   int owned;
   ss_error_clear(&err);
   luaL_checktype(L, 1, LUA_TTABLE);

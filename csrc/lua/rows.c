@@ -12,7 +12,7 @@
 #define ROWS_MT "semstore.rows"
 
 typedef struct {
-  ss_conn *c;       /* anchored in the cursor's user value table, at 1 */
+  ss_conn_handle *c;       /* anchored in the cursor's user value table, at 1 */
   int owned;        /* c was borrowed for this loop */
   PGresult *res;    /* the next row, or the final result */
   int ncols, null_nil, done;
@@ -70,7 +70,7 @@ static int rows_next(lua_State *L) {
   ss_push_row(L, k->res, 0, k->ncols, names, k->cols, k->scratch, k->null_nil);
   PQclear(k->res);
   ss_error_clear(&k->err);
-  k->res = ss_pg_stream_next(k->c->item->conn, &k->err);
+  k->res = ss_pg_stream_next(k->c->lease->conn, &k->err);
   if (!k->res) { /* this row stands; the failure is the next step's */
     finish(k);
     k->failed = 1;
@@ -93,7 +93,7 @@ static int rows_open(lua_State *L) {
   int n = lua_gettop(L) - 2, owned, top;
   ss_error err;
   ss_params params;
-  ss_conn *c;
+  ss_conn_handle *c;
   cursor *k;
   PGresult *res;
   ss_error_clear(&err);

@@ -97,7 +97,7 @@ static void test_reuse_and_overflow(void) {
   world *w = new_world();
   ss_pool *p = open_pool("reuse", config(2, 1, 1), w);
   ss_error err;
-  ss_pool_item *a = ss_pool_acquire(p, &err), *b, *c;
+  ss_pool_lease *a = ss_pool_acquire(p, &err), *b, *c;
   int id = ((fake *)a->conn)->id;
   ss_pool_stats st;
   ss_pool_release(p, a);
@@ -127,7 +127,7 @@ static void *churn(void *arg) {
   int i;
   for (i = 0; i < a->cycles; i++) {
     ss_error err;
-    ss_pool_item *it = ss_pool_acquire(a->pool, &err);
+    ss_pool_lease *it = ss_pool_acquire(a->pool, &err);
     if (!it) {
       a->errors++;
       continue;
@@ -172,7 +172,7 @@ static void test_timeout(void) {
   world *w = new_world();
   ss_pool *p = open_pool("timeout", config(1, 0, 0.2), w);
   ss_error err;
-  ss_pool_item *a = ss_pool_acquire(p, &err), *b;
+  ss_pool_lease *a = ss_pool_acquire(p, &err), *b;
   double t0 = now(), waited;
   ss_pool_stats st;
   b = ss_pool_acquire(p, &err);
@@ -200,7 +200,7 @@ static int order_next;
 static void *wait_for_one(void *arg) {
   waiter_arg *a = arg;
   ss_error err;
-  ss_pool_item *it = ss_pool_acquire(a->pool, &err);
+  ss_pool_lease *it = ss_pool_acquire(a->pool, &err);
   if (!it) return NULL;
   pthread_mutex_lock(&order_lock);
   a->order = ++order_next;
@@ -214,7 +214,7 @@ static void test_first_come_first_served(void) {
   world *w = new_world();
   ss_pool *p = open_pool("fifo", config(1, 0, 5), w);
   ss_error err;
-  ss_pool_item *held = ss_pool_acquire(p, &err);
+  ss_pool_lease *held = ss_pool_acquire(p, &err);
   waiter_arg a = {p, 0}, b = {p, 0}, c = {p, 0};
   pthread_t ta, tb, tc;
   ss_pool_stats st;
@@ -240,7 +240,7 @@ static void test_broken_and_dead(void) {
   world *w = new_world();
   ss_pool *p = open_pool("broken", config(2, 0, 1), w);
   ss_error err;
-  ss_pool_item *a = ss_pool_acquire(p, &err);
+  ss_pool_lease *a = ss_pool_acquire(p, &err);
   int first = ((fake *)a->conn)->id;
   ss_pool_stats st;
   ((fake *)a->conn)->broken = 1;
@@ -265,7 +265,7 @@ static void test_deep_ping_after_a_failure(void) {
   world *w = new_world();
   ss_pool *p = open_pool("verify", config(3, 0, 1), w);
   ss_error err;
-  ss_pool_item *a = ss_pool_acquire(p, &err), *b = ss_pool_acquire(p, &err);
+  ss_pool_lease *a = ss_pool_acquire(p, &err), *b = ss_pool_acquire(p, &err);
   ss_pool_release(p, b);
   CHECK(w->deep_pings == 0); /* used a moment ago: the free check only */
   ((fake *)a->conn)->broken = 1;
@@ -284,7 +284,7 @@ static void test_open_failure_frees_the_slot(void) {
   world *w = new_world();
   ss_pool *p = open_pool("refused", config(1, 0, 0.5), w);
   ss_error err;
-  ss_pool_item *a;
+  ss_pool_lease *a;
   ss_pool_stats st;
   w->fail_open = 1;
   CHECK(ss_pool_acquire(p, &err) == NULL);
@@ -303,7 +303,7 @@ static void test_lifetime_and_idle_timeout(void) {
   ss_pool_config c = config(2, 0, 1);
   ss_pool *p;
   ss_error err;
-  ss_pool_item *a;
+  ss_pool_lease *a;
   int id;
   c.recycle = 0.05;
   p = open_pool("recycle", c, w);
@@ -343,7 +343,7 @@ static void test_all_slots_expired(void) {
     ss_pool_config c = config(2, 0, 0.5);
     ss_pool *p;
     ss_error err;
-    ss_pool_item *a, *b;
+    ss_pool_lease *a, *b;
     ss_pool_stats st;
     if (lifetime) c.recycle = 0.05; else c.idle_timeout = 0.05;
     p = open_pool(lifetime ? "all-recycled" : "all-idle", c, w);
@@ -372,7 +372,7 @@ static void test_all_slots_dead(void) {
   world *w = new_world();
   ss_pool *p = open_pool("all-dead", config(3, 0, 0.5), w);
   ss_error err;
-  ss_pool_item *it[3];
+  ss_pool_lease *it[3];
   ss_pool_stats st;
   int i;
   for (i = 0; i < 3; i++) it[i] = ss_pool_acquire(p, &err);
@@ -390,7 +390,7 @@ static void test_all_slots_dead(void) {
 
 typedef struct {
   ss_pool *pool;
-  ss_pool_item *got;
+  ss_pool_lease *got;
   int dead;
 } dead_waiter_arg;
 
@@ -409,7 +409,7 @@ static void test_waiter_woken_by_an_eviction(void) {
   world *w = new_world();
   ss_pool *p = open_pool("evict-wake", config(1, 0, 2), w);
   ss_error err;
-  ss_pool_item *held = ss_pool_acquire(p, &err);
+  ss_pool_lease *held = ss_pool_acquire(p, &err);
   dead_waiter_arg a = {p, NULL, 0};
   pthread_t t;
   ss_pool_stats st;
@@ -435,7 +435,7 @@ static void test_names_and_refs(void) {
   ss_pool *p = ss_pool_open("shared", "key-a", &c, &ops, w1, &err);
   ss_pool *q = ss_pool_open("shared", "key-a", &c, &ops, w2, &err);
   ss_pool *r = ss_pool_open("shared", "key-b", &c, &ops, w3, &err);
-  ss_pool_item *a;
+  ss_pool_lease *a;
   CHECK(p == q);
   CHECK(w2->freed == 1); /* the second context was not needed */
   CHECK(r == NULL && err.kind == SS_ERR_INPUT && w3->freed == 1);
