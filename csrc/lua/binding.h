@@ -107,7 +107,7 @@ typedef struct {
    * calls are refused until the loop ends; release() ends it. Each gets a
    * new number, so a loop that was ended cannot read a later one's rows. */
   unsigned stream, streams;
-} ss_conn;
+} ss_conn_handle;
 
 /* json_decode.c: pushes the Lua value of JSON text; -1 (nothing pushed)
  * if the text is not valid JSON. */
@@ -148,9 +148,9 @@ void ss_open_conn(lua_State *L);
  * protected; a raise or nil, err rolls back and comes back as nil, err. */
 int ss_run_transaction(lua_State *L);
 /* Starts an iteration reading from c; returns its number. */
-unsigned ss_conn_start_stream(ss_conn *c);
+unsigned ss_conn_start_stream(ss_conn_handle *c);
 /* Ends the iteration still reading from c, if any. */
-void ss_conn_end_stream(ss_conn *c);
+void ss_conn_end_stream(ss_conn_handle *c);
 /* Pushes the to-be-closed value returned as a generic for's fourth: leaving
  * the loop ends iteration number `stream` on the conn userdata at idx. */
 void ss_push_stream_closer(lua_State *L, int idx, unsigned stream);

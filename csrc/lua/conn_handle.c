@@ -79,7 +79,7 @@ ss_conn_handle *ss_conn_for(lua_State *L, int idx, int *owned, ss_error *err) {
   *owned = 0;
   if (ss_has_metatable(L, idx, SS_CONN_MT)) {
     c = lua_touserdata(L, idx);
-    if (!c->item) luaL_error(L, "this connection was released");
+    if (!c->lease) luaL_error(L, "this connection was released");
     if (c->busy || c->stream)
       luaL_error(L, "this connection is in use by a call that is still running (a bulk insert's iterator or "
                     "a rows() loop cannot run statements on the same connection)");
@@ -95,7 +95,7 @@ ss_conn_handle *ss_conn_for(lua_State *L, int idx, int *owned, ss_error *err) {
 /* What ss_conn_call's continuation needs: kept in a userdata on the
  * stack, since the body may yield (a coroutine inside a transaction). */
 typedef struct {
-  ss_conn *c;
+  ss_conn_handle *c;
   int owned;
   void *ud;
   void (*on_raise)(void *ud);
@@ -113,7 +113,7 @@ static int call_after(lua_State *L, int status, lua_KContext top) {
   return lua_gettop(L) - ((int)top + 1);
 }
 
-int ss_conn_call(lua_State *L, ss_conn *c, int owned, lua_CFunction body, void *ud, int busy,
+int ss_conn_call(lua_State *L, ss_conn_handle *c, int owned, lua_CFunction body, void *ud, int busy,
                  void (*on_raise)(void *ud)) {
   int top = lua_gettop(L), k;
   call_state *cs;
@@ -153,15 +153,15 @@ static int conn_exec(lua_State *L) {
 
 /* Ends an iteration still reading from the connection: the rest of its
  * result is cancelled and dropped. */
-unsigned ss_conn_start_stream(ss_conn *c) {
+unsigned ss_conn_start_stream(ss_conn_handle *c) {
   if (++c->streams == 0) c->streams = 1;
   return c->stream = c->streams;
 }
 
-void ss_conn_end_stream(ss_conn *c) {
+void ss_conn_end_stream(ss_conn_handle *c) {
   if (!c->stream) return;
   c->stream = 0;
-  if (c->item) ss_pg_stream_abandon(c->item->conn);
+  if (c->lease) ss_pg_stream_abandon(c->lease->conn);
 }
 
 static int conn_release(lua_State *L) {
@@ -243,30 +243,30 @@ static void push_callback_error(lua_State *L, int idx) {
 /* conn:transaction's second half, on (conn, fn, opts, tx) and what fn
  * returned or raised; a continuation, since fn may yield. */
 static int tx_after(lua_State *L, int status, lua_KContext ctx) {
-  ss_conn *c = lua_touserdata(L, 1);
+  ss_conn_handle *c = lua_touserdata(L, 1);
   ss_pg_tx *tx = lua_touserdata(L, 4);
   int n = lua_gettop(L) - 4;
   ss_error err;
   (void)ctx;
   ss_error_clear(&err);
-  if (!c->item) { /* released inside: the pool rolled it back */
+  if (!c->lease) { /* released inside: the pool rolled it back */
     ss_error_set(&err, SS_ERR_INPUT, "the connection was released inside its transaction, which was rolled back");
     return ss_push_fail(L, &err);
   }
   ss_conn_end_stream(c); /* a copy_to or rows loop fn left unfinished */
   if (status != LUA_OK && status != LUA_YIELD) {
-    ss_pg_tx_end(c->item->conn, tx, 0, &err);
+    ss_pg_tx_end(c->lease->conn, tx, 0, &err);
     lua_pushnil(L);
     push_callback_error(L, -2);
     return 2;
   }
   if (n >= 2 && lua_isnil(L, 5) && !lua_isnil(L, 6)) { /* fn returned nil, err */
-    ss_pg_tx_end(c->item->conn, tx, 0, &err);
+    ss_pg_tx_end(c->lease->conn, tx, 0, &err);
     lua_pushnil(L);
     lua_pushvalue(L, 6);
     return 2;
   }
-  if (ss_pg_tx_end(c->item->conn, tx, 1, &err)) return ss_push_fail(L, &err);
+  if (ss_pg_tx_end(c->lease->conn, tx, 1, &err)) return ss_push_fail(L, &err);
   if (n == 0 || lua_isnil(L, 5)) {
     lua_pushboolean(L, 1);
     return 1;
@@ -275,18 +275,18 @@ static int tx_after(lua_State *L, int status, lua_KContext ctx) {
 }
 
 int ss_run_transaction(lua_State *L) {
-  ss_conn *c = luaL_checkudata(L, 1, SS_CONN_MT);
+  ss_conn_handle *c = luaL_checkudata(L, 1, SS_CONN_MT);
   ss_pg_tx *tx;
   ss_error err;
   char mode[96];
   ss_error_clear(&err);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   lua_settop(L, 3);
-  if (!c->item) return luaL_error(L, "this connection was released");
+  if (!c->lease) return luaL_error(L, "this connection was released");
   if (c->busy || c->stream) return luaL_error(L, "this connection is in use by a repository call that is still running");
   if (tx_mode(L, 3, mode, sizeof mode, &err)) return ss_push_fail(L, &err);
   tx = ss_newuserdata(L, sizeof *tx); /* at 4: the savepoint's name must outlive a yield */
-  if (ss_pg_tx_begin(c->item->conn, tx, mode, &err)) return ss_push_fail(L, &err);
+  if (ss_pg_tx_begin(c->lease->conn, tx, mode, &err)) return ss_push_fail(L, &err);
   lua_pushvalue(L, 2);
   lua_pushvalue(L, 1);
   return tx_after(L, lua_pcallk(L, 1, LUA_MULTRET, 0, 0, tx_after), 0);
@@ -457,7 +457,7 @@ static int copy_to_next(lua_State *L) {
   char *data;
   long n;
   /* ended: by its loop, by release(), or by the transaction it ran in */
-  if (!c->item || c->stream != (unsigned)lua_tointeger(L, lua_upvalueindex(2))) return 0;
+  if (!c->lease || c->stream != (unsigned)lua_tointeger(L, lua_upvalueindex(2))) return 0;
   ss_error_clear(&err);
   n = ss_pg_copy_out_next(c->lease->conn, &data, &err);
   if (n > 0) {
@@ -472,7 +472,7 @@ static int copy_to_next(lua_State *L) {
 }
 
 static int stream_close(lua_State *L) {
-  ss_conn *c = lua_touserdata(L, lua_upvalueindex(1));
+  ss_conn_handle *c = lua_touserdata(L, lua_upvalueindex(1));
   if (c->stream == (unsigned)lua_tointeger(L, lua_upvalueindex(2))) ss_conn_end_stream(c);
   return 0;
 }
@@ -493,13 +493,13 @@ void ss_push_stream_closer(lua_State *L, int idx, unsigned stream) {
 /* conn:copy_to(sql): an iterator of data pieces (with a closing value for
  * a generic for), or nil, err when the server refuses the statement. */
 static int conn_copy_to(lua_State *L) {
-  ss_conn *c = check_idle_conn(L);
+  ss_conn_handle *c = check_idle_conn(L);
   unsigned stream;
   ss_error err;
   ss_error_clear(&err);
   luaL_checkstring(L, 2);
-  if (!c->item) return luaL_error(L, "this connection was released");
-  if (ss_pg_copy_out_begin(c->item->conn, lua_tostring(L, 2), &err)) return ss_push_fail(L, &err);
+  if (!c->lease) return luaL_error(L, "this connection was released");
+  if (ss_pg_copy_out_begin(c->lease->conn, lua_tostring(L, 2), &err)) return ss_push_fail(L, &err);
   stream = ss_conn_start_stream(c);
   lua_pushvalue(L, 1);
   lua_pushinteger(L, stream);

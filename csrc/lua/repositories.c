@@ -189,7 +189,7 @@ static int null_nil(const ss_conn_handle *c) { return ((ss_pg_settings *)ss_pool
 /* Pushes the rows of r->res (the one row decoder), or returns -1 with err
  * set (a result with two columns of one name). */
 static int push_rows(lua_State *L, statement_run *r, ss_error *err) {
-  int failed, status = ss_push_result(L, &r->res.rows, r->c->item->conn, r->res.stream != NULL, null_nil(r->c), err,
+  int failed, status = ss_push_result(L, &r->res.rows, r->c->lease->conn, r->res.stream != NULL, null_nil(r->c), err,
                                       &failed);
   ss_repo_result_clear(&r->res);
   if (status != LUA_OK) return lua_error(L);

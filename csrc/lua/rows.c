@@ -54,7 +54,7 @@ static int rows_next(lua_State *L) {
   }
   if (k->done) return 0;
   /* ended from outside (release(), the transaction it ran in): nothing more */
-  if (!k->c->item || k->c->stream != k->stream) {
+  if (!k->c->lease || k->c->stream != k->stream) {
     finish(k);
     return 0;
   }
@@ -121,11 +121,11 @@ static int rows_open(lua_State *L) {
   k->null_nil = ((ss_pg_settings *)ss_pool_ctx(c->pool))->null_as_nil;
   /* the rows are decoded as they stream in, when the connection cannot ask
    * the catalog about a type: learn the result's types first */
-  if (ss_pg_describe_types(c->item->conn, lua_tostring(L, 2), params.n, params.types, &err)) {
+  if (ss_pg_describe_types(c->lease->conn, lua_tostring(L, 2), params.n, params.types, &err)) {
     finish(k);
     return ss_push_fail(L, &err);
   }
-  res = ss_pg_stream_start(c->item->conn, lua_tostring(L, 2), params.n, params.types, params.values, params.lengths,
+  res = ss_pg_stream_start(c->lease->conn, lua_tostring(L, 2), params.n, params.types, params.values, params.lengths,
                            params.formats, &err);
   if (!res) {
     finish(k);
@@ -143,7 +143,7 @@ static int rows_open(lua_State *L) {
   lua_pop(L, 1);
   {
     int names = lua_gettop(L) + 1, col;
-    if (ss_columns(L, res, k->cols, &err) || ss_resolve_columns(c->item->conn, res, k->cols, 0, &err)) {
+    if (ss_columns(L, res, k->cols, &err) || ss_resolve_columns(c->lease->conn, res, k->cols, 0, &err)) {
       finish(k);
       return ss_push_fail(L, &err);
     }
