@@ -542,6 +542,20 @@ static stmt *lookup(ss_pg *pg, const char *key, size_t len, uint64_t h) {
   return NULL;
 }
 
+/* The outcome of the one command just sent (a prepare, a describe): its
+ * result when it succeeded (the caller PQclear()s it), or NULL with err
+ * set; either way the connection is idle again. */
+static PGresult *command_result(ss_pg *pg, ss_error *err) {
+  PGresult *res = next_result(pg);
+  if (!result_ok(res)) {
+    ss_pg_fail(pg, res, err);
+    PQclear(res);
+    res = NULL;
+  }
+  drain(pg);
+  return res;
+}
+
 /* The prepared statement for sql, preparing it when this is its second
  * use; *st NULL (and 0 returned) when it is the first, so the caller runs
  * it unnamed, in one round trip. -1 with err set. */
@@ -550,7 +564,6 @@ static int prepared(ss_pg *pg, const char *sql, int n, const Oid *types, stmt **
   uint64_t h;
   stmt *st;
   PGresult *res;
-  int ok;
   char *key = make_key(sql, n, types, &len);
   *out = NULL;
   if (!key) return ss_error_set(err, SS_ERR_MEMORY, "out of memory preparing a statement");
@@ -580,16 +593,12 @@ static int prepared(ss_pg *pg, const char *sql, int n, const Oid *types, stmt **
     free(st);
     return ss_pg_fail(pg, NULL, err);
   }
-  res = next_result(pg);
-  ok = result_ok(res);
-  if (!ok) ss_pg_fail(pg, res, err);
-  PQclear(res);
-  drain(pg);
-  if (!ok) {
+  if (!(res = command_result(pg, err))) {
     free(st->key);
     free(st);
     return -1;
   }
+  PQclear(res);
   if (pg->cache_count >= pg->cache_max) forget(pg, pg->oldest, 1);
   st->chain = pg->buckets[h % BUCKETS];
   pg->buckets[h % BUCKETS] = st;
@@ -1054,27 +1063,13 @@ int ss_pg_describe_types(ss_pg *pg, const char *sql, int n, const Oid *types, ss
   if (ready(pg, err)) return -1;
   /* the unnamed statement: the run that follows parses it again anyway */
   if (!PQsendPrepare(pg->conn, "", sql, n, types)) return ss_pg_fail(pg, NULL, err);
-  res = next_result(pg);
-  if (!result_ok(res)) {
-    ss_pg_fail(pg, res, err);
-    PQclear(res);
-    drain(pg);
-    return -1;
-  }
+  if (!(res = command_result(pg, err))) return -1;
   PQclear(res);
-  drain(pg);
   if (!PQsendDescribePrepared(pg->conn, "")) return ss_pg_fail(pg, NULL, err);
-  res = next_result(pg);
-  if (!result_ok(res)) {
-    ss_pg_fail(pg, res, err);
-    PQclear(res);
-    drain(pg);
-    return -1;
-  }
+  if (!(res = command_result(pg, err))) return -1;
   cols = PQnfields(res) < 64 ? PQnfields(res) : 64;
   for (i = 0; i < cols; i++) oids[i] = PQftype(res, i);
   PQclear(res);
-  drain(pg);
   return ss_pg_learn_types(pg, oids, cols, err);
 }
 
