@@ -782,7 +782,6 @@ static int exec_internal(ss_pg *pg, const char *sql, ss_error *err) {
 }
 
 void ss_pg_set_timeout(ss_pg *pg, double seconds) { pg->call_timeout = seconds > 0 ? seconds : 0; }
-double ss_pg_timeout(const ss_pg *pg) { return pg->call_timeout; }
 
 /* ---- transactions: nesting follows the server's transaction status ---- */
 
@@ -1139,7 +1138,6 @@ static int op_reset(void *ctx, void *conn) {
   pg->call_timeout = 0;
   settle_cancel(pg);
   if (ss_pg_is_broken(pg)) return -1;
-  start_call(pg, pg->service_timeout);
   /* rows a reader did not take to the end, a COPY left under way */
   if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE && ss_pg_stream_abandon(pg)) return -1;
   start_call(pg, pg->service_timeout);

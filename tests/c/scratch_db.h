@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "pg.h"
+#include "pg_helpers.h"
 
 static char scratch_url[512], scratch_name[64];
 
@@ -74,24 +75,5 @@ static ss_pg *scratch_connect(void) {
   return pg;
 }
 
-/* The first column of the first row of a parameterless query, as a
- * long; -1 (and a line saying why) when it failed. */
-static long db_scalar(ss_pg *on, const char *sql) {
-  ss_error err;
-  PGresult *res = ss_pg_query(on, sql, 0, NULL, NULL, NULL, NULL, &err);
-  long v = res && PQntuples(res) ? atol(PQgetvalue(res, 0, 0)) : -1;
-  if (!res) printf("  %s: %s\n", sql, err.message);
-  PQclear(res);
-  return v;
-}
-
-/* Runs statements without parameters; 1 when they succeeded. */
-static int db_exec_ok(ss_pg *on, const char *sql) {
-  ss_error err;
-  PGresult *res = ss_pg_exec(on, sql, &err);
-  if (!res) printf("  %s: %s\n", sql, err.message);
-  PQclear(res);
-  return res != NULL;
-}
 
 #endif

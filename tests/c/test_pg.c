@@ -8,6 +8,7 @@
 #include "harness.h"
 #include "pg.h"
 #include "pg_copy.h"
+#include "pg_helpers.h"
 #include "pool.h"
 
 static const char *url;
@@ -25,14 +26,6 @@ static ss_pg *connect_with(int cache_size) {
   return pg;
 }
 
-/* The first column of the first row of a parameterless query, as an int. */
-static long scalar(ss_pg *pg, const char *sql) {
-  ss_error err;
-  PGresult *res = ss_pg_query(pg, sql, 0, NULL, NULL, NULL, NULL, &err);
-  long v = res && PQntuples(res) ? atol(PQgetvalue(res, 0, 0)) : -1;
-  PQclear(res);
-  return v;
-}
 
 static void test_query_and_settings(void) {
   ss_pg *pg = connect_with(16);
@@ -56,19 +49,19 @@ static void test_statement_cache(void) {
   ss_error err;
   PGresult *res;
   int i;
-  CHECK(scalar(pg, "select 9") == 9); /* a one-off runs unnamed: one round trip, nothing prepared */
-  for (i = 0; i < 5; i++) CHECK(scalar(pg, "select 7") == 7);
+  CHECK(db_scalar(pg, "select 9") == 9); /* a one-off runs unnamed: one round trip, nothing prepared */
+  for (i = 0; i < 5; i++) CHECK(db_scalar(pg, "select 7") == 7);
   /* "select 7" prepared on its second use; the count itself runs unnamed */
-  CHECK(scalar(pg, "select count(*) from pg_prepared_statements") == 1);
-  CHECK(scalar(pg, "select 8") == 8);
-  CHECK(scalar(pg, "select 8") == 8);
+  CHECK(db_scalar(pg, "select count(*) from pg_prepared_statements") == 1);
+  CHECK(db_scalar(pg, "select 8") == 8);
+  CHECK(db_scalar(pg, "select 8") == 8);
   /* the count's second use prepares it, and a third statement evicts the oldest */
-  CHECK(scalar(pg, "select count(*) from pg_prepared_statements") == 2);
-  CHECK(scalar(pg, "select count(*) from pg_prepared_statements where statement = 'select 7'") == 0);
+  CHECK(db_scalar(pg, "select count(*) from pg_prepared_statements") == 2);
+  CHECK(db_scalar(pg, "select count(*) from pg_prepared_statements where statement = 'select 7'") == 0);
   res = ss_pg_exec(pg, "DISCARD ALL", &err);
   CHECK(res != NULL);
   PQclear(res);
-  CHECK(scalar(pg, "select 8") == 8); /* prepared again, transparently */
+  CHECK(db_scalar(pg, "select 8") == 8); /* prepared again, transparently */
   ss_pg_close(pg);
 }
 
@@ -86,7 +79,7 @@ static void test_errors(void) {
   res = ss_pg_query(pg, "selec 1", 0, NULL, NULL, NULL, NULL, &err);
   CHECK(res == NULL && strcmp(err.code, "42601") == 0);
   CHECK(!ss_pg_is_broken(pg));
-  CHECK(scalar(pg, "select 1") == 1);
+  CHECK(db_scalar(pg, "select 1") == 1);
   ss_pg_close(pg);
 }
 
@@ -139,24 +132,16 @@ static void test_terminated_backend(void) {
   ss_pg_close(admin);
 }
 
-/* Runs statements with exec; 1 when they succeeded. */
-static int run_ok(ss_pg *pg, const char *sql) {
-  ss_error err;
-  PGresult *res = ss_pg_exec(pg, sql, &err);
-  if (!res) printf("%s: %s\n", sql, err.message);
-  PQclear(res);
-  return res != NULL;
-}
 
 static void test_reset_rolls_back(void) {
   ss_pg *pg = connect_with(16);
-  CHECK(run_ok(pg, "drop table if exists reset_r; create table reset_r (a int)"));
-  CHECK(run_ok(pg, "begin; insert into reset_r values (1)"));
+  CHECK(db_exec_ok(pg, "drop table if exists reset_r; create table reset_r (a int)"));
+  CHECK(db_exec_ok(pg, "begin; insert into reset_r values (1)"));
   CHECK(ss_pg_transaction_status(pg) == PQTRANS_INTRANS);
   CHECK(ss_pg_pool_ops.reset(NULL, pg) == 0);
   CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE);
-  CHECK(scalar(pg, "select count(*) from reset_r") == 0);
-  CHECK(run_ok(pg, "drop table reset_r"));
+  CHECK(db_scalar(pg, "select count(*) from reset_r") == 0);
+  CHECK(db_exec_ok(pg, "drop table reset_r"));
   ss_pg_close(pg);
 }
 
@@ -165,17 +150,17 @@ static void test_reset_rolls_back(void) {
 static void test_reset_restores_the_session(void) {
   ss_pg *pg = connect_with(16);
   int prepared_before;
-  CHECK(scalar(pg, "select 11") == 11);
-  CHECK(scalar(pg, "select 11") == 11); /* now prepared */
-  prepared_before = (int)scalar(pg, "select count(*) from pg_prepared_statements");
-  CHECK(run_ok(pg, "set statement_timeout = 1234; set search_path = pg_catalog; create temp table tmp_left (a int)"));
-  CHECK(run_ok(pg, "listen left_channel"));
-  CHECK(scalar(pg, "select count(*) from (select pg_advisory_lock(4242)) s") == 1);
-  CHECK(scalar(pg, "select count(*) from (select set_config('app.user_id', '7', false)) s") == 1);
+  CHECK(db_scalar(pg, "select 11") == 11);
+  CHECK(db_scalar(pg, "select 11") == 11); /* now prepared */
+  prepared_before = (int)db_scalar(pg, "select count(*) from pg_prepared_statements");
+  CHECK(db_exec_ok(pg, "set statement_timeout = 1234; set search_path = pg_catalog; create temp table tmp_left (a int)"));
+  CHECK(db_exec_ok(pg, "listen left_channel"));
+  CHECK(db_scalar(pg, "select count(*) from (select pg_advisory_lock(4242)) s") == 1);
+  CHECK(db_scalar(pg, "select count(*) from (select set_config('app.user_id', '7', false)) s") == 1);
   CHECK(ss_pg_pool_ops.reset(NULL, pg) == 0);
-  CHECK(scalar(pg, "select count(*) from pg_listening_channels()") == 0);
-  CHECK(scalar(pg, "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()") == 0);
-  CHECK(scalar(pg, "select count(*) from pg_class where relname = 'tmp_left'") == 0);
+  CHECK(db_scalar(pg, "select count(*) from pg_listening_channels()") == 0);
+  CHECK(db_scalar(pg, "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()") == 0);
+  CHECK(db_scalar(pg, "select count(*) from pg_class where relname = 'tmp_left'") == 0);
   {
     ss_error err;
     PGresult *res = ss_pg_query(pg, "select current_setting('statement_timeout'), current_setting('search_path'), "
@@ -185,8 +170,8 @@ static void test_reset_restores_the_session(void) {
     CHECK(res && strcmp(PQgetvalue(res, 0, 2), "") == 0);
     PQclear(res);
   }
-  CHECK(scalar(pg, "select count(*) from pg_prepared_statements") >= prepared_before);
-  CHECK(scalar(pg, "select 11") == 11);
+  CHECK(db_scalar(pg, "select count(*) from pg_prepared_statements") >= prepared_before);
+  CHECK(db_scalar(pg, "select 11") == 11);
   ss_pg_close(pg);
 }
 
@@ -196,14 +181,14 @@ static void test_copy_through_query(void) {
   ss_error err;
   PGresult *res = ss_pg_query(pg, "copy (select 1) to stdout", 0, NULL, NULL, NULL, NULL, &err);
   CHECK(res == NULL && err.kind == SS_ERR_INPUT);
-  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE && scalar(pg, "select 3") == 3);
-  CHECK(run_ok(pg, "create temp table copy_q (a int)"));
+  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE && db_scalar(pg, "select 3") == 3);
+  CHECK(db_exec_ok(pg, "create temp table copy_q (a int)"));
   res = ss_pg_exec(pg, "copy copy_q from stdin", &err);
   CHECK(res == NULL && err.kind == SS_ERR_INPUT);
-  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE && scalar(pg, "select 4") == 4);
+  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE && db_scalar(pg, "select 4") == 4);
   res = ss_pg_exec(pg, "select 1; copy (select g from generate_series(1, 100000) g) to stdout; select 2", &err);
   CHECK(res == NULL && err.kind == SS_ERR_INPUT);
-  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE && scalar(pg, "select 5") == 5);
+  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE && db_scalar(pg, "select 5") == 5);
   ss_pg_close(pg);
 }
 
@@ -218,7 +203,7 @@ static void test_call_timeout(void) {
   res = ss_pg_query(pg, "select pg_sleep(3)", 0, NULL, NULL, NULL, NULL, &err);
   CHECK(res == NULL && err.kind == SS_ERR_TIMEOUT && strcmp(err.code, "57014") == 0);
   CHECK(ss_monotonic() - t0 < 2.5);
-  CHECK(!ss_pg_is_broken(pg) && scalar(pg, "select 6") == 6);
+  CHECK(!ss_pg_is_broken(pg) && db_scalar(pg, "select 6") == 6);
   ss_pg_close(pg);
 }
 
@@ -228,22 +213,22 @@ static void test_transactions_nest_by_status(void) {
   ss_pg *pg = connect_with(16);
   ss_pg_tx outer, inner;
   ss_error err;
-  CHECK(run_ok(pg, "create temp table tx_t (a int)"));
-  CHECK(run_ok(pg, "begin; insert into tx_t values (1)"));
+  CHECK(db_exec_ok(pg, "create temp table tx_t (a int)"));
+  CHECK(db_exec_ok(pg, "begin; insert into tx_t values (1)"));
   CHECK(ss_pg_tx_begin(pg, &outer, NULL, &err) == 0 && outer.savepoint != 0);
-  CHECK(run_ok(pg, "insert into tx_t values (2)"));
+  CHECK(db_exec_ok(pg, "insert into tx_t values (2)"));
   CHECK(ss_pg_tx_begin(pg, &inner, NULL, &err) == 0 && inner.savepoint > outer.savepoint);
-  CHECK(run_ok(pg, "insert into tx_t values (3)"));
+  CHECK(db_exec_ok(pg, "insert into tx_t values (3)"));
   CHECK(ss_pg_tx_end(pg, &inner, 0, &err) == -1); /* rolled back alone */
   CHECK(ss_pg_tx_end(pg, &outer, 1, &err) == 0);
   CHECK(ss_pg_transaction_status(pg) == PQTRANS_INTRANS); /* still the caller's */
-  CHECK(scalar(pg, "select count(*) from tx_t") == 2);
-  CHECK(run_ok(pg, "rollback"));
-  CHECK(scalar(pg, "select count(*) from tx_t") == 0);
+  CHECK(db_scalar(pg, "select count(*) from tx_t") == 2);
+  CHECK(db_exec_ok(pg, "rollback"));
+  CHECK(db_scalar(pg, "select count(*) from tx_t") == 0);
   /* a mode on a nested one is refused; a failed statement inside rolls back */
-  CHECK(run_ok(pg, "begin"));
+  CHECK(db_exec_ok(pg, "begin"));
   CHECK(ss_pg_tx_begin(pg, &inner, "READ ONLY", &err) == -1 && err.kind == SS_ERR_INPUT);
-  CHECK(run_ok(pg, "rollback"));
+  CHECK(db_exec_ok(pg, "rollback"));
   CHECK(ss_pg_tx_begin(pg, &outer, "ISOLATION LEVEL SERIALIZABLE", &err) == 0 && outer.savepoint == 0);
   CHECK(ss_pg_exec(pg, "select 1/0", &err) == NULL);
   CHECK(ss_pg_tx_end(pg, &outer, 1, &err) == -1 && strcmp(err.code, "25P02") == 0);
@@ -277,7 +262,7 @@ static void test_stream(void) {
   }
   CHECK(res == NULL && strcmp(err.code, "22012") == 0);
   CHECK(rows < 1000);
-  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE && scalar(pg, "select 5") == 5);
+  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE && db_scalar(pg, "select 5") == 5);
   ss_pg_close(pg);
 }
 
@@ -306,7 +291,7 @@ static void test_copy(void) {
   CHECK(ss_pg_copy_send(pg, b.data, b.len, &err) == 0);
   CHECK(ss_pg_copy_done(pg, NULL, &err) == 0);
   CHECK(ss_pg_copy_result(pg, &err) == 1000);
-  CHECK(scalar(pg, "select count(*) from copy_t where s = 'odd' and j->>'k' = '1'") == 500);
+  CHECK(db_scalar(pg, "select count(*) from copy_t where s = 'odd' and j->>'k' = '1'") == 500);
   /* a row the CHECK refuses: the error arrives with the result, with its SQLSTATE and constraint */
   b.len = 0;
   ss_copy_header(&b);
@@ -330,7 +315,7 @@ static void test_copy(void) {
   /* a statement that is not a COPY FROM STDIN */
   CHECK(ss_pg_copy_begin(pg, "select 1", &err) == -1);
   CHECK(err.kind == SS_ERR_INPUT && strstr(err.message, "not a COPY") != NULL);
-  CHECK(scalar(pg, "select count(*) from copy_t") == 1000);
+  CHECK(db_scalar(pg, "select count(*) from copy_t") == 1000);
   CHECK(!ss_pg_is_broken(pg));
   ss_buf_free(&b);
   ss_pg_close(pg);
