@@ -15,6 +15,7 @@ typedef enum {
   SS_ERR_MEMORY,
   SS_ERR_TIMEOUT,    /* a call ran past its own timeout and was cancelled */
   SS_ERR_CALLBACK,   /* a caller's function (a transaction's body) raised */
+  SS_ERR_QDRANT,     /* Qdrant answered with an error (status set) */
   /* the repositories' refusals */
   SS_ERR_NOT_FOUND,          /* no row with that id */
   SS_ERR_ACCESS_DENIED,      /* the row exists, the user may not use it */
@@ -25,6 +26,7 @@ typedef struct {
   ss_error_kind kind;
   char message[1024];
   char code[6];        /* SQLSTATE, "" when not from the server */
+  int status;          /* the HTTP status of an answer from Qdrant, 0 otherwise */
   char severity[16];
   char detail[512];
   char hint[256];
