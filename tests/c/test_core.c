@@ -7,6 +7,7 @@
 
 #include "buf.h"
 #include "error.h"
+#include "float_text.h"
 #include "harness.h"
 #include "hashtext.h"
 #include "json.h"
