@@ -4,8 +4,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-filesystem lua-busted libpq-dev
-  libhiredis-dev libcurl4-openssl-dev libcrypt-dev postgresql-15 postgresql-contrib redis-server
-  valgrind lua-sql-postgres luarocks procps util-linux)
+  libhiredis-dev libcurl4-openssl-dev libcrypt-dev libdouble-conversion-dev postgresql-15 postgresql-contrib
+  redis-server valgrind lua-sql-postgres luarocks procps util-linux)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,20 +1,8 @@
 #include "json.h"
 
-#include <math.h>
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 
-int ss_format_double(char *out, size_t size, double d) {
-  int precision;
-  if (isnan(d)) return snprintf(out, size, "NaN");
-  if (isinf(d)) return snprintf(out, size, d > 0 ? "Infinity" : "-Infinity");
-  for (precision = 15; precision < 17; precision++) {
-    snprintf(out, size, "%.*g", precision, d);
-    if (strtod(out, NULL) == d) return (int)strlen(out);
-  }
-  return snprintf(out, size, "%.17g", d);
-}
+#include "float_text.h"
 
 int ss_json_integer(ss_buf *b, long long v) {
   char tmp[24];
@@ -23,9 +11,15 @@ int ss_json_integer(ss_buf *b, long long v) {
 }
 
 int ss_json_double(ss_buf *b, double d) {
-  char tmp[32];
+  char tmp[SS_DOUBLE_TEXT_SIZE];
   int n = ss_format_double(tmp, sizeof tmp, d);
   /* "1e+20" and "3" are valid JSON numbers as they are */
+  return ss_buf_append(b, tmp, (size_t)n);
+}
+
+int ss_json_float32(ss_buf *b, float f) {
+  char tmp[SS_FLOAT32_TEXT_SIZE];
+  int n = ss_format_float32(tmp, sizeof tmp, f);
   return ss_buf_append(b, tmp, (size_t)n);
 }
 

@@ -1,7 +1,7 @@
 /* JSON text writers over ss_buf: numbers that read back exactly (64-bit
- * integers as integers, doubles in their shortest round-trip form) and
- * escaped strings. Bytes in, bytes out; the Lua traversal lives in the
- * binding. Every writer returns 0, or -1 when memory runs out. */
+ * integers as integers, doubles and float32s in their shortest round-trip
+ * form) and escaped strings. Bytes in, bytes out; the Lua traversal lives
+ * in the binding. Every writer returns 0, or -1 when memory runs out. */
 #ifndef SEMSTORE_JSON_H
 #define SEMSTORE_JSON_H
 
@@ -9,14 +9,12 @@
 
 #include "buf.h"
 
-/* The shortest decimal text that reads back as d (at most 24 bytes plus
- * the terminator; NaN and infinities as PostgreSQL spells them). Returns
- * its length. */
-int ss_format_double(char *out, size_t size, double d);
-
 int ss_json_integer(ss_buf *b, long long v);
 /* d must be finite: JSON has no NaN or infinity. */
 int ss_json_double(ss_buf *b, double d);
+/* f must be finite; its shortest float32 text, for vectors stored as
+ * float32 (Qdrant), so 0.1f is written 0.1. */
+int ss_json_float32(ss_buf *b, float f);
 /* A quoted string: ", \ and control characters escaped, other bytes
  * (UTF-8) copied as they are. */
 int ss_json_string(ss_buf *b, const char *s, size_t len);

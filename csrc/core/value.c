@@ -3,7 +3,7 @@
 #include <stdio.h>
 
 #include "error.h"
-#include "json.h"
+#include "float_text.h"
 
 const char *ss_value_type_name(const ss_value *v) {
   switch (v->type) {

@@ -8,7 +8,7 @@
 
 #include "binding.h"
 #include "buf.h"
-#include "json.h"
+#include "float_text.h"
 #include "value.h"
 
 /* ---- scratch buffers owned by a userdata, so a Lua error cannot leak them ---- */

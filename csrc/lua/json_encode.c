@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "binding.h"
+#include "float_text.h"
 #include "json.h"
 
 #define MAX_DEPTH 1000
