@@ -88,6 +88,11 @@ void ss_push_row(lua_State *L, const PGresult *res, int r, int ncols, int names,
  * asked (on pg, which must then be idle) about types the connection has
  * not seen yet; without, those are text. 0, or -1 with err set. */
 int ss_resolve_columns(ss_pg *pg, const PGresult *res, ss_column *dec, int may_ask, ss_error *err);
+/* Reads the optional number field `key` of the table at idx (absent: dflt):
+ * finite, from lo to hi, and an integer when asked; anything else is an
+ * input error naming the option. */
+int ss_opt_number(lua_State *L, int idx, const char *key, double dflt, double lo, double hi, int integer, double *out,
+                  ss_error *err);
 /* Pushes a scratch buffer owned by a userdata (freed by its __gc). */
 ss_buf *ss_push_scratch(lua_State *L);
 void ss_open_convert(lua_State *L);
@@ -179,6 +184,8 @@ void ss_open_chunks_bulk(lua_State *L);
 /* repositories.c: the methods of core.repositories, one per row of
  * ss_statements, over the repository engine (csrc/core/repo.c) */
 void ss_open_repositories(lua_State *L);
+/* qdrant_handle.c: core.qdrant_open and the semstore.qdrant methods */
+void ss_open_qdrant(lua_State *L);
 /* An input error naming the first key of the table at idx that is not in
  * names (NULL-terminated), the key also in err->column; 0 when there is
  * none. */

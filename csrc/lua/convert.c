@@ -631,3 +631,17 @@ void ss_open_convert(lua_State *L) {
   lua_pushcfunction(L, wrap_array);
   lua_setfield(L, -2, "array");
 }
+
+int ss_opt_number(lua_State *L, int idx, const char *key, double dflt, double lo, double hi, int integer, double *out,
+                  ss_error *err) {
+  int t = lua_getfield(L, idx, key);
+  *out = dflt;
+  if (t == LUA_TNUMBER) *out = lua_tonumber(L, -1);
+  lua_pop(L, 1);
+  if (t != LUA_TNIL && t != LUA_TNUMBER)
+    return ss_error_set(err, SS_ERR_INPUT, "option '%s' must be a number", key);
+  if (!(*out >= lo && *out <= hi) || (integer && *out != floor(*out))) /* NaN fails the first test */
+    return ss_error_set(err, SS_ERR_INPUT, "option '%s' must be %s from %g to %g", key,
+                        integer ? "an integer" : "a number", lo, hi);
+  return 0;
+}

@@ -20,6 +20,10 @@ void ss_push_error(lua_State *L, const ss_error *err) {
   set_field(L, "table", err->table);
   set_field(L, "column", err->column);
   set_field(L, "schema", err->schema);
+  if (err->status) {
+    lua_pushinteger(L, err->status);
+    lua_setfield(L, -2, "status");
+  }
   luaL_setmetatable(L, SS_ERROR_MT);
 }
 
@@ -47,7 +51,7 @@ static void add_field(lua_State *L, luaL_Buffer *b, const char *key, const char 
   luaL_addstring(b, suffix);
 }
 
-/* "postgres error 23505: duplicate key ... (detail: ...)" */
+/* "postgres error 23505: duplicate key ... (detail: ...)", "qdrant error 404: Not found: ..." */
 static int error_tostring(lua_State *L) {
   luaL_Buffer b;
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -56,6 +60,7 @@ static int error_tostring(lua_State *L) {
   add_field(L, &b, "kind", "", "", "semstore");
   luaL_addstring(&b, " error");
   add_field(L, &b, "code", " ", "", NULL);
+  add_field(L, &b, "status", " ", "", NULL);
   luaL_addstring(&b, ": ");
   add_field(L, &b, "message", "", "", "?");
   add_field(L, &b, "detail", " (", ")", NULL);

@@ -18,22 +18,6 @@ ss_pool *ss_check_pool(lua_State *L, int idx) {
 
 static ss_pool *check_pool(lua_State *L) { return ss_check_pool(L, 1); }
 
-/* Reads an optional number field: finite, from lo to hi, and an integer
- * when asked; anything else is an input error naming the option. */
-static int opt_number(lua_State *L, const char *key, double dflt, double lo, double hi, int integer, double *out,
-                      ss_error *err) {
-  int t = lua_getfield(L, 1, key);
-  *out = dflt;
-  if (t == LUA_TNUMBER) *out = lua_tonumber(L, -1);
-  lua_pop(L, 1);
-  if (t != LUA_TNIL && t != LUA_TNUMBER)
-    return ss_error_set(err, SS_ERR_INPUT, "option '%s' must be a number", key);
-  if (!(*out >= lo && *out <= hi) || (integer && *out != floor(*out))) /* NaN fails the first test */
-    return ss_error_set(err, SS_ERR_INPUT, "option '%s' must be %s from %g to %g", key,
-                        integer ? "an integer" : "a number", lo, hi);
-  return 0;
-}
-
 /* Milliseconds for a PostgreSQL timeout; a positive time never becomes 0,
  * which PostgreSQL reads as no limit at all. */
 static int ms(double seconds) {
@@ -80,18 +64,18 @@ static int pool_open(lua_State *L) {
     ss_error_set(&err, SS_ERR_INPUT, "option 'reset' must be \"auto\" or \"always\"");
     return ss_push_fail(L, &err);
   }
-  if (opt_number(L, "size", cfg.size, 1, 10000, 1, &size, &err) ||
-      opt_number(L, "max_overflow", cfg.max_overflow, 0, 10000, 1, &overflow, &err) ||
-      opt_number(L, "timeout", cfg.timeout, 0, MAX_SECONDS, 0, &cfg.timeout, &err) ||
-      opt_number(L, "recycle", cfg.recycle, 0, 1e9, 0, &cfg.recycle, &err) ||
-      opt_number(L, "idle_timeout", cfg.idle_timeout, 0, 1e9, 0, &cfg.idle_timeout, &err) ||
-      opt_number(L, "ping_after_idle", cfg.ping_after_idle, 0, 1e9, 0, &cfg.ping_after_idle, &err) ||
-      opt_number(L, "connect_timeout", d.connect_timeout_s, 0, MAX_SECONDS, 0, &connect_timeout, &err) ||
-      opt_number(L, "statement_timeout", d.statement_timeout_ms / 1000.0, 0, MAX_SECONDS, 0, &stmt_timeout, &err) ||
-      opt_number(L, "lock_timeout", d.lock_timeout_ms / 1000.0, 0, MAX_SECONDS, 0, &lock_timeout, &err) ||
-      opt_number(L, "idle_in_transaction_timeout", d.idle_in_transaction_timeout_ms / 1000.0, 0, MAX_SECONDS, 0,
+  if (ss_opt_number(L, 1, "size", cfg.size, 1, 10000, 1, &size, &err) ||
+      ss_opt_number(L, 1, "max_overflow", cfg.max_overflow, 0, 10000, 1, &overflow, &err) ||
+      ss_opt_number(L, 1, "timeout", cfg.timeout, 0, MAX_SECONDS, 0, &cfg.timeout, &err) ||
+      ss_opt_number(L, 1, "recycle", cfg.recycle, 0, 1e9, 0, &cfg.recycle, &err) ||
+      ss_opt_number(L, 1, "idle_timeout", cfg.idle_timeout, 0, 1e9, 0, &cfg.idle_timeout, &err) ||
+      ss_opt_number(L, 1, "ping_after_idle", cfg.ping_after_idle, 0, 1e9, 0, &cfg.ping_after_idle, &err) ||
+      ss_opt_number(L, 1, "connect_timeout", d.connect_timeout_s, 0, MAX_SECONDS, 0, &connect_timeout, &err) ||
+      ss_opt_number(L, 1, "statement_timeout", d.statement_timeout_ms / 1000.0, 0, MAX_SECONDS, 0, &stmt_timeout, &err) ||
+      ss_opt_number(L, 1, "lock_timeout", d.lock_timeout_ms / 1000.0, 0, MAX_SECONDS, 0, &lock_timeout, &err) ||
+      ss_opt_number(L, 1, "idle_in_transaction_timeout", d.idle_in_transaction_timeout_ms / 1000.0, 0, MAX_SECONDS, 0,
                  &idle_tx, &err) ||
-      opt_number(L, "statement_cache_size", d.statement_cache_size, 1, 100000, 1, &cache, &err))
+      ss_opt_number(L, 1, "statement_cache_size", d.statement_cache_size, 1, 100000, 1, &cache, &err))
     return ss_push_fail(L, &err);
   cfg.size = (int)size;
   cfg.max_overflow = (int)overflow;

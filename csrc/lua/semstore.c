@@ -1,4 +1,5 @@
 /* luaopen_semstore_core: the C half of require "semstore". */
+#include <errno.h>
 #include <string.h>
 #include <time.h>
 
@@ -28,6 +29,19 @@ static int monotime(lua_State *L) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   lua_pushnumber(L, (lua_Number)ts.tv_sec + (lua_Number)ts.tv_nsec / 1e9);
   return 1;
+}
+
+/* core.sleep(seconds): blocks the thread (a wait between polls). */
+static int sleep_seconds(lua_State *L) {
+  lua_Number s = luaL_checknumber(L, 1);
+  struct timespec ts;
+  if (!(s > 0)) return 0;
+  if (s > 86400) s = 86400;
+  ts.tv_sec = (time_t)s;
+  ts.tv_nsec = (long)((s - (lua_Number)ts.tv_sec) * 1e9);
+  while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+  }
+  return 0;
 }
 
 /* core.hashtext(s): PostgreSQL's hashtext(s), an int32. */
@@ -77,6 +91,8 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   lua_setfield(L, -2, "redact");
   lua_pushcfunction(L, monotime);
   lua_setfield(L, -2, "monotime");
+  lua_pushcfunction(L, sleep_seconds);
+  lua_setfield(L, -2, "sleep");
   lua_pushcfunction(L, hashtext);
   lua_setfield(L, -2, "hashtext");
   lua_pushcfunction(L, partition_key);
@@ -92,5 +108,6 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   lua_setfield(L, -2, "repositories");
   ss_open_repositories(L);
   ss_open_chunks_bulk(L);
+  ss_open_qdrant(L);
   return 1;
 }

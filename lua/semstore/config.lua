@@ -131,6 +131,54 @@ function config.pool_from_env(opts, getenv)
   return out
 end
 
+-- What opts.qdrant may hold, when it is a table.
+local QDRANT_OPTIONS = { "url", "host", "port", "https", "api_key", "timeout", "connect_timeout", "max_retries",
+  "retry_timeout" }
+
+local function nonempty(v)
+  if v ~= nil and v ~= "" then return v end
+end
+
+-- The Qdrant client's settings (for core.qdrant_open), or false when no
+-- Qdrant is configured. spec: a URL, a table of QDRANT_OPTIONS, or nil for
+-- the environment: QDRANT_URL, or QDRANT_HOST and QDRANT_PORT (6333), and
+-- QDRANT_API_KEY. With an API key and no URL, https is used, as the seed
+-- does (a key sent in the clear is a key given away).
+function config.qdrant(spec, getenv)
+  getenv = getenv or config.getenv
+  if type(spec) == "string" then spec = { url = spec } end
+  if spec ~= nil and type(spec) ~= "table" then
+    return input_error("qdrant must be a URL or a table, not a %s", type(spec))
+  end
+  local given = spec ~= nil
+  spec = spec or {}
+  local ok, err = core.check_keys(spec, QDRANT_OPTIONS, "the qdrant options")
+  if not ok then return nil, err end
+  local out = {}
+  for _, k in ipairs(QDRANT_OPTIONS) do out[k] = spec[k] end
+  out.api_key = out.api_key or nonempty(getenv "QDRANT_API_KEY")
+  if out.url == nil and out.host == nil then
+    out.url = nonempty(getenv "QDRANT_URL")
+    if out.url == nil then
+      out.host, out.port = nonempty(getenv "QDRANT_HOST"), out.port or nonempty(getenv "QDRANT_PORT")
+      if out.host == nil and not given then return false end
+    end
+  end
+  if out.url == nil then
+    local port = tonumber(out.port or 6333)
+    if math.type(port) ~= "integer" or port < 1 or port > 65535 then
+      return input_error("the Qdrant port must be from 1 to 65535, not %s", tostring(out.port))
+    end
+    local https = out.https
+    if https == nil then https = out.api_key ~= nil end
+    out.url = string.format("%s://%s:%d", https and "https" or "http", out.host or "localhost", port)
+  elseif out.host ~= nil or out.port ~= nil then
+    return input_error("the qdrant options give both url and host/port")
+  end
+  out.host, out.port, out.https = nil, nil, nil
+  return out
+end
+
 local ESCAPES = { n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["$"] = "$" }
 
 -- One line of a .env file: KEY=VALUE, optionally after `export `; VALUE

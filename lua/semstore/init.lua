@@ -3,6 +3,7 @@
 -- this file holds connect(), transactions and the public names.
 local core = require "semstore.core"
 local config = require "semstore.config"
+local qdrant = require "semstore.qdrant"
 
 local semstore = {
   null = core.null,   -- SQL NULL; the same value as cjson.null
@@ -67,21 +68,24 @@ local DB = {}
 DB.__index = DB
 
 function DB:__tostring()
-  return string.format("semstore.db(%s, %s)", self.name, self.target)
+  return string.format("semstore.db(%s, %s, %s)", self.name, self.target, tostring(self.qdrant))
 end
 
--- Lets go of this handle's pools; they close once nothing else refers to them.
+-- Lets go of this handle's pools, and closes its Qdrant client; the pools
+-- close once nothing else refers to them.
 function DB:close()
   self.pg:close()
+  if self.qdrant ~= qdrant.unconfigured then self.qdrant:close() end
 end
 
 -- What connect knows; anything else is refused, so a typo never falls back
 -- to DATABASE_URL or a default in silence.
-local CONNECT_OPTIONS = { "name", "postgres", "pool", "null" }
+local CONNECT_OPTIONS = { "name", "postgres", "pool", "null", "qdrant" }
 
--- semstore.connect{ name =, postgres = URL | conninfo | table, pool = {...} }
+-- semstore.connect{ name =, postgres = URL | conninfo | table, pool = {...},
+-- qdrant = URL | table }
 -- Missing settings come from the environment (DATABASE_URL, POSTGRES_*,
--- DB_POOL_*, DB_QUERY_TIMEOUT). Pools are process-wide and keyed by name:
+-- DB_POOL_*, DB_QUERY_TIMEOUT, QDRANT_URL, QDRANT_HOST, QDRANT_API_KEY). Pools are process-wide and keyed by name:
 -- a second connect with the same name shares the first one's pool.
 function semstore.connect(opts)
   opts = opts or {}
@@ -98,6 +102,9 @@ function semstore.connect(opts)
   local pool_opts
   pool_opts, err = config.pool_from_env(opts.pool)
   if not pool_opts then return nil, err end
+  local qdrant_opts
+  qdrant_opts, err = config.qdrant(opts.qdrant)
+  if qdrant_opts == nil then return nil, err end
   local name = opts.name or "default"
   pool_opts.name, pool_opts.conninfo, pool_opts.null = name, conninfo, opts.null
   local pg
@@ -105,6 +112,16 @@ function semstore.connect(opts)
   if not pg then return nil, err end
   local db = semstore.repositories(pg)
   db.name, db.pg, db.target = name, pg, conninfo ~= "" and config.redact(conninfo) or "libpq defaults"
+  db.qdrant = qdrant.unconfigured
+  if qdrant_opts then
+    local handle
+    handle, err = core.qdrant_open(qdrant_opts)
+    if not handle then
+      pg:close()
+      return nil, err
+    end
+    db.qdrant = qdrant.new(handle)
+  end
   return setmetatable(db, DB)
 end
 
