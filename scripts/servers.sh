@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Throwaway PostgreSQL 15 and Redis servers on loopback, for the demo, the
-# tests and the benchmarks. Each start is a run of its own: a folder under
+# Throwaway PostgreSQL 15 and Redis servers on loopback, and the Qdrant
+# stand-in (tools/qdrant-standin), for the demo, the tests and the benchmarks. Each start is a run of its own: a folder under
 # .run/ (PostgreSQL's data goes to a folder in /tmp when the checkout is not
 # reachable by the unprivileged user PostgreSQL must run as), free loopback
 # ports, and an env file to `source`. stop stops its run's servers only, so
@@ -11,10 +11,13 @@
 #   scripts/servers.sh stop [RUN]        stop RUN's servers, remove RUN but for its logs/ folder
 #   scripts/servers.sh restart-pg [RUN]  restart RUN's PostgreSQL (SEMSTORE_TEST_RESTART_PG does)
 #   scripts/servers.sh env [RUN]         print the path of RUN's env file
-#   scripts/servers.sh logs RUN DEST     copy RUN's PostgreSQL and Redis logs into DEST
+#   scripts/servers.sh logs RUN DEST     copy RUN's PostgreSQL, Redis and stand-in logs into DEST
 # RUN defaults to the run .run/env links to (the last start without RUN).
 # SEMSTORE_PG_PORT and SEMSTORE_REDIS_PORT choose the ports, and start
 # refuses them when something listens there; otherwise free ones are picked.
+# When QDRANT_URL is set (a real Qdrant), start uses it and starts no
+# stand-in; otherwise the env file points QDRANT_URL at the stand-in and sets
+# SEMSTORE_QDRANT_STANDIN=1 (specs skip fault injection without it).
 # With SEMSTORE_RUN_OWNER=PID the run belongs to that process: once it is
 # gone (a test run that was killed), the next start in this checkout stops
 # the run's leftover servers.
@@ -102,6 +105,22 @@ stop_redis() {
   kill -9 "$pid" 2>/dev/null || true
 }
 
+# Stops the stand-in if its pid file names the process it started (pid and
+# start time), so never a stranger.
+stop_standin() {
+  local pidf="$1/qdrant/standin.pid" pid st
+  [ -f "$pidf" ] || return 0
+  read -r pid st < "$pidf" || return 0
+  [[ "$pid" =~ ^[0-9]+$ ]] || return 0
+  [ -n "$st" ] && [ "$(proc_start "$pid")" = "$st" ] || return 0
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 50); do
+    [ -d "/proc/$pid" ] || return 0
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
 # Stops the servers of run $1 and removes the run but for its logs/ folder.
 stop_run() {
   local run=$1 data
@@ -111,6 +130,7 @@ stop_run() {
     as_pg "$pg_bin/pg_ctl" -D "$data/data" -m immediate -w stop >/dev/null 2>&1 || true
   fi
   stop_redis "$run"
+  stop_standin "$run"
   case "$data" in "$run"/*|/tmp/semstore-pg.*) rm -rf "$data" ;; esac
   if [ "$(readlink "$runs/env" 2>/dev/null)" = "$run/env" ]; then rm -f "$runs/env"; fi
   find "$run" -mindepth 1 -maxdepth 1 ! -name logs -exec rm -rf {} + 2>/dev/null || true
@@ -137,6 +157,7 @@ copy_logs() {
   data=$(pg_data_dir "$run")
   if [ -f "$data/server.log" ]; then cp "$data/server.log" "$dest/postgresql.log"; fi
   if [ -f "$run/redis/redis.log" ]; then cp "$run/redis/redis.log" "$dest/redis.log"; fi
+  if [ -f "$run/qdrant/standin.log" ]; then cp "$run/qdrant/standin.log" "$dest/qdrant-standin.log"; fi
 }
 
 # On a failed start: keep the logs, stop what did start.
@@ -193,6 +214,30 @@ start_redis() {
   done
   echo "servers.sh: Redis did not start:" >&2
   tail -n 5 "$dir/redis.log" >&2
+  return 1
+}
+
+# Starts the Qdrant stand-in on a port it picks itself (--port 0) and reads
+# the port from the one line it prints; snapshots go to $1/data.
+start_standin() {
+  local dir=$1 pid line
+  mkdir -p "$dir/data"
+  : > "$dir/standin.out"
+  nohup node "$root/tools/qdrant-standin/server.js" --host 127.0.0.1 --port 0 --data "$dir/data" \
+    > "$dir/standin.out" 2> "$dir/standin.log" < /dev/null &
+  pid=$!
+  echo "$pid $(proc_start "$pid")" > "$dir/standin.pid"
+  for _ in $(seq 1 100); do
+    line=$(grep -m1 '^Qdrant stand-in listening on ' "$dir/standin.out" 2>/dev/null || true)
+    if [ -n "$line" ]; then
+      qdrant_url=${line#Qdrant stand-in listening on }
+      return 0
+    fi
+    [ -d "/proc/$pid" ] || break
+    sleep 0.1
+  done
+  echo "servers.sh: the Qdrant stand-in did not start:" >&2
+  tail -n 5 "$dir/standin.log" >&2
   return 1
 }
 
@@ -258,6 +303,18 @@ CONF
 
   start_redis "$run/redis"
 
+  # a real Qdrant given by the caller wins over the stand-in
+  local qdrant_env
+  if [ -n "${QDRANT_URL:-}" ]; then
+    qdrant_url=$QDRANT_URL
+    qdrant_env="export QDRANT_URL=$(printf '%q' "$qdrant_url")"
+  else
+    mkdir -p "$run/qdrant"
+    start_standin "$run/qdrant"
+    qdrant_env="export QDRANT_URL=$qdrant_url
+export SEMSTORE_QDRANT_STANDIN=1"
+  fi
+
   local url="postgresql://semstore:semstore@127.0.0.1:$pg_port/semstore_test"
   cat > "$run/env.tmp" <<ENV
 export DATABASE_URL=$url
@@ -267,11 +324,12 @@ export SEMSTORE_TEST_PG_PORT=$pg_port
 export SEMSTORE_TEST_PG_DATA=$data/data
 export SEMSTORE_TEST_RESTART_PG=$(printf '%q' "bash $(printf '%q' "$root/scripts/servers.sh") restart-pg $(printf '%q' "$run")")
 export REDIS_URL=redis://127.0.0.1:$redis_port/0
+$qdrant_env
 ENV
   mv "$run/env.tmp" "$run/env"
   [ "$link" = 0 ] || ln -sfn "$run/env" "$runs/env"
   trap - EXIT
-  echo "PostgreSQL on 127.0.0.1:$pg_port, Redis on 127.0.0.1:$redis_port (source $run/env)"
+  echo "PostgreSQL on 127.0.0.1:$pg_port, Redis on 127.0.0.1:$redis_port, Qdrant${QDRANT_URL:+ (given)}${QDRANT_URL:- stand-in} at $qdrant_url (source $run/env)"
 }
 
 case "${1:-}" in

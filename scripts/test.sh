@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test command: installs what is missing, builds, starts throwaway
-# PostgreSQL and Redis servers, runs the C unit tests, the busted specs, and
+# PostgreSQL and Redis servers and the Qdrant stand-in, runs the C unit
+# tests, the stand-in's own tests (node --test), the busted specs, and
 # the specs once more under valgrind, then stops the servers. Its last line
 # is `N passed, N failed`. Each run has its own servers, on free ports, and
 # its own folder .run/test.XXXXXX, so runs at once do not meet; when a test
@@ -116,6 +117,32 @@ for t in build/tests/test_*; do
   grep -E '^FAIL' "$log" || true
   count_c "$log" "$status" "$(basename "$t")"
 done
+
+# node --test ends with "# pass N" and "# fail N" lines, in the output $1;
+# none (it crashed), or an exit status $2 that is not 0 though it reported
+# no failure, counts as one failure.
+count_node() {
+  local p f
+  p=$(grep -E '^# pass [0-9]+$' "$1" | tail -n 1 | awk '{print $3}')
+  f=$(grep -E '^# fail [0-9]+$' "$1" | tail -n 1 | awk '{print $3}')
+  if [ -z "$p" ] || [ -z "$f" ]; then
+    echo "node --test: no summary lines, exit status $2"
+    failed=$((failed + 1))
+    return
+  fi
+  passed=$((passed + p))
+  failed=$((failed + f))
+  if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then
+    echo "node --test: exit status $2 after \"# pass $p\", \"# fail $f\""
+    failed=$((failed + 1))
+  fi
+}
+
+echo "== Qdrant stand-in tests (node --test)"
+(cd tools/qdrant-standin && node --test --test-reporter=tap test.js) > "$logs/qdrant-standin.log" 2>&1
+status=$?
+grep -E '^(not ok|# (pass|fail) )' "$logs/qdrant-standin.log"
+count_node "$logs/qdrant-standin.log" "$status"
 
 echo "== busted specs (Lua 5.4)"
 lua5.4 /usr/bin/busted --output=plainTerminal spec/ 2>&1 | tee "$logs/busted.log"

@@ -23,14 +23,15 @@ describe("the semstore command", function()
 
   it("prints help for every subcommand and exits 2 on bad usage", function()
     for _, args in ipairs { { "--help" }, { "migrate", "--help" }, { "migrate", "up", "--help" }, { "health", "--help" },
-      { "run", "--help" }, { "seed", "--help" } } do
+      { "run", "--help" }, { "seed", "--help" }, { "dev-qdrant", "--help" } } do
       local code, out = cli(args)
       assert.are.equal(0, code, table.concat(args, " "))
       assert.truthy(out:find("usage: semstore", 1, true), table.concat(args, " "))
     end
     for _, args in ipairs { {}, { "frobnicate" }, { "migrate" }, { "migrate", "sideways" }, { "migrate", "up", "--bogus" },
       { "migrate", "down", "0" }, { "migrate", "down", "1.5" }, { "migrate", "new" }, { "migrate", "up", "--dir" },
-      { "migrate", "status", "extra" }, { "health", "now" }, { "run" }, { "seed" } } do
+      { "migrate", "status", "extra" }, { "health", "now" }, { "run" }, { "seed" }, { "dev-qdrant", "extra" },
+      { "dev-qdrant", "--port", "http" }, { "dev-qdrant", "--port", "70000" } } do
       local code, out, err = cli(args, { env = env() })
       assert.are.equal(2, code, table.concat(args, " "))
       assert.are.equal("", out)
@@ -223,5 +224,59 @@ for _, name in ipairs(arg) do assert(db.pg:query("INSERT INTO fruit VALUES ($1)"
     code, out, err = cli({ "run", "missing.lua" }, { env = env(), cwd = dir })
     assert.are.equal(1, code)
     assert.truthy(err:find("missing.lua", 1, true), err)
+  end)
+
+  describe("dev-qdrant", function()
+    local function wait_for_line(path)
+      for _ = 1, 100 do
+        local f = io.open(path)
+        local text = f and f:read "a"
+        if f then f:close() end
+        local url = text and text:match "Qdrant stand%-in listening on (http://127%.0%.0%.1:%d+)"
+        if url then return url end
+        helpers.sleep(0.1)
+      end
+    end
+
+    it("runs the stand-in in the foreground and prints the URL it listens on", function()
+      local out, pidf, data = dir .. "/dev-qdrant.out", dir .. "/dev-qdrant.pid", dir .. "/snapshots"
+      -- the shell's pid becomes semstore's (exec); node is its child
+      local inner = string.format("echo $$ > %s; exec env LUA_PATH=%s LUA_CPATH=%s lua5.4 bin/semstore dev-qdrant --port 0 --data %s > %s 2>&1",
+        pidf, helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
+        helpers.shell_quote(helpers.root .. "/build/?.so;;"), data, out)
+      assert(os.execute(string.format("cd %s && sh -c %s &", helpers.shell_quote(helpers.root), helpers.shell_quote(inner))))
+      local node_pid
+      -- the stand-in is stopped whatever happens: it is semstore's child
+      finally(function()
+        local f = io.open(pidf)
+        local lua_pid = f and f:read "a":match "%d+"
+        if f then f:close() end
+        node_pid = node_pid or (lua_pid and assert(io.popen("pgrep -P " .. lua_pid)):read "l")
+        if node_pid then os.execute("kill " .. node_pid .. " 2>/dev/null") end
+      end)
+      local url = wait_for_line(out)
+      local lua_pid = helpers.read_file(pidf):match "%d+"
+      node_pid = assert(io.popen("pgrep -P " .. lua_pid)):read "l"
+      assert.truthy(url, "no URL line from dev-qdrant")
+      local body = assert(io.popen("curl -s " .. url .. "/collections")):read "a"
+      assert.are.equal('{"result":{"collections":[]}', body:match '^{"result":{"collections":%[%]}')
+      assert.truthy(body:find('"status":"ok"', 1, true), body)
+      assert(os.execute("kill " .. node_pid))
+      for _ = 1, 50 do
+        if not io.open("/proc/" .. lua_pid .. "/stat") then break end
+        helpers.sleep(0.1)
+      end
+      assert.falsy(io.open("/proc/" .. lua_pid .. "/stat"), "semstore ends when the stand-in does")
+      node_pid = nil
+    end)
+
+    it("names what is missing when node is not on the PATH", function()
+      -- a PATH with lua5.4 alone
+      local bindir = dir .. "/bin"
+      assert(os.execute(string.format("mkdir -p %s && ln -s \"$(command -v lua5.4)\" %s/lua5.4", bindir, bindir)))
+      local code, out, err = cli({ "dev-qdrant", "--port", "0" }, { env = { PATH = bindir } })
+      assert.are.equal(1, code, out .. err)
+      assert.truthy(err:find("node is not installed", 1, true), err)
+    end)
   end)
 end)

@@ -15,6 +15,7 @@ commands:
   health                       check the servers semstore is configured for
   run SCRIPT.lua [ARGS]        run a script with a connected db and its arg
   seed FILE.lua [ARGS]         the same, for seeding scripts
+  dev-qdrant [--port N]        run the Qdrant stand-in in the foreground
 
 Settings come from the environment and from ./.env, which never overrides a
 variable that is already set: DATABASE_URL or POSTGRES_HOST, POSTGRES_PORT,
@@ -54,6 +55,18 @@ Runs SCRIPT.lua with two globals: db, connected as semstore.connect() is
 (see `semstore --help` for the settings), and arg, the script's arguments
 (arg[0] is the script). The arguments are also the chunk's `...`. The
 command fails (exit 1) when the script raises an error or returns nil, err.
+]],
+  ["dev-qdrant"] = [[
+usage: semstore dev-qdrant [--port 6333] [--data DIR]
+
+Runs the Qdrant stand-in (tools/qdrant-standin, a Node.js program) in the
+foreground on 127.0.0.1 and prints the URL it listens on; Ctrl-C stops it.
+It answers Qdrant's REST API from memory with exact search, for development
+and tests without a real Qdrant. Needs node and the stand-in's npm packages
+(scripts/install-deps.sh installs both).
+
+  --port N     the port (default 6333; 0 picks a free one)
+  --data DIR   where snapshots are written (default: a temporary folder)
 ]],
   seed = [[
 usage: semstore seed FILE.lua [ARGS...]
@@ -248,7 +261,52 @@ function Command:script(topic, args)
   return 0
 end
 
+-- The stand-in's folder, found from this file's own path
+-- (lua/semstore/cli.lua -> tools/qdrant-standin).
+local function standin_dir()
+  local source = debug.getinfo(1, "S").source
+  local here = source:sub(1, 1) == "@" and source:sub(2):match "^(.*)/[^/]*$" or "."
+  return here .. "/../../tools/qdrant-standin"
+end
+
+local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+
+function Command:dev_qdrant(args)
+  local pos, opts = parse(args, { port = "value", data = "value" })
+  if not pos then return self:usage(opts, "dev-qdrant") end
+  if opts.help then
+    self:out("%s", HELP["dev-qdrant"])
+    return 0
+  end
+  if #pos > 0 then return self:usage("dev-qdrant takes no arguments", "dev-qdrant") end
+  local port = opts.port or "6333"
+  local n = math.tointeger(tonumber(port))
+  if not n or n < 0 or n > 65535 then return self:usage("--port takes a port number, not " .. port, "dev-qdrant") end
+  local dir = standin_dir()
+  local server = dir .. "/server.js"
+  if not io.open(server) then return self:failed("the Qdrant stand-in is missing: no " .. server) end
+  if not os.execute "command -v node >/dev/null 2>&1" then
+    return self:failed("node is not installed: the Qdrant stand-in needs Node.js (scripts/install-deps.sh installs it)")
+  end
+  local ajv = io.open(dir .. "/node_modules/ajv/package.json")
+  if not ajv then
+    return self:failed("the Qdrant stand-in's npm packages are missing: no " .. dir ..
+      "/node_modules (run scripts/install-deps.sh, or npm ci in that folder)")
+  end
+  ajv:close()
+  local cmd = { "exec node", shell_quote(server), "--host 127.0.0.1 --port", tostring(n) }
+  if opts.data then cmd[#cmd + 1] = "--data " .. shell_quote(opts.data) end
+  -- the stand-in prints its URL itself, on stdout, once it listens
+  self.stdout:flush()
+  local ok, how, code = os.execute(table.concat(cmd, " "))
+  if ok then return 0 end
+  -- stopped by Ctrl-C or a kill: a normal end for a foreground server
+  if how == "signal" then return 0 end
+  return code == 2 and 2 or 1
+end
+
 local COMMANDS = {
+  ["dev-qdrant"] = Command.dev_qdrant,
   migrate = Command.migrate,
   health = Command.health,
   run = function(self, args) return self:script("run", args) end,
