@@ -700,6 +700,10 @@ ss_buf *ss_qdrant_upsert_point(ss_qdrant_upsert *u) {
 
 int ss_qdrant_upsert_stopped(const ss_qdrant_upsert *u) { return u->stopped; }
 
+size_t ss_qdrant_upsert_room(const ss_qdrant_upsert *u) {
+  return u->max_bytes - (sizeof BATCH_HEAD - 1) - (sizeof BATCH_TAIL - 1);
+}
+
 /* Sends the batch being filled, then waits while `parallel` batches are
  * unfinished, so at most that many (and the one being filled) are held. */
 static int send_batch(ss_qdrant_upsert *u, ss_error *err) {
@@ -714,11 +718,10 @@ static int send_batch(ss_qdrant_upsert *u, ss_error *err) {
 }
 
 int ss_qdrant_upsert_add(ss_qdrant_upsert *u, const char *id, size_t id_len, ss_error *err) {
-  size_t frame = sizeof BATCH_HEAD - 1 + sizeof BATCH_TAIL - 1;
   if (u->stopped) return ss_qdrant_upsert_unsent(u, id, id_len, err);
-  if (u->point.len + frame > u->max_bytes)
-    return ss_error_set(err, SS_ERR_INPUT, "the point is %zu bytes of JSON, more than max_bytes (%zu)",
-                        u->point.len, u->max_bytes - frame);
+  if (u->point.len > ss_qdrant_upsert_room(u))
+    return ss_error_set(err, SS_ERR_INPUT, "the point is %zu bytes of JSON, more than max_bytes allows (%zu)",
+                        u->point.len, ss_qdrant_upsert_room(u));
   if (u->batch && (u->batch->npoints == u->batch_size || u->batch->body.len + 1 + u->point.len + sizeof BATCH_TAIL - 1 > u->max_bytes)) {
     if (send_batch(u, err)) return -1;
     if (u->stopped) return ss_qdrant_upsert_unsent(u, id, id_len, err);

@@ -96,6 +96,9 @@ ss_buf *ss_qdrant_upsert_point(ss_qdrant_upsert *u);
  * point alone is larger than max_bytes (input) or memory runs out; a
  * failed batch is not an error here (see ss_qdrant_upsert_stopped). */
 int ss_qdrant_upsert_add(ss_qdrant_upsert *u, const char *id, size_t id_len, ss_error *err);
+/* The largest point (bytes of JSON) a batch can hold: max_bytes less the
+ * batch's own frame. */
+size_t ss_qdrant_upsert_room(const ss_qdrant_upsert *u);
 /* Nonzero once a batch has finally failed: add nothing more, but record
  * the ids of points that will not be sent with ss_qdrant_upsert_unsent. */
 int ss_qdrant_upsert_stopped(const ss_qdrant_upsert *u);

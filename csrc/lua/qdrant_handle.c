@@ -123,6 +123,7 @@ typedef struct {
   ss_buf *out;       /* NULL: only check */
   ss_buf *scratch;   /* a payload checked but not written goes here */
   ss_buf *sort;      /* a sparse vector's indices, to find repeats */
+  size_t bound;      /* when only checking: at least the bytes the point's JSON takes */
   char id[48];
   size_t id_len;
   ss_error *err;
@@ -136,7 +137,13 @@ static int point_error(point_ctx *c, const char *fmt, const char *what, const ch
 
 static int oom(point_ctx *c) { return ss_error_set(c->err, SS_ERR_MEMORY, "out of memory encoding points"); }
 
-static int put(point_ctx *c, const char *s, size_t n) { return c->out && ss_buf_append(c->out, s, n) ? oom(c) : 0; }
+static int put(point_ctx *c, const char *s, size_t n) {
+  if (!c->out) {
+    c->bound += n;
+    return 0;
+  }
+  return ss_buf_append(c->out, s, n) ? oom(c) : 0;
+}
 
 static int is_uuid(const char *s, size_t n) {
   size_t i;
@@ -232,7 +239,8 @@ static int put_dense(lua_State *L, point_ctx *c, int idx, const char *name, lua_
     snprintf(what, sizeof what, "%.120s has %lld numbers, the collection's have %lld", name, (long long)n, (long long)size);
     return point_error(c, "%s%s", what, "");
   }
-  if (c->out && ss_buf_reserve(c->out, (size_t)n * SS_FLOAT32_TEXT_SIZE + 2)) return oom(c);
+  if (!c->out) c->bound += (size_t)n * SS_FLOAT32_TEXT_SIZE + 2;
+  else if (ss_buf_reserve(c->out, (size_t)n * SS_FLOAT32_TEXT_SIZE + 2)) return oom(c);
   if (c->out) c->out->data[c->out->len++] = '[';
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, idx, i);
@@ -281,7 +289,7 @@ static int put_sparse(lua_State *L, point_ctx *c, int idx, const char *name) {
       return point_error(c, "%s must be an integer from 0 to 4294967295%s", what, "");
     }
     seen[i - 1] = (uint32_t)v;
-    if (c->out) {
+    {
       char num[16];
       int len = snprintf(num, sizeof num, i < n ? "%u," : "%u", (unsigned)v);
       if (put(c, num, (size_t)len)) return -1;
@@ -294,7 +302,8 @@ static int put_sparse(lua_State *L, point_ctx *c, int idx, const char *name) {
       return point_error(c, "%s%s", what, "");
     }
   if (put(c, "],\"values\":[", 12)) return -1;
-  if (c->out && ss_buf_reserve(c->out, (size_t)n * SS_FLOAT32_TEXT_SIZE + 3)) return oom(c);
+  if (!c->out) c->bound += (size_t)n * SS_FLOAT32_TEXT_SIZE;
+  else if (ss_buf_reserve(c->out, (size_t)n * SS_FLOAT32_TEXT_SIZE + 3)) return oom(c);
   snprintf(what, sizeof what, "%.120s.values", name);
   for (i = 1; i <= n; i++) {
     lua_rawgeti(L, values, i);
@@ -353,7 +362,8 @@ static int put_vector(lua_State *L, point_ctx *c, int idx) {
     }
     if (!first && put(c, ",", 1)) return -1;
     first = 0;
-    if (c->out && (ss_json_string(c->out, name, klen) || ss_buf_putc(c->out, ':'))) return oom(c);
+    if (!c->out) c->bound += klen * 6 + 3;
+    else if (ss_json_string(c->out, name, klen) || ss_buf_putc(c->out, ':')) return oom(c);
     if (sparse ? put_sparse(L, c, v, what) : put_dense(L, c, v, what, size)) return -1;
     lua_pop(L, 1);
   }
@@ -394,6 +404,7 @@ static int put_point(lua_State *L, point_ctx *c, int idx) {
       ss_strlcpy(why, c->err->message, sizeof why);
       return point_error(c, "payload: %.400s%s", why, "");
     }
+    if (!c->out) c->bound += to->len;
   }
   lua_settop(L, top);
   return put(c, "}", 1);
@@ -443,7 +454,14 @@ static int upsert_end(lua_State *L, ss_qdrant_upsert *u, const ss_error *refused
   ss_qdrant_report r;
   ss_error err;
   int rc = ss_qdrant_upsert_finish(u, &r, &err);
-  if (refused) err = *refused;
+  if (refused) {
+    err = *refused;
+    if (point && err.kind == SS_ERR_INPUT && strncmp(err.message, "point ", 6) != 0) {
+      char why[sizeof err.message];
+      ss_strlcpy(why, err.message, sizeof why);
+      snprintf(err.message, sizeof err.message, "point %lld: %.900s", (long long)point, why);
+    }
+  }
   else if (rc == 0) {
     push_report(L, u, &r);
     return 1;
@@ -473,11 +491,26 @@ static int upsert_run(lua_State *L) {
   c.err = &err;
   if (lua_istable(L, 2)) {
     n = (lua_Integer)lua_rawlen(L, 2);
-    /* every point is checked before anything is sent */
+    /* every point is checked before anything is sent; its size too,
+     * exactly (written out) only when its bound is past the room */
     for (i = 1; i <= n; i++) {
+      int bad;
       c.index = i;
+      c.bound = 0;
+      c.out = NULL;
       lua_rawgeti(L, 2, i);
-      if (put_point(L, &c, lua_gettop(L))) {
+      bad = put_point(L, &c, lua_gettop(L));
+      if (!bad && c.bound > ss_qdrant_upsert_room(u)) {
+        c.out = ss_qdrant_upsert_point(u);
+        bad = put_point(L, &c, lua_gettop(L));
+        if (!bad && c.out->len > ss_qdrant_upsert_room(u)) {
+          char what[128];
+          snprintf(what, sizeof what, "the point is %zu bytes of JSON, more than max_bytes allows (%zu)", c.out->len,
+                   ss_qdrant_upsert_room(u));
+          bad = point_error(&c, "%s%s", what, "");
+        }
+      }
+      if (bad) {
         ss_push_fail(L, &err);
         lua_pushinteger(L, i);
         lua_setfield(L, -2, "point");

@@ -1,0 +1,43 @@
+file(REMOVE_RECURSE
+  "CMakeFiles/semstore_core.dir/csrc/core/buf.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/buf.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/chunks_bulk.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/chunks_bulk.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/error.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/error.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/float_text.cc.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/float_text.cc.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/hashtext.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/hashtext.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/json.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/json.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/password.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/password.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/pg.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/pg.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/pg_copy.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/pg_copy.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/pg_quote.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/pg_quote.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/pool.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/pool.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/qdrant.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/qdrant.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/redact.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/redact.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/repo.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/repo.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/repo_rules.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/repo_rules.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/repo_statements.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/repo_statements.c.o.d"
+  "CMakeFiles/semstore_core.dir/csrc/core/value.c.o"
+  "CMakeFiles/semstore_core.dir/csrc/core/value.c.o.d"
+  "libsemstore_core.a"
+  "libsemstore_core.pdb"
+)
+
+# Per-language clean rules from dependency scanning.
+foreach(lang C CXX)
+  include(CMakeFiles/semstore_core.dir/cmake_clean_${lang}.cmake OPTIONAL)
+endforeach()
