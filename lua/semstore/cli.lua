@@ -221,13 +221,28 @@ function Command:health(args)
   local rows
   rows, err = db.pg:query "SELECT current_setting('server_version') AS version, current_database() AS db"
   local ms = (core.monotime() - started) * 1000
-  db:close()
+  local status = 0
   if not rows then
     self:out("postgres   FAILED  %s (%s)", tostring(err), db.target)
-    return 1
+    status = 1
+  else
+    self:out("postgres   ok      %.1f ms  PostgreSQL %s, database %s (%s)", ms, rows[1].version, rows[1].db, db.target)
   end
-  self:out("postgres   ok      %.1f ms  PostgreSQL %s, database %s (%s)", ms, rows[1].version, rows[1].db, db.target)
-  return 0
+  -- Qdrant only when it is configured (connect{} or QDRANT_*)
+  if db.qdrant ~= require("semstore.qdrant").unconfigured then
+    started = core.monotime()
+    local names
+    names, err = db.qdrant:list_collections()
+    ms = (core.monotime() - started) * 1000
+    if not names then
+      self:out("qdrant     FAILED  %s (%s)", tostring(err), db.qdrant:url())
+      status = 1
+    else
+      self:out("qdrant     ok      %.1f ms  %d collections (%s)", ms, #names, db.qdrant:url())
+    end
+  end
+  db:close()
+  return status
 end
 
 -- `run` and `seed`: the script's globals fall back to the real ones, so
