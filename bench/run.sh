@@ -2,34 +2,75 @@
 # Runs the benchmarks on the throwaway servers: the PostgreSQL server pinned
 # to one core and the Lua client to the other, so the scheduler moving them
 # around does not drown the differences being measured.
-#   bash bench/run.sh [ARGS]          pg_query_bench.lua ARGS, then chunks_bench.lua with its defaults
+# The Qdrant benchmark writes to a sink of its own (the Qdrant stand-in in
+# --sink mode), pinned the same way.
+#   bash bench/run.sh [ARGS]          pg_query_bench.lua ARGS, then chunks_bench.lua and qdrant_bench.lua with their defaults
 #   bash bench/run.sh query [ARGS]    only pg_query_bench.lua [rounds]
 #   bash bench/run.sh chunks [ARGS]   only chunks_bench.lua [rows] [rounds] [--rss [N]]
+#   bash bench/run.sh qdrant [ARGS]   only qdrant_bench.lua [points] [rounds]
 set -euo pipefail
 bench=all
 case "${1:-}" in
-  query|chunks) bench=$1; shift ;;
+  query|chunks|qdrant) bench=$1; shift ;;
 esac
 cd "$(dirname "$0")/.."
 root=$(pwd)
 bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j2 >/dev/null
+# the Qdrant benchmark's own needs: LuaSocket for its peer (b), the official
+# JS client for its peer (a)
+qdrant_deps() {
+  if ! lua5.4 -e 'require "socket.http"' 2>/dev/null; then
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get install -y lua-socket >/dev/null
+  fi
+  if [ ! -d bench/js/node_modules ]; then
+    (cd bench/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
 # servers of this run's own, in a folder of its own
 mkdir -p .run
 run=$(mktemp -d "$root/.run/bench.XXXXXX")
-trap 'bash "$root/scripts/servers.sh" stop "$run"' EXIT
-SEMSTORE_RUN_OWNER=$$ bash scripts/servers.sh start "$run"
-# shellcheck disable=SC1091
-source "$run/env"
-# backends fork from the postmaster and inherit its core
-taskset -a -cp 1 "$(head -n 1 "$SEMSTORE_TEST_PG_DATA/postmaster.pid")" >/dev/null
+sink_pid=
+cleanup() {
+  if [ -n "$sink_pid" ]; then kill "$sink_pid" 2>/dev/null || true; fi
+  bash "$root/scripts/servers.sh" stop "$run"
+}
+trap cleanup EXIT
+# the Qdrant sink: the stand-in answering upserts without reading them, on core 1
+start_sink() {
+  taskset -c 1 node tools/qdrant-standin/server.js --port 0 --sink >"$run/sink.out" 2>"$run/sink.log" &
+  sink_pid=$!
+  for _ in $(seq 100); do
+    QDRANT_URL=$(sed -n 's/^Qdrant stand-in listening on //p' "$run/sink.out")
+    [ -n "$QDRANT_URL" ] && break
+    kill -0 "$sink_pid" 2>/dev/null || { cat "$run/sink.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  [ -n "$QDRANT_URL" ] || { echo "run.sh: the Qdrant sink did not start" >&2; exit 1; }
+}
+if [ "$bench" != qdrant ]; then
+  SEMSTORE_RUN_OWNER=$$ bash scripts/servers.sh start "$run"
+  # shellcheck disable=SC1091
+  source "$run/env"
+  # backends fork from the postmaster and inherit its core
+  taskset -a -cp 1 "$(head -n 1 "$SEMSTORE_TEST_PG_DATA/postmaster.pid")" >/dev/null
+fi
 export LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
+qdrant() {
+  qdrant_deps
+  start_sink
+  QDRANT_URL=$QDRANT_URL SINK_PID=$sink_pid taskset -c 0 lua5.4 bench/qdrant_bench.lua "$@"
+}
 case "$bench" in
   query) taskset -c 0 lua5.4 bench/pg_query_bench.lua "$@" ;;
   chunks) taskset -c 0 lua5.4 bench/chunks_bench.lua "$@" ;;
+  qdrant) qdrant "$@" ;;
   all)
     taskset -c 0 lua5.4 bench/pg_query_bench.lua "$@"
     taskset -c 0 lua5.4 bench/chunks_bench.lua
+    qdrant
     ;;
 esac

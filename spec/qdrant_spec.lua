@@ -434,6 +434,63 @@ describe("qdrant query", function()
   end)
 end)
 
+describe("qdrant snapshots and indexing", function()
+  it("creates, lists and recovers a snapshot", function()
+    local name = fresh "snap"
+    assert(q:create_collection(name, { vectors = { size = 2 } }))
+    assert(q:upsert(name, { { id = 1, vector = { 1, 0 } }, { id = 2, vector = { 0, 1 } } }))
+    local snap = assert(q:create_snapshot(name))
+    assert.is_string(snap.name)
+    local listed = false
+    for _, s in ipairs(assert(q:list_snapshots(name))) do listed = listed or s.name == snap.name end
+    assert.is_true(listed)
+    assert(q:delete_points(name, { 1, 2 }))
+    assert.equal(0, q:count(name))
+    -- a real Qdrant downloads the snapshot from itself; the stand-in takes its name
+    local location = STANDIN and snap.name or (URL .. "/collections/" .. name .. "/snapshots/" .. snap.name)
+    assert(q:recover_snapshot(name, location))
+    assert.equal(2, q:count(name))
+    local ok, err = q:recover_snapshot(name, "")
+    assert.equal("input", err.kind)
+    assert(q:delete_collection(name))
+  end)
+
+  standin_it("waits for indexing until green, or times out", function()
+    local name = fresh "index"
+    assert(q:create_collection(name, { vectors = { size = 2 } }))
+    admin("POST", "config", { indexing_ms = 600 })
+    assert(q:upsert(name, { { id = 1, vector = { 1, 0 } } }))
+    local core = require "semstore.core"
+    assert.equal("yellow", assert(q:get_collection(name)).status)
+    local ok, err = q:wait_for_indexing(name, 0.1)
+    assert.is_nil(ok)
+    assert.equal("timeout", err.kind)
+    assert.matches("yellow", err.message)
+    local t0 = core.monotime()
+    assert.is_true(q:wait_for_indexing(name, 5))
+    assert.is_true(core.monotime() - t0 < 2)
+    admin("POST", "config", { indexing_ms = 0 })
+    assert(q:delete_collection(name))
+  end)
+
+  it("bulk loads with indexing off, and restores the threshold after, even on failure", function()
+    local name = fresh "bulk"
+    assert(q:create_collection(name, { vectors = { size = 2 }, optimizers = { indexing_threshold = 12345 } }))
+    local pts = {}
+    for i = 1, 1000 do pts[i] = { id = i, vector = { i, 1 } } end
+    local report = assert(q:bulk_load(name, pts, { batch_size = 100 }))
+    assert.equal(1000, report.points)
+    local info = assert(q:get_collection(name))
+    assert.equal(12345, info.config.optimizer_config.indexing_threshold)
+    assert.equal("green", info.status)
+    local ok, err = q:bulk_load(name, { { id = 1, vector = { 1 } } })
+    assert.is_nil(ok)
+    assert.equal("input", err.kind)
+    assert.equal(12345, assert(q:get_collection(name)).config.optimizer_config.indexing_threshold)
+    assert(q:delete_collection(name))
+  end)
+end)
+
 describe("qdrant faults", function()
   local name = fresh "faults"
   local rand = lcg(5)
