@@ -247,7 +247,8 @@ describe("qdrant points", function()
       { { id = 1, vector = vec(rand, dim), payload = { f = function() end } }, "payload" },
       { { id = 1 }, "no vector" },
     }
-    local before = STANDIN and requests()
+    local function written() return admin("GET", "stats").points_written end
+    local before = STANDIN and written()
     for _, case in ipairs(cases) do
       local good = { id = 5, vector = vec(rand, dim) }
       local ok, err = q:upsert(name, { good, case[1] })
@@ -265,7 +266,59 @@ describe("qdrant points", function()
     assert.is_nil(ok)
     assert.equal(301, err.point)
     assert.matches("^point 301: the point is %d+ bytes of JSON, more than max_bytes", err.message)
-    if STANDIN then assert.equal(before, requests()) end -- the admin API does not count itself
+    -- (a refused size makes the client read the collection's sizes afresh
+    -- once, in case another client changed them: a GET, no point sent)
+    if STANDIN then assert.equal(before, written()) end
+  end)
+
+  it("reads a collection's sizes afresh when another client recreated it", function()
+    local other = helpers.connect(nil, { qdrant = URL }).qdrant
+    local c = fresh "sizes"
+    assert(q:create_collection(c, { vectors = { size = 2 } }))
+    assert(q:upsert(c, { { id = 1, vector = { 1, 2 } } }))
+    assert(other:delete_collection(c))
+    assert(other:create_collection(c, { vectors = { size = 3 } }))
+    assert(q:upsert(c, { { id = 1, vector = { 1, 2, 3 } } }))
+    -- an alias moved to a collection of another size
+    local alias, big = fresh "alias", fresh "sizes"
+    assert(q:create_collection(big, { vectors = { size = 4 } }))
+    assert(q:update_aliases { { create = { alias = alias, collection = c } } })
+    assert(q:upsert(alias, { { id = 2, vector = { 1, 2, 3 } } }))
+    assert(q:update_aliases { { delete = { alias = alias } }, { create = { alias = alias, collection = big } } })
+    assert(q:upsert(alias, { { id = 2, vector = { 1, 2, 3, 4 } } }))
+    assert.equal(1, q:count(big))
+    local ok, err = q:update_aliases { { create = true } }
+    assert.equal("input", err.kind)
+    ok, err = q:update_aliases { { create = { alias = alias } } }
+    assert.matches("collection", err.message)
+    assert(q:update_aliases { { delete = { alias = alias } } })
+    assert(q:delete_collection(c))
+    assert(q:delete_collection(big))
+  end)
+
+  it("refuses bad UTF-8, and an id of -0.0 is 0", function()
+    local c = fresh "utf8"
+    assert(q:create_collection(c, { vectors = { size = 2 } }))
+    assert(q:upsert(c, { { id = -0.0, vector = { 1, 2 } } }))
+    local ok, err = q:upsert(c, { { id = 1, vector = { 1, 2 }, payload = { s = "caf\xe9" } } })
+    assert.is_nil(ok)
+    assert.matches("UTF%-8", err.message)
+    ok, err = q:upsert(c, { { id = 1, vector = { ["caf\xe9"] = { 1, 2 } } } })
+    assert.matches("UTF%-8", err.message)
+    assert.equal(1, q:count(c))
+    assert.equal(0, q:scroll(c)().id)
+    assert(q:delete_collection(c))
+  end)
+
+  -- the stand-in has no multivectors
+  ;(STANDIN and pending or it)("writes multivectors", function()
+    local c = fresh "multi"
+    assert(q:create_collection(c, { vectors = { size = 2, multivector = { comparator = "max_sim" } } }))
+    assert(q:upsert(c, { { id = 1, vector = { { 1, 2 }, { 3, 4 } } } }))
+    local ok, err = q:upsert(c, { { id = 2, vector = { { 1, 2 }, { 3 } } } })
+    assert.matches("vector%[2%] has 1 numbers", err.message)
+    assert.equal(1, q:count(c))
+    assert(q:delete_collection(c))
   end)
 
   it("accepts UUIDs and integers up to 2^64-1 as ids", function()
@@ -315,6 +368,27 @@ describe("qdrant points", function()
     local boom = pcall(q.upsert, q, stream, function() error("boom") end)
     assert.is_false(boom)
     assert(q:count(stream))
+    -- the client cannot be closed from the code that feeds it
+    local n = 0
+    local closed, why = pcall(q.upsert, q, stream, function()
+      n = n + 1
+      if n == 3 then q:close() end
+      return { id = n, vector = { 1, n } }
+    end, { batch_size = 2 })
+    assert.is_false(closed)
+    assert.matches("while an upsert runs", tostring(why))
+    assert(q:count(stream))
+    -- nor does a slow iterator make requests in flight time out
+    n = 0
+    local core = require "semstore.core"
+    local report = assert(q:upsert(stream, function()
+      n = n + 1
+      if n > 20 then return nil end
+      core.sleep(0.05)
+      return { id = n, vector = { 1, n } }
+    end, { batch_size = 4, parallel = 2, timeout = 0.3, retry_timeout = 0.5 }))
+    assert.equal(20, report.points)
+    assert.equal(0, report.retries)
     assert(q:delete_collection(stream))
   end)
 end)
@@ -487,6 +561,15 @@ describe("qdrant snapshots and indexing", function()
     assert.is_nil(ok)
     assert.equal("input", err.kind)
     assert.equal(12345, assert(q:get_collection(name)).config.optimizer_config.indexing_threshold)
+    -- an iterator that raises: restored too, and the error goes on up
+    assert.has_error(function() q:bulk_load(name, function() error("boom", 0) end) end, "boom")
+    assert.equal(12345, assert(q:get_collection(name)).config.optimizer_config.indexing_threshold)
+    ok, err = q:bulk_load(name, pts, { batch_sise = 10 })
+    assert.matches("batch_sise", err.message)
+    ok, err = q:upsert(name, pts, { wait = "no" })
+    assert.matches("wait", err.message)
+    ok, err = q:query(name)
+    assert.equal("input", err.kind)
     assert(q:delete_collection(name))
   end)
 end)

@@ -23,6 +23,28 @@ int ss_json_float32(ss_buf *b, float f) {
   return ss_buf_append(b, tmp, (size_t)n);
 }
 
+int ss_utf8_valid(const char *str, size_t len) {
+  const unsigned char *s = (const unsigned char *)str, *end = s + len;
+  while (s < end) {
+    unsigned c = *s, cp, need, min;
+    if (c < 0x80) {
+      s++;
+      continue;
+    }
+    if (c >= 0xC2 && c <= 0xDF) need = 1, cp = c & 0x1F, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF) need = 2, cp = c & 0x0F, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4) need = 3, cp = c & 0x07, min = 0x10000;
+    else return 0;
+    if ((size_t)(end - s) <= need) return 0;
+    for (s++; need > 0; need--, s++) {
+      if ((*s & 0xC0) != 0x80) return 0;
+      cp = cp << 6 | (*s & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  }
+  return 1;
+}
+
 int ss_json_string(ss_buf *b, const char *s, size_t len) {
   static const char hex[] = "0123456789abcdef";
   size_t i, run = 0;

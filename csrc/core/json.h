@@ -15,6 +15,10 @@ int ss_json_double(ss_buf *b, double d);
 /* f must be finite; its shortest float32 text, for vectors stored as
  * float32 (Qdrant), so 0.1f is written 0.1. */
 int ss_json_float32(ss_buf *b, float f);
+/* Whether s is valid UTF-8 (no overlong forms, surrogates or code points
+ * above U+10FFFF): JSON text must be, and Qdrant's parser refuses the
+ * whole body otherwise. */
+int ss_utf8_valid(const char *s, size_t len);
 /* A quoted string: ", \ and control characters escaped, other bytes
  * (UTF-8) copied as they are. */
 int ss_json_string(ss_buf *b, const char *s, size_t len);

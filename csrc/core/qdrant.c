@@ -35,7 +35,10 @@ typedef struct {
   ss_buf ids; /* an upsert batch: its ids' JSON texts, each followed by '\0' */
   size_t npoints;
   int attempts, slot;     /* slot: the easy handle it runs on, -1 when not running */
-  double first_start, not_before;
+  /* first_start + retry_timeout bounds all its attempts; deadline ends the
+   * one running. Both are moved on by the time the caller spends away
+   * from the engine (an upsert's iterator), when nobody reads answers. */
+  double first_start, deadline, not_before;
   double retry_after;     /* from the last answer's Retry-After, -1 when none */
   ss_error err;           /* the last attempt's failure */
   int done, failed;
@@ -50,6 +53,7 @@ typedef struct {
   size_t njobs, cap;
   int running;
   size_t retries;
+  double away_since; /* when control went back to the caller, 0 while driving */
   /* called once per job that finished (done or failed) before it is
    * freed; the single request keeps its job instead */
   void (*finished)(void *ctx, job *j);
@@ -79,14 +83,14 @@ static char *dup_str(const char *s) {
 /* base without "user:password@" between "://" and the host */
 static char *display_url(const char *base) {
   char *d = dup_str(base);
-  char *scheme, *at, *slash;
+  char *scheme, *at;
   if (!d) return NULL;
   scheme = strstr(d, "://");
   if (!scheme) return d;
   scheme += 3;
-  slash = strchr(scheme, '/');
-  at = strchr(scheme, '@');
-  if (at && (!slash || at < slash)) memmove(scheme, at + 1, strlen(at + 1) + 1);
+  /* the last '@': a password may hold '/' or '@' unescaped */
+  at = strrchr(scheme, '@');
+  if (at) memmove(scheme, at + 1, strlen(at + 1) + 1);
   return d;
 }
 
@@ -325,14 +329,14 @@ static int free_slot(engine *en) {
 static int start(engine *en, job *j, int slot, double now) {
   ss_qdrant *q = en->q;
   CURL *e = slot_handle(q, slot);
-  long timeout_ms = en->lim.timeout_ms;
+  double budget_end;
   if (!e) return ss_error_set(&j->err, SS_ERR_MEMORY, "out of memory making a request");
   if (j->attempts == 0) j->first_start = now;
-  else {
-    /* a retry's own timeout ends with the retry budget */
-    double left_ms = (j->first_start + en->lim.retry_timeout - now) * 1000;
-    if (left_ms < timeout_ms) timeout_ms = left_ms < 1 ? 1 : (long)left_ms;
-  }
+  /* the engine times attempts itself (see drive), so that time spent away
+   * from it does not count; an attempt ends with the retry budget too */
+  j->deadline = now + en->lim.timeout_ms / 1000.0;
+  budget_end = j->first_start + en->lim.retry_timeout;
+  if (budget_end < j->deadline) j->deadline = budget_end;
   j->answer.len = 0;
   j->retry_after = -1;
   curl_easy_setopt(e, CURLOPT_URL, j->url);
@@ -340,7 +344,7 @@ static int start(engine *en, job *j, int slot, double now) {
   curl_easy_setopt(e, CURLOPT_HEADERDATA, j);
   curl_easy_setopt(e, CURLOPT_PRIVATE, j);
   curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, en->lim.connect_timeout_ms);
-  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 0L);
   if (j->body.data) {
     curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body.len);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, j->body.data);
@@ -402,11 +406,10 @@ static int classify(engine *en, job *j, CURL *e, CURLcode rc) {
   }
 }
 
-/* An attempt ended: the job is done, failed, or waits for its retry. */
-static void attempt_ended(engine *en, job *j, CURLcode rc, double now) {
-  CURL *e = en->q->easy[j->slot];
-  int retry = classify(en, j, e, rc);
-  curl_multi_remove_handle(en->q->multi, e);
+/* An attempt ended (j->err says how; retry: whether it may be retried):
+ * the job is done, failed, or waits for its retry. */
+static void attempt_ended(engine *en, job *j, int retry, double now) {
+  curl_multi_remove_handle(en->q->multi, en->q->easy[j->slot]);
   j->slot = -1;
   en->running--;
   if (j->err.kind == SS_OK) {
@@ -483,12 +486,30 @@ static size_t unfinished(const engine *en) {
   return n;
 }
 
-/* Runs the engine until `pending` jobs or fewer are unfinished. With
- * en->finished, finished jobs go to it and are freed; without, they stay
- * (the single request reads its own). 0, or -1 with err set when the multi
- * interface itself fails (the jobs are left as they are). */
-static int drive(engine *en, size_t pending, ss_error *err) {
+/* Back from the caller: what it spent away does not count against the
+ * attempts under way, whose answers nobody could read meanwhile. */
+static void enter(engine *en, double now) {
+  size_t i;
+  if (en->away_since > 0) {
+    double gap = now - en->away_since;
+    for (i = 0; i < en->njobs; i++) {
+      job *j = en->jobs[i];
+      if (j->done) continue;
+      j->first_start += gap;
+      if (j->slot >= 0) j->deadline += gap;
+    }
+  }
+  en->away_since = 0;
+}
+
+/* Runs the engine until `pending` jobs or fewer are unfinished, or only
+ * once over without waiting when !block. With en->finished, finished jobs
+ * go to it and are freed; without, they stay (the single request reads its
+ * own). 0, or -1 with err set when the multi interface itself fails (the
+ * jobs are left as they are). */
+static int drive(engine *en, size_t pending, int block, ss_error *err) {
   ss_qdrant *q = en->q;
+  enter(en, ss_monotonic());
   for (;;) {
     double now = ss_monotonic(), wake = -1, wait_ms;
     size_t i, kept;
@@ -501,13 +522,23 @@ static int drive(engine *en, size_t pending, ss_error *err) {
       if (j->slot >= 0 || j->done || j->not_before > now) continue;
       if (start(en, j, free_slot(en), now)) j->done = j->failed = 1;
     }
-    if (curl_multi_perform(q->multi, &still) != CURLM_OK)
+    if (curl_multi_perform(q->multi, &still) != CURLM_OK) {
+      en->away_since = ss_monotonic();
       return ss_error_set(err, SS_ERR_CONNECTION, "libcurl's multi interface failed");
+    }
     while ((msg = curl_multi_info_read(q->multi, &left))) {
       job *j;
       if (msg->msg != CURLMSG_DONE) continue;
       curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-      attempt_ended(en, j, msg->data.result, ss_monotonic());
+      attempt_ended(en, j, classify(en, j, msg->easy_handle, msg->data.result), ss_monotonic());
+    }
+    now = ss_monotonic();
+    for (i = 0; i < en->njobs; i++) { /* attempts past their time */
+      job *j = en->jobs[i];
+      if (j->slot < 0 || now < j->deadline) continue;
+      ss_error_set(&j->err, SS_ERR_TIMEOUT, "Qdrant at %s did not answer %s %s in time", q->display, j->method,
+                   request_path(en, j));
+      attempt_ended(en, j, 1, now);
     }
     if (en->finished) { /* hand over the finished ones, keeping the others in order */
       for (i = 0, kept = 0; i < en->njobs; i++) {
@@ -521,21 +552,28 @@ static int drive(engine *en, size_t pending, ss_error *err) {
       }
       en->njobs = kept;
     }
-    if (unfinished(en) <= pending) return 0;
-    /* the first retry due, when a handle is free for it */
-    for (i = 0; i < en->njobs && en->running < en->parallel; i++) {
-      job *j = en->jobs[i];
-      if (j->slot < 0 && !j->done && (wake < 0 || j->not_before < wake)) wake = j->not_before;
-    }
+    if (!block || unfinished(en) <= pending) break;
+    /* sleep until curl wants to act, an attempt's time is up, or the
+     * first retry is due (when a handle is free for it) */
     if (curl_multi_timeout(q->multi, &curl_wait) != CURLM_OK || curl_wait < 0) curl_wait = 1000;
     wait_ms = (double)curl_wait;
-    if (wake >= 0) {
-      double until = (wake - ss_monotonic()) * 1000;
-      if (until < wait_ms) wait_ms = until < 0 ? 0 : until;
+    for (i = 0; i < en->njobs; i++) {
+      job *j = en->jobs[i];
+      if (j->done) continue;
+      if (j->slot >= 0) {
+        if ((j->deadline - now) * 1000 < wait_ms) wait_ms = (j->deadline - now) * 1000;
+      } else if (en->running < en->parallel && (wake < 0 || j->not_before < wake)) {
+        wake = j->not_before;
+      }
     }
-    if (wait_ms > 0 && curl_multi_poll(q->multi, NULL, 0, (int)ceil(wait_ms), NULL) != CURLM_OK)
+    if (wake >= 0 && (wake - now) * 1000 < wait_ms) wait_ms = (wake - now) * 1000;
+    if (wait_ms > 0 && curl_multi_poll(q->multi, NULL, 0, (int)ceil(wait_ms), NULL) != CURLM_OK) {
+      en->away_since = ss_monotonic();
       return ss_error_set(err, SS_ERR_CONNECTION, "libcurl's multi interface failed");
+    }
   }
+  en->away_since = ss_monotonic();
+  return 0;
 }
 
 /* Stops every running attempt (a call that ends early). */
@@ -556,8 +594,8 @@ static int check_limits(const ss_qdrant_limits *l, ss_error *err) {
   if (l->connect_timeout_ms <= 0 || l->timeout_ms <= 0)
     return ss_error_set(err, SS_ERR_INPUT, "Qdrant timeouts must be positive");
   if (l->max_retries < 0) return ss_error_set(err, SS_ERR_INPUT, "max_retries must be 0 or more");
-  if (!(l->retry_timeout >= 0) || !(l->backoff_base >= 0) || !(l->backoff_max >= 0))
-    return ss_error_set(err, SS_ERR_INPUT, "retry_timeout and the backoff must be 0 or more");
+  if (!(l->retry_timeout > 0) || !(l->backoff_base >= 0) || !(l->backoff_max >= 0))
+    return ss_error_set(err, SS_ERR_INPUT, "retry_timeout must be positive, and the backoff 0 or more");
   return 0;
 }
 
@@ -589,7 +627,7 @@ int ss_qdrant_request(ss_qdrant *q, const char *method, const char *path, const 
     q->busy = 0;
     return ss_error_set(err, SS_ERR_MEMORY, "out of memory making a request");
   }
-  if (drive(&en, 0, err) == 0) {
+  if (drive(&en, 0, 1, err) == 0) {
     if (j->failed) *err = j->err;
     else if (ss_buf_append(out, j->answer.data ? j->answer.data : "", j->answer.len))
       ss_error_set(err, SS_ERR_MEMORY, "out of memory reading Qdrant's answer");
@@ -606,17 +644,26 @@ int ss_qdrant_request(ss_qdrant *q, const char *method, const char *path, const 
 static const char BATCH_HEAD[] = "{\"points\":[";
 static const char BATCH_TAIL[] = "]}";
 
+/* How often, at most, adding points lets the transfers in flight move on:
+ * often enough that answers are read while the caller makes points, rarely
+ * enough that the syscalls cost nothing next to encoding. */
+#define PUMP_EVERY 0.001
+
 struct ss_qdrant_upsert {
   engine en;
   const char *method;
   char *path;
   size_t batch_size, max_bytes;
-  job *batch;    /* being filled */
-  ss_buf point;  /* the point being written by the caller */
+  /* the batch being filled: points are written straight into its body;
+   * `committed` is its length after the last point added, `mark` where
+   * the point being written starts */
+  job *batch;
+  size_t committed, mark;
+  size_t expect; /* the body size a new batch reserves: the largest so far */
   ss_buf failed; /* ids not written, each followed by '\0' */
   size_t nfailed;
   size_t points, batches;
-  double started;
+  double started, last_pump;
   int stopped;
   ss_error first; /* the first batch that finally failed */
 };
@@ -689,19 +736,36 @@ ss_qdrant_upsert *ss_qdrant_upsert_begin(ss_qdrant *q, const char *method, const
   u->method = method;
   u->batch_size = o->batch_size;
   u->max_bytes = o->max_bytes;
-  u->started = ss_monotonic();
+  u->expect = o->max_bytes < 65536 ? o->max_bytes : 65536;
+  u->started = u->last_pump = ss_monotonic();
   return u;
 }
 
-ss_buf *ss_qdrant_upsert_point(ss_qdrant_upsert *u) {
-  u->point.len = 0;
-  return &u->point;
+size_t ss_qdrant_upsert_room(const ss_qdrant_upsert *u) {
+  return u->max_bytes - (sizeof BATCH_HEAD - 1) - (sizeof BATCH_TAIL - 1);
 }
 
 int ss_qdrant_upsert_stopped(const ss_qdrant_upsert *u) { return u->stopped; }
 
-size_t ss_qdrant_upsert_room(const ss_qdrant_upsert *u) {
-  return u->max_bytes - (sizeof BATCH_HEAD - 1) - (sizeof BATCH_TAIL - 1);
+static job *new_batch(ss_qdrant_upsert *u) {
+  job *j = new_job(u->en.q, u->method, u->path);
+  if (!j) return NULL;
+  if (ss_buf_reserve(&j->body, u->expect) || ss_buf_append(&j->body, BATCH_HEAD, sizeof BATCH_HEAD - 1)) {
+    free_job(j);
+    return NULL;
+  }
+  return j;
+}
+
+ss_buf *ss_qdrant_upsert_point(ss_qdrant_upsert *u) {
+  if (!u->batch) {
+    if (!(u->batch = new_batch(u))) return NULL;
+    u->committed = u->batch->body.len;
+  }
+  u->batch->body.len = u->committed; /* drops a point left half-written */
+  if (u->batch->npoints > 0 && ss_buf_putc(&u->batch->body, ',')) return NULL;
+  u->mark = u->batch->body.len;
+  return &u->batch->body;
 }
 
 /* Sends the batch being filled, then waits while `parallel` batches are
@@ -710,36 +774,65 @@ static int send_batch(ss_qdrant_upsert *u, ss_error *err) {
   job *j = u->batch;
   if (!j) return 0;
   u->batch = NULL;
+  j->body.len = u->committed;
+  if (j->npoints == 0) {
+    free_job(j);
+    return 0;
+  }
   if (ss_buf_append(&j->body, BATCH_TAIL, sizeof BATCH_TAIL - 1) || add_job(&u->en, j)) {
     free_job(j);
     return ss_error_set(err, SS_ERR_MEMORY, "out of memory sending a batch");
   }
-  return drive(&u->en, (size_t)u->en.parallel - 1, err);
+  if (j->body.len > u->expect) u->expect = j->body.len;
+  return drive(&u->en, (size_t)u->en.parallel - 1, 1, err);
 }
 
 int ss_qdrant_upsert_add(ss_qdrant_upsert *u, const char *id, size_t id_len, ss_error *err) {
-  if (u->stopped) return ss_qdrant_upsert_unsent(u, id, id_len, err);
-  if (u->point.len > ss_qdrant_upsert_room(u))
-    return ss_error_set(err, SS_ERR_INPUT, "the point is %zu bytes of JSON, more than max_bytes allows (%zu)",
-                        u->point.len, ss_qdrant_upsert_room(u));
-  if (u->batch && (u->batch->npoints == u->batch_size || u->batch->body.len + 1 + u->point.len + sizeof BATCH_TAIL - 1 > u->max_bytes)) {
-    if (send_batch(u, err)) return -1;
-    if (u->stopped) return ss_qdrant_upsert_unsent(u, id, id_len, err);
+  job *b = u->batch;
+  size_t len;
+  if (!b) return ss_error_set(err, SS_ERR_INPUT, "no point was written (ss_qdrant_upsert_point)");
+  len = b->body.len - u->mark;
+  if (u->stopped) {
+    b->body.len = u->committed;
+    return ss_qdrant_upsert_unsent(u, id, id_len, err);
   }
-  if (!u->batch) {
-    u->batch = new_job(u->en.q, u->method, u->path);
-    if (!u->batch || ss_buf_reserve(&u->batch->body, u->max_bytes < 65536 ? u->max_bytes : 65536) ||
-        ss_buf_append(&u->batch->body, BATCH_HEAD, sizeof BATCH_HEAD - 1))
+  if (len > ss_qdrant_upsert_room(u)) {
+    b->body.len = u->committed;
+    return ss_error_set(err, SS_ERR_INPUT, "the point is %zu bytes of JSON, more than max_bytes allows (%zu)", len,
+                        ss_qdrant_upsert_room(u));
+  }
+  if (b->body.len + sizeof BATCH_TAIL - 1 > u->max_bytes) {
+    /* it does not fit: it starts the next batch, and this one goes */
+    job *next = new_batch(u);
+    if (!next || ss_buf_append(&next->body, b->body.data + u->mark, len)) {
+      free_job(next);
       goto oom;
-  } else if (ss_buf_putc(&u->batch->body, ',')) {
-    goto oom;
+    }
+    if (send_batch(u, err)) {
+      free_job(next);
+      return -1;
+    }
+    u->batch = b = next;
+    if (u->stopped) { /* the batch just sent failed at once */
+      b->body.len = sizeof BATCH_HEAD - 1;
+      u->committed = b->body.len;
+      return ss_qdrant_upsert_unsent(u, id, id_len, err);
+    }
   }
-  if (ss_buf_append(&u->batch->body, u->point.data, u->point.len) || ss_buf_append(&u->batch->ids, id, id_len) ||
-      ss_buf_putc(&u->batch->ids, '\0'))
-    goto oom;
-  u->batch->npoints++;
+  if (ss_buf_append(&b->ids, id, id_len) || ss_buf_putc(&b->ids, '\0')) goto oom;
+  b->npoints++;
+  u->committed = b->body.len;
+  if (b->npoints == u->batch_size) return send_batch(u, err);
+  {
+    double now = ss_monotonic();
+    if (now - u->last_pump >= PUMP_EVERY && u->en.njobs > 0) {
+      u->last_pump = now;
+      return drive(&u->en, 0, 0, err);
+    }
+  }
   return 0;
 oom:
+  b->body.len = u->committed;
   return ss_error_set(err, SS_ERR_MEMORY, "out of memory building a batch");
 }
 
@@ -755,7 +848,7 @@ int ss_qdrant_upsert_finish(ss_qdrant_upsert *u, ss_qdrant_report *report, ss_er
     free_job(u->batch);
     u->batch = NULL;
   }
-  if (rc == 0 && (send_batch(u, err) || drive(&u->en, 0, err))) rc = -1;
+  if (rc == 0 && (send_batch(u, err) || drive(&u->en, 0, 1, err))) rc = -1;
   if (rc == 0 && u->stopped) {
     *err = u->first;
     rc = -1;
@@ -771,11 +864,12 @@ size_t ss_qdrant_upsert_failed_count(const ss_qdrant_upsert *u) { return u->nfai
 
 const char *ss_qdrant_upsert_failed_ids(const ss_qdrant_upsert *u) { return u->failed.data; }
 
+int ss_qdrant_busy(const ss_qdrant *q) { return q->busy; }
+
 void ss_qdrant_upsert_free(ss_qdrant_upsert *u) {
   if (!u) return;
   abandon(&u->en);
   free_job(u->batch);
-  ss_buf_free(&u->point);
   ss_buf_free(&u->failed);
   free(u->path);
   u->en.q->busy = 0;

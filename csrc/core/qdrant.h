@@ -25,9 +25,10 @@ typedef struct {
   long connect_timeout_ms; /* one connection attempt (default 5000) */
   long timeout_ms;         /* one request, from sending to the last byte of the answer (default 30000) */
   int max_retries;         /* retries of one request or batch (default 6) */
-  /* seconds from a request's first attempt after which it is not retried
-   * any more; each attempt's timeout is also cut to what is left of it, so
-   * it bounds the time one request or batch can take (default 120) */
+  /* seconds one request or batch may take, all its attempts included
+   * (default 120, must be positive): no retry starts after it, and each
+   * attempt's timeout is cut to what is left. Time the caller spends away
+   * from an upsert (making points) does not count, nor for timeout_ms. */
   double retry_timeout;
   /* the backoff before retry n is uniform in [0, min(backoff_max,
    * backoff_base * 2^n)] seconds ("full jitter") */
@@ -87,12 +88,15 @@ typedef struct {
 void ss_qdrant_upsert_opts_defaults(ss_qdrant_upsert_opts *o, const ss_qdrant *q);
 ss_qdrant_upsert *ss_qdrant_upsert_begin(ss_qdrant *q, const char *method, const char *path,
                                          const ss_qdrant_upsert_opts *o, ss_error *err);
-/* The buffer the caller writes the next point's JSON object into. It is
- * empty on return; whatever is in it is dropped on the next call. */
+/* The buffer the caller appends the next point's JSON object to (it is
+ * the batch's own body, so nothing is copied): write one object, then call
+ * ss_qdrant_upsert_add. A point left half-written (an error midway) is
+ * dropped by the next call. NULL when memory runs out. */
 ss_buf *ss_qdrant_upsert_point(ss_qdrant_upsert *u);
 /* Adds the point written into ss_qdrant_upsert_point(u); id is its id as
  * JSON text (42 or "uuid"), kept to report it should its batch fail. May
- * send a batch, and wait for one to finish. 0, or -1 with err set when the
+ * send a batch, and wait for one to finish; every millisecond or so it
+ * also lets the requests in flight move on. 0, or -1 with err set when the
  * point alone is larger than max_bytes (input) or memory runs out; a
  * failed batch is not an error here (see ss_qdrant_upsert_stopped). */
 int ss_qdrant_upsert_add(ss_qdrant_upsert *u, const char *id, size_t id_len, ss_error *err);
@@ -111,6 +115,8 @@ size_t ss_qdrant_upsert_failed_count(const ss_qdrant_upsert *u);
 /* The ids not written, as given to add (JSON text), one after the other,
  * each followed by '\0'; NULL when there are none. */
 const char *ss_qdrant_upsert_failed_ids(const ss_qdrant_upsert *u);
+/* Whether a call (an upsert) is under way on q: it may not be freed then. */
+int ss_qdrant_busy(const ss_qdrant *q);
 /* Stops what is in flight and frees everything; the client is free again.
  * NULL is fine. */
 void ss_qdrant_upsert_free(ss_qdrant_upsert *u);

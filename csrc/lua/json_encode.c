@@ -67,6 +67,7 @@ static int encode_object(lua_State *L, int idx, ss_buf *b, ss_error *err, int de
     default:
       return ss_error_set(err, SS_ERR_INPUT, "a %s cannot be a JSON object key", luaL_typename(L, -2));
     }
+    if (!ss_utf8_valid(key, len)) return ss_error_set(err, SS_ERR_INPUT, "a key is not valid UTF-8, as JSON text must be");
     if (ss_json_string(b, key, len) || ss_buf_putc(b, ':')) return oom(err);
     if (encode_value(L, lua_gettop(L), b, err, depth + 1)) return -1;
     lua_pop(L, 1);
@@ -91,6 +92,7 @@ static int encode_value(lua_State *L, int idx, ss_buf *b, ss_error *err, int dep
   case LUA_TSTRING: {
     size_t len;
     const char *s = lua_tolstring(L, idx, &len);
+    if (!ss_utf8_valid(s, len)) return ss_error_set(err, SS_ERR_INPUT, "a string is not valid UTF-8, as JSON text must be");
     return ss_json_string(b, s, len) ? oom(err) : 0;
   }
   case LUA_TTABLE: {

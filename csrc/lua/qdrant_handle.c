@@ -47,7 +47,7 @@ static int read_limits(lua_State *L, int idx, const ss_qdrant_limits *base, ss_q
       ss_opt_number(L, idx, "connect_timeout", base->connect_timeout_ms / 1000.0, 0.001, MAX_SECONDS, 0, &connect,
                     err) ||
       ss_opt_number(L, idx, "max_retries", base->max_retries, 0, 1000, 1, &retries, err) ||
-      ss_opt_number(L, idx, "retry_timeout", base->retry_timeout, 0, MAX_SECONDS, 0, &out->retry_timeout, err))
+      ss_opt_number(L, idx, "retry_timeout", base->retry_timeout, 0.001, MAX_SECONDS, 0, &out->retry_timeout, err))
     return -1;
   /* a positive time never rounds down to 0 ms */
   out->timeout_ms = (long)ceil(timeout * 1000);
@@ -173,7 +173,8 @@ static int read_id(lua_State *L, point_ctx *c) {
     } else {
       double d = lua_tonumber(L, -1);
       if (d >= 0 && d <= 9007199254740992.0 && d == floor(d)) {
-        c->id_len = (size_t)snprintf(c->id, sizeof c->id, "%.0f", d);
+        /* d + 0.0 turns -0.0 into 0, which "%.0f" would print as "-0" */
+        c->id_len = (size_t)snprintf(c->id, sizeof c->id, "%.0f", d + 0.0);
         return 0;
       }
       return point_error(c, bad, " (a whole number from 0 to 2^53 as a float)", "");
@@ -247,6 +248,27 @@ static int put_dense(lua_State *L, point_ctx *c, int idx, const char *name, lua_
     if (put_float(L, c, name, i)) return -1;
     lua_pop(L, 1);
     if (c->out) c->out->data[c->out->len++] = i < n ? ',' : ']';
+  }
+  return 0;
+}
+
+/* A dense vector, or a multivector (an array of dense vectors of `size`
+ * each, for collections made with multivector settings). */
+static int put_dense_or_multi(lua_State *L, point_ctx *c, int idx, const char *name, lua_Integer size) {
+  lua_Integer n, i;
+  char what[256];
+  if (lua_rawgeti(L, idx, 1) != LUA_TTABLE) {
+    lua_pop(L, 1);
+    return put_dense(L, c, idx, name, size);
+  }
+  lua_pop(L, 1);
+  n = (lua_Integer)lua_rawlen(L, idx);
+  if (put(c, "[", 1)) return -1;
+  for (i = 1; i <= n; i++) {
+    snprintf(what, sizeof what, "%.120s[%lld]", name, (long long)i);
+    if (lua_rawgeti(L, idx, i) != LUA_TTABLE) return point_error(c, "%s is a %s, not a vector", what, luaL_typename(L, -1));
+    if (put_dense(L, c, lua_gettop(L), what, size) || put(c, i < n ? "," : "]", 1)) return -1;
+    lua_pop(L, 1);
   }
   return 0;
 }
@@ -330,7 +352,7 @@ static int put_vector(lua_State *L, point_ctx *c, int idx) {
       size = lua_tointeger(L, -1);
       lua_pop(L, 1);
     }
-    return put_dense(L, c, idx, "vector", size);
+    return put_dense_or_multi(L, c, idx, "vector", size);
   }
   if (put(c, "{", 1)) return -1;
   lua_pushnil(L);
@@ -343,6 +365,7 @@ static int put_vector(lua_State *L, point_ctx *c, int idx) {
     if (lua_type(L, -2) != LUA_TSTRING)
       return point_error(c, "vector is neither an array of numbers nor a table of named vectors%s%s", "", "");
     name = lua_tolstring(L, -2, &klen);
+    if (!ss_utf8_valid(name, klen)) return point_error(c, "a vector's name is not valid UTF-8%s%s", "", "");
     snprintf(what, sizeof what, "vector.%.100s", name);
     if (!lua_istable(L, v)) return point_error(c, "%s must be a table, not a %s", what, luaL_typename(L, v));
     lua_getfield(L, v, "indices");
@@ -364,7 +387,7 @@ static int put_vector(lua_State *L, point_ctx *c, int idx) {
     first = 0;
     if (!c->out) c->bound += klen * 6 + 3;
     else if (ss_json_string(c->out, name, klen) || ss_buf_putc(c->out, ':')) return oom(c);
-    if (sparse ? put_sparse(L, c, v, what) : put_dense(L, c, v, what, size)) return -1;
+    if (sparse ? put_sparse(L, c, v, what) : put_dense_or_multi(L, c, v, what, size)) return -1;
     lua_pop(L, 1);
   }
   if (first) return point_error(c, "vector is empty%s%s", "", "");
@@ -477,18 +500,22 @@ static int upsert_end(lua_State *L, ss_qdrant_upsert *u, const ss_error *refused
 }
 
 /* The body of h:upsert, run protected: 1 the box, 2 points, 3 dims (or
- * nil), with scratch buffers at 4 and 5. */
+ * nil), with scratch buffers at 4, 5 and 6. */
 static int upsert_run(lua_State *L) {
   upsert_ud *b = lua_touserdata(L, 1);
   ss_qdrant_upsert *u = b->u;
   ss_error err;
   point_ctx c;
   lua_Integer i, n;
+  ss_buf *exact; /* a point whose size must be known exactly */
+  ss_error memory;
   memset(&c, 0, sizeof c);
   c.dims = lua_istable(L, 3) ? 3 : 0;
   c.scratch = ss_push_scratch(L); /* 4 */
   c.sort = ss_push_scratch(L);    /* 5 */
+  exact = ss_push_scratch(L);     /* 6 */
   c.err = &err;
+  ss_error_set(&memory, SS_ERR_MEMORY, "out of memory building a batch");
   if (lua_istable(L, 2)) {
     n = (lua_Integer)lua_rawlen(L, 2);
     /* every point is checked before anything is sent; its size too,
@@ -501,7 +528,8 @@ static int upsert_run(lua_State *L) {
       lua_rawgeti(L, 2, i);
       bad = put_point(L, &c, lua_gettop(L));
       if (!bad && c.bound > ss_qdrant_upsert_room(u)) {
-        c.out = ss_qdrant_upsert_point(u);
+        c.out = exact;
+        exact->len = 0;
         bad = put_point(L, &c, lua_gettop(L));
         if (!bad && c.out->len > ss_qdrant_upsert_room(u)) {
           char what[128];
@@ -525,11 +553,11 @@ static int upsert_run(lua_State *L) {
         lua_getfield(L, -1, "id");
         if (read_id(L, &c) || ss_qdrant_upsert_unsent(u, c.id, c.id_len, &err)) return upsert_end(L, u, &err, i);
       } else {
-        c.out = ss_qdrant_upsert_point(u);
+        if (!(c.out = ss_qdrant_upsert_point(u))) return upsert_end(L, u, &memory, i);
         if (put_point(L, &c, lua_gettop(L)) || ss_qdrant_upsert_add(u, c.id, c.id_len, &err))
           return upsert_end(L, u, &err, i);
       }
-      lua_settop(L, 5);
+      lua_settop(L, 6);
     }
     return upsert_end(L, u, NULL, 0);
   }
@@ -540,10 +568,10 @@ static int upsert_run(lua_State *L) {
     lua_pushvalue(L, 2);
     lua_call(L, 0, 1);
     if (lua_isnil(L, -1)) break;
-    c.out = ss_qdrant_upsert_point(u);
+    if (!(c.out = ss_qdrant_upsert_point(u))) return upsert_end(L, u, &memory, i);
     if (put_point(L, &c, lua_gettop(L)) || ss_qdrant_upsert_add(u, c.id, c.id_len, &err))
       return upsert_end(L, u, &err, i);
-    lua_settop(L, 5);
+    lua_settop(L, 6);
   }
   return upsert_end(L, u, NULL, 0);
 }
@@ -595,6 +623,9 @@ static int qdrant_upsert(lua_State *L) {
 
 static int qdrant_close(lua_State *L) {
   qdrant_ud *h = luaL_checkudata(L, 1, SS_QDRANT_MT);
+  /* the upsert under way holds the client (this runs from its iterator);
+   * __gc cannot come here then, as the upsert's caller holds the handle */
+  if (h->q && ss_qdrant_busy(h->q)) return luaL_error(L, "cannot close a Qdrant client while an upsert runs on it");
   ss_qdrant_free(h->q);
   h->q = NULL;
   return 0;

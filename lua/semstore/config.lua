@@ -156,6 +156,9 @@ function config.qdrant(spec, getenv)
   if not ok then return nil, err end
   local out = {}
   for _, k in ipairs(QDRANT_OPTIONS) do out[k] = spec[k] end
+  for _, k in ipairs { "url", "host", "api_key" } do
+    if out[k] ~= nil and type(out[k]) ~= "string" then return input_error("the qdrant option %s must be a string", k) end
+  end
   out.api_key = out.api_key or nonempty(getenv "QDRANT_API_KEY")
   if out.url == nil and out.host == nil then
     out.url = nonempty(getenv "QDRANT_URL")

@@ -77,7 +77,8 @@ end
 -- vectors = { size =, distance = } (one unnamed vector) or { name = {...}, ... }
 local function vectors_config(vectors)
   if type(vectors) ~= "table" then return input_error("vectors must be a table: { size =, distance = } or named ones") end
-  if vectors.size ~= nil then return vector_params(vectors, "vectors") end
+  -- one unnamed vector has a size; a vector may also be named "size"
+  if type(vectors.size) ~= "table" and vectors.size ~= nil then return vector_params(vectors, "vectors") end
   local out, n = {}, 0
   for name, v in pairs(vectors) do
     if type(name) ~= "string" then return input_error("vectors: a vector's name must be a string") end
@@ -114,7 +115,7 @@ local COLLECTION_OPTIONS = with(LIMIT_OPTIONS, "vectors", "sparse_vectors", "hns
 local function dims_of(params)
   local dims = {}
   local vectors = params and params.vectors
-  if type(vectors) == "table" and vectors.size ~= nil then
+  if type(vectors) == "table" and type(vectors.size) == "number" then
     dims[""] = vectors.size
   elseif type(vectors) == "table" then
     for name, v in pairs(vectors) do dims[name] = v.size end
@@ -191,11 +192,13 @@ end
 
 -- Qdrant's collection info: status, optimizer_status, points_count,
 -- indexed_vectors_count, segments_count, config, payload_schema.
-function Qdrant:get_collection(name)
+function Qdrant:get_collection(name, opts)
   local path, err = segment(name)
   if not path then return nil, err end
+  opts, err = check(opts, LIMIT_OPTIONS, "get_collection's options")
+  if not opts then return nil, err end
   local info
-  info, err = self:_call("GET", "/collections/" .. path)
+  info, err = self:_call("GET", "/collections/" .. path, nil, opts)
   if not info then return nil, err end
   if type(info.config) == "table" then self.dims[name] = dims_of(info.config.params) end
   return info
@@ -218,23 +221,37 @@ end
 
 -- actions: { create = { alias =, collection = } }, { delete = { alias = } },
 -- { rename = { from =, to = } }, or Qdrant's own create_alias, ... forms.
+local ALIAS_ACTIONS = {
+  create = { { "alias", "collection" }, function(a) return { create_alias = { alias_name = a.alias, collection_name = a.collection } } end },
+  delete = { { "alias" }, function(a) return { delete_alias = { alias_name = a.alias } } end },
+  rename = { { "from", "to" }, function(a) return { rename_alias = { old_alias_name = a.from, new_alias_name = a.to } } end },
+}
+
 function Qdrant:update_aliases(actions)
   if type(actions) ~= "table" or #actions == 0 then return input_error("update_aliases takes an array of actions") end
   local out = {}
   for i, a in ipairs(actions) do
     if type(a) ~= "table" then return input_error("alias action %d must be a table", i) end
-    if a.create then
-      out[i] = { create_alias = { alias_name = a.create.alias, collection_name = a.create.collection } }
-    elseif a.delete then
-      out[i] = { delete_alias = { alias_name = a.delete.alias } }
-    elseif a.rename then
-      out[i] = { rename_alias = { old_alias_name = a.rename.from, new_alias_name = a.rename.to } }
-    elseif a.create_alias or a.delete_alias or a.rename_alias then
+    if a.create_alias or a.delete_alias or a.rename_alias then
       out[i] = a
     else
-      return input_error("alias action %d must be create, delete or rename", i)
+      local verb, args = next(a)
+      local action = ALIAS_ACTIONS[verb]
+      if not action or next(a, verb) ~= nil then
+        return input_error("alias action %d must be one of create, delete or rename", i)
+      end
+      local ok, err = check(args, action[1], "alias action " .. i .. " (" .. verb .. ")")
+      if not ok then return nil, err end
+      for _, field in ipairs(action[1]) do
+        if type(args[field]) ~= "string" or args[field] == "" then
+          return input_error("alias action %d (%s) needs %s, a name", i, verb, field)
+        end
+      end
+      out[i] = action[2](args)
     end
   end
+  -- an alias may now name another collection, of other sizes
+  self.dims = {}
   return self:_call("POST", "/collections/aliases", { actions = out })
 end
 
@@ -249,12 +266,13 @@ end
 
 local UPSERT_OPTIONS = with(LIMIT_OPTIONS, "batch_size", "max_bytes", "parallel", "wait")
 
--- The vector sizes of a collection, from get_collection, kept per name.
-function Qdrant:_dims(name)
-  if self.dims[name] then return self.dims[name] end
-  local info, err = self:get_collection(name)
+-- The vector sizes of a collection, from get_collection, kept per name;
+-- the second result says whether they came from what was kept.
+function Qdrant:_dims(name, opts)
+  if self.dims[name] then return self.dims[name], true end
+  local info, err = self:get_collection(name, limits(opts))
   if not info then return nil, err end
-  return self.dims[name] or {}
+  return self.dims[name] or {}, false
 end
 
 -- points: an array, or an iterator function returning one point a call
@@ -268,29 +286,53 @@ function Qdrant:upsert(name, points, opts)
   if type(points) ~= "table" and type(points) ~= "function" then
     return input_error("points must be an array of points or an iterator function")
   end
-  local dims
-  dims, err = self:_dims(name)
-  if not dims then return nil, err end
-  local wait = opts.wait == nil or opts.wait
-  return self.handle:upsert("/collections/" .. path .. "/points?wait=" .. tostring(wait == true), points, opts, dims)
+  if opts.wait ~= nil and type(opts.wait) ~= "boolean" then return input_error("wait must be true or false") end
+  local dims, kept
+  dims, kept = self:_dims(name, opts)
+  if not dims then return nil, kept end
+  local target = "/collections/" .. path .. "/points?wait=" .. tostring(opts.wait ~= false)
+  local report
+  report, err = self.handle:upsert(target, points, opts, dims)
+  if report then return report end
+  -- Sizes kept from before may be stale: another client recreated the
+  -- collection. Forget them, so the next call reads them afresh; an array
+  -- refused for its vectors is tried once more with the new sizes.
+  if err.kind == "input" and err.point and err.message:find("collection", 1, true) or err.status == 400 then
+    self.dims[name] = nil
+    if kept and type(points) == "table" and err.kind == "input" then
+      local fresh
+      fresh, err = self:_dims(name, opts)
+      if not fresh then return nil, err end
+      return self.handle:upsert(target, points, opts, fresh)
+    end
+  end
+  return nil, err
 end
 
 -- Qdrant's advice for a large load: indexing off while loading, restored
 -- after, then wait until the collection is green again.
 function Qdrant:bulk_load(name, points, opts)
-  opts = opts or {}
+  local err
+  opts, err = check(opts, with(UPSERT_OPTIONS, "index_timeout"), "bulk_load's options")
+  if not opts then return nil, err end
   local index_timeout = opts.index_timeout or 600
+  if type(index_timeout) ~= "number" or not (index_timeout >= 0) then
+    return input_error("index_timeout must be a number of seconds")
+  end
   local upsert_opts = {}
   for k, v in pairs(opts) do if k ~= "index_timeout" then upsert_opts[k] = v end end
-  local info, err = self:get_collection(name)
+  local info
+  info, err = self:get_collection(name, limits(opts))
   if not info then return nil, err end
   local threshold = info.config and info.config.optimizer_config and info.config.optimizer_config.indexing_threshold
   local ok
   ok, err = self:update_collection(name, { optimizers = { indexing_threshold = 0 } })
   if not ok then return nil, err end
-  local report, upsert_err = self:upsert(name, points, upsert_opts)
-  -- restored whatever happened: a failed load must not leave indexing off
+  local ran, report, upsert_err = pcall(self.upsert, self, name, points, upsert_opts)
+  -- restored whatever happened, a raise included: a failed load must not
+  -- leave indexing off
   ok, err = self:update_collection(name, { optimizers = { indexing_threshold = threshold or 10000 } })
+  if not ran then error(report, 0) end
   if not report then return nil, upsert_err end
   if not ok then return nil, err end
   ok, err = self:wait_for_indexing(name, index_timeout)
@@ -325,6 +367,7 @@ local FUSIONS = { rrf = true, dbsf = true }
 
 local function query_body(q, i)
   local what = i and string.format("query %d", i) or "the query"
+  if type(q) ~= "table" then return input_error("%s must be a table { query =, limit =, ... }", what) end
   local ok, err = check(q, QUERY_OPTIONS, what)
   if not ok then return nil, err end
   if q.fusion ~= nil and not FUSIONS[q.fusion] then return input_error("%s: fusion must be \"rrf\" or \"dbsf\"", what) end

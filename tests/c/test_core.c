@@ -227,6 +227,15 @@ static int json_is(ss_buf *b, const char *want) {
 }
 
 static void test_json(void) {
+  /* UTF-8: what JSON text must be */
+  CHECK(ss_utf8_valid("", 0) && ss_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14));
+  CHECK(ss_utf8_valid("a\0b", 3));
+  CHECK(!ss_utf8_valid("caf\xe9", 4));                /* Latin-1 */
+  CHECK(!ss_utf8_valid("\xc0\xaf", 2));               /* overlong */
+  CHECK(!ss_utf8_valid("\xed\xa0\x80", 3));           /* a surrogate */
+  CHECK(!ss_utf8_valid("\xf4\x90\x80\x80", 4));       /* above U+10FFFF */
+  CHECK(!ss_utf8_valid("\xe2\x82", 2));               /* cut short */
+  CHECK(!ss_utf8_valid("\x80", 1));
   ss_buf b;
   ss_buf_init(&b);
   CHECK(ss_json_integer(&b, 4611686018427387905LL) == 0 && json_is(&b, "4611686018427387905"));

@@ -359,6 +359,17 @@ static void test_request(void) {
   CHECK(ss_monotonic() - t0 < 1.05 && ss_monotonic() - t0 >= 0.6 && retries > 2);
   fast_limits(&lim);
 
+  /* retry_timeout bounds the first attempt too */
+  reset_server();
+  script(200, NULL, -1, 3000);
+  lim.timeout_ms = 30000;
+  lim.retry_timeout = 0.5;
+  t0 = ss_monotonic();
+  CHECK(ss_qdrant_request(q, "GET", "/x", NULL, 0, &lim, &out, &retries, &err) == -1 && err.kind == SS_ERR_TIMEOUT);
+  CHECK(ss_monotonic() - t0 < 0.8 && retries == 0);
+  lim.retry_timeout = 0;
+  CHECK(ss_qdrant_request(q, "GET", "/x", NULL, 0, &lim, &out, &retries, &err) == -1 && err.kind == SS_ERR_INPUT);
+  fast_limits(&lim);
   ss_buf_free(&out);
   ss_qdrant_free(q);
 
@@ -380,10 +391,11 @@ static void test_request(void) {
 /* writes point i as {"id":i,"vector":[...]} padded to about `size` bytes */
 static void write_point(ss_qdrant_upsert *u, int i, size_t size, char *id, size_t *id_len) {
   ss_buf *b = ss_qdrant_upsert_point(u);
+  size_t start = b->len; /* the point goes at the end of the batch's body */
   char head[64];
   int n = snprintf(head, sizeof head, "{\"id\":%d,\"payload\":{\"pad\":\"", i);
   ss_buf_append(b, head, (size_t)n);
-  while (b->len + 3 < size) ss_buf_putc(b, 'x');
+  while (b->len - start + 3 < size) ss_buf_putc(b, 'x');
   ss_buf_append(b, "\"}}", 3);
   *id_len = (size_t)snprintf(id, 32, "%d", i);
 }
@@ -509,6 +521,34 @@ static void test_upsert(void) {
     for (i = 1; i < 40; i++) p += strlen(p) + 1;
     CHECK(strcmp(p, "49") == 0);
   }
+  ss_qdrant_upsert_free(u);
+
+  /* a slow producer (an embedding model, say): the time spent making
+   * points does not count against the requests in flight */
+  reset_server();
+  o.batch_size = 2;
+  o.parallel = 2;
+  o.limits.timeout_ms = 300;
+  u = ss_qdrant_upsert_begin(q, "PUT", "/collections/c/points", &o, &err);
+  for (i = 0; i < 10; i++) {
+    write_point(u, i, 100, id, &id_len);
+    CHECK(ss_qdrant_upsert_add(u, id, id_len, &err) == 0);
+    usleep(120000);
+  }
+  CHECK(ss_qdrant_upsert_finish(u, &rep, &err) == 0 && rep.points == 10 && rep.retries == 0 && requests() == 5);
+  ss_qdrant_upsert_free(u);
+  o.limits = lim;
+
+  /* a point left half-written (its encoding failed) is dropped */
+  reset_server();
+  u = ss_qdrant_upsert_begin(q, "PUT", "/collections/c/points", &o, &err);
+  write_point(u, 1, 100, id, &id_len);
+  CHECK(ss_qdrant_upsert_add(u, id, id_len, &err) == 0);
+  ss_buf_append(ss_qdrant_upsert_point(u), "{\"id\":2,\"vec", 12);
+  write_point(u, 3, 100, id, &id_len);
+  CHECK(ss_qdrant_upsert_add(u, id, id_len, &err) == 0);
+  CHECK(ss_qdrant_upsert_finish(u, &rep, &err) == 0 && rep.points == 2 && requests() == 1);
+  CHECK(strstr(srv.reqs[0].body, "\"id\":2") == NULL && strstr(srv.reqs[0].body, "\"id\":3") != NULL);
   ss_qdrant_upsert_free(u);
 
   /* options out of range */
