@@ -564,6 +564,13 @@ describe("qdrant snapshots and indexing", function()
     -- an iterator that raises: restored too, and the error goes on up
     assert.has_error(function() q:bulk_load(name, function() error("boom", 0) end) end, "boom")
     assert.equal(12345, assert(q:get_collection(name)).config.optimizer_config.indexing_threshold)
+    -- a threshold Qdrant reports as null (its default) comes back as the default
+    local unset = fresh "bulk"
+    assert(q:create_collection(unset, { vectors = { size = 2 }, optimizers = { indexing_threshold = semstore.null } }))
+    assert(q:bulk_load(unset, { { id = 1, vector = { 1, 2 } } }))
+    local restored = assert(q:get_collection(unset)).config.optimizer_config.indexing_threshold
+    assert.equal(10000, restored)
+    assert(q:delete_collection(unset))
     ok, err = q:bulk_load(name, pts, { batch_sise = 10 })
     assert.matches("batch_sise", err.message)
     ok, err = q:upsert(name, pts, { wait = "no" })

@@ -80,17 +80,31 @@ static char *dup_str(const char *s) {
   return d;
 }
 
-/* base without "user:password@" between "://" and the host */
-static char *display_url(const char *base) {
-  char *d = dup_str(base);
-  char *scheme, *at;
-  if (!d) return NULL;
-  scheme = strstr(d, "://");
-  if (!scheme) return d;
-  scheme += 3;
-  /* the last '@': a password may hold '/' or '@' unescaped */
-  at = strrchr(scheme, '@');
-  if (at) memmove(scheme, at + 1, strlen(at + 1) + 1);
+/* The URL as it is printed: scheme, host, port and path as libcurl reads
+ * them, never the user or password, nor a query. NULL when libcurl cannot
+ * read the URL (*bad set) or memory runs out. */
+static char *display_url(const char *base, int *bad) {
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *d = NULL;
+  *bad = 0;
+  if (!u) return NULL;
+  if (curl_url_set(u, CURLUPART_URL, base, 0) != CURLUE_OK || curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) ||
+      curl_url_get(u, CURLUPART_HOST, &host, 0)) {
+    *bad = 1;
+  } else {
+    size_t n;
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0)) port = NULL;
+    if (curl_url_get(u, CURLUPART_PATH, &path, 0)) path = NULL;
+    n = strlen(scheme) + strlen(host) + (port ? strlen(port) : 0) + (path ? strlen(path) : 0) + 8;
+    if ((d = malloc(n)))
+      snprintf(d, n, "%s://%s%s%s%s", scheme, host, port ? ":" : "", port ? port : "",
+               path && strcmp(path, "/") != 0 ? path : "");
+  }
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_free(path);
+  curl_url_cleanup(u);
   return d;
 }
 
@@ -117,7 +131,17 @@ ss_qdrant *ss_qdrant_new(const char *url, const char *api_key, const ss_qdrant_l
   if (!q->base) goto oom;
   n = strlen(q->base);
   while (n > 0 && q->base[n - 1] == '/') q->base[--n] = '\0';
-  q->display = display_url(q->base);
+  {
+    int bad;
+    q->display = display_url(q->base, &bad);
+    if (bad) {
+      ss_qdrant_free(q);
+      /* not echoed: it may hold a password */
+      ss_error_set(err, SS_ERR_INPUT, "libcurl cannot read the Qdrant URL (a password with '/' or '@' must be "
+                                      "percent-encoded)");
+      return NULL;
+    }
+  }
   if (!q->display) goto oom;
   if (defaults) q->limits = *defaults;
   else ss_qdrant_limits_defaults(&q->limits);
@@ -486,12 +510,18 @@ static size_t unfinished(const engine *en) {
   return n;
 }
 
-/* Back from the caller: what it spent away does not count against the
- * attempts under way, whose answers nobody could read meanwhile. */
+/* Back from the caller: a long absence (an iterator waiting on an
+ * embedding model, say) does not count against the attempts under way,
+ * since nobody read their answers or sent their bodies meanwhile; beyond
+ * AWAY_GRACE, it is forgiven. A busy caller comes back every millisecond
+ * or so (PUMP_EVERY), and its time counts, so a stalled server still
+ * times out while points flow. */
+#define AWAY_GRACE 0.05
+
 static void enter(engine *en, double now) {
   size_t i;
-  if (en->away_since > 0) {
-    double gap = now - en->away_since;
+  if (en->away_since > 0 && now - en->away_since > AWAY_GRACE) {
+    double gap = now - en->away_since - AWAY_GRACE;
     for (i = 0; i < en->njobs; i++) {
       job *j = en->jobs[i];
       if (j->done) continue;

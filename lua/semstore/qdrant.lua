@@ -325,6 +325,9 @@ function Qdrant:bulk_load(name, points, opts)
   info, err = self:get_collection(name, limits(opts))
   if not info then return nil, err end
   local threshold = info.config and info.config.optimizer_config and info.config.optimizer_config.indexing_threshold
+  -- null means Qdrant's default (10,000 kB); sent back as null, it would
+  -- mean "unchanged" and leave indexing off
+  if threshold == core.null then threshold = nil end
   local ok
   ok, err = self:update_collection(name, { optimizers = { indexing_threshold = 0 } })
   if not ok then return nil, err end

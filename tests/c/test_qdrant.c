@@ -250,6 +250,16 @@ static void test_new(void) {
   q = ss_qdrant_new("https://u:p@h:1/pre/", NULL, NULL, &err);
   CHECK(q && strcmp(ss_qdrant_display_url(q), "https://h:1/pre") == 0);
   ss_qdrant_free(q);
+  /* the host as libcurl reads it, whatever '@' the path or query holds */
+  q = ss_qdrant_new("http://user:pw@host:6333/api@v2?x=a@b", NULL, NULL, &err);
+  CHECK(q && strcmp(ss_qdrant_display_url(q), "http://host:6333/api@v2") == 0);
+  ss_qdrant_free(q);
+  q = ss_qdrant_new("http://admin:p%40ss@host", NULL, NULL, &err);
+  CHECK(q && strcmp(ss_qdrant_display_url(q), "http://host") == 0);
+  ss_qdrant_free(q);
+  /* a password with a bare '/' makes no URL: refused, and not echoed */
+  q = ss_qdrant_new("http://admin:pa/ss@host", NULL, NULL, &err);
+  CHECK(!q && err.kind == SS_ERR_INPUT && !strstr(err.message, "pa/ss") && !strstr(err.message, "admin"));
 }
 
 static void test_request(void) {
@@ -536,6 +546,28 @@ static void test_upsert(void) {
     usleep(120000);
   }
   CHECK(ss_qdrant_upsert_finish(u, &rep, &err) == 0 && rep.points == 10 && rep.retries == 0 && requests() == 5);
+  ss_qdrant_upsert_free(u);
+  o.limits = lim;
+
+  /* but while points flow, a stalled batch still times out, and is
+   * retried before the stream ends */
+  reset_server();
+  script(200, NULL, -1, 5000);
+  o.batch_size = 10;
+  o.parallel = 2;
+  o.limits.timeout_ms = 300;
+  u = ss_qdrant_upsert_begin(q, "PUT", "/collections/c/points", &o, &err);
+  {
+    double t0 = ss_monotonic();
+    for (i = 0; i < 300; i++) {
+      write_point(u, i, 100, id, &id_len);
+      CHECK(ss_qdrant_upsert_add(u, id, id_len, &err) == 0);
+      usleep(5000);
+    }
+    CHECK(requests() >= 31 && ss_monotonic() - t0 < 4);
+  }
+  /* (the stalled request reached the server: its points may be written twice, harmlessly) */
+  CHECK(ss_qdrant_upsert_finish(u, &rep, &err) == 0 && rep.points == 300 && rep.retries == 1);
   ss_qdrant_upsert_free(u);
   o.limits = lim;
 
