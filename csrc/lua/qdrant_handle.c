@@ -211,14 +211,15 @@ static int read_id(lua_State *L, point_ctx *c) {
   }
 }
 
-/* One float32 component at the top of the stack, appended to out. */
-static int put_float(lua_State *L, point_ctx *c, const char *name, lua_Integer i) {
+/* One float32 component at the top of the stack (of Lua type `type`),
+ * appended to out. */
+static int put_float(lua_State *L, point_ctx *c, int type, const char *name, lua_Integer i) {
   double d;
   float f;
   char what[256];
-  if (lua_type(L, -1) != LUA_TNUMBER) {
+  if (type != LUA_TNUMBER) {
     snprintf(what, sizeof what, "%.120s[%lld]", name, (long long)i);
-    return point_error(c, "%s is %s, not a number", what, lua_isnil(L, -1) ? "missing" : luaL_typename(L, -1));
+    return point_error(c, "%s is %s, not a number", what, type == LUA_TNIL ? "missing" : luaL_typename(L, -1));
   }
   d = lua_tonumber(L, -1);
   f = (float)d;
@@ -227,7 +228,9 @@ static int put_float(lua_State *L, point_ctx *c, const char *name, lua_Integer i
     return point_error(c, "%s is %s", what,
                        isnan(d) ? "NaN" : isinf(d) ? "infinite" : "beyond float32's range (Qdrant stores float32)");
   }
-  if (c->out) c->out->len += (size_t)ss_format_float32(c->out->data + c->out->len, SS_FLOAT32_TEXT_SIZE, f);
+  /* given all the room there is (SS_FLOAT32_TEXT_SIZE a number was
+   * reserved, at least), float_text writes in place, without a copy */
+  if (c->out) c->out->len += (size_t)ss_format_float32(c->out->data + c->out->len, c->out->cap - c->out->len, f);
   return 0;
 }
 
@@ -244,8 +247,7 @@ static int put_dense(lua_State *L, point_ctx *c, int idx, const char *name, lua_
   else if (ss_buf_reserve(c->out, (size_t)n * SS_FLOAT32_TEXT_SIZE + 2)) return oom(c);
   if (c->out) c->out->data[c->out->len++] = '[';
   for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, idx, i);
-    if (put_float(L, c, name, i)) return -1;
+    if (put_float(L, c, lua_rawgeti(L, idx, i), name, i)) return -1;
     lua_pop(L, 1);
     if (c->out) c->out->data[c->out->len++] = i < n ? ',' : ']';
   }
@@ -328,8 +330,7 @@ static int put_sparse(lua_State *L, point_ctx *c, int idx, const char *name) {
   else if (ss_buf_reserve(c->out, (size_t)n * SS_FLOAT32_TEXT_SIZE + 3)) return oom(c);
   snprintf(what, sizeof what, "%.120s.values", name);
   for (i = 1; i <= n; i++) {
-    lua_rawgeti(L, values, i);
-    if (put_float(L, c, what, i)) return -1;
+    if (put_float(L, c, lua_rawgeti(L, values, i), what, i)) return -1;
     lua_pop(L, 1);
     if (c->out && i < n) c->out->data[c->out->len++] = ',';
   }
