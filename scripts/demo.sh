@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: builds semstore, starts throwaway PostgreSQL and Redis
-# servers on loopback, migrates (semstore's schema, then examples/migrations),
-# seeds, checks health, and runs examples/quickstart.lua against them.
+# servers and the Qdrant stand-in on loopback, migrates (semstore's schema, then examples/migrations),
+# seeds, checks health, and runs examples/quickstart.lua and
+# examples/qdrant_search.lua (on the Qdrant stand-in) against them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -22,3 +23,4 @@ semstore migrate status --dir examples/migrations
 semstore seed examples/seed.lua 1000
 semstore health
 lua5.4 examples/quickstart.lua
+lua5.4 examples/qdrant_search.lua

@@ -674,3 +674,19 @@ describe("qdrant api key", function()
     kdb:close()
   end)
 end)
+
+describe("examples/qdrant_search.lua", function()
+  it("runs, and its hybrid query ranks the search documents first", function()
+    local cmd = "cd " .. helpers.shell_quote(helpers.root) .. " && LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' " ..
+      "QDRANT_URL=" .. helpers.shell_quote(URL) .. " DATABASE_URL=" .. helpers.shell_quote(helpers.url) ..
+      " lua5.4 examples/qdrant_search.lua 2>&1"
+    local p = assert(io.popen(cmd))
+    local out = p:read "a"
+    local ok = p:close()
+    assert.is_true(ok, out)
+    assert.truthy(out:find("upserted 4 points in 2 batches", 1, true), out)
+    local hybrid = out:match "hybrid.-\n(.*)"
+    assert.truthy(hybrid:find "^%s+[24]%s", hybrid)
+    assert.truthy(out:find("points:%s+4"), out)
+  end)
+end)
