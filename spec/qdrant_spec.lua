@@ -236,16 +236,16 @@ describe("qdrant points", function()
 
   it("refuses a bad point before anything is sent, naming it", function()
     local cases = {
-      { { id = -1, vector = vec(rand, dim) }, "negative" },
-      { { id = 1, vector = { 0 / 0, table.unpack(vec(rand, dim - 1)) } }, "vector%[1%] is NaN" },
-      { { id = 1, vector = { 1e39, table.unpack(vec(rand, dim - 1)) } }, "float32" },
-      { { id = 1, vector = vec(rand, dim - 1) }, "has 15 numbers, the collection's have 16" },
-      { { id = "not-a-uuid", vector = vec(rand, dim) }, "UUID" },
-      { { id = 1.5, vector = vec(rand, dim) }, "unsigned integer" },
-      { { id = 1, vector = vec(rand, dim), payload = { 1, 2 } }, "payload" },
-      { { id = 1, vectors = vec(rand, dim) }, "unknown field vectors" },
-      { { id = 1, vector = vec(rand, dim), payload = { f = function() end } }, "payload" },
-      { { id = 1 }, "no vector" },
+      { { id = -1, vector = vec(rand, dim) }, "negative", "id" },
+      { { id = 1, vector = { 0 / 0, table.unpack(vec(rand, dim - 1)) } }, "vector%[1%] is NaN", "vector" },
+      { { id = 1, vector = { 1e39, table.unpack(vec(rand, dim - 1)) } }, "float32", "vector" },
+      { { id = 1, vector = vec(rand, dim - 1) }, "has 15 numbers, the collection's have 16", "vector" },
+      { { id = "not-a-uuid", vector = vec(rand, dim) }, "UUID", "id" },
+      { { id = 1.5, vector = vec(rand, dim) }, "unsigned integer", "id" },
+      { { id = 1, vector = vec(rand, dim), payload = { 1, 2 } }, "payload", "payload" },
+      { { id = 1, vectors = vec(rand, dim) }, "unknown field vectors", "vectors" },
+      { { id = 1, vector = vec(rand, dim), payload = { f = function() end } }, "payload", "payload" },
+      { { id = 1 }, "no vector", "vector" },
     }
     local function written() return admin("GET", "stats").points_written end
     local before = STANDIN and written()
@@ -257,6 +257,7 @@ describe("qdrant points", function()
       assert.equal(2, err.point)
       assert.matches("^point 2: ", err.message)
       assert.matches(case[2], err.message)
+      assert.equal(case[3], err.field)
     end
     -- an oversized point, after points that fit: larger than max_bytes alone
     local many = {}

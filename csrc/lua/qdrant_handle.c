@@ -124,6 +124,7 @@ typedef struct {
   ss_buf *scratch;   /* a payload checked but not written goes here */
   ss_buf *sort;      /* a sparse vector's indices, to find repeats */
   size_t bound;      /* when only checking: at least the bytes the point's JSON takes */
+  char field[64];    /* the field being read, for err.field: id, vector, payload */
   char id[48];
   size_t id_len;
   ss_error *err;
@@ -398,6 +399,7 @@ static int put_vector(lua_State *L, point_ctx *c, int idx) {
 /* The point at idx: checked, and written to c->out when it is set. */
 static int put_point(lua_State *L, point_ctx *c, int idx) {
   int top = lua_gettop(L);
+  c->field[0] = '\0';
   if (!lua_istable(L, idx)) return point_error(c, "a point is a table {id =, vector =, payload =}, not a %s%s", luaL_typename(L, idx), "");
   /* a misspelt field would otherwise be dropped in silence */
   lua_pushnil(L);
@@ -405,16 +407,20 @@ static int put_point(lua_State *L, point_ctx *c, int idx) {
     const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
     lua_pop(L, 1);
     if (!k || (strcmp(k, "id") && strcmp(k, "vector") && strcmp(k, "payload"))) {
+      ss_strlcpy(c->field, k, sizeof c->field);
       return point_error(c, "unknown field %s (a point has id, vector and payload)%s",
                          k ? k : lua_typename(L, lua_type(L, -1)), "");
     }
   }
+  ss_strlcpy(c->field, "id", sizeof c->field);
   lua_getfield(L, idx, "id");
   if (read_id(L, c)) return -1;
   if (put(c, "{\"id\":", 6) || put(c, c->id, c->id_len) || put(c, ",\"vector\":", 10)) return -1;
+  ss_strlcpy(c->field, "vector", sizeof c->field);
   lua_getfield(L, idx, "vector");
   if (lua_isnil(L, -1)) return point_error(c, "it has no vector%s%s", "", "");
   if (put_vector(L, c, lua_gettop(L))) return -1;
+  ss_strlcpy(c->field, "payload", sizeof c->field);
   lua_getfield(L, idx, "payload");
   if (!ss_is_null(L, -1)) {
     ss_buf *to = c->out ? c->out : c->scratch;
@@ -431,6 +437,7 @@ static int put_point(lua_State *L, point_ctx *c, int idx) {
     if (!c->out) c->bound += to->len;
   }
   lua_settop(L, top);
+  c->field[0] = '\0'; /* what fails after this is no one field's fault */
   return put(c, "}", 1);
 }
 
@@ -472,9 +479,21 @@ static void push_report(lua_State *L, ss_qdrant_upsert *u, const ss_qdrant_repor
   }
 }
 
+/* Names the refused point on the error table on top: err.point, its index
+ * from 1, and err.field, the field that was refused (when known). */
+static void set_point(lua_State *L, lua_Integer point, const char *field) {
+  lua_pushinteger(L, point);
+  lua_setfield(L, -2, "point");
+  if (field && *field) {
+    lua_pushstring(L, field);
+    lua_setfield(L, -2, "field");
+  }
+}
+
 /* Ends the upsert: pushes the report, or nil and the error with the
  * report in err.report (and err.point when a point was refused). */
-static int upsert_end(lua_State *L, ss_qdrant_upsert *u, const ss_error *refused, lua_Integer point) {
+static int upsert_end(lua_State *L, ss_qdrant_upsert *u, const ss_error *refused, lua_Integer point,
+                      const char *field) {
   ss_qdrant_report r;
   ss_error err;
   int rc = ss_qdrant_upsert_finish(u, &r, &err);
@@ -493,10 +512,7 @@ static int upsert_end(lua_State *L, ss_qdrant_upsert *u, const ss_error *refused
   ss_push_fail(L, &err);
   push_report(L, u, &r);
   lua_setfield(L, -2, "report");
-  if (point) {
-    lua_pushinteger(L, point);
-    lua_setfield(L, -2, "point");
-  }
+  if (point) set_point(L, point, field);
   return 2;
 }
 
@@ -541,8 +557,7 @@ static int upsert_run(lua_State *L) {
       }
       if (bad) {
         ss_push_fail(L, &err);
-        lua_pushinteger(L, i);
-        lua_setfield(L, -2, "point");
+        set_point(L, i, c.field);
         return 2;
       }
       lua_pop(L, 1);
@@ -552,15 +567,15 @@ static int upsert_run(lua_State *L) {
       lua_rawgeti(L, 2, i);
       if (ss_qdrant_upsert_stopped(u)) { /* only the ids, for the report */
         lua_getfield(L, -1, "id");
-        if (read_id(L, &c) || ss_qdrant_upsert_unsent(u, c.id, c.id_len, &err)) return upsert_end(L, u, &err, i);
+        if (read_id(L, &c) || ss_qdrant_upsert_unsent(u, c.id, c.id_len, &err)) return upsert_end(L, u, &err, i, c.field);
       } else {
-        if (!(c.out = ss_qdrant_upsert_point(u))) return upsert_end(L, u, &memory, i);
+        if (!(c.out = ss_qdrant_upsert_point(u))) return upsert_end(L, u, &memory, i, NULL);
         if (put_point(L, &c, lua_gettop(L)) || ss_qdrant_upsert_add(u, c.id, c.id_len, &err))
-          return upsert_end(L, u, &err, i);
+          return upsert_end(L, u, &err, i, c.field);
       }
       lua_settop(L, 6);
     }
-    return upsert_end(L, u, NULL, 0);
+    return upsert_end(L, u, NULL, 0, NULL);
   }
   /* an iterator: each point is checked as it comes; one that is refused
    * ends the upsert, and the points before it are written */
@@ -569,12 +584,12 @@ static int upsert_run(lua_State *L) {
     lua_pushvalue(L, 2);
     lua_call(L, 0, 1);
     if (lua_isnil(L, -1)) break;
-    if (!(c.out = ss_qdrant_upsert_point(u))) return upsert_end(L, u, &memory, i);
+    if (!(c.out = ss_qdrant_upsert_point(u))) return upsert_end(L, u, &memory, i, NULL);
     if (put_point(L, &c, lua_gettop(L)) || ss_qdrant_upsert_add(u, c.id, c.id_len, &err))
-      return upsert_end(L, u, &err, i);
+      return upsert_end(L, u, &err, i, c.field);
     lua_settop(L, 6);
   }
-  return upsert_end(L, u, NULL, 0);
+  return upsert_end(L, u, NULL, 0, NULL);
 }
 
 /* h:upsert(path, points, opts, dims) -> report | nil, err. points: an
