@@ -26,6 +26,7 @@ const char *ss_error_kind_name(ss_error_kind kind) {
   case SS_ERR_TIMEOUT: return "timeout";
   case SS_ERR_CALLBACK: return "callback";
   case SS_ERR_QDRANT: return "qdrant";
+  case SS_ERR_REDIS: return "redis";
   case SS_ERR_NOT_FOUND: return "not_found";
   case SS_ERR_ACCESS_DENIED: return "access_denied";
   case SS_ERR_INVALID_TRANSITION: return "invalid_transition";

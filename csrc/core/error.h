@@ -16,6 +16,7 @@ typedef enum {
   SS_ERR_TIMEOUT,    /* a call ran past its own timeout and was cancelled */
   SS_ERR_CALLBACK,   /* a caller's function (a transaction's body) raised */
   SS_ERR_QDRANT,     /* Qdrant answered with an error (status set) */
+  SS_ERR_REDIS,      /* Redis answered with an error reply */
   /* the repositories' refusals */
   SS_ERR_NOT_FOUND,          /* no row with that id */
   SS_ERR_ACCESS_DENIED,      /* the row exists, the user may not use it */

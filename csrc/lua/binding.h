@@ -184,6 +184,14 @@ void ss_open_chunks_bulk(lua_State *L);
 /* repositories.c: the methods of core.repositories, one per row of
  * ss_statements, over the repository engine (csrc/core/repo.c) */
 void ss_open_repositories(lua_State *L);
+/* pool_handle.c: the pool options of the table at idx (size,
+ * max_overflow, timeout, recycle, idle_timeout, pre_ping, ping_after_idle)
+ * over cfg's values; and a pool's statistics as a table, for every pool
+ * handle (PostgreSQL's, Redis's). */
+int ss_read_pool_config(lua_State *L, int idx, ss_pool_config *cfg, ss_error *err);
+void ss_push_pool_stats(lua_State *L, ss_pool *p);
+/* redis_handle.c: core.redis_open and the semstore.redis methods */
+void ss_open_redis(lua_State *L);
 /* qdrant_handle.c: core.qdrant_open and the semstore.qdrant methods */
 void ss_open_qdrant(lua_State *L);
 /* An input error naming the first key of the table at idx that is not in

@@ -29,6 +29,23 @@ static int ms(double seconds) {
  * int milliseconds, and a day is more than any wait should be. */
 #define MAX_SECONDS 2147483.0
 
+int ss_read_pool_config(lua_State *L, int idx, ss_pool_config *cfg, ss_error *err) {
+  double size, overflow;
+  lua_getfield(L, idx, "pre_ping");
+  cfg->pre_ping = lua_isnil(L, -1) ? cfg->pre_ping : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  if (ss_opt_number(L, idx, "size", cfg->size, 1, 10000, 1, &size, err) ||
+      ss_opt_number(L, idx, "max_overflow", cfg->max_overflow, 0, 10000, 1, &overflow, err) ||
+      ss_opt_number(L, idx, "timeout", cfg->timeout, 0, MAX_SECONDS, 0, &cfg->timeout, err) ||
+      ss_opt_number(L, idx, "recycle", cfg->recycle, 0, 1e9, 0, &cfg->recycle, err) ||
+      ss_opt_number(L, idx, "idle_timeout", cfg->idle_timeout, 0, 1e9, 0, &cfg->idle_timeout, err) ||
+      ss_opt_number(L, idx, "ping_after_idle", cfg->ping_after_idle, 0, 1e9, 0, &cfg->ping_after_idle, err))
+    return -1;
+  cfg->size = (int)size;
+  cfg->max_overflow = (int)overflow;
+  return 0;
+}
+
 /* core.pool_open{name=, conninfo=, size=, max_overflow=, timeout=, recycle=,
  * idle_timeout=, pre_ping=, ping_after_idle=, application_name=,
  * connect_timeout=, statement_timeout=, lock_timeout=,
@@ -37,7 +54,7 @@ static int pool_open(lua_State *L) {
   ss_pool_config cfg;
   ss_pg_settings *s, d; /* d: the defaults (ss_pg_settings_defaults) */
   ss_error err;
-  double size, overflow, connect_timeout, stmt_timeout, lock_timeout, idle_tx, cache;
+  double connect_timeout, stmt_timeout, lock_timeout, idle_tx, cache;
   const char *name, *conninfo, *app, *null_mode, *reset_mode;
   pool_ud *u;
   ss_error_clear(&err);
@@ -50,8 +67,6 @@ static int pool_open(lua_State *L) {
   conninfo = lua_isstring(L, -1) ? lua_tostring(L, -1) : "";
   lua_getfield(L, 1, "application_name");
   app = lua_isstring(L, -1) ? lua_tostring(L, -1) : NULL;
-  lua_getfield(L, 1, "pre_ping");
-  cfg.pre_ping = lua_isnil(L, -1) ? cfg.pre_ping : lua_toboolean(L, -1);
   lua_getfield(L, 1, "null");
   null_mode = lua_isstring(L, -1) ? lua_tostring(L, -1) : lua_isnil(L, -1) ? "null" : "";
   if (strcmp(null_mode, "null") != 0 && strcmp(null_mode, "nil") != 0) {
@@ -64,12 +79,7 @@ static int pool_open(lua_State *L) {
     ss_error_set(&err, SS_ERR_INPUT, "option 'reset' must be \"auto\" or \"always\"");
     return ss_push_fail(L, &err);
   }
-  if (ss_opt_number(L, 1, "size", cfg.size, 1, 10000, 1, &size, &err) ||
-      ss_opt_number(L, 1, "max_overflow", cfg.max_overflow, 0, 10000, 1, &overflow, &err) ||
-      ss_opt_number(L, 1, "timeout", cfg.timeout, 0, MAX_SECONDS, 0, &cfg.timeout, &err) ||
-      ss_opt_number(L, 1, "recycle", cfg.recycle, 0, 1e9, 0, &cfg.recycle, &err) ||
-      ss_opt_number(L, 1, "idle_timeout", cfg.idle_timeout, 0, 1e9, 0, &cfg.idle_timeout, &err) ||
-      ss_opt_number(L, 1, "ping_after_idle", cfg.ping_after_idle, 0, 1e9, 0, &cfg.ping_after_idle, &err) ||
+  if (ss_read_pool_config(L, 1, &cfg, &err) ||
       ss_opt_number(L, 1, "connect_timeout", d.connect_timeout_s, 0, MAX_SECONDS, 0, &connect_timeout, &err) ||
       ss_opt_number(L, 1, "statement_timeout", d.statement_timeout_ms / 1000.0, 0, MAX_SECONDS, 0, &stmt_timeout, &err) ||
       ss_opt_number(L, 1, "lock_timeout", d.lock_timeout_ms / 1000.0, 0, MAX_SECONDS, 0, &lock_timeout, &err) ||
@@ -77,8 +87,6 @@ static int pool_open(lua_State *L) {
                  &idle_tx, &err) ||
       ss_opt_number(L, 1, "statement_cache_size", d.statement_cache_size, 1, 100000, 1, &cache, &err))
     return ss_push_fail(L, &err);
-  cfg.size = (int)size;
-  cfg.max_overflow = (int)overflow;
   if (!(s = ss_pg_settings_new(conninfo))) {
     ss_error_set(&err, SS_ERR_MEMORY, "out of memory");
     return ss_push_fail(L, &err);
@@ -144,11 +152,11 @@ static void set_int(lua_State *L, const char *key, long v) {
   lua_setfield(L, -2, key);
 }
 
-static int pool_stats(lua_State *L) {
+void ss_push_pool_stats(lua_State *L, ss_pool *p) {
   ss_pool_stats st;
-  ss_pool_get_stats(check_pool(L), &st);
+  ss_pool_get_stats(p, &st);
   lua_createtable(L, 0, 13);
-  lua_pushstring(L, ss_pool_name(check_pool(L)));
+  lua_pushstring(L, ss_pool_name(p));
   lua_setfield(L, -2, "name");
   set_int(L, "size", st.size);
   set_int(L, "idle", st.idle);
@@ -163,6 +171,10 @@ static int pool_stats(lua_State *L) {
   set_int(L, "max", st.max);
   lua_pushnumber(L, st.wait_ms);
   lua_setfield(L, -2, "wait_ms");
+}
+
+static int pool_stats(lua_State *L) {
+  ss_push_pool_stats(L, check_pool(L));
   return 1;
 }
 

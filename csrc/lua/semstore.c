@@ -109,5 +109,6 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   ss_open_repositories(L);
   ss_open_chunks_bulk(L);
   ss_open_qdrant(L);
+  ss_open_redis(L);
   return 1;
 }

@@ -182,6 +182,55 @@ function config.qdrant(spec, getenv)
   return out
 end
 
+-- What opts.redis may hold, when it is a table.
+local REDIS_OPTIONS = { "url", "host", "port", "db", "user", "password", "path", "connect_timeout",
+  "command_timeout", "size", "max_overflow", "timeout", "recycle", "idle_timeout", "pre_ping", "ping_after_idle" }
+
+local function percent(v)
+  return (tostring(v):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+end
+
+-- The Redis pool's settings (for core.redis_open). spec: a URL
+-- (redis://[user:password@]host:port/db or unix:///path.sock?db=N), a
+-- table of REDIS_OPTIONS (host, port, db, user, password or path make the
+-- URL when url is not given), or nil for REDIS_URL, else
+-- redis://127.0.0.1:6379/0.
+function config.redis(spec, getenv)
+  getenv = getenv or config.getenv
+  if type(spec) == "string" then spec = { url = spec } end
+  if spec ~= nil and type(spec) ~= "table" then
+    return input_error("redis must be a URL or a table, not a %s", type(spec))
+  end
+  spec = spec or {}
+  local ok, err = core.check_keys(spec, REDIS_OPTIONS, "the redis options")
+  if not ok then return nil, err end
+  local out = {}
+  for _, k in ipairs(REDIS_OPTIONS) do out[k] = spec[k] end
+  local parts = out.host or out.port or out.db or out.user or out.password or out.path
+  if out.url and parts then return input_error("the redis options give both url and its parts") end
+  if not out.url and parts then
+    for _, k in ipairs { "host", "user", "password", "path" } do
+      if out[k] ~= nil and type(out[k]) ~= "string" then return input_error("the redis option %s must be a string", k) end
+    end
+    local auth = ""
+    if out.password then auth = (out.user and percent(out.user) or "") .. ":" .. percent(out.password) .. "@" end
+    if out.path then
+      local q = {}
+      if out.db then q[#q + 1] = "db=" .. tostring(out.db) end
+      if out.user then q[#q + 1] = "user=" .. percent(out.user) end
+      if out.password then q[#q + 1] = "password=" .. percent(out.password) end
+      out.url = "unix://" .. out.path .. (#q > 0 and "?" .. table.concat(q, "&") or "")
+    else
+      out.url = string.format("redis://%s%s:%s/%s", auth, out.host or "127.0.0.1", tostring(out.port or 6379),
+        tostring(out.db or 0))
+    end
+  end
+  out.url = out.url or nonempty(getenv "REDIS_URL") or "redis://127.0.0.1:6379/0"
+  if type(out.url) ~= "string" then return input_error("the redis url must be a string") end
+  for _, k in ipairs { "host", "port", "db", "user", "password", "path" } do out[k] = nil end
+  return out
+end
+
 local ESCAPES = { n = "\n", r = "\r", t = "\t", ['"'] = '"', ["\\"] = "\\", ["$"] = "$" }
 
 -- One line of a .env file: KEY=VALUE, optionally after `export `; VALUE

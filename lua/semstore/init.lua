@@ -4,6 +4,7 @@
 local core = require "semstore.core"
 local config = require "semstore.config"
 local qdrant = require "semstore.qdrant"
+local redis = require "semstore.redis"
 
 local semstore = {
   null = core.null,   -- SQL NULL; the same value as cjson.null
@@ -68,24 +69,26 @@ local DB = {}
 DB.__index = DB
 
 function DB:__tostring()
-  return string.format("semstore.db(%s, %s, %s)", self.name, self.target, tostring(self.qdrant))
+  return string.format("semstore.db(%s, %s, %s, %s)", self.name, self.target, self.redis_target, tostring(self.qdrant))
 end
 
 -- Lets go of this handle's pools, and closes its Qdrant client; the pools
 -- close once nothing else refers to them.
 function DB:close()
   self.pg:close()
+  self.redis:close()
   if self.qdrant ~= qdrant.unconfigured then self.qdrant:close() end
 end
 
 -- What connect knows; anything else is refused, so a typo never falls back
 -- to DATABASE_URL or a default in silence.
-local CONNECT_OPTIONS = { "name", "postgres", "pool", "null", "qdrant" }
+local CONNECT_OPTIONS = { "name", "postgres", "pool", "null", "qdrant", "redis" }
 
 -- semstore.connect{ name =, postgres = URL | conninfo | table, pool = {...},
--- qdrant = URL | table }
+-- qdrant = URL | table, redis = URL | table }
 -- Missing settings come from the environment (DATABASE_URL, POSTGRES_*,
--- DB_POOL_*, DB_QUERY_TIMEOUT, QDRANT_URL, QDRANT_HOST, QDRANT_API_KEY). Pools are process-wide and keyed by name:
+-- DB_POOL_*, DB_QUERY_TIMEOUT, QDRANT_URL, QDRANT_HOST, QDRANT_API_KEY,
+-- REDIS_URL). No server is contacted until it is used. Pools are process-wide and keyed by name:
 -- a second connect with the same name shares the first one's pool.
 function semstore.connect(opts)
   opts = opts or {}
@@ -105,6 +108,9 @@ function semstore.connect(opts)
   local qdrant_opts
   qdrant_opts, err = config.qdrant(opts.qdrant)
   if qdrant_opts == nil then return nil, err end
+  local redis_opts
+  redis_opts, err = config.redis(opts.redis)
+  if not redis_opts then return nil, err end
   local name = opts.name or "default"
   pool_opts.name, pool_opts.conninfo, pool_opts.null = name, conninfo, opts.null
   local pg
@@ -112,12 +118,21 @@ function semstore.connect(opts)
   if not pg then return nil, err end
   local db = semstore.repositories(pg)
   db.name, db.pg, db.target = name, pg, conninfo ~= "" and config.redact(conninfo) or "libpq defaults"
+  redis_opts.name, redis_opts.null = name, opts.null
+  local redis_handle
+  redis_handle, err = core.redis_open(redis_opts)
+  if not redis_handle then
+    pg:close()
+    return nil, err
+  end
+  db.redis, db.redis_target = redis.new(redis_handle), config.redact(redis_opts.url)
   db.qdrant = qdrant.unconfigured
   if qdrant_opts then
     local handle
     handle, err = core.qdrant_open(qdrant_opts)
     if not handle then
       pg:close()
+      redis_handle:close()
       return nil, err
     end
     db.qdrant = qdrant.new(handle)

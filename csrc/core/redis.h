@@ -1,0 +1,56 @@
+/* Redis connections over hiredis (0.14: RESP2, no TLS), for the generic
+ * pool (ss_redis_pool_ops). A connection runs AUTH and SELECT when it
+ * opens; every command goes out as separate bulk strings (never spliced
+ * into a command line). Replies are hiredis's redisReply trees: the
+ * binding turns them into Lua values. */
+#ifndef SEMSTORE_REDIS_H
+#define SEMSTORE_REDIS_H
+
+#include <stddef.h>
+
+#include "error.h"
+#include "pool.h"
+
+struct redisReply;
+
+typedef struct {
+  char host[256];
+  int port;
+  char path[256]; /* a unix socket, instead of host and port */
+  char user[128], password[256];
+  int db;
+  double connect_timeout, command_timeout; /* seconds, > 0 */
+} ss_redis_settings;
+
+/* redis://[user:password@]host[:port][/db] (user and password
+ * percent-decoded) or unix:///path.sock[?db=N][&user=U][&password=P]; port
+ * 6379 and db 0 by default. Timeouts are left as they are. 0, or -1 with an
+ * input error that never quotes the password. */
+int ss_redis_parse_url(const char *url, ss_redis_settings *s, ss_error *err);
+void ss_redis_settings_defaults(ss_redis_settings *s);
+
+typedef struct ss_redis ss_redis;
+
+/* Connects, then AUTH (when a password is set) and SELECT (when db > 0).
+ * NULL with err set: connection (or timeout), or redis for a refused AUTH
+ * or SELECT, with no password in the message. */
+ss_redis *ss_redis_connect(const ss_redis_settings *s, ss_error *err);
+void ss_redis_close(ss_redis *r);
+/* Nonzero once the connection failed (I/O error, timeout, protocol): it
+ * is never used again. */
+int ss_redis_broken(const ss_redis *r);
+
+/* Sends n commands (argc[i] arguments each, taken in order from argv and
+ * lens) in one write, and reads their n replies into replies[0..n-1]
+ * (free each with ss_redis_free_reply). An error reply is a reply, not a
+ * failure. -1 with err set (connection, timeout, memory) when the
+ * connection failed: then it is broken, and replies holds nothing. */
+int ss_redis_run(ss_redis *r, size_t n, const int *argc, const char **argv, const size_t *lens,
+                 struct redisReply **replies, ss_error *err);
+void ss_redis_free_reply(struct redisReply *reply);
+
+/* For the generic pool: ctx is an ss_redis_settings the pool owns (made
+ * with malloc). ping with `deep` sends PING. */
+extern const ss_pool_ops ss_redis_pool_ops;
+
+#endif

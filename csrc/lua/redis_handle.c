@@ -1,0 +1,355 @@
+/* semstore.redis: a Lua handle on a process-wide pool of Redis connections
+ * (the generic pool over csrc/core/redis.c). call() and pipeline() borrow
+ * a connection for one round trip; this file only turns Lua arguments into
+ * bulk strings and replies into Lua values. */
+#include <hiredis/hiredis.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "binding.h"
+#include "float_text.h"
+#include "redis.h"
+
+#define SS_REDIS_MT "semstore.redis"
+#define SS_REPLIES_MT "semstore.redis_replies"
+#define MAX_DEPTH 64
+
+typedef struct {
+  ss_pool *pool;
+  int null_nil; /* a nil reply is nil, not semstore.null */
+} redis_ud;
+
+/* Replies held while they are turned into Lua values: freed by __gc if
+ * that raises (out of memory), at once otherwise. */
+typedef struct {
+  redisReply **replies;
+  size_t n;
+} replies_box;
+
+static redis_ud *check_redis(lua_State *L) {
+  redis_ud *u = luaL_checkudata(L, 1, SS_REDIS_MT);
+  if (!u->pool) luaL_error(L, "this Redis handle was closed");
+  return u;
+}
+
+static void free_replies(replies_box *b) {
+  size_t i;
+  if (!b->replies) return;
+  for (i = 0; i < b->n; i++) ss_redis_free_reply(b->replies[i]);
+  free(b->replies);
+  b->replies = NULL;
+  b->n = 0;
+}
+
+static int replies_gc(lua_State *L) {
+  free_replies(luaL_checkudata(L, 1, SS_REPLIES_MT));
+  return 0;
+}
+
+/* core.redis_open{name=, url=, connect_timeout=, command_timeout=, null=,
+ * and the pool options}; the Lua layer has checked the keys. */
+static int redis_open(lua_State *L) {
+  ss_pool_config cfg;
+  ss_redis_settings *s;
+  ss_error err;
+  const char *name, *url, *null_mode;
+  char pool_name[300];
+  redis_ud *u;
+  luaL_checktype(L, 1, LUA_TTABLE);
+  ss_error_clear(&err);
+  ss_pool_config_defaults(&cfg);
+  lua_getfield(L, 1, "name");
+  name = lua_isstring(L, -1) ? lua_tostring(L, -1) : "default";
+  lua_getfield(L, 1, "url");
+  url = lua_isstring(L, -1) ? lua_tostring(L, -1) : "redis://127.0.0.1:6379/0";
+  lua_getfield(L, 1, "null");
+  null_mode = lua_isstring(L, -1) ? lua_tostring(L, -1) : lua_isnil(L, -1) ? "null" : "";
+  if (strcmp(null_mode, "null") != 0 && strcmp(null_mode, "nil") != 0) {
+    ss_error_set(&err, SS_ERR_INPUT, "option 'null' must be \"null\" (semstore.null) or \"nil\"");
+    return ss_push_fail(L, &err);
+  }
+  if (!(s = malloc(sizeof *s))) return luaL_error(L, "out of memory");
+  ss_redis_settings_defaults(s);
+  if (ss_redis_parse_url(url, s, &err) || ss_read_pool_config(L, 1, &cfg, &err) ||
+      ss_opt_number(L, 1, "connect_timeout", s->connect_timeout, 0.001, 86400, 0, &s->connect_timeout, &err) ||
+      ss_opt_number(L, 1, "command_timeout", s->command_timeout, 0.001, 86400, 0, &s->command_timeout, &err)) {
+    memset(s, 0, sizeof *s);
+    free(s);
+    return ss_push_fail(L, &err);
+  }
+  /* its own namespace: a PostgreSQL pool may have the same name */
+  snprintf(pool_name, sizeof pool_name, "redis:%s", name);
+  u = ss_newuserdata(L, sizeof *u);
+  u->pool = NULL;
+  u->null_nil = strcmp(null_mode, "nil") == 0;
+  luaL_setmetatable(L, SS_REDIS_MT);
+  if (!(u->pool = ss_pool_open(pool_name, url, &cfg, &ss_redis_pool_ops, s, &err))) return ss_push_fail(L, &err);
+  return 1;
+}
+
+/* ---- arguments ---- */
+
+typedef struct {
+  size_t n, cap;
+  const char **argv;
+  size_t *lens;
+  size_t *num_at; /* for a number: its text's offset in nums + 1; 0 for a string */
+  ss_buf *nums;
+} args;
+
+/* Appends the value at idx as one argument: a string as it is, an integer
+ * or a float as exact text. */
+static int add_arg(lua_State *L, int idx, args *a, const char *where, lua_Integer i, ss_error *err) {
+  if (a->n == a->cap) {
+    size_t cap = a->cap ? a->cap * 2 : 16;
+    const char **argv = realloc(a->argv, cap * sizeof *argv);
+    size_t *lens = argv ? realloc(a->lens, cap * sizeof *lens) : NULL;
+    size_t *num_at = lens ? realloc(a->num_at, cap * sizeof *num_at) : NULL;
+    if (argv) a->argv = argv;
+    if (lens) a->lens = lens;
+    if (num_at) a->num_at = num_at;
+    if (!argv || !lens || !num_at) return ss_error_set(err, SS_ERR_MEMORY, "out of memory reading arguments");
+    a->cap = cap;
+  }
+  switch (lua_type(L, idx)) {
+  case LUA_TSTRING:
+    a->argv[a->n] = lua_tolstring(L, idx, &a->lens[a->n]);
+    a->num_at[a->n] = 0;
+    break;
+  case LUA_TNUMBER: {
+    char num[40];
+    int len;
+    if (lua_isinteger(L, idx)) {
+      len = snprintf(num, sizeof num, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+    } else {
+      double d = lua_tonumber(L, idx);
+      if (isnan(d)) return ss_error_set(err, SS_ERR_INPUT, "%s argument %lld is NaN", where, (long long)i);
+      /* Redis spells infinities inf and -inf (ZADD, ZRANGEBYSCORE) */
+      len = isinf(d) ? snprintf(num, sizeof num, d > 0 ? "inf" : "-inf") : ss_format_double(num, sizeof num, d);
+    }
+    a->num_at[a->n] = a->nums->len + 1;
+    a->lens[a->n] = (size_t)len;
+    if (ss_buf_append(a->nums, num, (size_t)len)) return ss_error_set(err, SS_ERR_MEMORY, "out of memory");
+    break;
+  }
+  default:
+    return ss_error_set(err, SS_ERR_INPUT, "%s argument %lld is a %s: Redis takes strings and numbers", where,
+                        (long long)i, luaL_typename(L, idx));
+  }
+  a->n++;
+  return 0;
+}
+
+/* Points the numbers' arguments into nums, once it no longer moves. */
+static void settle(args *a) {
+  size_t i;
+  for (i = 0; i < a->n; i++)
+    if (a->num_at[i]) a->argv[i] = a->nums->data + a->num_at[i] - 1;
+}
+
+static void free_args(args *a) {
+  free(a->argv);
+  free(a->lens);
+  free(a->num_at);
+}
+
+/* ---- replies ---- */
+
+static void push_reply(lua_State *L, const redisReply *r, int null_nil, int depth) {
+  size_t i;
+  if (depth > MAX_DEPTH || !lua_checkstack(L, 4)) luaL_error(L, "a Redis reply nested too deep");
+  switch (r->type) {
+  case REDIS_REPLY_STRING:
+  case REDIS_REPLY_STATUS:
+    lua_pushlstring(L, r->str, r->len);
+    break;
+  case REDIS_REPLY_INTEGER:
+    lua_pushinteger(L, (lua_Integer)r->integer);
+    break;
+  case REDIS_REPLY_NIL:
+    /* inside an array, always semstore.null: a nil would make a hole */
+    if (null_nil && depth == 0) lua_pushnil(L);
+    else lua_pushlightuserdata(L, NULL);
+    break;
+  case REDIS_REPLY_ARRAY:
+    lua_createtable(L, (int)r->elements, 0);
+    for (i = 0; i < r->elements; i++) {
+      push_reply(L, r->element[i], null_nil, depth + 1);
+      lua_rawseti(L, -2, (lua_Integer)i + 1);
+    }
+    break;
+  case REDIS_REPLY_ERROR: {
+    /* an error among replies (a pipeline, EXEC's array): an error table */
+    ss_error e;
+    ss_error_set(&e, SS_ERR_REDIS, "%.*s", (int)(r->len < 1000 ? r->len : 1000), r->str);
+    ss_push_error(L, &e);
+    break;
+  }
+  default:
+    lua_pushnil(L);
+  }
+}
+
+/* Borrows a connection, runs the n commands in a, gives it back, and
+ * leaves the replies in box. 0, or -1 with err set. */
+static int run(redis_ud *u, args *a, size_t n, const int *argc, replies_box *box, ss_error *err) {
+  ss_pool_lease *lease = ss_pool_acquire(u->pool, err);
+  int rc;
+  if (!lease) return -1;
+  box->replies = calloc(n ? n : 1, sizeof *box->replies);
+  if (!box->replies) {
+    ss_pool_release(u->pool, lease);
+    return ss_error_set(err, SS_ERR_MEMORY, "out of memory reading replies");
+  }
+  rc = ss_redis_run(lease->conn, n, argc, a->argv, a->lens, box->replies, err);
+  /* a broken connection is closed by the pool, never handed out again */
+  ss_pool_release(u->pool, lease);
+  if (rc == 0) box->n = n;
+  return rc;
+}
+
+static replies_box *push_box(lua_State *L) {
+  replies_box *b = ss_newuserdata(L, sizeof *b);
+  b->replies = NULL;
+  b->n = 0;
+  luaL_setmetatable(L, SS_REPLIES_MT);
+  return b;
+}
+
+/* h:call(command, ...) -> the reply, or nil, err (an error reply is
+ * kind "redis" with Redis's own message). */
+static int redis_call(lua_State *L) {
+  redis_ud *u = check_redis(L);
+  int top = lua_gettop(L), i, argc;
+  args a;
+  ss_error err;
+  replies_box *box;
+  memset(&a, 0, sizeof a);
+  ss_error_clear(&err);
+  if (top < 2) return luaL_error(L, "call() needs a command");
+  a.nums = ss_push_scratch(L);
+  box = push_box(L);
+  for (i = 2; i <= top; i++) {
+    if (add_arg(L, i, &a, "the command's", i - 1, &err)) {
+      free_args(&a);
+      return ss_push_fail(L, &err);
+    }
+  }
+  settle(&a);
+  argc = (int)a.n;
+  if (run(u, &a, 1, &argc, box, &err)) {
+    free_args(&a);
+    return ss_push_fail(L, &err);
+  }
+  free_args(&a);
+  if (box->replies[0]->type == REDIS_REPLY_ERROR) {
+    ss_error_set(&err, SS_ERR_REDIS, "%.*s", (int)(box->replies[0]->len < 1000 ? box->replies[0]->len : 1000),
+                 box->replies[0]->str);
+    free_replies(box);
+    return ss_push_fail(L, &err);
+  }
+  push_reply(L, box->replies[0], u->null_nil, 0);
+  free_replies(box);
+  return 1;
+}
+
+/* h:run_pipeline(commands) -> an array of replies (an error reply is an
+ * error table in its place), or nil, err when the connection failed.
+ * commands: an array of arrays { command, args... }, sent in one write. */
+static int redis_pipeline(lua_State *L) {
+  redis_ud *u = check_redis(L);
+  lua_Integer n, i, j;
+  args a;
+  ss_error err;
+  replies_box *box;
+  int *argc;
+  ss_buf *counts;
+  memset(&a, 0, sizeof a);
+  ss_error_clear(&err);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  lua_settop(L, 2);
+  n = (lua_Integer)lua_rawlen(L, 2);
+  a.nums = ss_push_scratch(L);
+  counts = ss_push_scratch(L);
+  box = push_box(L);
+  if (n == 0) {
+    lua_newtable(L);
+    return 1;
+  }
+  if (ss_buf_reserve(counts, (size_t)n * sizeof *argc)) return luaL_error(L, "out of memory");
+  argc = (int *)(void *)counts->data;
+  for (i = 1; i <= n; i++) {
+    lua_Integer m;
+    char where[48];
+    if (lua_rawgeti(L, 2, i) != LUA_TTABLE) {
+      free_args(&a);
+      ss_error_set(&err, SS_ERR_INPUT, "command %lld of the pipeline is not an array", (long long)i);
+      return ss_push_fail(L, &err);
+    }
+    m = (lua_Integer)lua_rawlen(L, -1);
+    if (m < 1 || m > INT32_MAX) {
+      free_args(&a);
+      ss_error_set(&err, SS_ERR_INPUT, "command %lld of the pipeline is empty", (long long)i);
+      return ss_push_fail(L, &err);
+    }
+    snprintf(where, sizeof where, "command %lld's", (long long)i);
+    for (j = 1; j <= m; j++) {
+      lua_rawgeti(L, -1, j);
+      /* the value stays reachable through the command's table */
+      if (add_arg(L, lua_gettop(L), &a, where, j, &err)) {
+        free_args(&a);
+        return ss_push_fail(L, &err);
+      }
+      lua_pop(L, 1);
+    }
+    argc[i - 1] = (int)m;
+    lua_pop(L, 1);
+  }
+  settle(&a);
+  if (run(u, &a, (size_t)n, argc, box, &err)) {
+    free_args(&a);
+    return ss_push_fail(L, &err);
+  }
+  free_args(&a);
+  lua_createtable(L, (int)n, 0);
+  for (i = 0; i < n; i++) {
+    push_reply(L, box->replies[i], 0, 1);
+    lua_rawseti(L, -2, i + 1);
+  }
+  free_replies(box);
+  return 1;
+}
+
+static int redis_stats(lua_State *L) {
+  ss_push_pool_stats(L, check_redis(L)->pool);
+  return 1;
+}
+
+static int redis_close(lua_State *L) {
+  redis_ud *u = luaL_checkudata(L, 1, SS_REDIS_MT);
+  if (u->pool) {
+    ss_pool_unref(u->pool);
+    u->pool = NULL;
+  }
+  return 0;
+}
+
+static int redis_tostring(lua_State *L) {
+  redis_ud *u = luaL_checkudata(L, 1, SS_REDIS_MT);
+  lua_pushfstring(L, "semstore.redis(%s)", u->pool ? ss_pool_name(u->pool) : "closed");
+  return 1;
+}
+
+void ss_open_redis(lua_State *L) {
+  static const luaL_Reg methods[] = {{"call", redis_call},   {"run_pipeline", redis_pipeline},
+                                     {"stats", redis_stats}, {"close", redis_close},
+                                     {NULL, NULL}};
+  ss_register_type(L, SS_REDIS_MT, methods, redis_close, NULL, redis_tostring, "redis_methods");
+  luaL_newmetatable(L, SS_REPLIES_MT);
+  lua_pushcfunction(L, replies_gc);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  lua_pushcfunction(L, redis_open);
+  lua_setfield(L, -2, "redis_open");
+}
