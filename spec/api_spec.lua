@@ -62,6 +62,14 @@ describe("the public API", function()
     end
   end)
 
+  it("documents every method of db.redis", function()
+    for name, v in pairs(require("semstore.redis").methods) do
+      if type(v) == "function" and not name:find "^_" then
+        assert.truthy(text:find("db.redis:" .. name .. "(", 1, true), "README lacks db.redis:" .. name)
+      end
+    end
+  end)
+
   it("documents every command of bin/semstore", function()
     local cli = assert(io.open "lua/semstore/cli.lua"):read "a"
     for name in cli:match("local COMMANDS = (%b{})"):gmatch "\n%s+(%w+) =" do

@@ -171,6 +171,16 @@ return {
     assert.truthy(err:find(".env:2: expected KEY=VALUE", 1, true), err)
   end)
 
+  it("checks Redis from health, without its password", function()
+    local code, out = cli({ "health" }, { env = { REDIS_URL = os.getenv "REDIS_URL" } })
+    assert.are.equal(0, code, out)
+    assert.truthy(out:find("redis%s+ok%s+[%d.]+ ms  PONG"), out)
+    code, out = cli({ "health" }, { env = { REDIS_URL = "redis://app:redis-hunter2@127.0.0.1:1/0" } })
+    assert.are.equal(1, code)
+    assert.truthy(out:find("redis%s+FAILED"), out)
+    assert.falsy(out:find("redis-hunter2", 1, true))
+  end)
+
   it("checks Qdrant from health when it is configured, without its API key", function()
     local code, out = cli({ "health" }, { env = { QDRANT_URL = os.getenv "QDRANT_URL" } })
     assert.are.equal(0, code, out)

@@ -254,14 +254,22 @@ void ss_redis_close(ss_redis *r) {
 
 int ss_redis_broken(const ss_redis *r) { return r->broken; }
 
-/* Commands after which the session is not what a fresh connection has. */
-static int changes_session(const char *name, size_t len) {
-  static const char *const words[] = {"SELECT", "MULTI", "WATCH", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE",
-                                      "CLIENT", "AUTH", "HELLO", "READONLY", "READWRITE", "RESET", "MONITOR", NULL};
+static int is_word(const char *const *words, const char *s, size_t len) {
   int i;
   for (i = 0; words[i]; i++)
-    if (strlen(words[i]) == len && strncasecmp(words[i], name, len) == 0) return 1;
+    if (strlen(words[i]) == len && strncasecmp(words[i], s, len) == 0) return 1;
   return 0;
+}
+
+/* Commands after which the session is not what a fresh connection has
+ * (CLIENT only for its subcommands that set something). */
+static int changes_session(int argc, const char **argv, const size_t *lens) {
+  static const char *const words[] = {"SELECT", "MULTI", "WATCH", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE",
+                                      "AUTH", "HELLO", "READONLY", "READWRITE", "RESET", "MONITOR", NULL};
+  static const char *const client[] = {"SETNAME", "TRACKING", "REPLY", "NO-EVICT", "NO-TOUCH", "SETINFO",
+                                       "CACHING", NULL};
+  if (is_word(words, argv[0], lens[0])) return 1;
+  return lens[0] == 6 && strncasecmp(argv[0], "CLIENT", 6) == 0 && argc > 1 && is_word(client, argv[1], lens[1]);
 }
 
 int ss_redis_run(ss_redis *r, size_t n, const int *argc, const char **argv, const size_t *lens,
@@ -270,7 +278,7 @@ int ss_redis_run(ss_redis *r, size_t n, const int *argc, const char **argv, cons
   if (r->broken) return ss_error_set(err, SS_ERR_CONNECTION, "this Redis connection failed before");
   for (i = 0; i < n; i++) {
     if (argc[i] < 1) return ss_error_set(err, SS_ERR_INPUT, "a Redis command needs at least its name");
-    if (changes_session(argv[off], lens[off])) r->dirty = 1;
+    if (changes_session(argc[i], argv + off, lens + off)) r->dirty = 1;
     if (redisAppendCommandArgv(r->c, argc[i], argv + off, lens + off) != REDIS_OK) return context_error(r, err);
     off += (size_t)argc[i];
   }

@@ -228,6 +228,16 @@ function Command:health(args)
   else
     self:out("postgres   ok      %.1f ms  PostgreSQL %s, database %s (%s)", ms, rows[1].version, rows[1].db, db.target)
   end
+  started = core.monotime()
+  local pong
+  pong, err = db.redis:call "PING"
+  ms = (core.monotime() - started) * 1000
+  if not pong then
+    self:out("redis      FAILED  %s (%s)", tostring(err), db.redis_target)
+    status = 1
+  else
+    self:out("redis      ok      %.1f ms  %s (%s)", ms, pong, db.redis_target)
+  end
   -- Qdrant only when it is configured (connect{} or QDRANT_*)
   if db.qdrant ~= require("semstore.qdrant").unconfigured then
     started = core.monotime()

@@ -1,0 +1,201 @@
+-- db.redis against the throwaway redis-server that scripts/servers.sh
+-- starts (REDIS_URL).
+local semstore = require "semstore"
+local config = require "semstore.config"
+local helpers = require "support.helpers"
+
+local URL = assert(os.getenv "REDIS_URL", "run the specs through scripts/test.sh, which sets REDIS_URL")
+local db = helpers.connect(nil, { redis = URL })
+local r = db.redis
+
+local counter = 0
+local tag = assert(io.open "/proc/sys/kernel/random/uuid"):read("l"):sub(1, 8)
+local function key(prefix)
+  counter = counter + 1
+  return string.format("spec:%s:%s:%d", prefix or "k", tag, counter)
+end
+
+describe("redis configuration", function()
+  local function env(t) return function(k) return t[k] end end
+
+  it("takes REDIS_URL, a URL, or a table of parts", function()
+    assert.equal("redis://127.0.0.1:6379/0", config.redis(nil, env {}).url)
+    assert.equal("redis://h:1/2", config.redis(nil, env { REDIS_URL = "redis://h:1/2" }).url)
+    assert.equal("redis://x:9/0", config.redis("redis://x:9/0", env { REDIS_URL = "redis://h:1/2" }).url)
+    assert.equal("redis://app:p%40ss%2F1@h:7000/3",
+      config.redis({ host = "h", port = 7000, db = 3, user = "app", password = "p@ss/1" }, env {}).url)
+    assert.equal("unix:///tmp/r.sock?db=2", config.redis({ path = "/tmp/r.sock", db = 2 }, env {}).url)
+  end)
+
+  it("refuses typos, mixed forms and bad URLs, never quoting a password", function()
+    local ok, err = config.redis({ hots = "h" }, env {})
+    assert.is_nil(ok)
+    assert.matches("hots", err.message)
+    ok, err = config.redis({ url = "redis://h", host = "h" }, env {})
+    assert.is_nil(ok)
+    ok, err = semstore.connect { postgres = helpers.url, redis = "rediss://h" }
+    assert.is_nil(ok)
+    assert.matches("TLS", err.message)
+    ok, err = semstore.connect { postgres = helpers.url, redis = "redis://u:bad%zzsecret@h" }
+    assert.is_nil(ok)
+    assert.is_nil(err.message:find("secret", 1, true))
+    ok, err = semstore.connect { postgres = helpers.url, redis = { url = URL, command_timeout = -1 } }
+    assert.is_nil(ok)
+    assert.matches("command_timeout", err.message)
+  end)
+
+  it("prints the target without its password", function()
+    local pdb = helpers.connect(nil, { redis = "redis://app:hunter2-pw@127.0.0.1:1/0" })
+    assert.is_nil(tostring(pdb):find("hunter2-pw", 1, true))
+    local ok, err = pdb.redis:call("PING")
+    assert.is_nil(ok)
+    assert.equal("connection", err.kind)
+    assert.is_nil(tostring(err):find("hunter2-pw", 1, true))
+    pdb:close()
+  end)
+end)
+
+describe("redis replies", function()
+  it("turns every reply type into a Lua value", function()
+    local k = key()
+    assert.equal("OK", r:call("SET", k, "v"))                 -- status
+    assert.equal("v", r:call("GET", k))                       -- bulk
+    assert.equal(1, r:call("EXISTS", k))                      -- integer
+    assert.equal(math.type(r:call("INCR", key())), "integer")
+    assert.equal(semstore.null, r:call("GET", key "missing")) -- nil
+    assert(r:call("RPUSH", k .. ":l", "a", "b"))
+    assert.same({ "a", "b" }, r:call("LRANGE", k .. ":l", 0, -1)) -- array
+    local nested = r:call("EVAL", "return {1, {2, 'x'}, redis.status_reply('S')}", 0)
+    assert.same({ 1, { 2, "x" }, "S" }, nested)
+    local ok, err = r:call("NOSUCHCOMMAND")                   -- error reply
+    assert.is_nil(ok)
+    assert.equal("redis", err.kind)
+    assert.matches("unknown command", err.message)
+    ok, err = r:call("INCR", k)
+    assert.matches("not an integer", err.message)
+  end)
+
+  it("is binary-safe both ways, and never splices arguments into a command", function()
+    local k, v = key(), "a\0b\r\n*1\r\n$8\r\nFLUSHALL\r\n\255"
+    assert(r:call("SET", k, v))
+    assert.equal(v, r:call("GET", k))
+    assert.equal(1, r:call("EXISTS", k))
+  end)
+
+  it("writes numbers as exact text and refuses other types", function()
+    local k = key()
+    assert(r:call("SET", k, 9007199254740993))
+    assert.equal("9007199254740993", r:call("GET", k))
+    assert(r:call("SET", k, 0.1))
+    assert.equal("0.1", r:call("GET", k))
+    assert(r:call("ZADD", k .. ":z", math.huge, "top"))
+    assert.equal("inf", r:call("ZSCORE", k .. ":z", "top"))
+    for _, bad in ipairs { true, {}, print, 0 / 0 } do
+      local ok, err = r:call("SET", k, bad)
+      assert.is_nil(ok)
+      assert.equal("input", err.kind)
+      assert.matches("argument 3", err.message)
+    end
+    local ok, err = r:call("SET", k, nil)
+    assert.equal("input", err.kind)
+  end)
+
+  it("gives nil for a nil reply under null = \"nil\", semstore.null inside arrays", function()
+    local ndb = helpers.connect(nil, { redis = URL, null = "nil" })
+    local k = key()
+    assert(ndb.redis:call("SET", k, "1"))
+    assert.is_nil(ndb.redis:call("GET", key "missing"))
+    assert.same({ "1", semstore.null }, ndb.redis:call("MGET", k, key "missing"))
+    ndb:close()
+  end)
+end)
+
+describe("redis pipelines", function()
+  it("sends 10,000 commands in one round trip, replies in order", function()
+    local k = key()
+    local replies = assert(r:pipeline(function(p)
+      for i = 1, 10000 do p:call("RPUSH", k, i) end
+    end))
+    assert.equal(10000, #replies)
+    for i = 1, 10000 do assert.equal(i, replies[i]) end
+    assert.equal(10000, r:call("LLEN", k))
+  end)
+
+  it("puts an error reply in its place, and refuses bad commands before sending", function()
+    local k = key()
+    local replies = assert(r:pipeline(function(p)
+      p:call("SET", k, "x")
+      p:call("INCR", k)
+      p:call("GET", k)
+    end))
+    assert.equal("OK", replies[1])
+    assert.equal("redis", replies[2].kind)
+    assert.equal("x", replies[3])
+    local ok, err = r:pipeline(function(p) p:call("SET", key(), true) end)
+    assert.is_nil(ok)
+    assert.equal("input", err.kind)
+    assert.has_error(function() r:pipeline(function(p) p:call("SET", k, nil, "x") end) end)
+    assert.has_error(function() r:pipeline(function() error("boom") end) end, "boom")
+    assert.same({}, assert(r:pipeline(function() end)))
+    ok, err = r:pipeline("SET")
+    assert.equal("input", err.kind)
+  end)
+end)
+
+describe("redis pool", function()
+  it("stays bounded under 10,000 calls, with PostgreSQL's statistics", function()
+    local pdb = helpers.connect(nil, { redis = { url = URL, size = 2, max_overflow = 1 } })
+    for _ = 1, 10000 do assert(pdb.redis:call("PING")) end
+    local s = pdb.redis:stats()
+    assert.equal(1, s.opened)
+    assert.equal(0, s.in_use)
+    assert.equal(10000, s.acquired)
+    assert.equal(3, s.max)
+    for _, field in ipairs { "size", "idle", "waiting", "timeouts", "evicted", "peak", "wait_ms", "name" } do
+      assert.is_not_nil(s[field], field)
+    end
+    pdb:close()
+  end)
+
+  it("runs AUTH with an ACL user and SELECT on connect", function()
+    assert(r:call("ACL", "SETUSER", "semstore_spec", "on", ">spec-pass", "~*", "+@all"))
+    local host_port = assert(URL:match "^redis://([^/@]+)/")
+    local adb = helpers.connect(nil, { redis = "redis://semstore_spec:spec-pass@" .. host_port .. "/4" })
+    assert.equal("semstore_spec", adb.redis:call("ACL", "WHOAMI"))
+    local k = key()
+    assert(adb.redis:call("SET", k, "in 4"))
+    assert.equal(0, r:call("EXISTS", k))
+    adb:close()
+    local bad = helpers.connect(nil, { redis = "redis://semstore_spec:wrong-pass-x@" .. host_port .. "/0" })
+    local ok, err = bad.redis:call("PING")
+    assert.is_nil(ok)
+    assert.equal("redis", err.kind)
+    assert.matches("AUTH", err.message)
+    assert.is_nil(tostring(err):find("wrong-pass-x", 1, true))
+    bad:close()
+    assert(r:call("ACL", "DELUSER", "semstore_spec"))
+  end)
+
+  it("does not hand a changed session to the next caller", function()
+    local pdb = helpers.connect(nil, { redis = { url = URL, size = 1, max_overflow = 0 } })
+    local k = key()
+    assert(pdb.redis:call("SET", k, "db0"))
+    assert(pdb.redis:call("SELECT", 7))
+    assert.equal("db0", pdb.redis:call("GET", k))
+    pdb:close()
+  end)
+
+  it("fails one call at most when the connection was killed, then recovers", function()
+    local pdb = helpers.connect(nil, { redis = { url = URL, size = 1, max_overflow = 0 } })
+    local id = assert(pdb.redis:call("CLIENT", "ID"))
+    r:call("CLIENT", "KILL", "ID", id)
+    local failures = 0
+    for _ = 1, 3 do
+      if not pdb.redis:call("PING") then failures = failures + 1 end
+    end
+    assert.is_true(failures <= 1)
+    assert.equal("PONG", pdb.redis:call("PING"))
+    assert.equal(2, pdb.redis:stats().opened)
+    pdb:close()
+  end)
+end)
