@@ -118,6 +118,10 @@ typedef struct {
  * if the text is not valid JSON. */
 int ss_push_json(lua_State *L, const char *s, size_t len);
 
+/* core.json_encode and core.json_decode (json_encode.c, json_decode.c) */
+int ss_lua_json_encode(lua_State *L);
+int ss_lua_json_decode(lua_State *L);
+
 /* json_encode.c: appends the JSON text of the value at idx to b; 0, or -1
  * with err set (an input error for what has no JSON form). */
 int ss_encode_json(lua_State *L, int idx, ss_buf *b, ss_error *err);

@@ -223,3 +223,13 @@ int ss_push_json(lua_State *L, const char *s, size_t len) {
   lua_settop(L, top);
   return -1;
 }
+
+/* core.json_decode(s): the Lua value of the JSON text s, or nil, err. */
+int ss_lua_json_decode(lua_State *L) {
+  size_t len;
+  const char *s = luaL_checklstring(L, 1, &len);
+  ss_error err;
+  if (ss_push_json(L, s, len) == 0) return 1;
+  ss_error_set(&err, SS_ERR_INPUT, "not valid JSON text");
+  return ss_push_fail(L, &err);
+}

@@ -122,3 +122,17 @@ int ss_encode_json(lua_State *L, int idx, ss_buf *b, ss_error *err) {
   lua_settop(L, top);
   return status;
 }
+
+/* core.json_encode(v): the JSON text of v (as parameters are encoded for
+ * json columns), or nil, err. */
+int ss_lua_json_encode(lua_State *L) {
+  ss_error err;
+  ss_buf *b;
+  luaL_checkany(L, 1);
+  lua_settop(L, 1);
+  b = ss_push_scratch(L);
+  ss_error_clear(&err);
+  if (ss_encode_json(L, 1, b, &err)) return ss_push_fail(L, &err);
+  lua_pushlstring(L, b->data ? b->data : "", b->len);
+  return 1;
+}

@@ -91,6 +91,10 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   lua_setfield(L, -2, "redact");
   lua_pushcfunction(L, monotime);
   lua_setfield(L, -2, "monotime");
+  lua_pushcfunction(L, ss_lua_json_encode);
+  lua_setfield(L, -2, "json_encode");
+  lua_pushcfunction(L, ss_lua_json_decode);
+  lua_setfield(L, -2, "json_decode");
   lua_pushcfunction(L, sleep_seconds);
   lua_setfield(L, -2, "sleep");
   lua_pushcfunction(L, hashtext);
