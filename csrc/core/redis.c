@@ -11,10 +11,11 @@
 struct ss_redis {
   redisContext *c;
   int broken;
-  /* a command changed the session (SELECT, MULTI, WATCH, SUBSCRIBE,
-   * CLIENT, AUTH, ...): the connection is closed on release rather than
-   * handed to the next borrower with that state */
-  int dirty;
+  /* a command changed the session (SELECT, SUBSCRIBE, CLIENT SETNAME,
+   * AUTH, ...): the connection is closed on release rather than handed to
+   * the next borrower with that state. A MULTI or WATCH is only state
+   * until EXEC, DISCARD (or UNWATCH) ends it. */
+  int dirty, in_multi, watching;
 };
 
 void ss_redis_settings_defaults(ss_redis_settings *s) {
@@ -264,8 +265,8 @@ static int is_word(const char *const *words, const char *s, size_t len) {
 /* Commands after which the session is not what a fresh connection has
  * (CLIENT only for its subcommands that set something). */
 static int changes_session(int argc, const char **argv, const size_t *lens) {
-  static const char *const words[] = {"SELECT", "MULTI", "WATCH", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE",
-                                      "AUTH", "HELLO", "READONLY", "READWRITE", "RESET", "MONITOR", NULL};
+  static const char *const words[] = {"SELECT", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "AUTH", "HELLO",
+                                      "READONLY", "READWRITE", "RESET", "MONITOR", NULL};
   static const char *const client[] = {"SETNAME", "TRACKING", "REPLY", "NO-EVICT", "NO-TOUCH", "SETINFO",
                                        "CACHING", NULL};
   if (is_word(words, argv[0], lens[0])) return 1;
@@ -278,7 +279,14 @@ int ss_redis_run(ss_redis *r, size_t n, const int *argc, const char **argv, cons
   if (r->broken) return ss_error_set(err, SS_ERR_CONNECTION, "this Redis connection failed before");
   for (i = 0; i < n; i++) {
     if (argc[i] < 1) return ss_error_set(err, SS_ERR_INPUT, "a Redis command needs at least its name");
+    const char *name = argv[off];
+    size_t len = lens[off];
     if (changes_session(argc[i], argv + off, lens + off)) r->dirty = 1;
+    if (len == 5 && strncasecmp(name, "MULTI", 5) == 0) r->in_multi = 1;
+    else if (len == 5 && strncasecmp(name, "WATCH", 5) == 0) r->watching = 1;
+    else if (len == 7 && strncasecmp(name, "UNWATCH", 7) == 0) r->watching = 0;
+    else if ((len == 4 && strncasecmp(name, "EXEC", 4) == 0) || (len == 7 && strncasecmp(name, "DISCARD", 7) == 0))
+      r->in_multi = r->watching = 0;
     if (redisAppendCommandArgv(r->c, argc[i], argv + off, lens + off) != REDIS_OK) return context_error(r, err);
     off += (size_t)argc[i];
   }
@@ -323,7 +331,7 @@ static int op_ping(void *ctx, void *conn, int deep) {
 static int op_reset(void *ctx, void *conn) {
   ss_redis *r = conn;
   (void)ctx;
-  return r->broken || r->dirty ? -1 : 0;
+  return r->broken || r->dirty || r->in_multi || r->watching ? -1 : 0;
 }
 
 static int op_broken(void *ctx, void *conn) {

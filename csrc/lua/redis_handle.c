@@ -12,12 +12,17 @@
 #include "redis.h"
 
 #define SS_REDIS_MT "semstore.redis"
+#define SS_REDIS_CONN_MT "semstore.redis_conn"
 #define SS_REPLIES_MT "semstore.redis_replies"
 #define MAX_DEPTH 64
 
+/* A pool handle (semstore.redis), or a connection borrowed from it
+ * (semstore.redis_conn, lease set) for commands that must share one: a
+ * transaction's WATCH, MULTI and EXEC. */
 typedef struct {
   ss_pool *pool;
   int null_nil; /* a nil reply is nil, not semstore.null */
+  ss_pool_lease *lease;
 } redis_ud;
 
 /* Replies held while they are turned into Lua values: freed by __gc if
@@ -30,6 +35,14 @@ typedef struct {
 static redis_ud *check_redis(lua_State *L) {
   redis_ud *u = luaL_checkudata(L, 1, SS_REDIS_MT);
   if (!u->pool) luaL_error(L, "this Redis handle was closed");
+  return u;
+}
+
+/* A pool handle or a borrowed connection: what call and pipeline run on. */
+static redis_ud *check_target(lua_State *L) {
+  redis_ud *u = luaL_testudata(L, 1, SS_REDIS_CONN_MT);
+  if (!u) return check_redis(L);
+  if (!u->lease) luaL_error(L, "this Redis connection was released");
   return u;
 }
 
@@ -82,6 +95,7 @@ static int redis_open(lua_State *L) {
   snprintf(pool_name, sizeof pool_name, "redis:%s", name);
   u = ss_newuserdata(L, sizeof *u);
   u->pool = NULL;
+  u->lease = NULL;
   u->null_nil = strcmp(null_mode, "nil") == 0;
   luaL_setmetatable(L, SS_REDIS_MT);
   if (!(u->pool = ss_pool_open(pool_name, url, &cfg, &ss_redis_pool_ops, s, &err))) return ss_push_fail(L, &err);
@@ -194,17 +208,17 @@ static void push_reply(lua_State *L, const redisReply *r, int null_nil, int dept
 /* Borrows a connection, runs the n commands in a, gives it back, and
  * leaves the replies in box. 0, or -1 with err set. */
 static int run(redis_ud *u, args *a, size_t n, const int *argc, replies_box *box, ss_error *err) {
-  ss_pool_lease *lease = ss_pool_acquire(u->pool, err);
+  ss_pool_lease *lease = u->lease ? u->lease : ss_pool_acquire(u->pool, err);
   int rc;
   if (!lease) return -1;
   box->replies = calloc(n ? n : 1, sizeof *box->replies);
   if (!box->replies) {
-    ss_pool_release(u->pool, lease);
+    if (!u->lease) ss_pool_release(u->pool, lease);
     return ss_error_set(err, SS_ERR_MEMORY, "out of memory reading replies");
   }
   rc = ss_redis_run(lease->conn, n, argc, a->argv, a->lens, box->replies, err);
   /* a broken connection is closed by the pool, never handed out again */
-  ss_pool_release(u->pool, lease);
+  if (!u->lease) ss_pool_release(u->pool, lease);
   if (rc == 0) box->n = n;
   return rc;
 }
@@ -220,7 +234,7 @@ static replies_box *push_box(lua_State *L) {
 /* h:call(command, ...) -> the reply, or nil, err (an error reply is
  * kind "redis" with Redis's own message). */
 static int redis_call(lua_State *L) {
-  redis_ud *u = check_redis(L);
+  redis_ud *u = check_target(L);
   int top = lua_gettop(L), i, argc;
   args a;
   ss_error err;
@@ -258,7 +272,7 @@ static int redis_call(lua_State *L) {
  * error table in its place), or nil, err when the connection failed.
  * commands: an array of arrays { command, args... }, sent in one write. */
 static int redis_pipeline(lua_State *L) {
-  redis_ud *u = check_redis(L);
+  redis_ud *u = check_target(L);
   lua_Integer n, i, j;
   args a;
   ss_error err;
@@ -321,6 +335,48 @@ static int redis_pipeline(lua_State *L) {
   return 1;
 }
 
+/* h:acquire() -> a connection of the pool's own, for commands that must
+ * share one; give it back with release() (a to-be-closed variable, or the
+ * collector, does it too). */
+static int redis_acquire(lua_State *L) {
+  redis_ud *u = check_redis(L), *c;
+  ss_error err;
+  c = ss_newuserdata(L, sizeof *c);
+  c->pool = NULL;
+  c->lease = NULL;
+  c->null_nil = u->null_nil;
+  luaL_setmetatable(L, SS_REDIS_CONN_MT);
+  if (!(c->lease = ss_pool_acquire(u->pool, &err))) return ss_push_fail(L, &err);
+  ss_pool_ref(u->pool);
+  c->pool = u->pool;
+  return 1;
+}
+
+static void give_back(redis_ud *c, int reclaimed) {
+  if (!c->lease) return;
+  ss_pool_release(c->pool, c->lease);
+  if (reclaimed) ss_pool_note_reclaimed(c->pool);
+  c->lease = NULL;
+  ss_pool_unref(c->pool);
+  c->pool = NULL;
+}
+
+static int conn_release(lua_State *L) {
+  give_back(luaL_checkudata(L, 1, SS_REDIS_CONN_MT), 0);
+  return 0;
+}
+
+static int conn_gc(lua_State *L) {
+  give_back(luaL_checkudata(L, 1, SS_REDIS_CONN_MT), 1);
+  return 0;
+}
+
+static int conn_tostring(lua_State *L) {
+  redis_ud *c = luaL_checkudata(L, 1, SS_REDIS_CONN_MT);
+  lua_pushfstring(L, "semstore.redis_conn(%s)", c->lease ? ss_pool_name(c->pool) : "released");
+  return 1;
+}
+
 static int redis_stats(lua_State *L) {
   ss_push_pool_stats(L, check_redis(L)->pool);
   return 1;
@@ -344,8 +400,13 @@ static int redis_tostring(lua_State *L) {
 void ss_open_redis(lua_State *L) {
   static const luaL_Reg methods[] = {{"call", redis_call},   {"run_pipeline", redis_pipeline},
                                      {"stats", redis_stats}, {"close", redis_close},
-                                     {NULL, NULL}};
+                                     {"acquire", redis_acquire}, {NULL, NULL}};
+  static const luaL_Reg conn_methods[] = {{"call", redis_call},
+                                          {"run_pipeline", redis_pipeline},
+                                          {"release", conn_release},
+                                          {NULL, NULL}};
   ss_register_type(L, SS_REDIS_MT, methods, redis_close, NULL, redis_tostring, "redis_methods");
+  ss_register_type(L, SS_REDIS_CONN_MT, conn_methods, conn_gc, conn_release, conn_tostring, "redis_conn_methods");
   luaL_newmetatable(L, SS_REPLIES_MT);
   lua_pushcfunction(L, replies_gc);
   lua_setfield(L, -2, "__gc");

@@ -13,21 +13,23 @@ function Redis:call(...)
   return self.handle:call(...)
 end
 
+local function queue(list, what, ...)
+  local n = select("#", ...)
+  if n == 0 then error(what .. " needs a command", 3) end
+  local command = { ... }
+  for i = 1, n do
+    if command[i] == nil then error(string.format("%s: argument %d is nil", what, i), 3) end
+  end
+  list[#list + 1] = command
+end
+
 local Pipeline = {}
 Pipeline.__index = Pipeline
 
 -- p:call(command, ...): queued, sent with the others in one write
 function Pipeline:call(...)
-  local n = select("#", ...)
-  if n == 0 then error("p:call() needs a command", 2) end
-  local command = { ... }
   -- a nil argument would be a hole the C side cannot see
-  for i = 1, n do
-    if command[i] == nil then
-      error(string.format("pipeline command %d: argument %d is nil", #self.commands + 1, i), 2)
-    end
-  end
-  self.commands[#self.commands + 1] = command
+  queue(self.commands, "p:call()", ...)
 end
 
 -- db.redis:pipeline(function(p) p:call(...); ... end) -> the array of
@@ -40,6 +42,75 @@ function Redis:pipeline(fn)
   local p = setmetatable({ commands = {} }, Pipeline)
   fn(p)
   return self.handle:run_pipeline(p.commands)
+end
+
+local Transaction = {}
+Transaction.__index = Transaction
+
+-- t:call(...) runs at once on the transaction's connection: after WATCH,
+-- before MULTI (the reads a transaction decides on)
+function Transaction:call(...) return self.conn:call(...) end
+
+-- t:queue(...) queues a command for MULTI ... EXEC
+function Transaction:queue(...) queue(self.commands, "t:queue()", ...) end
+
+local TRANSACTION_OPTIONS = { "watch" }
+
+local function is_error(v) return type(v) == "table" and rawget(v, "kind") ~= nil end
+
+-- db.redis:transaction(function(t) ... end, { watch = { keys } }): on one
+-- connection, WATCH the keys, run fn (t:call for reads, t:queue for the
+-- writes), then send MULTI, the queued commands and EXEC in one write.
+-- Returns EXEC's array of replies; nil and a "conflict" error when a
+-- watched key changed meanwhile (nothing ran: try again); nil and the
+-- first refused command's error when Redis refused to queue one (nothing
+-- ran either). If fn raises, nothing is sent, the connection is not reused,
+-- and the error goes on up.
+function Redis:transaction(fn, opts)
+  if type(fn) ~= "function" then
+    return nil, core.error { kind = "input", message = "transaction() takes a function" }
+  end
+  opts = opts or {}
+  local ok, err = core.check_keys(opts, TRANSACTION_OPTIONS, "transaction's options")
+  if not ok then return nil, err end
+  local watch = opts.watch or {}
+  if type(watch) ~= "table" then return nil, core.error { kind = "input", message = "watch must be an array of keys" } end
+  local conn
+  conn, err = self.handle:acquire()
+  if not conn then return nil, err end
+  local ran, result, failure = pcall(function()
+    if #watch > 0 then
+      local w, werr = conn:call("WATCH", table.unpack(watch))
+      if not w then return nil, werr end
+    end
+    local t = setmetatable({ conn = conn, commands = {} }, Transaction)
+    fn(t)
+    if #t.commands == 0 then
+      if #watch > 0 then conn:call "UNWATCH" end
+      return {}
+    end
+    local commands = { { "MULTI" } }
+    for _, c in ipairs(t.commands) do commands[#commands + 1] = c end
+    commands[#commands + 1] = { "EXEC" }
+    local replies, rerr = conn:run_pipeline(commands)
+    if not replies then return nil, rerr end
+    local exec = replies[#replies]
+    if exec == core.null then
+      return nil, core.error { kind = "conflict",
+        message = "a watched key changed: the transaction did not run (WATCH); try again" }
+    end
+    if is_error(exec) then
+      for i = 2, #replies - 1 do
+        if is_error(replies[i]) then return nil, replies[i] end
+      end
+      return nil, exec
+    end
+    return exec
+  end)
+  -- a WATCH or MULTI left open (fn raised) makes the pool close it
+  conn:release()
+  if not ran then error(result, 0) end
+  return result, failure
 end
 
 -- The pool's statistics, as db.pg:stats() gives PostgreSQL's.
