@@ -264,3 +264,50 @@ describe("redis transactions", function()
     pdb:close()
   end)
 end)
+
+describe("redis pub/sub", function()
+  it("delivers messages to an iterator, patterns included, and closes after the loop", function()
+    local ch = key "ch"
+    local iter, _, _, closing = assert(r:subscribe({ ch }, { timeout = 0.3, patterns = { ch .. ".*" } }))
+    assert.equal(1, r:call("PUBLISH", ch, "hello\0bin"))
+    assert.equal(1, r:call("PUBLISH", ch .. ".x", "n1"))
+    local got = {}
+    for m in iter, nil, nil, closing do got[#got + 1] = m end
+    assert.same({ kind = "message", channel = ch, data = "hello\0bin" }, got[1])
+    assert.same({ kind = "pmessage", pattern = ch .. ".*", channel = ch .. ".x", data = "n1" }, got[2])
+    assert.equal(2, #got)
+    assert.matches("closed", tostring(closing))
+    -- the subscriber was its own connection: the pool lent nothing
+    assert.equal(0, r:stats().in_use)
+  end)
+
+  it("calls fn for each message until it returns false, or times out", function()
+    local ch = key "ch"
+    -- published from another process while this one waits
+    os.execute(string.format("(sleep 0.3; redis-cli -u %s PUBLISH %s one >/dev/null; redis-cli -u %s PUBLISH %s two >/dev/null) &",
+      helpers.shell_quote(URL), ch, helpers.shell_quote(URL), ch))
+    local got = {}
+    assert.is_true(r:subscribe({ ch }, function(m)
+      got[#got + 1] = m.data
+      return #got < 2
+    end, { timeout = 5 }))
+    assert.same({ "one", "two" }, got)
+    local ok, err = r:subscribe({ ch }, function() end, { timeout = 0.2 })
+    assert.is_nil(ok)
+    assert.equal("timeout", err.kind)
+    -- fn raising: the error goes on up, and the subscriber is closed
+    os.execute(string.format("(sleep 0.3; redis-cli -u %s PUBLISH %s three >/dev/null) &", helpers.shell_quote(URL), ch))
+    assert.has_error(function() r:subscribe({ ch }, function() error("stop", 0) end, { timeout = 5 }) end, "stop")
+    local subscribers
+    for _ = 1, 50 do -- the server notices the closed connection at once, or nearly
+      subscribers = r:call("PUBSUB", "NUMSUB", ch)[2]
+      if subscribers == 0 then break end
+      require("semstore.core").sleep(0.02)
+    end
+    assert.equal(0, subscribers)
+    ok, err = r:subscribe({}, function() end)
+    assert.equal("input", err.kind)
+    ok, err = r:subscribe({ ch }, function() end, { timout = 1 })
+    assert.matches("timout", err.message)
+  end)
+end)

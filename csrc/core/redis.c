@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <hiredis/hiredis.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -302,6 +303,46 @@ int ss_redis_run(ss_redis *r, size_t n, const int *argc, const char **argv, cons
 
 void ss_redis_free_reply(struct redisReply *reply) {
   if (reply) freeReplyObject(reply);
+}
+
+int ss_redis_send(ss_redis *r, int argc, const char **argv, const size_t *lens, ss_error *err) {
+  int done = 0;
+  if (r->broken) return ss_error_set(err, SS_ERR_CONNECTION, "this Redis connection failed before");
+  r->dirty = 1;
+  if (redisAppendCommandArgv(r->c, argc, argv, lens) != REDIS_OK) return context_error(r, err);
+  while (!done)
+    if (redisBufferWrite(r->c, &done) != REDIS_OK) return context_error(r, err);
+  return 0;
+}
+
+int ss_redis_next(ss_redis *r, double timeout, struct redisReply **reply, ss_error *err) {
+  void *got = NULL;
+  double deadline = timeout >= 0 ? ss_monotonic() + timeout : 0;
+  *reply = NULL;
+  if (r->broken) return ss_error_set(err, SS_ERR_CONNECTION, "this Redis connection failed before");
+  if (redisGetReplyFromReader(r->c, &got) != REDIS_OK) return context_error(r, err);
+  while (!got) {
+    /* wait on the socket ourselves: a read timeout would leave hiredis's
+     * context unusable, and no message in time is not a failure here */
+    struct pollfd p;
+    int ms = -1, n;
+    if (timeout >= 0) {
+      double left = deadline - ss_monotonic();
+      if (left <= 0) return 0;
+      ms = (int)(left * 1000) + 1;
+    }
+    p.fd = r->c->fd;
+    p.events = POLLIN;
+    p.revents = 0;
+    n = poll(&p, 1, ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return ss_error_set(err, SS_ERR_CONNECTION, "waiting for Redis: %s", strerror(errno));
+    if (n == 0) return 0;
+    if (redisBufferRead(r->c) != REDIS_OK || redisGetReplyFromReader(r->c, &got) != REDIS_OK)
+      return context_error(r, err);
+  }
+  *reply = got;
+  return 0;
 }
 
 /* ---- the pool's operations ---- */

@@ -49,6 +49,14 @@ int ss_redis_run(ss_redis *r, size_t n, const int *argc, const char **argv, cons
                  struct redisReply **replies, ss_error *err);
 void ss_redis_free_reply(struct redisReply *reply);
 
+/* For a subscriber's own connection: sends one command without reading a
+ * reply (SUBSCRIBE's confirmations come as messages); and waits up to
+ * timeout seconds (< 0: no limit) for the next message: 0 with *reply set,
+ * 0 with *reply NULL when the time ran out (the connection is still good),
+ * -1 with err set when the connection failed. */
+int ss_redis_send(ss_redis *r, int argc, const char **argv, const size_t *lens, ss_error *err);
+int ss_redis_next(ss_redis *r, double timeout, struct redisReply **reply, ss_error *err);
+
 /* For the generic pool: ctx is an ss_redis_settings the pool owns (made
  * with malloc). ping with `deep` sends PING. */
 extern const ss_pool_ops ss_redis_pool_ops;

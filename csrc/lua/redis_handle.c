@@ -13,6 +13,7 @@
 
 #define SS_REDIS_MT "semstore.redis"
 #define SS_REDIS_CONN_MT "semstore.redis_conn"
+#define SS_REDIS_SUB_MT "semstore.redis_subscriber"
 #define SS_REPLIES_MT "semstore.redis_replies"
 #define MAX_DEPTH 64
 
@@ -377,6 +378,100 @@ static int conn_tostring(lua_State *L) {
   return 1;
 }
 
+/* ---- a subscriber: a connection of its own, outside the pool ---- */
+
+typedef struct {
+  ss_redis *r;
+} sub_ud;
+
+static ss_redis *check_sub(lua_State *L) {
+  sub_ud *s = luaL_checkudata(L, 1, SS_REDIS_SUB_MT);
+  if (!s->r) luaL_error(L, "this Redis subscriber was closed");
+  return s->r;
+}
+
+/* h:subscriber() -> a new connection for SUBSCRIBE, with the pool's
+ * settings (a subscribed connection can run nothing else, so it is never
+ * a pooled one). */
+static int redis_subscriber(lua_State *L) {
+  redis_ud *u = check_redis(L);
+  ss_error err;
+  sub_ud *s = ss_newuserdata(L, sizeof *s);
+  s->r = NULL;
+  luaL_setmetatable(L, SS_REDIS_SUB_MT);
+  if (!(s->r = ss_redis_connect(ss_pool_ctx(u->pool), &err))) return ss_push_fail(L, &err);
+  return 1;
+}
+
+/* sub:send(command, ...) -> true, or nil, err: SUBSCRIBE, PSUBSCRIBE,
+ * UNSUBSCRIBE, PING; their confirmations come back through next(). */
+static int sub_send(lua_State *L) {
+  ss_redis *r = check_sub(L);
+  int top = lua_gettop(L), i;
+  args a;
+  ss_error err;
+  memset(&a, 0, sizeof a);
+  ss_error_clear(&err);
+  if (top < 2) return luaL_error(L, "send() needs a command");
+  a.nums = ss_push_scratch(L);
+  for (i = 2; i <= top; i++) {
+    if (add_arg(L, i, &a, "the command's", i - 1, &err)) {
+      free_args(&a);
+      return ss_push_fail(L, &err);
+    }
+  }
+  settle(&a);
+  if (ss_redis_send(r, (int)a.n, a.argv, a.lens, &err)) {
+    free_args(&a);
+    return ss_push_fail(L, &err);
+  }
+  free_args(&a);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* sub:next(timeout) -> the next message as Redis sends it (an array such
+ * as { "message", channel, data }), false when timeout seconds passed
+ * without one (nil or negative: no limit), or nil, err when the
+ * connection failed. */
+static int sub_next(lua_State *L) {
+  ss_redis *r = check_sub(L);
+  double timeout = luaL_optnumber(L, 2, -1);
+  replies_box *box;
+  ss_error err;
+  redisReply *reply;
+  if (timeout != timeout) return luaL_argerror(L, 2, "the timeout is NaN");
+  box = push_box(L);
+  if (ss_redis_next(r, timeout, &reply, &err)) return ss_push_fail(L, &err);
+  if (!reply) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  box->replies = malloc(sizeof *box->replies);
+  if (!box->replies) {
+    ss_redis_free_reply(reply);
+    return luaL_error(L, "out of memory");
+  }
+  box->replies[0] = reply;
+  box->n = 1;
+  push_reply(L, reply, 0, 1);
+  free_replies(box);
+  return 1;
+}
+
+static int sub_close(lua_State *L) {
+  sub_ud *s = luaL_checkudata(L, 1, SS_REDIS_SUB_MT);
+  ss_redis_close(s->r);
+  s->r = NULL;
+  return 0;
+}
+
+static int sub_tostring(lua_State *L) {
+  sub_ud *s = luaL_checkudata(L, 1, SS_REDIS_SUB_MT);
+  lua_pushstring(L, s->r ? "semstore.redis_subscriber" : "semstore.redis_subscriber(closed)");
+  return 1;
+}
+
 static int redis_stats(lua_State *L) {
   ss_push_pool_stats(L, check_redis(L)->pool);
   return 1;
@@ -400,13 +495,16 @@ static int redis_tostring(lua_State *L) {
 void ss_open_redis(lua_State *L) {
   static const luaL_Reg methods[] = {{"call", redis_call},   {"run_pipeline", redis_pipeline},
                                      {"stats", redis_stats}, {"close", redis_close},
-                                     {"acquire", redis_acquire}, {NULL, NULL}};
+                                     {"acquire", redis_acquire}, {"subscriber", redis_subscriber},
+                                     {NULL, NULL}};
+  static const luaL_Reg sub_methods[] = {{"send", sub_send}, {"next", sub_next}, {"close", sub_close}, {NULL, NULL}};
   static const luaL_Reg conn_methods[] = {{"call", redis_call},
                                           {"run_pipeline", redis_pipeline},
                                           {"release", conn_release},
                                           {NULL, NULL}};
   ss_register_type(L, SS_REDIS_MT, methods, redis_close, NULL, redis_tostring, "redis_methods");
   ss_register_type(L, SS_REDIS_CONN_MT, conn_methods, conn_gc, conn_release, conn_tostring, "redis_conn_methods");
+  ss_register_type(L, SS_REDIS_SUB_MT, sub_methods, sub_close, sub_close, sub_tostring, "redis_subscriber_methods");
   luaL_newmetatable(L, SS_REPLIES_MT);
   lua_pushcfunction(L, replies_gc);
   lua_setfield(L, -2, "__gc");

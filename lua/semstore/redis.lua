@@ -113,6 +113,103 @@ function Redis:transaction(fn, opts)
   return result, failure
 end
 
+local SUBSCRIBE_OPTIONS = { "timeout", "patterns" }
+
+local function strings(list, what)
+  if type(list) ~= "table" then return nil, what .. " must be an array of names" end
+  for i, v in ipairs(list) do
+    if type(v) ~= "string" then return nil, string.format("%s[%d] must be a string", what, i) end
+  end
+  return true
+end
+
+-- Messages for channels (and patterns) on a connection of their own.
+--   db.redis:subscribe(channels, fn, opts): fn(message) for each message,
+--   until fn returns false (then true), or opts.timeout seconds pass with
+--   no message (then nil and a "timeout" error), or the connection fails.
+--   for message in db.redis:subscribe(channels, opts) do ... end: the loop
+--   ends after opts.timeout seconds with no message; a failure raises.
+-- A message is { kind = "message", channel =, data = } or, for
+-- opts.patterns, { kind = "pmessage", pattern =, channel =, data = }. The
+-- subscriptions are confirmed before subscribe returns or calls fn, so a
+-- message published after that is delivered. Without opts.timeout it
+-- waits for ever.
+function Redis:subscribe(channels, fn, opts)
+  if type(fn) == "table" and opts == nil then fn, opts = nil, fn end
+  opts = opts or {}
+  local ok, err = core.check_keys(opts, SUBSCRIBE_OPTIONS, "subscribe's options")
+  if not ok then return nil, err end
+  local patterns = opts.patterns or {}
+  local why
+  ok, why = strings(channels, "channels")
+  if ok then ok, why = strings(patterns, "patterns") end
+  if ok and #channels + #patterns == 0 then ok, why = false, "subscribe needs channels or patterns" end
+  local timeout = opts.timeout
+  if ok and timeout ~= nil and (type(timeout) ~= "number" or not (timeout >= 0)) then
+    ok, why = false, "timeout must be a number of seconds"
+  end
+  if fn ~= nil and type(fn) ~= "function" then ok, why = false, "subscribe's second argument is a function or the options" end
+  if not ok then return nil, core.error { kind = "input", message = why } end
+  local sub
+  sub, err = self.handle:subscriber()
+  if not sub then return nil, err end
+  local function fail(e)
+    sub:close()
+    return nil, e
+  end
+  if #channels > 0 then
+    ok, err = sub:send("SUBSCRIBE", table.unpack(channels))
+    if not ok then return fail(err) end
+  end
+  if #patterns > 0 then
+    ok, err = sub:send("PSUBSCRIBE", table.unpack(patterns))
+    if not ok then return fail(err) end
+  end
+  -- each channel and pattern is confirmed by a message of its own
+  local confirmed, deadline = 0, core.monotime() + (timeout or 30)
+  while confirmed < #channels + #patterns do
+    local m
+    m, err = sub:next(math.max(0, deadline - core.monotime()))
+    if m == nil then return fail(err) end
+    if m == false then
+      return fail(core.error { kind = "timeout", message = "Redis did not confirm the subscriptions in time" })
+    end
+    if m[1] == "subscribe" or m[1] == "psubscribe" then confirmed = confirmed + 1 end
+  end
+  -- the next message, nil when the time ran out, or nil, err
+  local function next_message()
+    while true do
+      local m, e = sub:next(timeout)
+      if m == nil then return nil, e end
+      if m == false then return nil end
+      if m[1] == "message" then return { kind = "message", channel = m[2], data = m[3] } end
+      if m[1] == "pmessage" then return { kind = "pmessage", pattern = m[2], channel = m[3], data = m[4] } end
+    end
+  end
+  if fn == nil then
+    -- the subscriber is the loop's closing value: it closes when the loop
+    -- ends, by break or error too
+    return function()
+      local m, e = next_message()
+      if e then error(e, 2) end
+      return m
+    end, nil, nil, sub
+  end
+  local ran, result, failure = pcall(function()
+    while true do
+      local m, e = next_message()
+      if e then return nil, e end
+      if not m then
+        return nil, core.error { kind = "timeout", message = string.format("no message in %g s", timeout) }
+      end
+      if fn(m) == false then return true end
+    end
+  end)
+  sub:close()
+  if not ran then error(result, 0) end
+  return result, failure
+end
+
 -- The pool's statistics, as db.pg:stats() gives PostgreSQL's.
 function Redis:stats() return self.handle:stats() end
 
