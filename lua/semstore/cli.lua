@@ -1,7 +1,6 @@
 -- The `semstore` command. bin/semstore only calls cli.main(arg) and exits
 -- with what it returns: 0 success, 1 failure, 2 a usage error.
 local semstore = require "semstore"
-local core = require "semstore.core"
 local config = require "semstore.config"
 
 local cli = {}
@@ -217,42 +216,17 @@ function Command:health(args)
     self:out("postgres   FAILED  %s", tostring(err))
     return 1
   end
-  local started = core.monotime()
-  local rows
-  rows, err = db.pg:query "SELECT current_setting('server_version') AS version, current_database() AS db"
-  local ms = (core.monotime() - started) * 1000
-  local status = 0
-  if not rows then
-    self:out("postgres   FAILED  %s (%s)", tostring(err), db.target)
-    status = 1
-  else
-    self:out("postgres   ok      %.1f ms  PostgreSQL %s, database %s (%s)", ms, rows[1].version, rows[1].db, db.target)
-  end
-  started = core.monotime()
-  local pong
-  pong, err = db.redis:call "PING"
-  ms = (core.monotime() - started) * 1000
-  if not pong then
-    self:out("redis      FAILED  %s (%s)", tostring(err), db.redis_target)
-    status = 1
-  else
-    self:out("redis      ok      %.1f ms  %s (%s)", ms, pong, db.redis_target)
-  end
-  -- Qdrant only when it is configured (connect{} or QDRANT_*)
-  if db.qdrant ~= require("semstore.qdrant").unconfigured then
-    started = core.monotime()
-    local names
-    names, err = db.qdrant:list_collections()
-    ms = (core.monotime() - started) * 1000
-    if not names then
-      self:out("qdrant     FAILED  %s (%s)", tostring(err), db.qdrant:url())
-      status = 1
-    else
-      self:out("qdrant     ok      %.1f ms  %d collections (%s)", ms, #names, db.qdrant:url())
+  local report = db:health()
+  db:close()
+  for _, store in ipairs { "postgres", "redis", "qdrant" } do
+    local h = report[store]
+    if h and h.ok then
+      self:out("%-10s ok      %.1f ms  %s (%s)", store, h.ms, h.info, h.target)
+    elseif h then
+      self:out("%-10s FAILED  %s (%s)", store, tostring(h.error), h.target)
     end
   end
-  db:close()
-  return status
+  return report.ok and 0 or 1
 end
 
 -- `run` and `seed`: the script's globals fall back to the real ones, so

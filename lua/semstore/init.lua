@@ -80,6 +80,39 @@ function DB:close()
   if self.qdrant ~= qdrant.unconfigured then self.qdrant:close() end
 end
 
+-- Times one check: { ok, ms, info, target } or { ok = false, error, target }.
+local function check(target, fn)
+  local started = core.monotime()
+  local info, err = fn()
+  local ms = (core.monotime() - started) * 1000
+  if info == nil then return { ok = false, error = err, ms = ms, target = target } end
+  return { ok = true, ms = ms, info = info, target = target }
+end
+
+-- db:health() -> { ok =, postgres = {...}, redis = {...}, qdrant = {...} }:
+-- one round trip to each store (Qdrant only when it is configured); each
+-- entry has ok, ms, target (printable: no password) and info or error.
+function DB:health()
+  local report = { ok = true }
+  report.postgres = check(self.target, function()
+    local rows, err = self.pg:query "SELECT current_setting('server_version') AS version, current_database() AS db"
+    if not rows then return nil, err end
+    return string.format("PostgreSQL %s, database %s", rows[1].version, rows[1].db)
+  end)
+  report.redis = check(self.redis_target, function() return self.redis:call "PING" end)
+  if self.qdrant ~= qdrant.unconfigured then
+    report.qdrant = check(self.qdrant:url(), function()
+      local names, err = self.qdrant:list_collections()
+      if not names then return nil, err end
+      return string.format("%d collections", #names)
+    end)
+  end
+  for _, store in ipairs { "postgres", "redis", "qdrant" } do
+    if report[store] and not report[store].ok then report.ok = false end
+  end
+  return report
+end
+
 -- What connect knows; anything else is refused, so a typo never falls back
 -- to DATABASE_URL or a default in silence.
 local CONNECT_OPTIONS = { "name", "postgres", "pool", "null", "qdrant", "redis" }
