@@ -8,6 +8,9 @@ local helpers = require "support.helpers"
 local URL = assert(os.getenv "REDIS_URL", "run the specs through scripts/test.sh, which sets REDIS_URL")
 local DOWN = "redis://app:hunter2-pw@127.0.0.1:1/0" -- nobody listens on port 1
 
+-- valgrind slows this process (not redis-server): time bounds stretch
+local SLOW = helpers.under_valgrind and 10 or 1
+
 local tag = assert(io.open "/proc/sys/kernel/random/uuid"):read("l"):sub(1, 8)
 local counter = 0
 -- A prefix no other test (or run) uses.
@@ -61,9 +64,9 @@ describe("cache values", function()
     assert.is_true(cache:set("ttl", { 1 }, 300))
     local pttl = r:call("PTTL", cache.prefix .. "ttl")
     assert.is_true(pttl > 299000 and pttl <= 300000, tostring(pttl))
-    assert.is_true(cache:set("short", "x", 0.05))
+    assert.is_true(cache:set("short", "x", 0.3 * SLOW))
     assert.equal("x", cache:get "short")
-    helpers.sleep(0.15)
+    helpers.sleep(0.5 * SLOW)
     assert.is_nil(cache:get "short")
     assert.equal(0, r:call("EXISTS", cache.prefix .. "short"))
   end)
@@ -114,7 +117,7 @@ describe("cache values", function()
     refused(cache:get_many "k")
     refused(cache:get_many { "a", 2 })
     refused(cache:set(42, 1, 60))
-    for _, ttl in ipairs { 0, -1, "60", 0 / 0, math.huge, false } do refused(cache:set("bad", 1, ttl)) end
+    for _, ttl in ipairs { 0, -1, "60", 0 / 0, math.huge, 2 ^ 60, false } do refused(cache:set("bad", 1, ttl)) end
     refused(cache:set("bad", 1))
     for _, value in ipairs { print, 0 / 0, math.huge, { f = print } } do refused(cache:set("bad", value, 60)) end
     refused(cache:set("bad", nil, 60))
@@ -174,7 +177,7 @@ describe("cache prefixes", function()
     local cdb = cache_db()
     local cache, p = cdb.cache, cdb.cache.prefix
     local other = fresh_prefix()
-    local N = 50000
+    local N = helpers.under_valgrind and 5000 or 50000
     for first = 1, N, 5000 do
       assert(r:pipeline(function(pl)
         for i = first, first + 4999 do pl:call("SET", p .. "doc:" .. i, "1") end
@@ -190,8 +193,8 @@ describe("cache prefixes", function()
     local unlinks = tonumber(r:call("INFO", "commandstats"):match "cmdstat_unlink:calls=(%d+)" or 0)
     assert.equal(N, cache:delete_matching "doc:*")
     local batches = tonumber(r:call("INFO", "commandstats"):match "cmdstat_unlink:calls=(%d+)") - unlinks
-    assert.is_true(batches > 1, "one UNLINK for 50,000 keys")
-    assert.equal(0, r:call("EXISTS", p .. "doc:1", p .. "doc:25000", p .. "doc:50000"))
+    assert.is_true(batches > 1, "one UNLINK for all the keys")
+    assert.equal(0, r:call("EXISTS", p .. "doc:1", p .. "doc:" .. N // 2, p .. "doc:" .. N))
     local left = 0
     for _, pat in ipairs { p .. "user:*", other .. "doc:*", p .. "xdoc:*" } do
       local cursor = "0"
@@ -341,7 +344,7 @@ describe("cache remember", function()
     assert.equal(0, r:call("EXISTS", lock_key(cdb.cache, "boom")))
     local t0 = core.monotime()
     assert.equal(1, cdb.cache:remember("boom", 60, function() return 1 end))
-    assert.is_true(core.monotime() - t0 < 0.5)
+    assert.is_true(core.monotime() - t0 < 0.5 * SLOW)
     local raised = select(2, pcall(cdb.cache.remember, cdb.cache, "t", 60, function() error({ code = 7 }) end))
     assert.same({ code = 7 }, raised) -- re-raised as it was
     cdb:close()
@@ -354,7 +357,7 @@ describe("cache remember", function()
     local t0 = core.monotime()
     assert.equal("mine", cdb.cache:remember("held", 60, function() return "mine" end))
     local waited = core.monotime() - t0
-    assert.is_true(waited >= 0.3 and waited < 1.5, tostring(waited))
+    assert.is_true(waited >= 0.3 and waited < 1.5 * SLOW, tostring(waited))
     assert.equal("someone-else", r:call("GET", lock))
     assert.equal("mine", cdb.cache:get "held")
     cdb:close()
@@ -366,7 +369,7 @@ describe("cache remember", function()
     local t0 = core.monotime()
     assert.equal(2, cdb.cache:remember("gone", 60, function() return 2 end))
     local waited = core.monotime() - t0
-    assert.is_true(waited >= 0.15 and waited < 1, tostring(waited))
+    assert.is_true(waited >= 0.15 and waited < 1 * SLOW, tostring(waited))
     assert.equal(0, r:call("EXISTS", lock_key(cdb.cache, "gone")))
     cdb:close()
   end)

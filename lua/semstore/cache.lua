@@ -42,8 +42,11 @@ local function input_error(fmt, ...)
   return nil, core.error { kind = "input", message = string.format(fmt, ...) }
 end
 
+-- Seconds become integer milliseconds for PX, exact up to 2^53.
+local MAX_SECONDS = 2 ^ 53 / 1000
+
 local function positive(v)
-  return type(v) == "number" and v > 0 and v < math.huge
+  return type(v) == "number" and v > 0 and v < MAX_SECONDS
 end
 
 -- Milliseconds for PX, at least 1 so a tiny TTL still expires rather than
@@ -101,7 +104,7 @@ function Cache:_failed(err)
   self.counts.last_error = config.redact(tostring(err))
   if not self.failing then
     self.failing = true
-    self.logger("Redis unreachable, the cache acts as empty: " .. self.counts.last_error)
+    self.logger("Redis failed, the cache acts as empty until it answers: " .. self.counts.last_error)
   end
 end
 
@@ -146,7 +149,7 @@ end
 
 local function check_ttl(ttl, what)
   if not positive(ttl) then
-    return input_error("%s takes a TTL in seconds, a positive number, not %s", what, tostring(ttl))
+    return input_error("%s takes a TTL in seconds, a positive number below 2^53 ms, not %s", what, tostring(ttl))
   end
   return true
 end
