@@ -70,6 +70,15 @@ describe("the public API", function()
     end
   end)
 
+  it("documents every method of db.cache", function()
+    for name, v in pairs(require("semstore.cache").methods) do
+      if type(v) == "function" and not name:find "^_" then
+        assert.truthy(text:find("db.cache:" .. name .. "(", 1, true) or text:find("%f[%w_.]cache:" .. name .. "%("),
+          "README lacks db.cache:" .. name)
+      end
+    end
+  end)
+
   it("documents every command of bin/semstore", function()
     local cli = assert(io.open "lua/semstore/cli.lua"):read "a"
     for name in cli:match("local COMMANDS = (%b{})"):gmatch "\n%s+(%w+) =" do

@@ -5,6 +5,7 @@ local core = require "semstore.core"
 local config = require "semstore.config"
 local qdrant = require "semstore.qdrant"
 local redis = require "semstore.redis"
+local cache = require "semstore.cache"
 
 local semstore = {
   null = core.null,   -- SQL NULL; the same value as cjson.null
@@ -115,7 +116,7 @@ end
 
 -- What connect knows; anything else is refused, so a typo never falls back
 -- to DATABASE_URL or a default in silence.
-local CONNECT_OPTIONS = { "name", "postgres", "pool", "null", "qdrant", "redis" }
+local CONNECT_OPTIONS = { "name", "postgres", "pool", "null", "qdrant", "redis", "cache" }
 
 -- semstore.connect{ name =, postgres = URL | conninfo | table, pool = {...},
 -- qdrant = URL | table, redis = URL | table }
@@ -159,6 +160,12 @@ function semstore.connect(opts)
     return nil, err
   end
   db.redis, db.redis_target = redis.new(redis_handle), config.redact(redis_opts.url)
+  db.cache, err = cache.new(db.redis, opts.cache)
+  if not db.cache then
+    pg:close()
+    redis_handle:close()
+    return nil, err
+  end
   db.qdrant = qdrant.unconfigured
   if qdrant_opts then
     local handle
