@@ -3,21 +3,25 @@
 # to one core and the Lua client to the other, so the scheduler moving them
 # around does not drown the differences being measured.
 # The Qdrant benchmark writes to a sink of its own (the Qdrant stand-in in
-# --sink mode), pinned the same way.
-#   bash bench/run.sh [ARGS]          pg_query_bench.lua ARGS, then chunks_bench.lua and qdrant_bench.lua with their defaults
+# --sink mode), pinned the same way; the Redis benchmark pins redis-server
+# to that core too.
+#   bash bench/run.sh [ARGS]          pg_query_bench.lua ARGS, then chunks_bench.lua, qdrant_bench.lua and redis_bench.lua with their defaults
 #   bash bench/run.sh query [ARGS]    only pg_query_bench.lua [rounds]
 #   bash bench/run.sh chunks [ARGS]   only chunks_bench.lua [rows] [rounds] [--rss [N]]
 #   bash bench/run.sh qdrant [ARGS]   only qdrant_bench.lua [points] [rounds]
+#   bash bench/run.sh redis [ARGS]    only redis_bench.lua [keys] [rounds] [pipeline]
+# SEMSTORE_BENCH_BUILD names the build folder (default build).
 set -euo pipefail
 bench=all
 case "${1:-}" in
-  query|chunks|qdrant) bench=$1; shift ;;
+  query|chunks|qdrant|redis) bench=$1; shift ;;
 esac
 cd "$(dirname "$0")/.."
 root=$(pwd)
 bash scripts/install-deps.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j2 >/dev/null
+build=${SEMSTORE_BENCH_BUILD:-build}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j2 >/dev/null
 # the Qdrant benchmark's own needs: LuaSocket for its peer (b), the official
 # JS client for its peer (a)
 qdrant_deps() {
@@ -28,6 +32,15 @@ qdrant_deps() {
   fi
   if [ ! -d bench/js/node_modules ]; then
     (cd bench/js && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+}
+# the Redis benchmark's own needs: its peer, Debian's lua-redis (Lua 5.1-5.3
+# only) under lua5.1, over LuaSocket; redis-benchmark comes with redis-server
+redis_deps() {
+  if ! lua5.1 -e 'require "redis"; require "socket"' 2>/dev/null; then
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get install -y lua5.1 lua-socket lua-redis >/dev/null
   fi
 }
 # servers of this run's own, in a folder of its own
@@ -58,19 +71,32 @@ if [ "$bench" != qdrant ]; then
   # backends fork from the postmaster and inherit its core
   taskset -a -cp 1 "$(head -n 1 "$SEMSTORE_TEST_PG_DATA/postmaster.pid")" >/dev/null
 fi
-export LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;'
+export LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH="$build/?.so;;"
 qdrant() {
   qdrant_deps
   start_sink
   QDRANT_URL=$QDRANT_URL SINK_PID=$sink_pid taskset -c 0 lua5.4 bench/qdrant_bench.lua "$@"
 }
+redis() {
+  redis_deps
+  local port pid
+  port=${REDIS_URL##*:}
+  port=${port%%/*}
+  pid=$(redis-cli -p "$port" info server | tr -d '\r' | sed -n 's/^process_id://p')
+  [ -n "$pid" ] || { echo "run.sh: no redis-server answers on port $port" >&2; exit 1; }
+  # redis-server on core 1 (with its background threads), the clients on core 0
+  taskset -a -cp 1 "$pid" >/dev/null
+  REDIS_PID=$pid taskset -c 0 lua5.4 bench/redis_bench.lua "$@"
+}
 case "$bench" in
   query) taskset -c 0 lua5.4 bench/pg_query_bench.lua "$@" ;;
   chunks) taskset -c 0 lua5.4 bench/chunks_bench.lua "$@" ;;
   qdrant) qdrant "$@" ;;
+  redis) redis "$@" ;;
   all)
     taskset -c 0 lua5.4 bench/pg_query_bench.lua "$@"
     taskset -c 0 lua5.4 bench/chunks_bench.lua
     qdrant
+    redis
     ;;
 esac
