@@ -113,9 +113,17 @@ typedef struct {
   ss_buf *nums;
 } args;
 
-/* Appends the value at idx as one argument: a string as it is, an integer
- * or a float as exact text. */
-static int add_arg(lua_State *L, int idx, args *a, const char *where, lua_Integer i, ss_error *err) {
+/* "the command's", or "command 3's" in a pipeline (cmd > 0): for errors */
+static const char *where(char *buf, size_t size, lua_Integer cmd) {
+  if (cmd == 0) return "the command's";
+  snprintf(buf, size, "command %lld's", (long long)cmd);
+  return buf;
+}
+
+/* Appends the value at idx as argument i of command cmd (0 outside a
+ * pipeline): a string as it is, an integer or a float as exact text. */
+static int add_arg(lua_State *L, int idx, args *a, lua_Integer cmd, lua_Integer i, ss_error *err) {
+  char label[48];
   if (a->n == a->cap) {
     size_t cap = a->cap ? a->cap * 2 : 16;
     const char **argv = realloc(a->argv, cap * sizeof *argv);
@@ -139,7 +147,8 @@ static int add_arg(lua_State *L, int idx, args *a, const char *where, lua_Intege
       len = snprintf(num, sizeof num, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
     } else {
       double d = lua_tonumber(L, idx);
-      if (isnan(d)) return ss_error_set(err, SS_ERR_INPUT, "%s argument %lld is NaN", where, (long long)i);
+      if (isnan(d))
+        return ss_error_set(err, SS_ERR_INPUT, "%s argument %lld is NaN", where(label, sizeof label, cmd), (long long)i);
       /* Redis spells infinities inf and -inf (ZADD, ZRANGEBYSCORE) */
       len = isinf(d) ? snprintf(num, sizeof num, d > 0 ? "inf" : "-inf") : ss_format_double(num, sizeof num, d);
     }
@@ -149,8 +158,8 @@ static int add_arg(lua_State *L, int idx, args *a, const char *where, lua_Intege
     break;
   }
   default:
-    return ss_error_set(err, SS_ERR_INPUT, "%s argument %lld is a %s: Redis takes strings and numbers", where,
-                        (long long)i, luaL_typename(L, idx));
+    return ss_error_set(err, SS_ERR_INPUT, "%s argument %lld is a %s: Redis takes strings and numbers",
+                        where(label, sizeof label, cmd), (long long)i, luaL_typename(L, idx));
   }
   a->n++;
   return 0;
@@ -246,7 +255,7 @@ static int redis_call(lua_State *L) {
   a.nums = ss_push_scratch(L);
   box = push_box(L);
   for (i = 2; i <= top; i++) {
-    if (add_arg(L, i, &a, "the command's", i - 1, &err)) {
+    if (add_arg(L, i, &a, 0, i - 1, &err)) {
       free_args(&a);
       return ss_push_fail(L, &err);
     }
@@ -296,23 +305,26 @@ static int redis_pipeline(lua_State *L) {
   argc = (int *)(void *)counts->data;
   for (i = 1; i <= n; i++) {
     lua_Integer m;
-    char where[48];
+    int isint;
     if (lua_rawgeti(L, 2, i) != LUA_TTABLE) {
       free_args(&a);
       ss_error_set(&err, SS_ERR_INPUT, "command %lld of the pipeline is not an array", (long long)i);
       return ss_push_fail(L, &err);
     }
-    m = (lua_Integer)lua_rawlen(L, -1);
+    /* n, as table.pack sets it, counts a nil argument that # could miss */
+    lua_getfield(L, -1, "n");
+    m = lua_tointegerx(L, -1, &isint);
+    lua_pop(L, 1);
+    if (!isint) m = (lua_Integer)lua_rawlen(L, -1);
     if (m < 1 || m > INT32_MAX) {
       free_args(&a);
       ss_error_set(&err, SS_ERR_INPUT, "command %lld of the pipeline is empty", (long long)i);
       return ss_push_fail(L, &err);
     }
-    snprintf(where, sizeof where, "command %lld's", (long long)i);
     for (j = 1; j <= m; j++) {
       lua_rawgeti(L, -1, j);
       /* the value stays reachable through the command's table */
-      if (add_arg(L, lua_gettop(L), &a, where, j, &err)) {
+      if (add_arg(L, lua_gettop(L), &a, i, j, &err)) {
         free_args(&a);
         return ss_push_fail(L, &err);
       }
@@ -415,7 +427,7 @@ static int sub_send(lua_State *L) {
   if (top < 2) return luaL_error(L, "send() needs a command");
   a.nums = ss_push_scratch(L);
   for (i = 2; i <= top; i++) {
-    if (add_arg(L, i, &a, "the command's", i - 1, &err)) {
+    if (add_arg(L, i, &a, 0, i - 1, &err)) {
       free_args(&a);
       return ss_push_fail(L, &err);
     }

@@ -13,24 +13,18 @@ function Redis:call(...)
   return self.handle:call(...)
 end
 
+-- table.pack's n keeps a nil argument visible: the C side refuses it,
+-- naming the command and the argument, as call() does
 local function queue(list, what, ...)
-  local n = select("#", ...)
-  if n == 0 then error(what .. " needs a command", 3) end
-  local command = { ... }
-  for i = 1, n do
-    if command[i] == nil then error(string.format("%s: argument %d is nil", what, i), 3) end
-  end
-  list[#list + 1] = command
+  if select("#", ...) == 0 then error(what .. " needs a command", 3) end
+  list[#list + 1] = table.pack(...)
 end
 
 local Pipeline = {}
 Pipeline.__index = Pipeline
 
 -- p:call(command, ...): queued, sent with the others in one write
-function Pipeline:call(...)
-  -- a nil argument would be a hole the C side cannot see
-  queue(self.commands, "p:call()", ...)
-end
+function Pipeline:call(...) queue(self.commands, "p:call()", ...) end
 
 -- db.redis:pipeline(function(p) p:call(...); ... end) -> the array of
 -- replies, in order (an error reply is an error table in its place), or
