@@ -10,6 +10,7 @@
 #                                        then links to its env file
 #   scripts/servers.sh stop [RUN]        stop RUN's servers, remove RUN but for its logs/ folder
 #   scripts/servers.sh restart-pg [RUN]  restart RUN's PostgreSQL (SEMSTORE_TEST_RESTART_PG does)
+#   scripts/servers.sh restart-redis [RUN]  restart RUN's Redis on its port (SEMSTORE_TEST_RESTART_REDIS does)
 #   scripts/servers.sh env [RUN]         print the path of RUN's env file
 #   scripts/servers.sh logs RUN DEST     copy RUN's PostgreSQL, Redis and stand-in logs into DEST
 # RUN defaults to the run .run/env links to (the last start without RUN).
@@ -323,6 +324,7 @@ export SEMSTORE_TEST_PG_SUPERUSER_URL=postgresql://postgres:postgres@127.0.0.1:$
 export SEMSTORE_TEST_PG_PORT=$pg_port
 export SEMSTORE_TEST_PG_DATA=$data/data
 export SEMSTORE_TEST_RESTART_PG=$(printf '%q' "bash $(printf '%q' "$root/scripts/servers.sh") restart-pg $(printf '%q' "$run")")
+export SEMSTORE_TEST_RESTART_REDIS=$(printf '%q' "bash $(printf '%q' "$root/scripts/servers.sh") restart-redis $(printf '%q' "$run")")
 export REDIS_URL=redis://127.0.0.1:$redis_port/0
 $qdrant_env
 ENV
@@ -339,10 +341,19 @@ case "${1:-}" in
     run=$(run_dir "${2:-}")
     as_pg "$pg_bin/pg_ctl" -D "$(pg_data_dir "$run")/data" -m fast -w -t 60 restart >/dev/null
     ;;
+  restart-redis)
+    run=$(run_dir "${2:-}")
+    port=$(sed -n 's|^export REDIS_URL=redis://127.0.0.1:\([0-9]*\)/0$|\1|p' "$run/env")
+    [ -n "$port" ] || die "no Redis port in $run/env"
+    stop_redis "$run"
+    redis_port=
+    SEMSTORE_REDIS_PORT=$port start_redis "$run/redis"
+    [ -n "$redis_port" ] || die "Redis did not restart on port $port"
+    ;;
   env) echo "$(run_dir "${2:-}")/env" ;;
   logs)
     if [ -z "${2:-}" ] || [ -z "${3:-}" ]; then die "usage: $0 logs RUN DEST"; fi
     copy_logs "$(run_dir "$2")" "$3"
     ;;
-  *) echo "usage: $0 start|stop|restart-pg|env [RUN], or $0 logs RUN DEST" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart-pg|restart-redis|env [RUN], or $0 logs RUN DEST" >&2; exit 2 ;;
 esac

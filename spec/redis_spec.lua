@@ -335,3 +335,35 @@ describe("db:health()", function()
     bad:close()
   end)
 end)
+
+describe("a redis-server restart", function()
+  local restart = os.getenv "SEMSTORE_TEST_RESTART_REDIS"
+
+  it("costs one failed call at most, and the cache never raises", function()
+    assert(restart, "scripts/servers.sh sets SEMSTORE_TEST_RESTART_REDIS")
+    local pdb = helpers.connect(nil, { redis = { url = URL, size = 3 } })
+    -- three idle connections in the pool, all about to die
+    assert(pdb.redis:pipeline(function(p) p:call("PING") end))
+    local held = {}
+    for i = 1, 3 do held[i] = assert(pdb.redis.handle:acquire()) end
+    for i = 1, 3 do held[i]:release() end
+    assert.equal(3, pdb.redis:stats().idle)
+    assert.is_true(pdb.cache:set("r", { a = 1 }, 60))
+    assert.is_true(os.execute(restart))
+    local failures = 0
+    for _ = 1, 5 do
+      local ok, err = pdb.redis:call("PING")
+      if not ok then
+        failures = failures + 1
+        assert.equal("connection", err.kind)
+      end
+    end
+    assert.is_true(failures <= 1, failures .. " failed calls")
+    -- the server came back empty (no persistence): a miss, never a raise
+    assert.is_nil(pdb.cache:get("r"))
+    assert.is_true(pdb.cache:set("r", { a = 2 }, 60))
+    assert.same({ a = 2 }, pdb.cache:get("r"))
+    assert.is_true(pdb:health().redis.ok)
+    pdb:close()
+  end)
+end)
