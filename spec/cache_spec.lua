@@ -424,3 +424,35 @@ db:close()
     r:call("DEL", counter_key)
   end)
 end)
+
+describe("db.cache, found by review", function()
+  local URL = os.getenv "REDIS_URL"
+
+  it("keeps remember's locks out of delete_matching('*')", function()
+    local c = helpers.connect(nil, { redis = URL, cache = { prefix = "review:" .. os.time() .. ":" } })
+    local lock = c.cache.lock_prefix .. "held"
+    assert(c.redis:call("SET", lock, "token", "PX", 10000))
+    assert(c.cache:set("a", 1, 60))
+    assert.equal(1, c.cache:delete_matching("*"))
+    assert.equal(1, c.redis:call("EXISTS", lock))
+    c.redis:call("DEL", lock)
+    c:close()
+  end)
+
+  it("never raises once its Redis handle is closed, and reads many keys in parts", function()
+    local c = helpers.connect(nil, { redis = URL, cache = { prefix = "review2:" .. os.time() .. ":", logger = function() end } })
+    local keys = {}
+    for i = 1, 25000 do keys[i] = "k" .. i end
+    assert(c.cache:set("k3", "three", 60))
+    local got = c.cache:get_many(keys)
+    assert.equal("three", got[3])
+    assert.is_nil(got[25000])
+    assert.equal(1, c.cache:delete(table.unpack(keys, 1, 20000)))
+    c.redis:close()
+    assert.is_nil(c.cache:get("k1"))
+    assert.is_false(c.cache:set("k1", 1, 60))
+    assert.equal(42, c.cache:remember("k1", 60, function() return 42 end))
+    assert.is_true(c.cache:stats().errors >= 3)
+    c:close()
+  end)
+end)

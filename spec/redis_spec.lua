@@ -367,3 +367,82 @@ describe("a redis-server restart", function()
     pdb:close()
   end)
 end)
+
+describe("redis sessions and printed targets (found by review)", function()
+  it("prints no password, however the URL spells it", function()
+    for _, url in ipairs { "redis://hunter2-x@127.0.0.1:1/0", "redis://:hun#ter2-x@127.0.0.1:1/0",
+      "redis://app:hun'ter2-x@127.0.0.1:1/0", "redis://app:p%40ss-hunter2-x@127.0.0.1:1/0" } do
+      local pdb = helpers.connect(nil, { redis = url })
+      assert.is_nil(tostring(pdb):find("hunter2-x", 1, true), url)
+      assert.is_nil(tostring(pdb):find("ter2-x", 1, true), url)
+      assert.is_nil(pdb:health().redis.target:find("ter2", 1, true), url)
+      pdb:close()
+    end
+  end)
+
+  it("refuses URLs it would misread", function()
+    for _, url in ipairs { "redis://[::1]junk:6379/0", "redis://127.0.0.1:6379/0?db=3", "redis://127.0.0.1:6379:99/0" } do
+      local ok, err = semstore.connect { postgres = helpers.url, redis = url }
+      assert.is_nil(ok, url)
+      assert.equal("input", err.kind)
+    end
+  end)
+
+  it("does not hand on a WATCH that an EXEC outside MULTI left, nor a QUIT connection", function()
+    local pdb = helpers.connect(nil, { redis = { url = URL, size = 1, max_overflow = 0 } })
+    local k = key()
+    local replies = assert(pdb.redis:pipeline(function(p) p:call("WATCH", k); p:call("EXEC") end))
+    assert.equal("redis", replies[2].kind)            -- EXEC without MULTI
+    assert(r:call("SET", k, "changed"))
+    assert.same({ "OK" }, assert(pdb.redis:transaction(function(t) t:queue("SET", k .. ":2", 1) end)))
+    assert.equal("OK", pdb.redis:call("QUIT"))
+    assert.equal("PONG", pdb.redis:call("PING"))
+    pdb:close()
+  end)
+
+  it("refuses commands whose replies would come out of step, sending nothing", function()
+    local k = key()
+    for _, cmd in ipairs { { "SUBSCRIBE", "x" }, { "PSUBSCRIBE", "x*" }, { "MONITOR" }, { "CLIENT", "REPLY", "OFF" } } do
+      local ok, err = r:call(table.unpack(cmd))
+      assert.is_nil(ok)
+      assert.equal("input", err.kind)
+      ok, err = r:pipeline(function(p) p:call("SET", k, "queued"); p:call(table.unpack(cmd)) end)
+      assert.is_nil(ok)
+      assert.equal("input", err.kind)
+    end
+    assert.equal(0, r:call("EXISTS", k))
+    assert.equal("PONG", r:call("PING"))
+  end)
+
+  it("gives the connection back when a coroutine inside a transaction or subscribe is closed", function()
+    local pdb = helpers.connect(nil, { redis = { url = URL, size = 1, max_overflow = 0, timeout = 0.5 } })
+    local co = coroutine.create(function()
+      pdb.redis:transaction(function() coroutine.yield() end)
+    end)
+    assert(coroutine.resume(co))
+    assert.equal(1, pdb.redis:stats().in_use)
+    assert(coroutine.close(co))
+    assert.equal(0, pdb.redis:stats().in_use)
+    local ch = key "ch"
+    co = coroutine.create(function()
+      pdb.redis:subscribe({ ch }, function() coroutine.yield() end, { timeout = 5 })
+    end)
+    os.execute(string.format("(sleep 0.2; redis-cli -u %s PUBLISH %s x >/dev/null) &", helpers.shell_quote(URL), ch))
+    assert(coroutine.resume(co))
+    assert.equal("suspended", coroutine.status(co))
+    assert(coroutine.close(co))
+    local n
+    for _ = 1, 50 do
+      n = r:call("PUBSUB", "NUMSUB", ch)[2]
+      if n == 0 then break end
+      require("semstore.core").sleep(0.02)
+    end
+    assert.equal(0, n)
+    -- a timeout of 0 waits for no message, but the subscription itself is made
+    local ok, err = pdb.redis:subscribe({ ch }, function() end, { timeout = 0 })
+    assert.is_nil(ok)
+    assert.equal("timeout", err.kind)
+    assert.matches("no message", err.message)
+    pdb:close()
+  end)
+end)

@@ -135,14 +135,19 @@ int ss_redis_parse_url(const char *url, ss_redis_settings *s, ss_error *err) {
     if (*p == '[') { /* [::1]:6379 */
       const char *close = memchr(p, ']', (size_t)(hostend - p));
       if (!close) return ss_error_set(err, SS_ERR_INPUT, "the Redis URL's IPv6 host lacks its ]");
-      if (close + 1 < hostend && close[1] == ':') colon = close + 1;
+      if (close + 1 < hostend && close[1] != ':')
+        return ss_error_set(err, SS_ERR_INPUT, "the Redis URL has something between its IPv6 host and the port");
+      if (close + 1 < hostend) colon = close + 1;
       hlen = (size_t)(close - p - 1);
       if (hlen == 0 || hlen >= sizeof s->host) return ss_error_set(err, SS_ERR_INPUT, "the Redis URL's host is empty or too long");
       memcpy(s->host, p + 1, hlen);
       s->host[hlen] = '\0';
     } else {
       for (x = p; x < hostend; x++)
-        if (*x == ':') colon = x;
+        if (*x == ':') {
+          if (colon) return ss_error_set(err, SS_ERR_INPUT, "the Redis URL's host has two ':' (an IPv6 host goes in [])");
+          colon = x;
+        }
       hlen = (size_t)((colon ? colon : hostend) - p);
       if (hlen >= sizeof s->host) return ss_error_set(err, SS_ERR_INPUT, "the Redis URL's host is too long");
       if (hlen > 0) {
@@ -155,13 +160,24 @@ int ss_redis_parse_url(const char *url, ss_redis_settings *s, ss_error *err) {
       return ss_error_set(err, SS_ERR_INPUT, "the Redis URL's port must be from 1 to 65535");
   }
   s->db = 0;
+  if (slash && strpbrk(slash, "?#"))
+    return ss_error_set(err, SS_ERR_INPUT, "a redis:// URL takes no query: the database goes after the / (redis://host:6379/3)");
   if (slash && slash[1]) {
-    const char *end = slash + 1 + strcspn(slash + 1, "?#");
+    const char *end = slash + 1 + strlen(slash + 1);
     if (end > slash + 1 && parse_int(slash + 1, (size_t)(end - slash - 1), 0, 100000, &s->db))
       return ss_error_set(err, SS_ERR_INPUT, "the Redis URL's database (after the /) must be a number from 0");
   }
   s->path[0] = '\0';
   return 0;
+}
+
+int ss_redis_target(const ss_redis_settings *s, char *out, size_t size) {
+  const char *auth = s->password[0] ? (s->user[0] ? ":***@" : "***@") : "";
+  if (s->path[0])
+    return snprintf(out, size, "unix://%s?db=%d%s%s%s", s->path, s->db, s->user[0] ? "&user=" : "", s->user,
+                    s->password[0] ? "&password=***" : "");
+  return snprintf(out, size, strchr(s->host, ':') ? "redis://%s%s[%s]:%d/%d" : "redis://%s%s%s:%d/%d",
+                  s->password[0] ? s->user : "", auth, s->host, s->port, s->db);
 }
 
 static struct timeval tv_of(double seconds) {
@@ -266,27 +282,49 @@ static int is_word(const char *const *words, const char *s, size_t len) {
 /* Commands after which the session is not what a fresh connection has
  * (CLIENT only for its subcommands that set something). */
 static int changes_session(int argc, const char **argv, const size_t *lens) {
-  static const char *const words[] = {"SELECT", "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "AUTH", "HELLO",
-                                      "READONLY", "READWRITE", "RESET", "MONITOR", NULL};
+  static const char *const words[] = {"SELECT", "AUTH", "HELLO", "READONLY", "READWRITE", "RESET", "QUIT", NULL};
   static const char *const client[] = {"SETNAME", "TRACKING", "REPLY", "NO-EVICT", "NO-TOUCH", "SETINFO",
                                        "CACHING", NULL};
   if (is_word(words, argv[0], lens[0])) return 1;
   return lens[0] == 6 && strncasecmp(argv[0], "CLIENT", 6) == 0 && argc > 1 && is_word(client, argv[1], lens[1]);
 }
 
+/* Commands whose replies do not come one per command (a subscribed or
+ * monitoring connection, replies turned off): refused, since every reply
+ * after them would be read as another command's. */
+static const char *unanswerable(int argc, const char **argv, const size_t *lens) {
+  static const char *const words[] = {"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "MONITOR", "SYNC", "PSYNC", NULL};
+  static const char *const reply[] = {"REPLY", NULL};
+  if (is_word(words, argv[0], lens[0])) return "it changes how Redis answers: use db.redis:subscribe for pub/sub";
+  if (lens[0] == 6 && strncasecmp(argv[0], "CLIENT", 6) == 0 && argc > 1 && is_word(reply, argv[1], lens[1]))
+    return "CLIENT REPLY would leave replies unread";
+  return NULL;
+}
+
 int ss_redis_run(ss_redis *r, size_t n, const int *argc, const char **argv, const size_t *lens,
                  struct redisReply **replies, ss_error *err) {
   size_t i, off = 0;
   if (r->broken) return ss_error_set(err, SS_ERR_CONNECTION, "this Redis connection failed before");
+  /* every command is checked before any is queued: one refused midway
+   * would leave the others in hiredis's buffer, to go out with the next */
   for (i = 0; i < n; i++) {
+    const char *why;
     if (argc[i] < 1) return ss_error_set(err, SS_ERR_INPUT, "a Redis command needs at least its name");
+    if ((why = unanswerable(argc[i], argv + off, lens + off)))
+      return ss_error_set(err, SS_ERR_INPUT, "%.*s is refused here: %s", (int)(lens[off] < 32 ? lens[off] : 32),
+                          argv[off], why);
+    off += (size_t)argc[i];
+  }
+  for (i = 0, off = 0; i < n; i++) {
     const char *name = argv[off];
     size_t len = lens[off];
     if (changes_session(argc[i], argv + off, lens + off)) r->dirty = 1;
     if (len == 5 && strncasecmp(name, "MULTI", 5) == 0) r->in_multi = 1;
     else if (len == 5 && strncasecmp(name, "WATCH", 5) == 0) r->watching = 1;
     else if (len == 7 && strncasecmp(name, "UNWATCH", 7) == 0) r->watching = 0;
-    else if ((len == 4 && strncasecmp(name, "EXEC", 4) == 0) || (len == 7 && strncasecmp(name, "DISCARD", 7) == 0))
+    /* outside a MULTI, Redis refuses EXEC and DISCARD, and the WATCH stays */
+    else if (r->in_multi &&
+             ((len == 4 && strncasecmp(name, "EXEC", 4) == 0) || (len == 7 && strncasecmp(name, "DISCARD", 7) == 0)))
       r->in_multi = r->watching = 0;
     if (redisAppendCommandArgv(r->c, argc[i], argv + off, lens + off) != REDIS_OK) return context_error(r, err);
     off += (size_t)argc[i];

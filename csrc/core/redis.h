@@ -28,6 +28,9 @@ typedef struct {
  * input error that never quotes the password. */
 int ss_redis_parse_url(const char *url, ss_redis_settings *s, ss_error *err);
 void ss_redis_settings_defaults(ss_redis_settings *s);
+/* The settings as a URL to print: the password as ***, never itself.
+ * Returns what snprintf returns. */
+int ss_redis_target(const ss_redis_settings *s, char *out, size_t size);
 
 typedef struct ss_redis ss_redis;
 

@@ -484,6 +484,14 @@ static int sub_tostring(lua_State *L) {
   return 1;
 }
 
+/* h:target() -> where it connects, printable: the password as *** */
+static int redis_target(lua_State *L) {
+  char out[800];
+  ss_redis_target(ss_pool_ctx(check_redis(L)->pool), out, sizeof out);
+  lua_pushstring(L, out);
+  return 1;
+}
+
 static int redis_stats(lua_State *L) {
   ss_push_pool_stats(L, check_redis(L)->pool);
   return 1;
@@ -508,6 +516,7 @@ void ss_open_redis(lua_State *L) {
   static const luaL_Reg methods[] = {{"call", redis_call},   {"run_pipeline", redis_pipeline},
                                      {"stats", redis_stats}, {"close", redis_close},
                                      {"acquire", redis_acquire}, {"subscriber", redis_subscriber},
+                                     {"target", redis_target},
                                      {NULL, NULL}};
   static const luaL_Reg sub_methods[] = {{"send", sub_send}, {"next", sub_next}, {"close", sub_close}, {NULL, NULL}};
   static const luaL_Reg conn_methods[] = {{"call", redis_call},

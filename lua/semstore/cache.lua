@@ -19,6 +19,8 @@ local POLL_FIRST, POLL_MAX = 0.01, 0.1
 
 -- delete_matching's SCAN batch size: each batch is one UNLINK.
 local SCAN_COUNT = 1000
+-- keys in one MGET or UNLINK: far below table.unpack's limit (about 1M values)
+local MAX_KEYS = 10000
 
 -- One atomic step of remember(): the value if there is one, else the lock
 -- if nobody holds it. Atomic, so a value set and a lock released between a
@@ -113,7 +115,10 @@ end
 -- reply is a failure too: the cache's own commands are well formed, so one
 -- means Redis refused (out of memory, a read-only replica, an ACL).
 function Cache:_call(...)
-  local reply, err = self.redis:call(...)
+  -- a raise too (the handle closed under the cache) is a failure, never
+  -- the caller's problem
+  local ran, reply, err = pcall(self.redis.call, self.redis, ...)
+  if not ran then reply, err = nil, core.error { kind = "connection", message = tostring(reply) } end
   if err ~= nil then
     self:_failed(err)
     return nil
@@ -181,9 +186,14 @@ function Cache:get_many(keys)
     if not ok then return nil, err end
     full[i] = self.prefix .. keys[i]
   end
-  local raws = self:_call("MGET", table.unpack(full, 1, n))
-  local values = {}
-  if raws == nil then return values end
+  -- one MGET, or one per MAX_KEYS keys: table.unpack has its limits
+  local raws, values = {}, {}
+  for first = 1, n, MAX_KEYS do
+    local last = math.min(n, first + MAX_KEYS - 1)
+    local part = self:_call("MGET", table.unpack(full, first, last))
+    if part == nil then return values end
+    table.move(part, 1, last - first + 1, first, raws)
+  end
   for i = 1, n do
     local raw = raws[i]
     if raw ~= core.null then values[i] = self:_decode(keys[i], raw) end
@@ -225,8 +235,12 @@ function Cache:delete(...)
     if not ok then return nil, err end
     full[i] = self.prefix .. key
   end
-  local removed = self:_call("UNLINK", table.unpack(full, 1, n))
-  if removed == nil then return false end
+  local removed = 0
+  for first = 1, n, MAX_KEYS do
+    local part = self:_call("UNLINK", table.unpack(full, first, math.min(n, first + MAX_KEYS - 1)))
+    if part == nil then return false end
+    removed = removed + part
+  end
   self.counts.deletes = self.counts.deletes + removed
   return removed
 end
@@ -246,6 +260,15 @@ function Cache:delete_matching(pattern)
     if reply == nil then return false end
     cursor = reply[1]
     local keys = reply[2]
+    -- remember's locks share the prefix: a pattern that does not name them
+    -- (with its NUL byte) must not free them, or two callers would compute
+    if not pattern:find("\0", 1, true) then
+      local kept = {}
+      for _, k in ipairs(keys) do
+        if k:sub(1, #self.lock_prefix) ~= self.lock_prefix then kept[#kept + 1] = k end
+      end
+      keys = kept
+    end
     if #keys > 0 then
       local n = self:_call("UNLINK", table.unpack(keys))
       if n == nil then return false end

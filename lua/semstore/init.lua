@@ -159,7 +159,9 @@ function semstore.connect(opts)
     pg:close()
     return nil, err
   end
-  db.redis, db.redis_target = redis.new(redis_handle), config.redact(redis_opts.url)
+  -- printed from what the parser read, so nothing of the password shows
+  -- however the URL spelt it
+  db.redis, db.redis_target = redis.new(redis_handle), redis_handle:target()
   db.cache, err = cache.new(db.redis, opts.cache)
   if not db.cache then
     pg:close()

@@ -72,7 +72,10 @@ function Redis:transaction(fn, opts)
   local conn
   conn, err = self.handle:acquire()
   if not conn then return nil, err end
-  local ran, result, failure = pcall(function()
+  -- released on every way out: a raise, or a coroutine closed meanwhile;
+  -- a WATCH or MULTI left open makes the pool close it
+  local held <close> = conn
+  return (function()
     if #watch > 0 then
       local w, werr = conn:call("WATCH", table.unpack(watch))
       if not w then return nil, werr end
@@ -100,11 +103,7 @@ function Redis:transaction(fn, opts)
       return nil, exec
     end
     return exec
-  end)
-  -- a WATCH or MULTI left open (fn raised) makes the pool close it
-  conn:release()
-  if not ran then error(result, 0) end
-  return result, failure
+  end)()
 end
 
 local SUBSCRIBE_OPTIONS = { "timeout", "patterns" }
@@ -151,6 +150,9 @@ function Redis:subscribe(channels, fn, opts)
     sub:close()
     return nil, e
   end
+  -- the confirmations get a wait of their own: a tiny message timeout
+  -- must not fail the subscription itself
+  local confirm_timeout = math.max(timeout or 30, 5)
   if #channels > 0 then
     ok, err = sub:send("SUBSCRIBE", table.unpack(channels))
     if not ok then return fail(err) end
@@ -160,7 +162,7 @@ function Redis:subscribe(channels, fn, opts)
     if not ok then return fail(err) end
   end
   -- each channel and pattern is confirmed by a message of its own
-  local confirmed, deadline = 0, core.monotime() + (timeout or 30)
+  local confirmed, deadline = 0, core.monotime() + confirm_timeout
   while confirmed < #channels + #patterns do
     local m
     m, err = sub:next(math.max(0, deadline - core.monotime()))
@@ -189,19 +191,16 @@ function Redis:subscribe(channels, fn, opts)
       return m
     end, nil, nil, sub
   end
-  local ran, result, failure = pcall(function()
-    while true do
-      local m, e = next_message()
-      if e then return nil, e end
-      if not m then
-        return nil, core.error { kind = "timeout", message = string.format("no message in %g s", timeout) }
-      end
-      if fn(m) == false then return true end
+  -- closed on every way out: fn raising, or a coroutine closed meanwhile
+  local held <close> = sub
+  while true do
+    local m, e = next_message()
+    if e then return nil, e end
+    if not m then
+      return nil, core.error { kind = "timeout", message = string.format("no message in %g s", timeout) }
     end
-  end)
-  sub:close()
-  if not ran then error(result, 0) end
-  return result, failure
+    if fn(m) == false then return true end
+  end
 end
 
 -- The pool's statistics, as db.pg:stats() gives PostgreSQL's.
