@@ -301,34 +301,69 @@ static const char *unanswerable(int argc, const char **argv, const size_t *lens)
   return NULL;
 }
 
-int ss_redis_run(ss_redis *r, size_t n, const int *argc, const char **argv, const size_t *lens,
-                 struct redisReply **replies, ss_error *err) {
-  size_t i, off = 0;
+/* Writes n as decimal text at p; returns the length. */
+static size_t put_size(char *p, size_t n) {
+  char tmp[24];
+  size_t len = 0, i;
+  do tmp[len++] = (char)('0' + n % 10); while ((n /= 10) > 0);
+  for (i = 0; i < len; i++) p[i] = tmp[len - 1 - i];
+  return len;
+}
+
+int ss_redis_append_command(ss_buf *out, int argc, const char **argv, const size_t *lens, unsigned char *effects,
+                            ss_error *err) {
+  const char *why;
+  size_t need = 16, i;
+  int k;
+  if (argc < 1) return ss_error_set(err, SS_ERR_INPUT, "a Redis command needs at least its name");
+  if ((why = unanswerable(argc, argv, lens)))
+    return ss_error_set(err, SS_ERR_INPUT, "%.*s is refused here: %s", (int)(lens[0] < 32 ? lens[0] : 32), argv[0], why);
+  *effects = 0;
+  if (changes_session(argc, argv, lens)) *effects |= SS_REDIS_DIRTY;
+  if (lens[0] == 5 && strncasecmp(argv[0], "MULTI", 5) == 0) *effects |= SS_REDIS_MULTI;
+  else if (lens[0] == 5 && strncasecmp(argv[0], "WATCH", 5) == 0) *effects |= SS_REDIS_WATCH;
+  else if (lens[0] == 7 && strncasecmp(argv[0], "UNWATCH", 7) == 0) *effects |= SS_REDIS_UNWATCH;
+  else if ((lens[0] == 4 && strncasecmp(argv[0], "EXEC", 4) == 0) ||
+           (lens[0] == 7 && strncasecmp(argv[0], "DISCARD", 7) == 0))
+    *effects |= SS_REDIS_END_MULTI;
+  /* RESP: *argc, then $len and the bytes of each argument */
+  for (k = 0; k < argc; k++) need += lens[k] + 32;
+  if (ss_buf_reserve(out, need)) return ss_error_set(err, SS_ERR_MEMORY, "out of memory formatting a command");
+  {
+    char *p = out->data + out->len;
+    *p++ = '*';
+    p += put_size(p, (size_t)argc);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (k = 0; k < argc; k++) {
+      *p++ = '$';
+      p += put_size(p, lens[k]);
+      *p++ = '\r';
+      *p++ = '\n';
+      for (i = 0; i < lens[k]; i++) p[i] = argv[k][i];
+      p += lens[k];
+      *p++ = '\r';
+      *p++ = '\n';
+    }
+    out->len = (size_t)(p - out->data);
+  }
+  return 0;
+}
+
+int ss_redis_run_formatted(ss_redis *r, const char *buf, size_t len, size_t n, const unsigned char *effects,
+                           struct redisReply **replies, ss_error *err) {
+  size_t i;
   if (r->broken) return ss_error_set(err, SS_ERR_CONNECTION, "this Redis connection failed before");
-  /* every command is checked before any is queued: one refused midway
-   * would leave the others in hiredis's buffer, to go out with the next */
   for (i = 0; i < n; i++) {
-    const char *why;
-    if (argc[i] < 1) return ss_error_set(err, SS_ERR_INPUT, "a Redis command needs at least its name");
-    if ((why = unanswerable(argc[i], argv + off, lens + off)))
-      return ss_error_set(err, SS_ERR_INPUT, "%.*s is refused here: %s", (int)(lens[off] < 32 ? lens[off] : 32),
-                          argv[off], why);
-    off += (size_t)argc[i];
-  }
-  for (i = 0, off = 0; i < n; i++) {
-    const char *name = argv[off];
-    size_t len = lens[off];
-    if (changes_session(argc[i], argv + off, lens + off)) r->dirty = 1;
-    if (len == 5 && strncasecmp(name, "MULTI", 5) == 0) r->in_multi = 1;
-    else if (len == 5 && strncasecmp(name, "WATCH", 5) == 0) r->watching = 1;
-    else if (len == 7 && strncasecmp(name, "UNWATCH", 7) == 0) r->watching = 0;
+    unsigned char e = effects[i];
+    if (e & SS_REDIS_DIRTY) r->dirty = 1;
+    if (e & SS_REDIS_MULTI) r->in_multi = 1;
+    if (e & SS_REDIS_WATCH) r->watching = 1;
+    if (e & SS_REDIS_UNWATCH) r->watching = 0;
     /* outside a MULTI, Redis refuses EXEC and DISCARD, and the WATCH stays */
-    else if (r->in_multi &&
-             ((len == 4 && strncasecmp(name, "EXEC", 4) == 0) || (len == 7 && strncasecmp(name, "DISCARD", 7) == 0)))
-      r->in_multi = r->watching = 0;
-    if (redisAppendCommandArgv(r->c, argc[i], argv + off, lens + off) != REDIS_OK) return context_error(r, err);
-    off += (size_t)argc[i];
+    if ((e & SS_REDIS_END_MULTI) && r->in_multi) r->in_multi = r->watching = 0;
   }
+  if (redisAppendFormattedCommand(r->c, buf, len) != REDIS_OK) return context_error(r, err);
   for (i = 0; i < n; i++) {
     if (redisGetReply(r->c, (void **)&replies[i]) != REDIS_OK) {
       size_t k;
@@ -337,6 +372,26 @@ int ss_redis_run(ss_redis *r, size_t n, const int *argc, const char **argv, cons
     }
   }
   return 0;
+}
+
+int ss_redis_run(ss_redis *r, size_t n, const int *argc, const char **argv, const size_t *lens,
+                 struct redisReply **replies, ss_error *err) {
+  ss_buf resp;
+  unsigned char *effects = malloc(n ? n : 1);
+  size_t i, off = 0;
+  int rc = -1;
+  ss_buf_init(&resp);
+  if (!effects) return ss_error_set(err, SS_ERR_MEMORY, "out of memory formatting commands");
+  /* every command is checked before any is sent */
+  for (i = 0; i < n; i++) {
+    if (ss_redis_append_command(&resp, argc[i], argv + off, lens + off, &effects[i], err)) goto done;
+    off += (size_t)argc[i];
+  }
+  rc = ss_redis_run_formatted(r, resp.data, resp.len, n, effects, replies, err);
+done:
+  ss_buf_free(&resp);
+  free(effects);
+  return rc;
 }
 
 void ss_redis_free_reply(struct redisReply *reply) {

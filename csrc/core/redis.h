@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "buf.h"
 #include "error.h"
 #include "pool.h"
 
@@ -51,6 +52,20 @@ int ss_redis_broken(const ss_redis *r);
 int ss_redis_run(ss_redis *r, size_t n, const int *argc, const char **argv, const size_t *lens,
                  struct redisReply **replies, ss_error *err);
 void ss_redis_free_reply(struct redisReply *reply);
+
+/* What a command does to its connection's session, found when it is
+ * formatted and applied when it is sent. */
+enum { SS_REDIS_DIRTY = 1, SS_REDIS_MULTI = 2, SS_REDIS_WATCH = 4, SS_REDIS_UNWATCH = 8, SS_REDIS_END_MULTI = 16 };
+/* Checks one command and appends it to out in Redis's protocol (bytes in,
+ * bytes out: no I/O); *effects gets its SS_REDIS_* flags. 0, or -1 with
+ * err set (input: a command whose replies would come out of step, such as
+ * SUBSCRIBE; memory). out is unchanged on failure. */
+int ss_redis_append_command(ss_buf *out, int argc, const char **argv, const size_t *lens, unsigned char *effects,
+                            ss_error *err);
+/* Sends the n commands formatted in buf by ss_redis_append_command in one
+ * write and reads their n replies, as ss_redis_run does. */
+int ss_redis_run_formatted(ss_redis *r, const char *buf, size_t len, size_t n, const unsigned char *effects,
+                           struct redisReply **replies, ss_error *err);
 
 /* For a subscriber's own connection: sends one command without reading a
  * reply (SUBSCRIBE's confirmations come as messages); and waits up to

@@ -14,6 +14,7 @@
 #define SS_REDIS_MT "semstore.redis"
 #define SS_REDIS_CONN_MT "semstore.redis_conn"
 #define SS_REDIS_SUB_MT "semstore.redis_subscriber"
+#define SS_REDIS_BUILDER_MT "semstore.redis_pipeline"
 #define SS_REPLIES_MT "semstore.redis_replies"
 #define MAX_DEPTH 64
 
@@ -278,71 +279,112 @@ static int redis_call(lua_State *L) {
   return 1;
 }
 
-/* h:run_pipeline(commands) -> an array of replies (an error reply is an
- * error table in its place), or nil, err when the connection failed.
- * commands: an array of arrays { command, args... }, sent in one write. */
-static int redis_pipeline(lua_State *L) {
+/* ---- a pipeline being built: commands formatted as they are queued ---- */
+
+typedef struct {
+  ss_buf resp;    /* the commands, in Redis's protocol */
+  ss_buf effects; /* one byte per command: its SS_REDIS_* flags */
+  size_t n;
+  args a;         /* the current command's arguments, reused */
+  ss_buf nums;
+  ss_error err;   /* the first command refused: the pipeline fails with it */
+} builder_ud;
+
+static builder_ud *check_builder(lua_State *L, int idx) { return luaL_checkudata(L, idx, SS_REDIS_BUILDER_MT); }
+
+static int builder_gc(lua_State *L) {
+  builder_ud *b = check_builder(L, 1);
+  ss_buf_free(&b->resp);
+  ss_buf_free(&b->effects);
+  ss_buf_free(&b->nums);
+  free_args(&b->a);
+  memset(&b->a, 0, sizeof b->a);
+  return 0;
+}
+
+static int builder_tostring(lua_State *L) {
+  lua_pushfstring(L, "semstore.redis_pipeline(%d commands)", (int)check_builder(L, 1)->n);
+  return 1;
+}
+
+/* h:builder() -> an empty pipeline */
+static int redis_builder(lua_State *L) {
+  builder_ud *b;
+  check_target(L);
+  b = ss_newuserdata(L, sizeof *b);
+  memset(b, 0, sizeof *b);
+  ss_buf_init(&b->resp);
+  ss_buf_init(&b->effects);
+  ss_buf_init(&b->nums);
+  b->a.nums = &b->nums;
+  luaL_setmetatable(L, SS_REDIS_BUILDER_MT);
+  return 1;
+}
+
+/* b:call(command, ...): formats the command at once (no table per
+ * command). A refused command or argument does not raise: the pipeline
+ * fails with the first one, and nothing is sent. */
+static int builder_call(lua_State *L) {
+  builder_ud *b = check_builder(L, 1);
+  int top = lua_gettop(L), i;
+  unsigned char effects;
+  if (b->err.kind != SS_OK) return 0;
+  b->a.n = 0;
+  b->nums.len = 0;
+  for (i = 2; i <= top; i++)
+    if (add_arg(L, i, &b->a, (lua_Integer)b->n + 1, i - 1, &b->err)) return 0;
+  settle(&b->a);
+  if (ss_redis_append_command(&b->resp, (int)b->a.n, b->a.argv, b->a.lens, &effects, &b->err)) {
+    char why[sizeof b->err.message];
+    ss_strlcpy(why, b->err.message, sizeof why);
+    snprintf(b->err.message, sizeof b->err.message, "command %zu: %.900s", b->n + 1, why);
+    return 0;
+  }
+  if (ss_buf_putc(&b->effects, (char)effects)) {
+    ss_error_set(&b->err, SS_ERR_MEMORY, "out of memory queuing a command");
+    return 0;
+  }
+  b->n++;
+  return 0;
+}
+
+/* b:count() -> the commands queued */
+static int builder_count(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)check_builder(L, 1)->n);
+  return 1;
+}
+
+/* h:run(b) -> the array of replies (an error reply is an error table in
+ * its place), or nil, err when a command was refused (nothing was sent)
+ * or the connection failed. */
+static int redis_run(lua_State *L) {
   redis_ud *u = check_target(L);
-  lua_Integer n, i, j;
-  args a;
+  builder_ud *b = check_builder(L, 2);
   ss_error err;
   replies_box *box;
-  int *argc;
-  ss_buf *counts;
-  memset(&a, 0, sizeof a);
-  ss_error_clear(&err);
-  luaL_checktype(L, 2, LUA_TTABLE);
+  ss_pool_lease *lease;
+  size_t i;
+  int rc;
   lua_settop(L, 2);
-  n = (lua_Integer)lua_rawlen(L, 2);
-  a.nums = ss_push_scratch(L);
-  counts = ss_push_scratch(L);
-  box = push_box(L);
-  if (n == 0) {
+  if (b->err.kind != SS_OK) return ss_push_fail(L, &b->err);
+  if (b->n == 0) {
     lua_newtable(L);
     return 1;
   }
-  if (ss_buf_reserve(counts, (size_t)n * sizeof *argc)) return luaL_error(L, "out of memory");
-  argc = (int *)(void *)counts->data;
-  for (i = 1; i <= n; i++) {
-    lua_Integer m;
-    int isint;
-    if (lua_rawgeti(L, 2, i) != LUA_TTABLE) {
-      free_args(&a);
-      ss_error_set(&err, SS_ERR_INPUT, "command %lld of the pipeline is not an array", (long long)i);
-      return ss_push_fail(L, &err);
-    }
-    /* n, as table.pack sets it, counts a nil argument that # could miss */
-    lua_getfield(L, -1, "n");
-    m = lua_tointegerx(L, -1, &isint);
-    lua_pop(L, 1);
-    if (!isint) m = (lua_Integer)lua_rawlen(L, -1);
-    if (m < 1 || m > INT32_MAX) {
-      free_args(&a);
-      ss_error_set(&err, SS_ERR_INPUT, "command %lld of the pipeline is empty", (long long)i);
-      return ss_push_fail(L, &err);
-    }
-    for (j = 1; j <= m; j++) {
-      lua_rawgeti(L, -1, j);
-      /* the value stays reachable through the command's table */
-      if (add_arg(L, lua_gettop(L), &a, i, j, &err)) {
-        free_args(&a);
-        return ss_push_fail(L, &err);
-      }
-      lua_pop(L, 1);
-    }
-    argc[i - 1] = (int)m;
-    lua_pop(L, 1);
-  }
-  settle(&a);
-  if (run(u, &a, (size_t)n, argc, box, &err)) {
-    free_args(&a);
-    return ss_push_fail(L, &err);
-  }
-  free_args(&a);
-  lua_createtable(L, (int)n, 0);
-  for (i = 0; i < n; i++) {
+  box = push_box(L);
+  if (!(box->replies = calloc(b->n, sizeof *box->replies))) return luaL_error(L, "out of memory");
+  lease = u->lease ? u->lease : ss_pool_acquire(u->pool, &err);
+  if (!lease) return ss_push_fail(L, &err);
+  rc = ss_redis_run_formatted(lease->conn, b->resp.data, b->resp.len, b->n,
+                              (const unsigned char *)b->effects.data, box->replies, &err);
+  /* a broken connection is closed by the pool, never handed out again */
+  if (!u->lease) ss_pool_release(u->pool, lease);
+  if (rc) return ss_push_fail(L, &err);
+  box->n = b->n;
+  lua_createtable(L, (int)b->n, 0);
+  for (i = 0; i < b->n; i++) {
     push_reply(L, box->replies[i], 0, 1);
-    lua_rawseti(L, -2, i + 1);
+    lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
   free_replies(box);
   return 1;
@@ -513,18 +555,21 @@ static int redis_tostring(lua_State *L) {
 }
 
 void ss_open_redis(lua_State *L) {
-  static const luaL_Reg methods[] = {{"call", redis_call},   {"run_pipeline", redis_pipeline},
+  static const luaL_Reg methods[] = {{"call", redis_call},   {"builder", redis_builder}, {"run", redis_run},
                                      {"stats", redis_stats}, {"close", redis_close},
                                      {"acquire", redis_acquire}, {"subscriber", redis_subscriber},
                                      {"target", redis_target},
                                      {NULL, NULL}};
+  static const luaL_Reg builder_methods[] = {{"call", builder_call}, {"count", builder_count}, {NULL, NULL}};
   static const luaL_Reg sub_methods[] = {{"send", sub_send}, {"next", sub_next}, {"close", sub_close}, {NULL, NULL}};
   static const luaL_Reg conn_methods[] = {{"call", redis_call},
-                                          {"run_pipeline", redis_pipeline},
+                                          {"builder", redis_builder},
+                                          {"run", redis_run},
                                           {"release", conn_release},
                                           {NULL, NULL}};
   ss_register_type(L, SS_REDIS_MT, methods, redis_close, NULL, redis_tostring, "redis_methods");
   ss_register_type(L, SS_REDIS_CONN_MT, conn_methods, conn_gc, conn_release, conn_tostring, "redis_conn_methods");
+  ss_register_type(L, SS_REDIS_BUILDER_MT, builder_methods, builder_gc, NULL, builder_tostring, "redis_pipeline_methods");
   ss_register_type(L, SS_REDIS_SUB_MT, sub_methods, sub_close, sub_close, sub_tostring, "redis_subscriber_methods");
   luaL_newmetatable(L, SS_REPLIES_MT);
   lua_pushcfunction(L, replies_gc);

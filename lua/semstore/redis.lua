@@ -13,18 +13,9 @@ function Redis:call(...)
   return self.handle:call(...)
 end
 
--- table.pack's n keeps a nil argument visible: the C side refuses it,
--- naming the command and the argument, as call() does
-local function queue(list, what, ...)
-  if select("#", ...) == 0 then error(what .. " needs a command", 3) end
-  list[#list + 1] = table.pack(...)
-end
-
-local Pipeline = {}
-Pipeline.__index = Pipeline
-
--- p:call(command, ...): queued, sent with the others in one write
-function Pipeline:call(...) queue(self.commands, "p:call()", ...) end
+-- A pipeline: p:call(...) formats each command in C as it is queued (the
+-- builder, csrc/lua/redis_handle.c); a refused command or argument fails
+-- the whole pipeline, with nothing sent.
 
 -- db.redis:pipeline(function(p) p:call(...); ... end) -> the array of
 -- replies, in order (an error reply is an error table in its place), or
@@ -33,9 +24,9 @@ function Redis:pipeline(fn)
   if type(fn) ~= "function" then
     return nil, core.error { kind = "input", message = "pipeline() takes a function that queues commands with p:call" }
   end
-  local p = setmetatable({ commands = {} }, Pipeline)
+  local p = self.handle:builder()
   fn(p)
-  return self.handle:run_pipeline(p.commands)
+  return self.handle:run(p)
 end
 
 local Transaction = {}
@@ -46,7 +37,7 @@ Transaction.__index = Transaction
 function Transaction:call(...) return self.conn:call(...) end
 
 -- t:queue(...) queues a command for MULTI ... EXEC
-function Transaction:queue(...) queue(self.commands, "t:queue()", ...) end
+function Transaction:queue(...) self.queued:call(...) end
 
 local TRANSACTION_OPTIONS = { "watch" }
 
@@ -80,16 +71,16 @@ function Redis:transaction(fn, opts)
       local w, werr = conn:call("WATCH", table.unpack(watch))
       if not w then return nil, werr end
     end
-    local t = setmetatable({ conn = conn, commands = {} }, Transaction)
+    local queued = conn:builder()
+    queued:call "MULTI"
+    local t = setmetatable({ conn = conn, queued = queued }, Transaction)
     fn(t)
-    if #t.commands == 0 then
+    if queued:count() == 1 then
       if #watch > 0 then conn:call "UNWATCH" end
       return {}
     end
-    local commands = { { "MULTI" } }
-    for _, c in ipairs(t.commands) do commands[#commands + 1] = c end
-    commands[#commands + 1] = { "EXEC" }
-    local replies, rerr = conn:run_pipeline(commands)
+    queued:call "EXEC"
+    local replies, rerr = conn:run(queued)
     if not replies then return nil, rerr end
     local exec = replies[#replies]
     if exec == core.null then
