@@ -51,6 +51,30 @@ static void test_parse(void) {
   CHECK(refused("unix:///s.sock?dbx=1", NULL));
 }
 
+/* the protocol text of commands, with no server */
+static void test_format(void) {
+  ss_buf b;
+  ss_error err;
+  unsigned char e;
+  const char *set[] = {"SET", "k", "a\0b"}, *sub[] = {"SUBSCRIBE", "x"}, *reply[] = {"client", "reply", "off"};
+  const char *multi[] = {"multi"}, *sel[] = {"SELECT", "2"}, *name[] = {"CLIENT", "SETNAME", "n"}, *id[] = {"CLIENT", "ID"};
+  size_t set_lens[] = {3, 1, 3}, sub_lens[] = {9, 1}, reply_lens[] = {6, 5, 3}, multi_lens[] = {5}, sel_lens[] = {6, 1};
+  size_t name_lens[] = {6, 7, 1}, id_lens[] = {6, 2};
+  ss_buf_init(&b);
+  CHECK(ss_redis_append_command(&b, 3, set, set_lens, &e, &err) == 0 && e == 0);
+  CHECK(b.len == 29 && memcmp(b.data, "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\na\0b\r\n", 29) == 0);
+  /* refused, and nothing written */
+  CHECK(ss_redis_append_command(&b, 2, sub, sub_lens, &e, &err) == -1 && err.kind == SS_ERR_INPUT && b.len == 29);
+  CHECK(ss_redis_append_command(&b, 3, reply, reply_lens, &e, &err) == -1 && b.len == 29);
+  CHECK(ss_redis_append_command(&b, 0, set, set_lens, &e, &err) == -1);
+  /* what commands do to the session */
+  CHECK(ss_redis_append_command(&b, 1, multi, multi_lens, &e, &err) == 0 && e == SS_REDIS_MULTI);
+  CHECK(ss_redis_append_command(&b, 2, sel, sel_lens, &e, &err) == 0 && e == SS_REDIS_DIRTY);
+  CHECK(ss_redis_append_command(&b, 3, name, name_lens, &e, &err) == 0 && e == SS_REDIS_DIRTY);
+  CHECK(ss_redis_append_command(&b, 2, id, id_lens, &e, &err) == 0 && e == 0);
+  ss_buf_free(&b);
+}
+
 static ss_redis_settings server(void) {
   ss_redis_settings s;
   ss_error err;
@@ -236,6 +260,7 @@ static void test_pool(void) {
 
 int main(void) {
   test_parse();
+  test_format();
   if (!getenv("REDIS_URL")) {
     printf("REDIS_URL is not set: run through scripts/test.sh\n");
     test_failed++;
