@@ -110,6 +110,8 @@ int ss_redis_parse_url(const char *url, ss_redis_settings *s, ss_error *err) {
   p = url + 8;
   slash = strchr(p, '/');
   hostend = slash ? slash : p + strlen(p);
+  if (!slash && strpbrk(p, "?#"))
+    return ss_error_set(err, SS_ERR_INPUT, "a redis:// URL takes no query: the database goes after the / (redis://host:6379/3)");
   /* the last '@' before the path: a password may hold '@' */
   at = NULL;
   {
@@ -243,7 +245,9 @@ ss_redis *ss_redis_connect(const ss_redis_settings *s, ss_error *err) {
     ss_redis_close(r);
     return NULL;
   }
-  if (s->password[0]) {
+  /* a user with an empty password (redis://app:@host) is still named: a
+   * nopass ACL user accepts it */
+  if (s->password[0] || s->user[0]) {
     const char *auth_user[] = {"AUTH", s->user, s->password}, *auth[] = {"AUTH", s->password};
     int rc = s->user[0] ? setup_command(r, 3, auth_user, "the user name or password (AUTH)", err)
                         : setup_command(r, 2, auth, "the password (AUTH)", err);

@@ -219,7 +219,9 @@ function config.redis(spec, getenv)
       if out.db then q[#q + 1] = "db=" .. tostring(out.db) end
       if out.user then q[#q + 1] = "user=" .. percent(out.user) end
       if out.password then q[#q + 1] = "password=" .. percent(out.password) end
-      out.url = "unix://" .. out.path .. (#q > 0 and "?" .. table.concat(q, "&") or "")
+      -- the parser percent-decodes the path: what would end it is escaped
+      local path = out.path:gsub("[%%?&#]", function(c) return string.format("%%%02X", c:byte()) end)
+      out.url = "unix://" .. path .. (#q > 0 and "?" .. table.concat(q, "&") or "")
     else
       out.url = string.format("redis://%s%s:%s/%s", auth, out.host or "127.0.0.1", tostring(out.port or 6379),
         tostring(out.db or 0))

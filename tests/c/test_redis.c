@@ -49,6 +49,9 @@ static void test_parse(void) {
   CHECK(refused("redis://u:bad%zzsecret@h", "secret"));
   CHECK(refused("unix://relative.sock", NULL));
   CHECK(refused("unix:///s.sock?dbx=1", NULL));
+  CHECK(refused("redis://h?db=1", NULL));
+  CHECK(parses("unix:///tmp/a%3Fb%25.sock?db=1", "", 6379, "/tmp/a?b%.sock", "", "", 1));
+  CHECK(parses("redis://app:@h", "h", 6379, "", "app", "", 0));
 }
 
 /* the protocol text of commands, with no server */
