@@ -114,5 +114,6 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   ss_open_chunks_bulk(L);
   ss_open_qdrant(L);
   ss_open_redis(L);
+  ss_open_embed(L);
   return 1;
 }

@@ -61,6 +61,9 @@ function semstore.repositories(pg)
   return repos
 end
 
+-- semstore.embedders.local_hash{ dim = 256 }: the deterministic local embedder
+semstore.embedders = require "semstore.embedders"
+
 semstore.hashtext = core.hashtext
 semstore.partition_key = core.partition_key
 semstore.quote_ident = core.quote_ident     -- a name for SQL text, quoted by libpq
