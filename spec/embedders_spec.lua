@@ -76,3 +76,23 @@ describe("semstore.embedders.local_hash", function()
     assert(q:delete_collection(name))
   end)
 end)
+
+describe("semstore.chunk_text", function()
+  it("cuts by characters, never inside one, preferably after whitespace, with overlap", function()
+    local text = "Caf\u{e9} cr\u{e8}me br\u{fb}l\u{e9}e, \u{1F600} and more words here"
+    local chunks = semstore.chunk_text(text, 10, 3)
+    assert.is_true(#chunks > 2)
+    for i, c in ipairs(chunks) do
+      assert.equal(c.content, text:sub(c.start_offset + 1, c.end_offset))
+      assert.is_truthy(utf8.len(c.content), "chunk " .. i .. " is not whole UTF-8")
+      assert.is_true(utf8.len(c.content) <= 10)
+      if i > 1 then assert.is_true(c.start_offset < chunks[i - 1].end_offset) end
+    end
+    assert.equal(#text, chunks[#chunks].end_offset)
+    assert.equal("Caf\u{e9} cr\u{e8}me", chunks[1].content) -- a cut before a space is between words
+    assert.equal("cr\u{e8}me", chunks[2].content:match "^%S+")   -- the overlap starts at a word
+    assert.same({}, semstore.chunk_text("", 10, 0))
+    assert.has_error(function() semstore.chunk_text("x", 0) end)
+    assert.has_error(function() semstore.chunk_text("x", 5, 5) end)
+  end)
+end)

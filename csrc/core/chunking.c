@@ -1,0 +1,72 @@
+#include "chunking.h"
+
+/* The byte after the character at i (a lead byte and its continuations). */
+static size_t next_char(const unsigned char *s, size_t len, size_t i) {
+  i++;
+  while (i < len && (s[i] & 0xC0) == 0x80) i++;
+  return i;
+}
+
+static size_t prev_char(const unsigned char *s, size_t i) {
+  if (i == 0) return 0;
+  i--;
+  while (i > 0 && (s[i] & 0xC0) == 0x80) i--;
+  return i;
+}
+
+static int is_space(unsigned char c) { return c == ' ' || c == '\n' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; }
+
+size_t ss_chunk_text(const char *text, size_t len, size_t size, size_t overlap, ss_chunk *out, size_t cap) {
+  const unsigned char *s = (const unsigned char *)text;
+  size_t start = 0, n = 0;
+  if (size == 0) return 0;
+  if (overlap >= size) overlap = size - 1;
+  while (start < len) {
+    size_t end = start, chars = 0, cut, next, back;
+    while (end < len && chars < size) {
+      end = next_char(s, len, end);
+      chars++;
+    }
+    cut = end;
+    /* a cut just before whitespace is already between words */
+    if (end < len && !is_space(s[end])) {
+      /* prefer to cut just after whitespace in the chunk's last fifth,
+       * so words stay whole */
+      size_t look = size / 5 ? size / 5 : 1, p = end, k;
+      for (k = 0; k < look && p > start; k++) {
+        p = prev_char(s, p);
+        if (is_space(s[p])) {
+          cut = next_char(s, len, p);
+          break;
+        }
+      }
+    }
+    if (n < cap) {
+      out[n].start = start;
+      out[n].end = cut;
+    }
+    n++;
+    if (cut >= len) break;
+    /* the next chunk starts `overlap` characters before this one ends,
+     * and always after this one's start */
+    next = cut;
+    for (back = 0; back < overlap && next > start; back++) next = prev_char(s, next);
+    /* and at a word's start: the start of the word it falls in, when that
+     * is at most a fifth of a chunk further back, else the next word's
+     * start within the overlap */
+    if (next > 0 && !is_space(s[prev_char(s, next)])) {
+      size_t p = next, k, look = size / 5 ? size / 5 : 1;
+      for (k = 0; k < look && p > start && !is_space(s[prev_char(s, p)]); k++) p = prev_char(s, p);
+      if (p > start && is_space(s[prev_char(s, p)])) {
+        next = p;
+      } else {
+        p = next;
+        while (p < cut && !is_space(s[p])) p = next_char(s, len, p);
+        while (p < cut && is_space(s[p])) p = next_char(s, len, p);
+        if (p < cut) next = p;
+      }
+    }
+    start = next > start ? next : cut;
+  }
+  return n;
+}
