@@ -181,6 +181,11 @@ static void free_args(args *a) {
 
 /* ---- replies ---- */
 
+/* Redis's error reply as an error of kind redis */
+static void reply_error(const redisReply *r, ss_error *e) {
+  ss_error_set(e, SS_ERR_REDIS, "%.*s", (int)(r->len < 1000 ? r->len : 1000), r->str);
+}
+
 static void push_reply(lua_State *L, const redisReply *r, int null_nil, int depth) {
   size_t i;
   if (depth > MAX_DEPTH || !lua_checkstack(L, 4)) luaL_error(L, "a Redis reply nested too deep");
@@ -207,7 +212,7 @@ static void push_reply(lua_State *L, const redisReply *r, int null_nil, int dept
   case REDIS_REPLY_ERROR: {
     /* an error among replies (a pipeline, EXEC's array): an error table */
     ss_error e;
-    ss_error_set(&e, SS_ERR_REDIS, "%.*s", (int)(r->len < 1000 ? r->len : 1000), r->str);
+    reply_error(r, &e);
     ss_push_error(L, &e);
     break;
   }
@@ -216,18 +221,17 @@ static void push_reply(lua_State *L, const redisReply *r, int null_nil, int dept
   }
 }
 
-/* Borrows a connection, runs the n commands in a, gives it back, and
- * leaves the replies in box. 0, or -1 with err set. */
-static int run(redis_ud *u, args *a, size_t n, const int *argc, replies_box *box, ss_error *err) {
-  ss_pool_lease *lease = u->lease ? u->lease : ss_pool_acquire(u->pool, err);
+/* Borrows a connection (or uses the one held), sends the n commands
+ * formatted in buf (ss_redis_append_command) and leaves their replies in
+ * box, then gives the connection back. 0, or -1 with err set. */
+static int run(redis_ud *u, const char *buf, size_t len, size_t n, const unsigned char *effects, replies_box *box,
+               ss_error *err) {
+  ss_pool_lease *lease;
   int rc;
-  if (!lease) return -1;
-  box->replies = calloc(n ? n : 1, sizeof *box->replies);
-  if (!box->replies) {
-    if (!u->lease) ss_pool_release(u->pool, lease);
+  if (!(box->replies = calloc(n ? n : 1, sizeof *box->replies)))
     return ss_error_set(err, SS_ERR_MEMORY, "out of memory reading replies");
-  }
-  rc = ss_redis_run(lease->conn, n, argc, a->argv, a->lens, box->replies, err);
+  if (!(lease = u->lease ? u->lease : ss_pool_acquire(u->pool, err))) return -1;
+  rc = ss_redis_run_formatted(lease->conn, buf, len, n, effects, box->replies, err);
   /* a broken connection is closed by the pool, never handed out again */
   if (!u->lease) ss_pool_release(u->pool, lease);
   if (rc == 0) box->n = n;
@@ -246,14 +250,17 @@ static replies_box *push_box(lua_State *L) {
  * kind "redis" with Redis's own message). */
 static int redis_call(lua_State *L) {
   redis_ud *u = check_target(L);
-  int top = lua_gettop(L), i, argc;
+  int top = lua_gettop(L), i;
   args a;
   ss_error err;
   replies_box *box;
+  ss_buf *resp;
+  unsigned char effects;
   memset(&a, 0, sizeof a);
   ss_error_clear(&err);
   if (top < 2) return luaL_error(L, "call() needs a command");
   a.nums = ss_push_scratch(L);
+  resp = ss_push_scratch(L);
   box = push_box(L);
   for (i = 2; i <= top; i++) {
     if (add_arg(L, i, &a, 0, i - 1, &err)) {
@@ -262,15 +269,14 @@ static int redis_call(lua_State *L) {
     }
   }
   settle(&a);
-  argc = (int)a.n;
-  if (run(u, &a, 1, &argc, box, &err)) {
+  if (ss_redis_append_command(resp, (int)a.n, a.argv, a.lens, &effects, &err) ||
+      run(u, resp->data, resp->len, 1, &effects, box, &err)) {
     free_args(&a);
     return ss_push_fail(L, &err);
   }
   free_args(&a);
   if (box->replies[0]->type == REDIS_REPLY_ERROR) {
-    ss_error_set(&err, SS_ERR_REDIS, "%.*s", (int)(box->replies[0]->len < 1000 ? box->replies[0]->len : 1000),
-                 box->replies[0]->str);
+    reply_error(box->replies[0], &err);
     free_replies(box);
     return ss_push_fail(L, &err);
   }
@@ -362,9 +368,7 @@ static int redis_run(lua_State *L) {
   builder_ud *b = check_builder(L, 2);
   ss_error err;
   replies_box *box;
-  ss_pool_lease *lease;
   size_t i;
-  int rc;
   lua_settop(L, 2);
   if (b->err.kind != SS_OK) return ss_push_fail(L, &b->err);
   if (b->n == 0) {
@@ -372,15 +376,8 @@ static int redis_run(lua_State *L) {
     return 1;
   }
   box = push_box(L);
-  if (!(box->replies = calloc(b->n, sizeof *box->replies))) return luaL_error(L, "out of memory");
-  lease = u->lease ? u->lease : ss_pool_acquire(u->pool, &err);
-  if (!lease) return ss_push_fail(L, &err);
-  rc = ss_redis_run_formatted(lease->conn, b->resp.data, b->resp.len, b->n,
-                              (const unsigned char *)b->effects.data, box->replies, &err);
-  /* a broken connection is closed by the pool, never handed out again */
-  if (!u->lease) ss_pool_release(u->pool, lease);
-  if (rc) return ss_push_fail(L, &err);
-  box->n = b->n;
+  if (run(u, b->resp.data, b->resp.len, b->n, (const unsigned char *)b->effects.data, box, &err))
+    return ss_push_fail(L, &err);
   lua_createtable(L, (int)b->n, 0);
   for (i = 0; i < b->n; i++) {
     push_reply(L, box->replies[i], 0, 1);
