@@ -186,9 +186,12 @@ end
 local REDIS_OPTIONS = { "url", "host", "port", "db", "user", "password", "path", "connect_timeout",
   "command_timeout", "size", "max_overflow", "timeout", "recycle", "idle_timeout", "pre_ping", "ping_after_idle" }
 
-local function percent(v)
-  return (tostring(v):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+-- v with every byte the Lua pattern `unsafe` matches percent-encoded
+-- (default: all but RFC 3986's unreserved characters), for URL parts.
+function config.percent_encode(v, unsafe)
+  return (tostring(v):gsub(unsafe or "[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
 end
+local percent = config.percent_encode
 
 -- The Redis pool's settings (for core.redis_open). spec: a URL
 -- (redis://[user:password@]host:port/db or unix:///path.sock?db=N), a
@@ -220,7 +223,7 @@ function config.redis(spec, getenv)
       if out.user then q[#q + 1] = "user=" .. percent(out.user) end
       if out.password then q[#q + 1] = "password=" .. percent(out.password) end
       -- the parser percent-decodes the path: what would end it is escaped
-      local path = out.path:gsub("[%%?&#]", function(c) return string.format("%%%02X", c:byte()) end)
+      local path = percent(out.path, "[%%?&#]")
       out.url = "unix://" .. path .. (#q > 0 and "?" .. table.concat(q, "&") or "")
     else
       out.url = string.format("redis://%s%s:%s/%s", auth, out.host or "127.0.0.1", tostring(out.port or 6379),

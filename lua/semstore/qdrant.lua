@@ -3,6 +3,7 @@
 -- core (csrc/core/qdrant.c, through csrc/lua/qdrant_handle.c); this file
 -- checks options, shapes request bodies and reads answers.
 local core = require "semstore.core"
+local config = require "semstore.config"
 
 local M = {}
 
@@ -27,7 +28,7 @@ local function segment(name, what)
   if type(name) ~= "string" or name == "" then
     return input_error("%s must be a non-empty string", what or "the collection name")
   end
-  return (name:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
+  return config.percent_encode(name)
 end
 
 local function check(opts, names, what)
