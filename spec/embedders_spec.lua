@@ -57,7 +57,7 @@ describe("semstore.embedders.local_hash", function()
     local URL = os.getenv "QDRANT_URL"
     local helpers = require "support.helpers"
     local q = helpers.connect(nil, { qdrant = URL }).qdrant
-    local name = "embed_" .. assert(io.open "/proc/sys/kernel/random/uuid"):read("l"):sub(1, 8)
+    local name = helpers.unique("embed", "_")
     assert(q:create_collection(name, { vectors = { dense = { size = 256, distance = "Cosine" } },
       sparse_vectors = { text = { modifier = "idf" } } }))
     local texts = { "Resetting the password of your account", "The recipe needs two cups of flour",

@@ -11,12 +11,7 @@ local STANDIN = os.getenv "SEMSTORE_QDRANT_STANDIN" == "1"
 local BIG = helpers.under_valgrind and 2000 or 20000
 local standin_it = STANDIN and it or pending
 
-local counter = 0
-local tag = assert(io.open "/proc/sys/kernel/random/uuid"):read("l"):sub(1, 8)
-local function fresh(prefix)
-  counter = counter + 1
-  return string.format("%s_%s_%d", prefix or "c", tag, counter)
-end
+local function fresh(prefix) return helpers.unique(prefix or "c", "_") end
 
 local db = helpers.connect(nil, { qdrant = URL })
 local q = db.qdrant
@@ -664,7 +659,7 @@ end)
 
 describe("qdrant api key", function()
   standin_it("is sent as the api-key header and never printed", function()
-    local key = "sekret-KEY-" .. tag
+    local key = helpers.unique("sekret-KEY", "-")
     local kdb = helpers.connect(nil, { qdrant = { url = URL, api_key = key } })
     assert(kdb.qdrant:list_collections())
     assert.equal(key, admin("GET", "stats").last_headers["api-key"])

@@ -8,12 +8,7 @@ local URL = assert(os.getenv "REDIS_URL", "run the specs through scripts/test.sh
 local db = helpers.connect(nil, { redis = URL })
 local r = db.redis
 
-local counter = 0
-local tag = assert(io.open "/proc/sys/kernel/random/uuid"):read("l"):sub(1, 8)
-local function key(prefix)
-  counter = counter + 1
-  return string.format("spec:%s:%s:%d", prefix or "k", tag, counter)
-end
+local function key(prefix) return helpers.unique("spec:" .. (prefix or "k"), ":") end
 
 describe("redis configuration", function()
   local function env(t) return function(k) return t[k] end end

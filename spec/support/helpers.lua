@@ -23,6 +23,13 @@ function helpers.connect(pool, extra)
   return assert(semstore.connect(opts))
 end
 
+-- A name no other spec or run uses: prefix, this load's tag and a counter,
+-- joined by sep (collections, keys, channels).
+function helpers.unique(prefix, sep)
+  counter = counter + 1
+  return table.concat({ prefix, tag, counter }, sep)
+end
+
 -- Asserts the pool lent out nothing that was not given back.
 function helpers.assert_all_returned(db)
   local s = db.pg:stats()
