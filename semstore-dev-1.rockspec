@@ -9,8 +9,8 @@ description = {
 dependencies = { "lua >= 5.4" }
 -- LuaFileSystem, which the migration runner needs, comes from Debian's
 -- lua-filesystem: listed here, luarocks would fetch it from its registry.
--- libpq, libxcrypt and double-conversion, found by CMake through pkg-config
--- (Debian: libpq-dev, libcrypt-dev, libdouble-conversion-dev); a C++
+-- libpq, libxcrypt, libcrypto and double-conversion, found by CMake through pkg-config
+-- (Debian: libpq-dev, libcrypt-dev, libssl-dev, libdouble-conversion-dev); a C++
 -- compiler for the double-conversion shim (Debian: g++, in build-essential)
 build = {
   type = "cmake",

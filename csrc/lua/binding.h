@@ -196,6 +196,8 @@ int ss_read_pool_config(lua_State *L, int idx, ss_pool_config *cfg, ss_error *er
 void ss_push_pool_stats(lua_State *L, ss_pool *p);
 /* chunking.c: core.chunk_text */
 void ss_open_chunking(lua_State *L);
+/* digest.c: core.sha256 */
+void ss_open_digest(lua_State *L);
 /* embed.c: core.embed_dense and core.embed_sparse (the local embedder) */
 void ss_open_embed(lua_State *L);
 /* redis_handle.c: core.redis_open and the semstore.redis methods */
