@@ -119,12 +119,6 @@ local function definition(m)
   return def
 end
 
-local function checksum(conn, text)
-  local rows, err = conn:query("SELECT encode(sha256($1), 'hex') AS sum", core.bytea(text))
-  if not rows then return nil, err end
-  return rows[1].sum
-end
-
 -- Matches the files with schema_migrations. Each entry is "applied",
 -- "pending", "changed" (its file differs from the one applied), "missing"
 -- (applied, but its file is gone) or "unchecked" (applied from a source
@@ -149,8 +143,7 @@ local function plan(conn, opts)
   end
   local entries, problems = {}, {}
   for _, m in ipairs(files) do
-    m.checksum, err = checksum(conn, m.text)
-    if not m.checksum then return nil, err end
+    m.checksum = core.sha256(m.text)
     local row = applied[m.source .. "/" .. m.version]
     if row then
       applied[m.source .. "/" .. m.version] = nil
