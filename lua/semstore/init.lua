@@ -63,6 +63,9 @@ end
 
 -- semstore.embedders.local_hash{ dim = 256 }: the deterministic local embedder
 semstore.embedders = require "semstore.embedders"
+-- semstore.services.documents(db, opts): indexing, search and the re-index
+-- queue over the three stores
+semstore.services = require "semstore.services"
 -- semstore.chunk_text(text, size, overlap): chunks of at most `size`
 -- characters, cut on character boundaries, preferably after whitespace
 semstore.chunk_text = core.chunk_text

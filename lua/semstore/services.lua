@@ -1,0 +1,928 @@
+-- semstore.services.documents(db, opts): the workflows over the three
+-- stores, in Lua over the repositories. PostgreSQL is the source of truth:
+-- it is written first, and Qdrant and Redis follow it. Work on Qdrant that
+-- fails goes to the durable queue reindex_jobs (migration 0005), written in
+-- the same transaction as the document, and retry_pending() drains it.
+--
+-- Qdrant names: the collection row's vector_store_name is an alias of the
+-- physical collection vector_store_name.."_v"..generation, so a rebuild can
+-- fill a new one and swap the alias at once. The settings (generation,
+-- vector size, distance, sparse) live in the row's qdrant_collections, so
+-- a Qdrant that lost its data is re-created from them by any writer.
+local core = require "semstore.core"
+local embedders = require "semstore.embedders"
+
+local M = {}
+
+local Documents = {}
+Documents.__index = Documents
+
+local QUEUE_CHANNEL = "semstore_reindex"
+-- A claimed job is left alone this long: longer than a Qdrant call's whole
+-- retry budget (120 s by default), so a live worker keeps its job, and a
+-- dead one's job comes back.
+local LEASE_SECONDS = 300
+local BACKOFF_MAX = 300
+-- get_chunks_by_document's limit: a document has at most this many chunks.
+local MAX_CHUNKS_PER_DOCUMENT = 10000
+local DENSE, SPARSE = "dense", "text"
+local SEARCH_GEN_TTL = 86400
+
+local function input_error(fmt, ...)
+  return nil, core.error { kind = "input", message = string.format(fmt, ...) }
+end
+
+local function repositories(pg) return require("semstore").repositories(pg) end
+
+local function check_options(opts, names, what)
+  if opts == nil then return {} end
+  if type(opts) ~= "table" then return input_error("%s must be a table", what) end
+  local ok, err = core.check_keys(opts, names, what)
+  if not ok then return nil, err end
+  return opts
+end
+
+local function positive_integer(v, what, default)
+  if v == nil then return default end
+  if math.type(v) ~= "integer" or v < 1 then return input_error("%s must be a positive integer", what) end
+  return v
+end
+
+local function message_of(err)
+  if type(err) == "table" and err.message then return tostring(err.message) end
+  return tostring(err)
+end
+
+-- ---- embedding --------------------------------------------------------
+
+-- The embedder as { dense = fn(texts), sparse = fn(texts) or nil, dim }.
+local function wrap_embedder(e)
+  if e == nil then e = embedders.local_hash() end
+  if type(e) == "function" then return { dense = e, name = "function" } end
+  local mt = getmetatable(e)
+  local callable = mt and type(mt.__call) == "function"
+  if type(e) ~= "table" or (type(e.dense) ~= "function" and not callable) then
+    return input_error("embedder must be a function(texts) -> vectors, or an object with dense(texts)")
+  end
+  if type(e.dense) ~= "function" then return { dense = function(texts) return e(texts) end, name = tostring(e) } end
+  return {
+    dense = function(texts) return e:dense(texts) end,
+    sparse = type(e.sparse) == "function" and function(texts) return e:sparse(texts) end or nil,
+    dim = math.type(e.dim) == "integer" and e.dim or nil,
+    name = tostring(e),
+  }
+end
+
+-- Calls fn(texts) and checks it gave one table per text. What the embedder
+-- raises becomes an `embedder` error rather than going up through the
+-- workflow's bookkeeping.
+local function embed_with(fn, texts, what)
+  local ok, vectors = pcall(fn, texts)
+  if not ok then return nil, core.error { kind = "embedder", message = what .. " embedder failed: " .. message_of(vectors) } end
+  if type(vectors) ~= "table" or #vectors ~= #texts then
+    return nil, core.error { kind = "embedder", message = string.format("the %s embedder returned %s for %d texts",
+      what, type(vectors) == "table" and (#vectors .. " vectors") or type(vectors), #texts) }
+  end
+  for i = 1, #texts do
+    if type(vectors[i]) ~= "table" then
+      return nil, core.error { kind = "embedder", message = string.format("the %s embedder's vector %d is a %s", what, i, type(vectors[i])) }
+    end
+  end
+  return vectors
+end
+
+function Documents:_dim()
+  if not self.embedder.dim then
+    local v, err = embed_with(self.embedder.dense, { "semstore" }, "dense")
+    if not v then return nil, err end
+    self.embedder.dim = #v[1]
+  end
+  return self.embedder.dim
+end
+
+-- ---- the Qdrant collection ---------------------------------------------
+
+-- The row's Qdrant settings, made from the embedder the first time.
+function Documents:_settings(col)
+  local s = col.qdrant_collections
+  local dim, err = self:_dim()
+  if not dim then return nil, err end
+  if type(s) == "table" and s.generation then
+    if s.dense.size ~= dim then
+      return input_error("collection %s was indexed with vectors of %d numbers; this embedder gives %d",
+        col.name, s.dense.size, dim)
+    end
+    if s.sparse and not self.embedder.sparse then
+      return input_error("collection %s has sparse vectors: its embedder needs sparse(texts)", col.name)
+    end
+    return s
+  end
+  s = { generation = 1, dense = { size = dim, distance = "Cosine" }, sparse = self.embedder.sparse ~= nil }
+  local row
+  row, err = self.db.collections:update(col.id, { qdrant_collections = s })
+  if not row then return nil, err end
+  col.qdrant_collections = s
+  return s
+end
+
+local function physical(col, generation) return col.vector_store_name .. "_v" .. generation end
+
+local function create_physical(q, name, s)
+  local spec = { vectors = { [DENSE] = { size = s.dense.size, distance = s.dense.distance } } }
+  if s.sparse then spec.sparse_vectors = { [SPARSE] = { modifier = "idf" } } end
+  local ok, err = q:create_collection(name, spec)
+  -- another writer made it meanwhile
+  if not ok and not (err.kind == "qdrant" and (err.status == 409 or err.status == 400) and q:get_collection(name)) then
+    return nil, err
+  end
+  q:create_payload_index(name, "document_id", "keyword")
+  return true
+end
+
+-- Makes sure the alias and its collection exist in Qdrant (a Qdrant that
+-- restarted empty heals itself); returns the settings.
+function Documents:_ensure_qdrant(col)
+  local s, err = self:_settings(col)
+  if not s then return nil, err end
+  if self.ensured[col.id] then return s end
+  local q = self.db.qdrant
+  local info
+  info, err = q:get_collection(col.vector_store_name)
+  if not info then
+    if err.kind ~= "qdrant" or err.status ~= 404 then return nil, err end
+    local name = physical(col, s.generation)
+    if not q:get_collection(name) then
+      local ok
+      ok, err = create_physical(q, name, s)
+      if not ok then return nil, err end
+    end
+    local ok
+    ok, err = q:update_aliases { { create = { alias = col.vector_store_name, collection = name } } }
+    if not ok and not q:get_collection(col.vector_store_name) then return nil, err end
+  end
+  self.ensured[col.id] = true
+  return s
+end
+
+-- Forgets what _ensure_qdrant learnt, after a Qdrant failure.
+function Documents:_unsure(col) self.ensured[col.id] = nil end
+
+-- The Qdrant collections a write goes to: the alias, and the collection a
+-- zero-downtime rebuild is filling.
+local function write_targets(col)
+  local t = { col.vector_store_name }
+  if type(col.qdrant_staging) == "table" and col.qdrant_staging.name then t[2] = col.qdrant_staging.name end
+  return t
+end
+
+-- Embeds chunks and writes them as points (id = the chunk's id, so a retry
+-- overwrites rather than duplicates), then records their vector ids.
+-- `names` maps document ids to { file_name, meta }.
+function Documents:_index_chunks(col, chunks, docs, targets)
+  if #chunks == 0 then return 0 end
+  local texts = {}
+  for i, c in ipairs(chunks) do texts[i] = c.content end
+  local dense, err = embed_with(self.embedder.dense, texts, "dense")
+  if not dense then return nil, err end
+  local sparse
+  if self.embedder.sparse then
+    sparse, err = embed_with(self.embedder.sparse, texts, "sparse")
+    if not sparse then return nil, err end
+  end
+  local points, items = {}, {}
+  for i, c in ipairs(chunks) do
+    local d = docs[c.document_id] or {}
+    local vector = { [DENSE] = dense[i] }
+    if sparse and #sparse[i].indices > 0 then vector[SPARSE] = sparse[i] end
+    points[i] = { id = c.id, vector = vector, payload = {
+      collection_id = col.id, document_id = c.document_id, chunk_index = c.chunk_index,
+      file_name = d.file_name, metadata = d.meta } }
+    items[i] = { chunk_id = c.id, collection_id = col.id, vector_id = tostring(c.id) }
+  end
+  for _, name in ipairs(targets or write_targets(col)) do
+    local ok
+    ok, err = self.db.qdrant:upsert(name, points, self.upsert_options)
+    if not ok then
+      self:_unsure(col)
+      return nil, err
+    end
+  end
+  local n
+  n, err = self.db.chunks:update_chunk_embeddings(items)
+  if not n then return nil, err end
+  return #points
+end
+
+-- file_name and meta of the documents `chunks` belong to, in one query.
+function Documents:_document_info(chunks)
+  local ids, seen = {}, {}
+  for _, c in ipairs(chunks) do
+    if c.document_id ~= core.null and not seen[c.document_id] then
+      seen[c.document_id] = true
+      ids[#ids + 1] = c.document_id
+    end
+  end
+  local out = {}
+  if #ids == 0 then return out end
+  local rows, err = self.db.pg:query("SELECT id, file_name, meta FROM documents WHERE id = ANY($1::text[])", core.array(ids))
+  if not rows then return nil, err end
+  for _, r in ipairs(rows) do out[r.id] = { file_name = r.file_name, meta = r.meta ~= core.null and r.meta or nil } end
+  return out
+end
+
+-- Writes a whole document's chunks to Qdrant and marks it completed.
+function Documents:_index_document(col, doc)
+  local ok, err = self:_ensure_qdrant(col)
+  if not ok then return nil, err end
+  local chunks
+  chunks, err = self.db.chunks:get_chunks_by_document(doc.id, col.id, MAX_CHUNKS_PER_DOCUMENT)
+  if not chunks then return nil, err end
+  local n
+  n, err = self:_index_chunks(col, chunks, { [doc.id] = { file_name = doc.file_name, meta = doc.meta ~= core.null and doc.meta or nil } })
+  if not n then return nil, err end
+  return self:_finish_documents(col, doc.id)
+end
+
+-- Marks completed the pending documents (of the collection, or the one
+-- given) whose chunks all have vectors, with their chunk counts.
+function Documents:_finish_documents(col, document_id)
+  return self.db.pg:query([[
+    UPDATE documents d SET status = 'completed', error_message = NULL, chunking_completed_at = now(), updated_at = now(),
+      chunk_count = (SELECT count(*) FROM chunks c WHERE c.collection_id = $1
+                     AND c.partition_key = chunk_partition_key($1) AND c.document_id = d.id)
+    WHERE d.collection_id = $1 AND ($2::text IS NULL OR d.id = $2) AND d.status IN ('pending', 'processing')
+      AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.collection_id = $1 AND c.partition_key = chunk_partition_key($1)
+                      AND c.document_id = d.id AND c.embedding_vector_id IS NULL)]], col.id, document_id or core.null)
+end
+
+-- The collection's counters, from its rows.
+function Documents:_update_stats(col)
+  local stats, err = self.db.chunks:get_chunk_statistics(col.id)
+  if not stats then return nil, err end
+  local docs
+  docs, err = self.db.pg:query(
+    "SELECT count(*) AS n, coalesce(sum(file_size), 0)::int8 AS bytes FROM documents WHERE collection_id = $1", col.id)
+  if not docs then return nil, err end
+  return self.db.collections:update_stats(col.id, { document_count = docs[1].n, vector_count = stats.embedded_chunks,
+    total_size_bytes = docs[1].bytes, chunks_total_count = stats.total_chunks })
+end
+
+-- ---- the search cache's generation --------------------------------------
+
+local function gen_key(collection_id) return "search-gen:" .. collection_id end
+
+-- Every change to a collection's searchable data gives it a new generation,
+-- so cached results of the old one are never read again (a search that
+-- was computing meanwhile stores its result under the old generation).
+function Documents:_changed(collection_id)
+  self.gen_counter = self.gen_counter + 1
+  self.db.cache:set(gen_key(collection_id), string.format("%s-%d-%d", self.token, os.time(), self.gen_counter), SEARCH_GEN_TTL)
+end
+
+-- ---- the queue -----------------------------------------------------------
+
+local function enqueue(tx, action, collection_id, document_id, delay)
+  local rows, err = tx:query([[
+    INSERT INTO reindex_jobs (action, collection_id, document_id, next_attempt_at)
+    VALUES ($1, $2, $3, now() + $4 * interval '1 second') RETURNING id]], action, collection_id, document_id, delay)
+  if not rows then return nil, err end
+  -- delivered at commit, to a worker waiting in LISTEN
+  local ok
+  ok, err = tx:query("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, tostring(rows[1].id))
+  if not ok then return nil, err end
+  return rows[1].id
+end
+
+function Documents:_job_done(id)
+  return self.db.pg:query("DELETE FROM reindex_jobs WHERE id = $1", id)
+end
+
+-- A failed attempt: the job comes back after a backoff that doubles with
+-- each attempt (1 s, 2 s, ... 300 s), with jitter so failed jobs spread out.
+function Documents:_job_failed(id, err)
+  local rows = self.db.pg:query("SELECT attempts FROM reindex_jobs WHERE id = $1", id)
+  local attempts = rows and rows[1] and rows[1].attempts or 1
+  local delay = math.min(BACKOFF_MAX, 2 ^ math.max(0, attempts - 1)) * (0.5 + math.random() / 2)
+  return self.db.pg:query([[
+    UPDATE reindex_jobs SET last_error = $2, next_attempt_at = now() + $3 * interval '1 second', updated_at = now(),
+      attempts = greatest(attempts, 1) WHERE id = $1]], id, message_of(err), delay)
+end
+
+-- ---- documents -----------------------------------------------------------
+
+local DOCUMENT_FIELDS = { "content", "file_name", "file_path", "mime_type", "metadata" }
+
+-- A document's row fields, checked; nil, err for a bad one.
+local function document_fields(col, d, where)
+  if type(d) ~= "table" then return input_error("%s is a %s, not a table", where, type(d)) end
+  local ok, err = core.check_keys(d, DOCUMENT_FIELDS, where)
+  if not ok then return nil, err end
+  if type(d.content) ~= "string" then return input_error("%s: content must be a string", where) end
+  for _, k in ipairs { "file_name", "file_path", "mime_type" } do
+    if d[k] ~= nil and (type(d[k]) ~= "string" or d[k] == "") then
+      return input_error("%s: %s must be a non-empty string", where, k)
+    end
+  end
+  if d.metadata ~= nil and type(d.metadata) ~= "table" then return input_error("%s: metadata must be a table", where) end
+  local hash = core.sha256(d.content)
+  local name = d.file_name or ("document-" .. hash:sub(1, 12) .. ".txt")
+  local chunks = core.chunk_text(d.content, col.chunk_size, math.min(col.chunk_overlap, col.chunk_size - 1))
+  if #chunks > MAX_CHUNKS_PER_DOCUMENT then
+    return input_error("%s gives %d chunks at chunk_size %d; at most %d per document", where, #chunks,
+      col.chunk_size, MAX_CHUNKS_PER_DOCUMENT)
+  end
+  return {
+    row = { collection_id = col.id, file_path = d.file_path or name, file_name = name, file_size = #d.content,
+            mime_type = d.mime_type or "text/plain", content_hash = "sha256:" .. hash, meta = d.metadata },
+    chunks = chunks,
+  }
+end
+
+-- Inserts a document and its chunks on `tx`; doc, created.
+local function store_document(repo, col, f)
+  local doc, created = repo.documents:create(f.row)
+  if not doc then return nil, created end
+  if not created then return doc, false end
+  local rows = {}
+  for i, c in ipairs(f.chunks) do
+    rows[i] = { collection_id = col.id, document_id = doc.id, chunk_index = i - 1, content = c.content,
+                start_offset = c.start_offset, end_offset = c.end_offset }
+  end
+  if #rows > 0 then
+    local n, err = repo.chunks:create_chunks_bulk(rows)
+    if not n then return nil, err end
+  end
+  return doc, true
+end
+
+-- svc:create_document(collection_id, content, metadata) -> doc, queued
+-- metadata's file_name, file_path and mime_type fill those columns; the
+-- whole table is the document's meta.
+function Documents:create_document(collection_id, content, metadata)
+  if metadata ~= nil and type(metadata) ~= "table" then return input_error("metadata must be a table") end
+  local col, err = self.db.collections:get_by_uuid(collection_id)
+  if not col then return nil, err end
+  metadata = metadata or {}
+  local f
+  f, err = document_fields(col, { content = content, file_name = metadata.file_name, file_path = metadata.file_path,
+    mime_type = metadata.mime_type, metadata = next(metadata) and metadata or nil }, "the document")
+  if not f then return nil, err end
+  -- the document, its chunks and its job in one transaction; the job is
+  -- leased to this call, and comes back to a worker if this process dies
+  local res
+  res, err = self.db.pg:transaction(function(tx)
+    local doc, created = store_document(repositories(tx), col, f)
+    if not doc then return nil, created end
+    if not created then return { doc = doc } end
+    local job, jerr = enqueue(tx, "index", col.id, doc.id, LEASE_SECONDS)
+    if not job then return nil, jerr end
+    return { doc = doc, job = job }
+  end)
+  if not res then return nil, err end
+  if not res.job then return res.doc, false end
+  local ok
+  ok, err = self:_index_document(col, res.doc)
+  if ok then
+    self:_job_done(res.job)
+  else
+    self:_job_failed(res.job, err)
+  end
+  self:_update_stats(col)
+  self.db.cache:delete("doc:" .. res.doc.id)
+  self:_changed(col.id)
+  local doc = self.db.documents:get(res.doc.id) or res.doc
+  return doc, not ok
+end
+
+-- svc:delete_document(document_id, collection_id) -> true
+function Documents:delete_document(document_id, collection_id)
+  local col, err = self.db.collections:get_by_uuid(collection_id)
+  if not col then return nil, err end
+  local job
+  job, err = self.db.pg:transaction(function(tx)
+    local repo = repositories(tx)
+    local doc, derr = repo.documents:get(document_id)
+    if not doc then return nil, derr end
+    if doc.collection_id ~= col.id then
+      return nil, core.error { kind = "not_found", message = "document " .. document_id .. " is not in collection " .. col.id }
+    end
+    local ok, e = repo.documents:delete(document_id)
+    if not ok then return nil, e end
+    return enqueue(tx, "delete", col.id, document_id, LEASE_SECONDS)
+  end)
+  if not job then return nil, err end
+  local ok
+  ok, err = self:_delete_points(col, document_id)
+  if ok then self:_job_done(job) else self:_job_failed(job, err) end
+  self:_update_stats(col)
+  self.db.cache:delete("doc:" .. document_id)
+  self:_changed(col.id)
+  return true
+end
+
+function Documents:_delete_points(col, document_id)
+  local filter = { must = { { key = "document_id", match = { value = document_id } } } }
+  for _, name in ipairs(write_targets(col)) do
+    local ok, err = self.db.qdrant:delete_points(name, filter)
+    -- nothing to delete from a collection Qdrant lost
+    if not ok and not (err.kind == "qdrant" and err.status == 404) then return nil, err end
+  end
+  return true
+end
+
+-- ---- the worker ------------------------------------------------------------
+
+-- Takes the next due job: moves its next_attempt_at a lease ahead in one
+-- statement, skipping rows another worker has locked.
+function Documents:_claim()
+  local rows, err = self.db.pg:query([[
+    UPDATE reindex_jobs SET next_attempt_at = now() + $1 * interval '1 second', attempts = attempts + 1,
+      updated_at = now()
+    WHERE id = (SELECT id FROM reindex_jobs WHERE next_attempt_at <= now()
+                ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED LIMIT 1)
+    RETURNING *]], LEASE_SECONDS)
+  if not rows then return nil, err end
+  return rows[1] or false
+end
+
+function Documents:_run_job(job)
+  local col, err = self.db.collections:get_by_uuid(job.collection_id)
+  if not col then
+    if err.kind == "not_found" then return true end -- the collection went, and its jobs with it
+    return nil, err
+  end
+  if job.action == "delete" then return self:_delete_points(col, job.document_id) end
+  local doc
+  doc, err = self.db.documents:get(job.document_id)
+  if not doc then
+    if err.kind == "not_found" then return true end -- deleted meanwhile: its delete job does the rest
+    return nil, err
+  end
+  local ok
+  ok, err = self:_index_document(col, doc)
+  if not ok then return nil, err end
+  self:_update_stats(col)
+  self.db.cache:delete("doc:" .. doc.id)
+  self:_changed(col.id)
+  return true
+end
+
+-- svc:retry_pending{ limit = } -> { done =, failed =, left = }: runs the
+-- jobs that are due, each once, until none is due (or `limit` ran).
+function Documents:retry_pending(opts)
+  local err
+  opts, err = check_options(opts, { "limit" }, "retry_pending's options")
+  if not opts then return nil, err end
+  local limit
+  limit, err = positive_integer(opts.limit, "limit", math.huge)
+  if not limit then return nil, err end
+  local report, seen = { done = 0, failed = 0 }, {}
+  while report.done + report.failed < limit do
+    local job
+    job, err = self:_claim()
+    if job == nil then return nil, err end
+    if not job or seen[job.id] then
+      -- a job failed here comes back only after its backoff; seeing it
+      -- again means the backoff was shorter than this call
+      if job then self:_job_failed(job.id, job.last_error or "retried") end
+      break
+    end
+    seen[job.id] = true
+    local ok, jerr = self:_run_job(job)
+    if ok then
+      self:_job_done(job.id)
+      report.done = report.done + 1
+    else
+      self:_job_failed(job.id, jerr)
+      report.failed = report.failed + 1
+    end
+  end
+  local rows
+  rows, err = self.db.pg:query "SELECT count(*) AS n FROM reindex_jobs"
+  if not rows then return nil, err end
+  report.left = rows[1].n
+  return report
+end
+
+-- svc:worker{ timeout =, on_batch = } : drains the queue, then sleeps in
+-- LISTEN until a job arrives or the next one falls due; returns after
+-- `timeout` seconds (none: never) with the totals.
+function Documents:worker(opts)
+  local err
+  opts, err = check_options(opts, { "timeout", "on_batch", "max_wait" }, "worker's options")
+  if not opts then return nil, err end
+  if opts.timeout ~= nil and not (type(opts.timeout) == "number" and opts.timeout >= 0) then
+    return input_error("timeout must be a number of seconds >= 0")
+  end
+  local max_wait = opts.max_wait or 30
+  local conn
+  conn, err = self.db.pg:acquire()
+  if not conn then return nil, err end
+  local ok
+  ok, err = conn:listen(QUEUE_CHANNEL)
+  if not ok then
+    conn:release()
+    return nil, err
+  end
+  local deadline = opts.timeout and core.monotime() + opts.timeout
+  local total = { done = 0, failed = 0, left = 0 }
+  local result = table.pack(pcall(function()
+    while true do
+      local r, rerr = self:retry_pending()
+      if r then
+        total.done, total.failed, total.left = total.done + r.done, total.failed + r.failed, r.left
+        if opts.on_batch and (r.done + r.failed) > 0 then opts.on_batch(r) end
+      elseif opts.on_batch then
+        opts.on_batch { error = rerr }
+      end
+      local wait = max_wait
+      local rows = self.db.pg:query(
+        "SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 AS s FROM reindex_jobs")
+      local s = rows and rows[1].s
+      if s ~= nil and s ~= core.null then wait = math.max(0.01, math.min(wait, s)) end
+      if deadline then
+        local left = deadline - core.monotime()
+        if left <= 0 then return end
+        wait = math.min(wait, left)
+      end
+      conn:wait_notification(wait)
+    end
+  end))
+  conn:release()
+  if not result[1] then error(result[2], 0) end
+  return total
+end
+
+-- ---- indexing a collection ------------------------------------------------
+
+local INDEX_OPTIONS = { "user_id", "progress", "batch_size", "documents_per_transaction" }
+
+-- Documents from an array or an iterator, one at a time.
+local function each_document(documents)
+  if type(documents) == "function" then return documents end
+  local i = 0
+  return function()
+    i = i + 1
+    return documents[i]
+  end
+end
+
+-- Runs `body` as an operation on the collection: the operation goes
+-- pending -> processing -> completed or failed, the collection
+-- -> processing -> ready, degraded or error. body returns the report and
+-- the collection's final status, or nil, err, status.
+function Documents:_operation(col, kind, user_id, config, body)
+  local op, err = self.db.operations:create { collection_id = col.id, user_id = user_id or col.owner_id,
+    type = kind, config = config }
+  if not op then return nil, err end
+  local ok
+  ok, err = self.db.operations:update_status(op.uuid, "processing")
+  if not ok then return nil, err end
+  ok, err = self.db.collections:update_status(col.id, "processing")
+  if not ok then
+    self.db.operations:update_status(op.uuid, "failed", { error_message = message_of(err) })
+    return nil, err
+  end
+  local res = table.pack(pcall(body, op))
+  local report, status
+  if res[1] then
+    report, err, status = res[2], res[3], res[4]
+  else
+    report, err, status = nil, res[2], "error"
+  end
+  if report then
+    self.db.collections:update_status(col.id, "ready")
+    self.db.operations:update_status(op.uuid, "completed")
+    return report
+  end
+  self.db.collections:update_status(col.id, status or "error", message_of(err))
+  self.db.operations:update_status(op.uuid, "failed", { error_message = message_of(err) })
+  -- what the caller's code raised (an iterator, a progress callback) goes on up
+  if not res[1] then error(err, 0) end
+  if type(err) == "table" then err.operation = op.uuid end
+  return nil, err
+end
+
+-- Embeds and writes every chunk of the collection that has no vector yet
+-- (those of this run, and any an interrupted run left), in batches.
+function Documents:_index_pending(col, report, progress)
+  while true do
+    local chunks, err = self.db.chunks:get_chunks_without_embeddings(col.id, self.batch_size)
+    if not chunks then return nil, err end
+    if #chunks == 0 then return true end
+    local docs
+    docs, err = self:_document_info(chunks)
+    if not docs then return nil, err end
+    local n
+    n, err = self:_index_chunks(col, chunks, docs)
+    if not n then return nil, err end
+    report.vectors = report.vectors + n
+    progress()
+  end
+end
+
+-- svc:index_collection(collection_id, documents, opts) -> report
+function Documents:index_collection(collection_id, documents, opts)
+  local err
+  opts, err = check_options(opts, INDEX_OPTIONS, "index_collection's options")
+  if not opts then return nil, err end
+  if type(documents) ~= "table" and type(documents) ~= "function" then
+    return input_error("documents must be an array or an iterator function")
+  end
+  if opts.progress ~= nil and type(opts.progress) ~= "function" then return input_error("progress must be a function") end
+  local per_tx
+  per_tx, err = positive_integer(opts.documents_per_transaction, "documents_per_transaction", 100)
+  if not per_tx then return nil, err end
+  local col
+  col, err = self.db.collections:get_by_uuid(collection_id)
+  if not col then return nil, err end
+  local total = type(documents) == "table" and #documents or nil
+  local report = { documents = 0, skipped = 0, chunks = 0, vectors = 0, total = total }
+  local function progress()
+    if opts.progress then opts.progress(report) end
+  end
+  local next_document = each_document(documents)
+  return self:_operation(col, "index", opts.user_id, { batch_size = self.batch_size, chunk_size = col.chunk_size,
+      chunk_overlap = col.chunk_overlap, embedder = self.embedder.name },
+    function(op)
+      report.operation = op.uuid
+      local ok, qerr = self:_ensure_qdrant(col)
+      if not ok then return nil, qerr, qerr.kind == "input" and "error" or "degraded" end
+      local seen, finished = 0, false
+      while not finished do
+        -- a batch of documents and their chunks in one transaction: a crash
+        -- leaves whole documents, whose chunks the next run embeds
+        local batch = {}
+        while #batch < per_tx do
+          local d = next_document()
+          if d == nil then
+            finished = true
+            break
+          end
+          seen = seen + 1
+          local f, ferr = document_fields(col, d, "document " .. seen)
+          if not f then return nil, ferr, "error" end
+          batch[#batch + 1] = f
+        end
+        if #batch > 0 then
+          local res, terr = self.db.pg:transaction(function(tx)
+            local repo, created, chunks = repositories(tx), 0, 0
+            for _, f in ipairs(batch) do
+              local doc, new = store_document(repo, col, f)
+              if not doc then return nil, new end
+              if new then created, chunks = created + 1, chunks + #f.chunks end
+            end
+            return { created = created, chunks = chunks }
+          end)
+          if not res then return nil, terr, "error" end
+          report.documents = report.documents + res.created
+          report.skipped = report.skipped + #batch - res.created
+          report.chunks = report.chunks + res.chunks
+          progress()
+          local iok, ierr = self:_index_pending(col, report, progress)
+          if not iok then return nil, ierr, "degraded" end
+        end
+      end
+      local iok, ierr = self:_index_pending(col, report, progress)
+      if not iok then return nil, ierr, "degraded" end
+      iok, ierr = self:_finish_documents(col)
+      if not iok then return nil, ierr, "degraded" end
+      iok, ierr = self:_update_stats(col)
+      if not iok then return nil, ierr, "degraded" end
+      self:_changed(col.id)
+      return report
+    end)
+end
+
+-- ---- rebuilding the vector index -------------------------------------------
+
+-- svc:rebuild_vector_index(collection_id, { zero_downtime =, progress =, user_id = }) -> report
+function Documents:rebuild_vector_index(collection_id, opts)
+  local err
+  opts, err = check_options(opts, { "zero_downtime", "progress", "user_id" }, "rebuild_vector_index's options")
+  if not opts then return nil, err end
+  if opts.progress ~= nil and type(opts.progress) ~= "function" then return input_error("progress must be a function") end
+  local col
+  col, err = self.db.collections:get_by_uuid(collection_id)
+  if not col then return nil, err end
+  local q = self.db.qdrant
+  local report = { vectors = 0, zero_downtime = opts.zero_downtime == true }
+  return self:_operation(col, "reindex", opts.user_id, { zero_downtime = report.zero_downtime,
+      embedder = self.embedder.name },
+    function(op)
+      report.operation = op.uuid
+      local s, serr = self:_settings(col)
+      if not s then return nil, serr, "error" end
+      local target
+      if report.zero_downtime then
+        local ok, qerr = self:_ensure_qdrant(col)
+        if not ok then return nil, qerr, "degraded" end
+        local gen = s.generation + 1
+        target = physical(col, gen)
+        q:delete_collection(target) -- left by a rebuild that died
+        ok, qerr = create_physical(q, target, s)
+        if not ok then return nil, qerr, "degraded" end
+        -- writers now also write to the new collection
+        col.qdrant_staging = { name = target, generation = gen }
+        ok, qerr = self.db.collections:update(col.id, { qdrant_staging = col.qdrant_staging })
+        if not ok then return nil, qerr, "degraded" end
+      else
+        -- start again from an empty collection under the alias
+        q:delete_collection(physical(col, s.generation))
+        self:_unsure(col)
+        local ok, qerr = self:_ensure_qdrant(col)
+        if not ok then return nil, qerr, "error" end
+        target = col.vector_store_name
+      end
+      local function fail(e)
+        if report.zero_downtime then
+          q:delete_collection(target)
+          self.db.collections:update(col.id, { qdrant_staging = core.null })
+        end
+        return nil, e, report.zero_downtime and "degraded" or "error"
+      end
+      -- keyset pagination over the collection's chunks
+      local after
+      while true do
+        local chunks, cerr = self.db.chunks:get_chunks_by_collection(col.id, { after_id = after, limit = self.batch_size })
+        if not chunks then return fail(cerr) end
+        if #chunks == 0 then break end
+        local docs, derr = self:_document_info(chunks)
+        if not docs then return fail(derr) end
+        local n, ierr = self:_index_chunks(col, chunks, docs, { target })
+        if not n then return fail(ierr) end
+        report.vectors = report.vectors + n
+        after = chunks[#chunks].id
+        if opts.progress then opts.progress(report) end
+      end
+      if report.zero_downtime then
+        local old = physical(col, s.generation)
+        -- one request: searches see the old collection or the new, never neither
+        local ok, aerr = q:update_aliases { { delete = { alias = col.vector_store_name } },
+          { create = { alias = col.vector_store_name, collection = target } } }
+        if not ok then
+          ok, aerr = q:update_aliases { { create = { alias = col.vector_store_name, collection = target } } }
+          if not ok then return fail(aerr) end
+        end
+        local settings = { generation = col.qdrant_staging.generation, dense = s.dense, sparse = s.sparse }
+        ok, aerr = self.db.collections:update(col.id, { qdrant_collections = settings, qdrant_staging = core.null })
+        if not ok then return nil, aerr, "degraded" end
+        col.qdrant_collections, col.qdrant_staging = settings, nil
+        q:delete_collection(old)
+      end
+      local ok, ferr = self:_finish_documents(col)
+      if not ok then return nil, ferr, "degraded" end
+      self:_update_stats(col)
+      self:_changed(col.id)
+      return report
+    end)
+end
+
+-- ---- search -----------------------------------------------------------------
+
+local SEARCH_OPTIONS = { "limit", "filter", "mode", "user_id", "cache_ttl" }
+
+-- A stable text of a value for the cache key: tables with their keys sorted,
+-- so equal options give one key in every process.
+local function canonical(v, out)
+  local t = type(v)
+  if t ~= "table" then
+    out[#out + 1] = t:sub(1, 1) .. tostring(v) .. ";"
+    return
+  end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b)
+    if type(a) == type(b) and (type(a) == "string" or type(a) == "number") then return a < b end
+    return type(a) < type(b)
+  end)
+  out[#out + 1] = "{"
+  for _, k in ipairs(keys) do
+    canonical(k, out)
+    canonical(v[k], out)
+  end
+  out[#out + 1] = "}"
+end
+
+-- svc:search(collection_id, query_text, { limit, filter, mode, user_id }) -> hits
+function Documents:search(collection_id, query_text, opts)
+  local started = core.monotime()
+  local err
+  opts, err = check_options(opts, SEARCH_OPTIONS, "search's options")
+  if not opts then return nil, err end
+  if type(query_text) ~= "string" or query_text == "" then return input_error("the query must be a non-empty string") end
+  if math.type(opts.user_id) ~= "integer" then return input_error("search needs user_id: whose read permission is checked") end
+  local mode = opts.mode or "dense"
+  if mode ~= "dense" and mode ~= "hybrid" then return input_error("mode must be \"dense\" or \"hybrid\", not %s", tostring(mode)) end
+  if mode == "hybrid" and not self.embedder.sparse then return input_error("hybrid search needs an embedder with sparse(texts)") end
+  local limit
+  limit, err = positive_integer(opts.limit, "limit", 10)
+  if not limit then return nil, err end
+  if limit > 1000 then return input_error("limit must be at most 1000") end
+  if opts.filter ~= nil and type(opts.filter) ~= "table" then return input_error("filter must be a Qdrant filter table") end
+  local col
+  col, err = self.db.collections:get_by_uuid_with_permission_check(collection_id, opts.user_id)
+  if not col then return nil, err end
+
+  local compute = function()
+    local dense, e = embed_with(self.embedder.dense, { query_text }, "dense")
+    if not dense then return nil, e end
+    local q
+    if mode == "dense" then
+      q = { query = dense[1], using = DENSE, limit = limit, filter = opts.filter }
+    else
+      local sparse
+      sparse, e = embed_with(self.embedder.sparse, { query_text }, "sparse")
+      if not sparse then return nil, e end
+      local deep = math.max(limit * 5, 50)
+      q = { prefetch = { { query = dense[1], using = DENSE, limit = deep, filter = opts.filter },
+                         { query = sparse[1], using = SPARSE, limit = deep, filter = opts.filter } },
+            fusion = "rrf", limit = limit, filter = opts.filter }
+    end
+    local found
+    found, e = self.db.qdrant:query(col.vector_store_name, q)
+    if not found then return nil, e end
+    return self:_hydrate(col, found)
+  end
+
+  local hits
+  local gen = self.db.cache:get(gen_key(col.id))
+  if gen ~= nil then
+    local parts = { mode, "|", tostring(limit), "|", query_text, "|" }
+    canonical(opts.filter, parts)
+    local key = string.format("search:%s:%s:%s", col.id, gen, core.sha256(table.concat(parts)))
+    local failure
+    hits = self.db.cache:remember(key, opts.cache_ttl or self.cache_ttl, function()
+      local h, e = compute()
+      failure = e
+      return h
+    end)
+    if hits == nil then return nil, failure end
+  else
+    -- no generation yet (or Redis down): search without the cache, and
+    -- start a generation so the next search can use it
+    hits, err = compute()
+    if not hits then return nil, err end
+    self:_changed(col.id)
+  end
+  local ms = (core.monotime() - started) * 1000
+  -- the log is bookkeeping: a failure to write it does not fail the search
+  self.db.pg:query([[INSERT INTO search_logs (user_id, collection_id, query, search_type, filters, result_count, latency_ms)
+    VALUES ($1, $2, $3, $4, $5, $6, $7)]], opts.user_id, col.id, query_text, mode, opts.filter or core.null, #hits, ms)
+  return hits
+end
+
+-- Qdrant's hits with their chunk's content and document's name, in one
+-- query (a collection's chunks are in one partition). A hit whose chunk
+-- PostgreSQL no longer has is dropped: PostgreSQL is the source of truth.
+function Documents:_hydrate(col, found)
+  if #found == 0 then return {} end
+  local ids = {}
+  for i, h in ipairs(found) do ids[i] = h.id end
+  local rows, err = self.db.pg:query([[
+    SELECT c.id, c.content, c.document_id, d.file_name FROM chunks c LEFT JOIN documents d ON d.id = c.document_id
+    WHERE c.collection_id = $1 AND c.partition_key = chunk_partition_key($1) AND c.id = ANY($2::int8[])]],
+    col.id, core.array(ids))
+  if not rows then return nil, err end
+  local by_id = {}
+  for _, r in ipairs(rows) do by_id[r.id] = r end
+  local hits = {}
+  for _, h in ipairs(found) do
+    local r = by_id[h.id]
+    if r then
+      hits[#hits + 1] = { chunk_id = r.id, score = h.score, content = r.content, document_id = r.document_id,
+                          file_name = r.file_name }
+    end
+  end
+  return hits
+end
+
+function Documents:__tostring() return "semstore.services.documents(" .. self.embedder.name .. ")" end
+
+local SERVICE_OPTIONS = { "embedder", "batch_size", "cache_ttl", "upsert" }
+
+-- semstore.services.documents(db, { embedder =, batch_size = 64, cache_ttl = 60, upsert = {...} })
+function M.documents(db, opts)
+  if type(db) ~= "table" or not db.pg then return input_error("documents() takes a db from semstore.connect") end
+  local err
+  opts, err = check_options(opts, SERVICE_OPTIONS, "documents' options")
+  if not opts then return nil, err end
+  local embedder
+  embedder, err = wrap_embedder(opts.embedder)
+  if not embedder then return nil, err end
+  local batch
+  batch, err = positive_integer(opts.batch_size, "batch_size", 64)
+  if not batch then return nil, err end
+  if batch > 10000 then return input_error("batch_size must be at most 10000") end
+  if opts.cache_ttl ~= nil and not (type(opts.cache_ttl) == "number" and opts.cache_ttl > 0) then
+    return input_error("cache_ttl must be a positive number of seconds")
+  end
+  if opts.upsert ~= nil and type(opts.upsert) ~= "table" then return input_error("upsert must be a table of upsert options") end
+  return setmetatable({
+    db = db, embedder = embedder, batch_size = batch, cache_ttl = opts.cache_ttl or 60,
+    upsert_options = opts.upsert or { batch_size = 256, parallel = 4 },
+    ensured = {}, gen_counter = 0, token = core.sha256(tostring({}) .. os.time() .. math.random()):sub(1, 12),
+  }, Documents)
+end
+
+return M
