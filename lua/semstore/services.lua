@@ -303,9 +303,12 @@ function Documents:_job_failed(id, err)
   local rows = self.db.pg:query("SELECT attempts FROM reindex_jobs WHERE id = $1", id)
   local attempts = rows and rows[1] and rows[1].attempts or 1
   local delay = math.min(BACKOFF_MAX, 2 ^ math.max(0, attempts - 1)) * (0.5 + math.random() / 2)
-  return self.db.pg:query([[
+  local ok, uerr = self.db.pg:query([[
     UPDATE reindex_jobs SET last_error = $2, next_attempt_at = now() + $3 * interval '1 second', updated_at = now(),
       attempts = greatest(attempts, 1) WHERE id = $1]], id, message_of(err), delay)
+  if not ok then return nil, uerr end
+  -- a waiting worker learns when the job falls due
+  return self.db.pg:notify(QUEUE_CHANNEL, tostring(id))
 end
 
 -- ---- documents -----------------------------------------------------------
@@ -362,6 +365,10 @@ function Documents:create_document(collection_id, content, metadata)
   if metadata ~= nil and type(metadata) ~= "table" then return input_error("metadata must be a table") end
   local col, err = self.db.collections:get_by_uuid(collection_id)
   if not col then return nil, err end
+  -- an embedder that does not fit the collection is refused before anything is written
+  local ok
+  ok, err = self:_settings(col)
+  if not ok then return nil, err end
   metadata = metadata or {}
   local f
   f, err = document_fields(col, { content = content, file_name = metadata.file_name, file_path = metadata.file_path,
@@ -380,7 +387,6 @@ function Documents:create_document(collection_id, content, metadata)
   end)
   if not res then return nil, err end
   if not res.job then return res.doc, false end
-  local ok
   ok, err = self:_index_document(col, res.doc)
   if ok then
     self:_job_done(res.job)
