@@ -66,6 +66,8 @@ semstore.embedders = require "semstore.embedders"
 -- semstore.services.documents(db, opts): indexing, search and the re-index
 -- queue over the three stores
 semstore.services = require "semstore.services"
+-- semstore.progress_bar(label, opts): a progress callback drawing on a terminal
+semstore.progress_bar = require("semstore.progress").progress_bar
 -- semstore.chunk_text(text, size, overlap): chunks of at most `size`
 -- characters, cut on character boundaries, preferably after whitespace
 semstore.chunk_text = core.chunk_text
