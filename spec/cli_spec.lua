@@ -23,14 +23,16 @@ describe("the semstore command", function()
 
   it("prints help for every subcommand and exits 2 on bad usage", function()
     for _, args in ipairs { { "--help" }, { "migrate", "--help" }, { "migrate", "up", "--help" }, { "health", "--help" },
-      { "run", "--help" }, { "seed", "--help" }, { "dev-qdrant", "--help" } } do
+      { "wait", "--help" }, { "check", "--help" }, { "partitions", "--help" }, { "run", "--help" }, { "seed", "--help" }, { "dev-qdrant", "--help" } } do
       local code, out = cli(args)
       assert.are.equal(0, code, table.concat(args, " "))
       assert.truthy(out:find("usage: semstore", 1, true), table.concat(args, " "))
     end
     for _, args in ipairs { {}, { "frobnicate" }, { "migrate" }, { "migrate", "sideways" }, { "migrate", "up", "--bogus" },
       { "migrate", "down", "0" }, { "migrate", "down", "1.5" }, { "migrate", "new" }, { "migrate", "up", "--dir" },
-      { "migrate", "status", "extra" }, { "health", "now" }, { "run" }, { "seed" }, { "dev-qdrant", "extra" },
+      { "migrate", "status", "extra" }, { "health", "now" }, { "health", "--bogus" },
+      { "wait", "--timeout", "-1" }, { "wait", "--timeout", "soon" }, { "wait", "--timeout" }, { "wait", "now" },
+      { "check", "everything" }, { "partitions", "--top", "5" }, { "run" }, { "seed" }, { "dev-qdrant", "extra" },
       { "dev-qdrant", "--port", "http" }, { "dev-qdrant", "--port", "70000" } } do
       local code, out, err = cli(args, { env = env() })
       assert.are.equal(2, code, table.concat(args, " "))
@@ -174,21 +176,21 @@ return {
   it("checks Redis from health, without its password", function()
     local code, out = cli({ "health" }, { env = { REDIS_URL = os.getenv "REDIS_URL" } })
     assert.are.equal(0, code, out)
-    assert.truthy(out:find("redis%s+ok%s+[%d.]+ ms  PONG"), out)
+    assert.truthy(out:find("redis%s+healthy%s+[%d.]+%s+redis://%S+%s+PONG"), out)
     code, out = cli({ "health" }, { env = { REDIS_URL = "redis://app:redis-hunter2@127.0.0.1:1/0" } })
     assert.are.equal(1, code)
-    assert.truthy(out:find("redis%s+FAILED"), out)
+    assert.truthy(out:find("redis%s+unhealthy%s+[%d.]+%s+redis://app:%*%*%*@127%.0%.0%.1:1/0%s+connection error"), out)
     assert.falsy(out:find("redis-hunter2", 1, true))
   end)
 
   it("checks Qdrant from health when it is configured, without its API key", function()
     local code, out = cli({ "health" }, { env = { QDRANT_URL = os.getenv "QDRANT_URL" } })
     assert.are.equal(0, code, out)
-    assert.truthy(out:find("qdrant%s+ok%s+[%d.]+ ms  %d+ collections"), out)
+    assert.truthy(out:find("qdrant%s+healthy%s+[%d.]+%s+http://%S+%s+%d+ collections"), out)
     code, out = cli({ "health" }, { env = { QDRANT_URL = "http://127.0.0.1:1", QDRANT_API_KEY = "key-hunter2" } })
     assert.are.equal(1, code)
-    assert.truthy(out:find("postgres%s+ok"), out)
-    assert.truthy(out:find("qdrant%s+FAILED"), out)
+    assert.truthy(out:find("postgres%s+healthy"), out)
+    assert.truthy(out:find("qdrant%s+unhealthy"), out)
     assert.falsy(out:find("key-hunter2", 1, true))
     code, out = cli({ "health" }, { env = { QDRANT_URL = false, QDRANT_HOST = false } })
     assert.are.equal(0, code, out)
@@ -198,9 +200,37 @@ return {
   it("reports an unreachable server from health without its password", function()
     local code, out = cli({ "health" }, { env = { DATABASE_URL = "postgresql://app:hunter2secret@127.0.0.1:1/app" } })
     assert.are.equal(1, code)
-    assert.truthy(out:find("postgres%s+FAILED"), out)
+    assert.truthy(out:find("postgres%s+unhealthy"), out)
     assert.falsy(out:find("hunter2secret", 1, true))
     assert.truthy(out:find("app:***@127.0.0.1:1", 1, true), out)
+    -- a server that answers and refuses the password: its error is printed
+    -- on the same row, one line, and the password is not
+    local wrong = url:gsub("://([^:@/]+):[^@]*@", "://%1:pw-hunter2secret@")
+    code, out = cli({ "health" }, { env = { DATABASE_URL = wrong } })
+    assert.are.equal(1, code)
+    assert.truthy(out:find("postgres%s+unhealthy%s+[%d.]+%s+%S+%s+connection error[^\n]*password authentication failed"), out)
+    assert.falsy(out:find("hunter2secret", 1, true), out)
+  end)
+
+  it("prints health as an aligned table, one row per store", function()
+    local code, out = cli({ "health" }, { env = { DATABASE_URL = url, REDIS_URL = "redis://127.0.0.1:1/0" } })
+    assert.are.equal(1, code, "redis is unhealthy")
+    local lines = {}
+    for line in out:gmatch "[^\n]+" do lines[#lines + 1] = line end
+    assert.are.equal(4, #lines, out)
+    assert.truthy(lines[1]:match "^store%s+status%s+ms%s+target%s+detail$", out)
+    -- every column starts where the header's does
+    local starts = { lines[1]:find "status", select(2, lines[1]:find "ms") , lines[1]:find "target", lines[1]:find "detail" }
+    for i = 2, 4 do
+      assert.are.equal(" ", lines[i]:sub(starts[1] - 1, starts[1] - 1), out)
+      assert.truthy(lines[i]:sub(starts[1]):match "^%a*healthy ", out)
+      assert.truthy(lines[i]:sub(1, starts[2]):match "%d%.%d$", out)
+      assert.truthy(lines[i]:sub(starts[3]):match "^%a+://", out)
+      assert.truthy(lines[i]:sub(starts[4] - 2, starts[4] - 1) == "  ", out)
+    end
+    assert.truthy(lines[2]:match "^postgres%s+healthy .*PostgreSQL %d+.*database " .. name, out)
+    assert.truthy(lines[3]:match "^redis%s+unhealthy .*connection error", out)
+    assert.truthy(lines[4]:match "^qdrant%s+healthy ", out)
   end)
 
   it("runs the examples: their migrations, up and down, and the seeding script", function()
