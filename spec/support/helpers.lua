@@ -123,10 +123,13 @@ end
 function helpers.cli(args, opts)
   opts = opts or {}
   local out, err = os.tmpname(), os.tmpname()
-  local env = { "env" }
+  -- env takes its -u options before any NAME=VALUE: after one, the rest
+  -- is the command
+  local env, sets = { "env" }, {}
   for k, v in pairs(opts.env or {}) do
-    env[#env + 1] = v == false and ("-u " .. k) or (k .. "=" .. helpers.shell_quote(v))
+    if v == false then env[#env + 1] = "-u " .. k else sets[#sets + 1] = k .. "=" .. helpers.shell_quote(v) end
   end
+  table.move(sets, 1, #sets, #env + 1, env)
   local words = {}
   for i, a in ipairs(args) do words[i] = helpers.shell_quote(a) end
   local cmd = string.format("cd %s && %s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s/bin/semstore %s >%s 2>%s",
