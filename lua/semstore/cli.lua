@@ -366,33 +366,38 @@ function Command:wait(args)
 end
 
 -- The checks `semstore check` runs whose findings are rows: each query
--- gives at most 10 examples, with n, the number of all findings
--- (count(*) OVER () counts before the LIMIT), so one scan does both.
+-- gives every finding as (sort_key, example). It runs as a materialized CTE
+-- so that it is planned as the full scan it is (hash joins, sequential
+-- scans): under the LIMIT the planner picks index-ordered nested loops,
+-- which read a 100-million-row chunks table one index probe at a time.
 local ROW_CHECKS = {
   { "documents without a collection", [[
-    SELECT d.id AS example, count(*) OVER () AS n
+    SELECT d.id AS sort_key, d.id AS example
     FROM documents d LEFT JOIN collections c ON c.id = d.collection_id
-    WHERE c.id IS NULL
-    ORDER BY d.id LIMIT 10]] },
+    WHERE c.id IS NULL]] },
   { "chunks under the wrong partition key", [[
-    SELECT format('chunk %s: partition_key %s, collection %s expects %s', id, partition_key, collection_id,
-                  chunk_partition_key(collection_id)) AS example, count(*) OVER () AS n
+    SELECT id AS sort_key, format('chunk %s: partition_key %s, collection %s expects %s', id, partition_key,
+                                  collection_id, chunk_partition_key(collection_id)) AS example
     FROM chunks
-    WHERE partition_key <> chunk_partition_key(collection_id)
-    ORDER BY id LIMIT 10]] },
+    WHERE partition_key <> chunk_partition_key(collection_id)]] },
   { "chunks of a missing document", [[
-    SELECT format('chunk %s: document %s', c.id, c.document_id) AS example, count(*) OVER () AS n
+    SELECT c.id AS sort_key, format('chunk %s: document %s', c.id, c.document_id) AS example
     FROM chunks c
-    WHERE c.document_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.id = c.document_id)
-    ORDER BY c.id LIMIT 10]] },
+    WHERE c.document_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.id = c.document_id)]] },
   { "duplicate content hashes", [[
-    SELECT format('collection %s, hash %s: %s documents (%s)', collection_id, content_hash, count(*),
-                  array_to_string((array_agg(id ORDER BY id))[1:10], ', ')) AS example,
-           count(*) OVER () AS n
+    SELECT collection_id || ' ' || content_hash AS sort_key,
+           format('collection %s, hash %s: %s documents (%s)', collection_id, content_hash, count(*),
+                  array_to_string((array_agg(id ORDER BY id))[1:10], ', ')) AS example
     FROM documents
-    GROUP BY collection_id, content_hash HAVING count(*) > 1
-    ORDER BY collection_id, content_hash LIMIT 10]] },
+    GROUP BY collection_id, content_hash HAVING count(*) > 1]] },
 }
+
+-- Up to 10 examples of a check's findings, each with n, the number of all
+-- of them (count(*) OVER () counts before the LIMIT).
+local function examples_sql(findings)
+  return "WITH found AS MATERIALIZED (" .. findings ..
+    ")\n    SELECT example, count(*) OVER () AS n FROM found ORDER BY sort_key LIMIT 10"
+end
 
 -- Per collection, in one pass over chunks: the chunks without a vector and
 -- those with one (what Qdrant should hold).
@@ -438,7 +443,7 @@ function Command:check(args)
   local ok
   ok, err = db.pg:transaction(function(tx)
     for i, c in ipairs(ROW_CHECKS) do
-      local rows, e = tx:query(c[2])
+      local rows, e = tx:query(examples_sql(c[2]))
       if not rows then return nil, e end
       results[i] = rows
     end
