@@ -290,8 +290,8 @@ function Command:migrate(args)
 end
 
 function Command:health(args)
-  local opts, code = self:options("health", args)
-  if not opts then return code end
+  local opts, status = self:options("health", args)
+  if not opts then return status end
   local db, err = connect(SMALL_POOL)
   if not db then return self:failed(err) end
   local report = db:health()
@@ -312,8 +312,8 @@ end
 local function probe_seconds(timeout) return math.max(1, math.min(5, math.ceil(timeout))) end
 
 function Command:wait(args)
-  local opts, code = self:options("wait", args, { timeout = "value" })
-  if not opts then return code end
+  local opts, status = self:options("wait", args, { timeout = "value" })
+  if not opts then return status end
   local timeout = tonumber(opts.timeout or "300")
   if not timeout or timeout < 0 or timeout == math.huge then
     return self:usage("--timeout takes a number of seconds, 0 or more, not " .. opts.timeout, "wait")
@@ -411,7 +411,9 @@ local CHUNK_COUNTS = [[
   ORDER BY 2]]
 
 -- Each collection's embedded chunks against the points of its Qdrant
--- collection: the mismatches, as examples.
+-- collection: the mismatches, as examples. A failure other than a missing
+-- collection ends the comparison: an unreachable Qdrant would otherwise
+-- cost each collection its own round of retries.
 local function qdrant_mismatches(db, counts)
   local found = {}
   for _, c in ipairs(counts) do
@@ -423,7 +425,9 @@ local function qdrant_mismatches(db, counts)
         if points == nil and type(err) == "table" and err.status == 404 then
           found[#found + 1] = string.format("%s: %d embedded chunks, Qdrant collection %s is missing", c.name, c.embedded, c.vector_store_name)
         elseif points == nil then
-          found[#found + 1] = string.format("%s: could not count Qdrant's %s: %s", c.name, c.vector_store_name, one_line(err))
+          found[#found + 1] = string.format("%s: could not count Qdrant's %s, comparison stopped: %s", c.name,
+            c.vector_store_name, one_line(err))
+          break
         elseif points ~= c.embedded then
           found[#found + 1] = string.format("%s: %d embedded chunks, %d points in Qdrant's %s", c.name, c.embedded, points, c.vector_store_name)
         end
@@ -434,8 +438,8 @@ local function qdrant_mismatches(db, counts)
 end
 
 function Command:check(args)
-  local opts, code = self:options("check", args)
-  if not opts then return code end
+  local opts, status = self:options("check", args)
+  if not opts then return status end
   local db, err = connect(SMALL_POOL)
   if not db then return self:failed(err) end
   -- one snapshot, so the checks see the same data
@@ -465,7 +469,8 @@ function Command:check(args)
   for i, c in ipairs(ROW_CHECKS) do
     local rows, examples = results[i], {}
     for j, row in ipairs(rows) do examples[j] = row.example end
-    report(c[1], rows[1] and rows[1].n or 0, examples)
+    local n = rows[1] and rows[1].n or 0
+    report(c[1], n, examples, n - #examples)
   end
   local missing, examples = 0, {}
   for _, c in ipairs(counts) do
@@ -503,8 +508,8 @@ local PARTITIONS = [[
   ORDER BY substring(c.relname FROM '[0-9]+$')::int NULLS LAST, c.relname]]
 
 function Command:partitions(args)
-  local opts, code = self:options("partitions", args)
-  if not opts then return code end
+  local opts, status = self:options("partitions", args)
+  if not opts then return status end
   local db, err = connect(SMALL_POOL)
   if not db then return self:failed(err) end
   local rows
@@ -583,13 +588,8 @@ end
 local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 function Command:dev_qdrant(args)
-  local pos, opts = parse(args, { port = "value", data = "value" })
-  if not pos then return self:usage(opts, "dev-qdrant") end
-  if opts.help then
-    self:out("%s", HELP["dev-qdrant"])
-    return 0
-  end
-  if #pos > 0 then return self:usage("dev-qdrant takes no arguments", "dev-qdrant") end
+  local opts, status = self:options("dev-qdrant", args, { port = "value", data = "value" })
+  if not opts then return status end
   local port = opts.port or "6333"
   local n = math.tointeger(tonumber(port))
   if not n or n < 0 or n > 65535 then return self:usage("--port takes a port number, not " .. port, "dev-qdrant") end
