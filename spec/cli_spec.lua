@@ -2,6 +2,7 @@
 local helpers = require "support.helpers"
 
 local cli = helpers.cli
+local semstore_partition_key = require("semstore").partition_key
 
 describe("the semstore command", function()
   local scratch, name, url, dir, db
@@ -23,14 +24,16 @@ describe("the semstore command", function()
 
   it("prints help for every subcommand and exits 2 on bad usage", function()
     for _, args in ipairs { { "--help" }, { "migrate", "--help" }, { "migrate", "up", "--help" }, { "health", "--help" },
-      { "run", "--help" }, { "seed", "--help" }, { "dev-qdrant", "--help" } } do
+      { "wait", "--help" }, { "check", "--help" }, { "partitions", "--help" }, { "run", "--help" }, { "seed", "--help" }, { "dev-qdrant", "--help" } } do
       local code, out = cli(args)
       assert.are.equal(0, code, table.concat(args, " "))
       assert.truthy(out:find("usage: semstore", 1, true), table.concat(args, " "))
     end
     for _, args in ipairs { {}, { "frobnicate" }, { "migrate" }, { "migrate", "sideways" }, { "migrate", "up", "--bogus" },
       { "migrate", "down", "0" }, { "migrate", "down", "1.5" }, { "migrate", "new" }, { "migrate", "up", "--dir" },
-      { "migrate", "status", "extra" }, { "health", "now" }, { "run" }, { "seed" }, { "dev-qdrant", "extra" },
+      { "migrate", "status", "extra" }, { "health", "now" }, { "health", "--bogus" },
+      { "wait", "--timeout", "-1" }, { "wait", "--timeout", "soon" }, { "wait", "--timeout" }, { "wait", "now" },
+      { "check", "everything" }, { "partitions", "--top", "5" }, { "run" }, { "seed" }, { "dev-qdrant", "extra" },
       { "dev-qdrant", "--port", "http" }, { "dev-qdrant", "--port", "70000" } } do
       local code, out, err = cli(args, { env = env() })
       assert.are.equal(2, code, table.concat(args, " "))
@@ -174,21 +177,21 @@ return {
   it("checks Redis from health, without its password", function()
     local code, out = cli({ "health" }, { env = { REDIS_URL = os.getenv "REDIS_URL" } })
     assert.are.equal(0, code, out)
-    assert.truthy(out:find("redis%s+ok%s+[%d.]+ ms  PONG"), out)
+    assert.truthy(out:find("redis%s+healthy%s+[%d.]+%s+redis://%S+%s+PONG"), out)
     code, out = cli({ "health" }, { env = { REDIS_URL = "redis://app:redis-hunter2@127.0.0.1:1/0" } })
     assert.are.equal(1, code)
-    assert.truthy(out:find("redis%s+FAILED"), out)
+    assert.truthy(out:find("redis%s+unhealthy%s+[%d.]+%s+redis://app:%*%*%*@127%.0%.0%.1:1/0%s+connection error"), out)
     assert.falsy(out:find("redis-hunter2", 1, true))
   end)
 
   it("checks Qdrant from health when it is configured, without its API key", function()
     local code, out = cli({ "health" }, { env = { QDRANT_URL = os.getenv "QDRANT_URL" } })
     assert.are.equal(0, code, out)
-    assert.truthy(out:find("qdrant%s+ok%s+[%d.]+ ms  %d+ collections"), out)
+    assert.truthy(out:find("qdrant%s+healthy%s+[%d.]+%s+http://%S+%s+%d+ collections"), out)
     code, out = cli({ "health" }, { env = { QDRANT_URL = "http://127.0.0.1:1", QDRANT_API_KEY = "key-hunter2" } })
     assert.are.equal(1, code)
-    assert.truthy(out:find("postgres%s+ok"), out)
-    assert.truthy(out:find("qdrant%s+FAILED"), out)
+    assert.truthy(out:find("postgres%s+healthy"), out)
+    assert.truthy(out:find("qdrant%s+unhealthy"), out)
     assert.falsy(out:find("key-hunter2", 1, true))
     code, out = cli({ "health" }, { env = { QDRANT_URL = false, QDRANT_HOST = false } })
     assert.are.equal(0, code, out)
@@ -198,9 +201,209 @@ return {
   it("reports an unreachable server from health without its password", function()
     local code, out = cli({ "health" }, { env = { DATABASE_URL = "postgresql://app:hunter2secret@127.0.0.1:1/app" } })
     assert.are.equal(1, code)
-    assert.truthy(out:find("postgres%s+FAILED"), out)
+    assert.truthy(out:find("postgres%s+unhealthy"), out)
     assert.falsy(out:find("hunter2secret", 1, true))
     assert.truthy(out:find("app:***@127.0.0.1:1", 1, true), out)
+    -- a server that answers and refuses the password: its error is printed
+    -- on the same row, one line, and the password is not
+    local wrong = url:gsub("://([^:@/]+):[^@]*@", "://%1:pw-hunter2secret@")
+    code, out = cli({ "health" }, { env = { DATABASE_URL = wrong } })
+    assert.are.equal(1, code)
+    assert.truthy(out:find("postgres%s+unhealthy%s+[%d.]+%s+%S+%s+connection error[^\n]*password authentication failed"), out)
+    assert.falsy(out:find("hunter2secret", 1, true), out)
+  end)
+
+  it("prints health as an aligned table, one row per store", function()
+    local code, out = cli({ "health" }, { env = { DATABASE_URL = url, REDIS_URL = "redis://127.0.0.1:1/0" } })
+    assert.are.equal(1, code, "redis is unhealthy")
+    local lines = {}
+    for line in out:gmatch "[^\n]+" do lines[#lines + 1] = line end
+    assert.are.equal(4, #lines, out)
+    assert.truthy(lines[1]:match "^store%s+status%s+ms%s+target%s+detail$", out)
+    -- every column starts where the header's does
+    local starts = { lines[1]:find "status", select(2, lines[1]:find "ms") , lines[1]:find "target", lines[1]:find "detail" }
+    for i = 2, 4 do
+      assert.are.equal(" ", lines[i]:sub(starts[1] - 1, starts[1] - 1), out)
+      assert.truthy(lines[i]:sub(starts[1]):match "^%a*healthy ", out)
+      assert.truthy(lines[i]:sub(1, starts[2]):match "%d%.%d$", out)
+      assert.truthy(lines[i]:sub(starts[3]):match "^%a+://", out)
+      assert.truthy(lines[i]:sub(starts[4] - 2, starts[4] - 1) == "  ", out)
+    end
+    assert.truthy(lines[2]:match "^postgres%s+healthy .*PostgreSQL %d+.*database " .. name, out)
+    assert.truthy(lines[3]:match "^redis%s+unhealthy .*connection error", out)
+    assert.truthy(lines[4]:match "^qdrant%s+healthy ", out)
+  end)
+
+  describe("wait", function()
+    local monotime = require("semstore.core").monotime
+
+    it("returns at once when every store answers", function()
+      local code, out, err = cli({ "wait", "--timeout", "10" }, { env = env() })
+      assert.are.equal(0, code, err)
+      for _, store in ipairs { "postgres", "redis", "qdrant" } do
+        assert.truthy(out:find(store .. " answers after [%d.]+ s: "), out)
+      end
+      assert.falsy(out:find("waiting for", 1, true), out)
+    end)
+
+    it("gives up after --timeout, naming the store that never answered, without its password", function()
+      local started = monotime()
+      local code, out, err = cli({ "wait", "--timeout", "1" },
+        { env = env { REDIS_URL = "redis://app:wait-hunter2@127.0.0.1:1/0" } })
+      local took = monotime() - started
+      assert.are.equal(1, code, out .. err)
+      assert.truthy(took >= 1 and took < 4, "took " .. took .. " s")
+      assert.truthy(out:find("postgres answers after", 1, true), out)
+      assert.truthy(out:find("waiting for redis (0 s of 1)", 1, true), out)
+      assert.truthy(err:find("semstore: gave up after 1%.%d s; no answer from redis\n"), err)
+      assert.truthy(err:find("  redis: connection error: could not connect to Redis at 127.0.0.1:1", 1, true), err)
+      assert.falsy((out .. err):find("wait-hunter2", 1, true), out .. err)
+    end)
+
+    it("waits for a store that comes up late", function()
+      local port, pidf = helpers.free_port(), dir .. "/redis.pid"
+      -- the server starts 1.5 s after the wait does; the subshell's pid
+      -- becomes redis-server's (exec)
+      assert(os.execute(string.format(
+        "(sleep 1.5; exec redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s) >%s/redis.log 2>&1 & echo $! > %s",
+        port, helpers.shell_quote(dir), helpers.shell_quote(dir), helpers.shell_quote(pidf))))
+      finally(function() os.execute("kill " .. helpers.read_file(pidf):match "%d+" .. " 2>/dev/null") end)
+      local code, out, err = cli({ "wait", "--timeout", "30" }, { env = env { REDIS_URL = "redis://127.0.0.1:" .. port .. "/0" } })
+      assert.are.equal(0, code, out .. err)
+      assert.truthy(out:find("waiting for redis (0 s of 30)", 1, true), out)
+      local after = tonumber(out:match "redis answers after ([%d.]+) s: PONG")
+      assert.truthy(after and after >= 1.4 and after < 10, out)
+      assert.truthy(out:find("postgres answers after 0", 1, true), "each store is reported when it first answers")
+    end)
+  end)
+
+  describe("check", function()
+    local CHECKS = { "documents without a collection", "chunks under the wrong partition key",
+      "chunks of a missing document", "duplicate content hashes", "chunks without embeddings" }
+    local NO_QDRANT = { QDRANT_URL = false, QDRANT_HOST = false }
+
+    local function literal(s) return (s:gsub("%p", "%%%0")) end
+
+    -- the schema, a user and a collection with one document
+    local function collection()
+      assert.are.equal(0, (cli({ "migrate", "up" }, { env = env(), cwd = dir })))
+      local user = assert(db.users:create { username = helpers.unique "checker", email = helpers.unique "checker" .. "@example.org",
+        password = "pw" })
+      local col = assert(db.collections:create { name = helpers.unique "checked", owner_id = user.id, embedding_model = "local" })
+      local doc = assert(db.documents:create { collection_id = col.id, file_path = "/a.txt", file_name = "a.txt",
+        file_size = 1, content_hash = "hash-a" })
+      return col, doc
+    end
+
+    it("finds nothing in a clean database, and embedding gaps and Qdrant mismatches when they are there", function()
+      local col, doc = collection()
+      local code, out, err = cli({ "check" }, { env = env() })
+      assert.are.equal(0, code, out .. err)
+      for _, check in ipairs(CHECKS) do assert.truthy(out:find("\n?" .. check .. "%s+0\n"), out) end
+      assert.truthy(out:find("embedded chunks against Qdrant points%s+0\n"), out)
+      assert.truthy(out:find("no findings\n$"), out)
+
+      -- three chunks with a vector, one without
+      for i = 1, 4 do
+        assert(db.chunks:create_chunk { collection_id = col.id, document_id = doc.id, chunk_index = i, content = "c" .. i,
+          embedding_vector_id = i < 4 and tostring(i) or nil })
+      end
+      local vsn = col.vector_store_name
+      code, out = cli({ "check" }, { env = env() })
+      assert.are.equal(1, code, out)
+      assert.truthy(out:find("chunks without embeddings%s+1\n    " .. literal(col.name) .. ": 1\n"), out)
+      assert.truthy(out:find("embedded chunks against Qdrant points%s+1\n    " .. literal(col.name) ..
+        ": 3 embedded chunks, Qdrant collection " .. literal(vsn) .. " is missing\n"), out)
+      assert.truthy(out:find("\n2 findings\n$"), out)
+
+      code, out = cli({ "check" }, { env = env(NO_QDRANT) })
+      assert.are.equal(1, code, "the chunk without a vector is still a finding")
+      assert.truthy(out:find("embedded chunks against Qdrant points%s+skipped: Qdrant is not configured\n"), out)
+      assert.truthy(out:find("\n1 findings\n$"), out)
+
+      -- fewer points in Qdrant than embedded chunks
+      local q = db.qdrant
+      assert(q:create_collection(vsn, { vectors = { dense = { size = 4, distance = "Cosine" } } }))
+      finally(function() q:delete_collection(vsn) end)
+      assert(q:upsert(vsn, { { id = 1, vector = { dense = { 1, 0, 0, 0 } } }, { id = 2, vector = { dense = { 0, 1, 0, 0 } } } }))
+      code, out = cli({ "check" }, { env = env() })
+      assert.are.equal(1, code, out)
+      assert.truthy(out:find("embedded chunks against Qdrant points%s+1\n    " .. literal(col.name) ..
+        ": 3 embedded chunks, 2 points in Qdrant's " .. literal(vsn) .. "\n"), out)
+
+      -- all embedded, as many points as chunks: clean again
+      assert(q:upsert(vsn, { { id = 3, vector = { dense = { 0, 0, 1, 0 } } }, { id = 4, vector = { dense = { 0, 0, 0, 1 } } } }))
+      assert(db.pg:query("UPDATE chunks SET embedding_vector_id = '4' WHERE collection_id = $1 AND embedding_vector_id IS NULL", col.id))
+      code, out = cli({ "check" }, { env = env() })
+      assert.are.equal(0, code, out)
+      assert.truthy(out:find("no findings\n$"), out)
+    end)
+
+    it("finds what the constraints prevent, in a database loaded without them", function()
+      local col, doc = collection()
+      -- this test's own database: as a restore that skipped the constraints
+      -- would leave it
+      assert(db.pg:exec [[
+        ALTER TABLE documents DROP CONSTRAINT documents_collection_id_fkey;
+        ALTER TABLE chunks DROP CONSTRAINT chunks_document_id_fkey;
+        ALTER TABLE chunks DROP CONSTRAINT chunks_partition_key_matches;
+        DROP INDEX ix_documents_collection_content_hash;
+      ]])
+      local insert_doc = [[
+        INSERT INTO documents (collection_id, file_path, file_name, file_size, content_hash)
+        VALUES ($1, 'b.txt', 'b.txt', 1, $2) RETURNING id]]
+      local orphan = assert(db.pg:query(insert_doc, "00000000-0000-4000-8000-000000000001", "hash-b"))[1].id
+      local twin = assert(db.pg:query(insert_doc, col.id, "hash-a"))[1].id
+      local insert_chunk = [[
+        INSERT INTO chunks (collection_id, partition_key, document_id, chunk_index, content, embedding_vector_id)
+        VALUES ($1, $2, $3, $4, 'text', 'v') RETURNING id]]
+      local key = semstore_partition_key(col.id)
+      local misplaced = assert(db.pg:query(insert_chunk, col.id, (key + 1) % 100, doc.id, 1))[1].id
+      local lost = assert(db.pg:query(insert_chunk, col.id, key, "00000000-0000-4000-8000-000000000002", 2))[1].id
+      local code, out = cli({ "check" }, { env = env(NO_QDRANT) })
+      assert.are.equal(1, code, out)
+      assert.truthy(out:find("documents without a collection%s+1\n    " .. literal(orphan) .. "\n"), out)
+      assert.truthy(out:find(string.format("chunks under the wrong partition key%%s+1\n    chunk %d: partition_key %d, collection %s expects %d\n",
+        misplaced, (key + 1) % 100, literal(col.id), key)), out)
+      assert.truthy(out:find(string.format("chunks of a missing document%%s+1\n    chunk %d: document 00000000%%-0000%%-4000%%-8000%%-000000000002\n", lost)), out)
+      local a, b = doc.id, twin
+      if b < a then a, b = b, a end
+      assert.truthy(out:find("duplicate content hashes%s+1\n    collection " .. literal(col.id) .. ", hash hash%-a: 2 documents %(" ..
+        literal(a) .. ", " .. literal(b) .. "%)\n"), out)
+      assert.truthy(out:find("chunks without embeddings%s+0\n"), out)
+      assert.truthy(out:find("\n4 findings\n$"), out)
+    end)
+
+    it("fails with the server's error when the schema is not there", function()
+      local code, out, err = cli({ "check" }, { env = env() })
+      assert.are.equal(1, code, out)
+      assert.truthy(err:find('relation "documents" does not exist', 1, true), err)
+    end)
+  end)
+
+  it("lists every chunk partition in order with its rows and size, and the skew", function()
+    local code, out, err = cli({ "partitions" }, { env = env() })
+    assert.are.equal(1, code, "no schema yet")
+    assert.truthy(err:find('relation "chunks" does not exist', 1, true), err)
+    assert.are.equal(0, (cli({ "migrate", "up" }, { env = env(), cwd = dir })))
+    local user = assert(db.users:create { username = helpers.unique "p", email = helpers.unique "p" .. "@example.org", password = "pw" })
+    local col = assert(db.collections:create { name = helpers.unique "parts", owner_id = user.id, embedding_model = "local" })
+    for i = 1, 5 do assert(db.chunks:create_chunk { collection_id = col.id, chunk_index = i, content = "c" .. i }) end
+    code, out, err = cli({ "partitions" }, { env = env() })
+    assert.are.equal(0, code, err)
+    assert.truthy(out:match "^partition%s+rows%s+size\n", out)
+    local names = {}
+    for leaf in out:gmatch "\n(chunks_p%d+) " do names[#names + 1] = leaf end
+    assert.are.equal(100, #names)
+    for i, leaf in ipairs(names) do assert.are.equal("chunks_p" .. (i - 1), leaf, "by partition number") end
+    local key = semstore_partition_key(col.id)
+    assert.truthy(out:find("\nchunks_p" .. key .. "%s+5%s+%d+ [kM]B\n"), out)
+    assert.truthy(out:find("\nchunks_p" .. (key + 1) % 100 .. "%s+0%s+%d+ [kM]B\n"), "empty ones show, with their size")
+    assert.truthy(out:find("\npartitions%s+100 %(99 empty%)\n"), out)
+    assert.truthy(out:find("\nrows%s+5 in all; per partition mean 0%.1, min 0, max 5\n"), out)
+    -- one full partition of 100: max / mean = 100, sd / mean = sqrt(99)
+    assert.truthy(out:find("\nskew%s+100%.00 %(max / mean%)\n"), out)
+    assert.truthy(out:find("\nvariation%s+9%.95 %(standard deviation / mean%)\n"), out)
   end)
 
   it("runs the examples: their migrations, up and down, and the seeding script", function()

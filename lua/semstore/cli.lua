@@ -2,6 +2,8 @@
 -- with what it returns: 0 success, 1 failure, 2 a usage error.
 local semstore = require "semstore"
 local config = require "semstore.config"
+local core = require "semstore.core"
+local qdrant = require "semstore.qdrant"
 
 local cli = {}
 
@@ -12,6 +14,9 @@ usage: semstore COMMAND [ARGS] [OPTIONS]
 commands:
   migrate up|down|status|new   schema migrations (semstore migrate --help)
   health                       check the servers semstore is configured for
+  wait [--timeout 300]         wait until every configured server answers
+  check                        look for broken references and missing vectors
+  partitions                   rows and size of each chunk partition, and skew
   run SCRIPT.lua [ARGS]        run a script with a connected db and its arg
   seed FILE.lua [ARGS]         the same, for seeding scripts
   dev-qdrant [--port N]        run the Qdrant stand-in in the foreground
@@ -44,8 +49,47 @@ usage: semstore migrate up [TARGET] [--dir DIR] [--dry-run]
   health = [[
 usage: semstore health
 
-Connects to PostgreSQL with the configured settings and runs a query.
-Prints one line per server and exits 1 when any of them fails.
+Runs a query on PostgreSQL, sends Redis a PING and, when Qdrant is
+configured, lists its collections. Prints a table: each store, healthy or
+unhealthy, the milliseconds it took, its address (without password) and
+what it answered or the error. Exits 1 when any store is unhealthy.
+]],
+  wait = [[
+usage: semstore wait [--timeout 300]
+
+Waits until PostgreSQL, Redis and (when configured) Qdrant all answer, for
+a deployment's pre-start step. Asks again with exponential backoff (0.1 s,
+doubling up to 5 s), prints a line when a store first answers and, every
+few seconds, the ones it still waits for. Exits 0 when all have answered,
+1 after the timeout, naming the stores that never answered and their last
+error.
+
+  --timeout SECONDS   how long to wait in all (default 300; 0 asks once)
+]],
+  check = [[
+usage: semstore check
+
+Checks the data for what the constraints should have prevented or what a
+failed job left behind, one line per check with the number of findings and
+up to 10 examples each:
+  documents without a collection
+  chunks whose partition_key is not chunk_partition_key(collection_id)
+  chunks pointing at a missing document
+  duplicate content hashes within a collection
+  chunks without embeddings (embedding_vector_id NULL), per collection
+  each collection's embedded chunks against its Qdrant points (skipped,
+  not a finding, when Qdrant is not configured)
+PostgreSQL is read in one read-only snapshot. Exits 1 when anything is
+found, 0 when the data is clean.
+]],
+  partitions = [[
+usage: semstore partitions
+
+Lists each partition of chunks (chunks_p0 ...) with its row count and total
+size (table, indexes and TOAST), then the total rows, the mean, minimum and
+maximum per partition, the skew (max / mean), the coefficient of variation
+(standard deviation / mean) and the number of empty partitions. Counting
+reads every row. Exits 1 only when the database cannot be read.
 ]],
   run = [[
 usage: semstore run SCRIPT.lua [ARGS...]
@@ -113,11 +157,19 @@ local function is_dir(path)
 end
 
 -- migrate and health need one connection (two when a migration also uses
--- the pool); scripts get the pool the environment configures.
-local function connect(pool)
-  return semstore.connect { name = "semstore-cli", pool = pool }
+-- the pool); scripts get the pool the environment configures. `extra`
+-- adds connect options (wait's short timeouts).
+local function connect(pool, extra)
+  local opts = { name = "semstore-cli", pool = pool }
+  for k, v in pairs(extra or {}) do opts[k] = v end
+  return semstore.connect(opts)
 end
 local SMALL_POOL = { size = 1, max_overflow = 1 }
+local STORES = { "postgres", "redis", "qdrant" }
+
+-- A message on one line, for a table cell (libpq's errors have a hint on
+-- a second line).
+local function one_line(s) return (tostring(s):gsub("%s*\n%s*", " ")) end
 
 -- A statement as written in a migration, without its common indentation.
 local function dedent(sql)
@@ -147,6 +199,40 @@ end
 function Command:failed(err)
   self:err("semstore: %s", tostring(err))
   return 1
+end
+
+-- Prints rows (rows[1] the header) as aligned columns; `right` lists the
+-- columns (numbers) aligned right. The last column is never padded.
+function Command:columns(rows, right)
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, #tostring(cell)) end
+  end
+  local align = {}
+  for _, i in ipairs(right or {}) do align[i] = true end
+  for _, row in ipairs(rows) do
+    local cells = {}
+    for i, cell in ipairs(row) do
+      cell = tostring(cell)
+      local pad = string.rep(" ", widths[i] - #cell)
+      if align[i] then cell = pad .. cell elseif i < #row then cell = cell .. pad end
+      cells[i] = cell
+    end
+    self:out("%s", table.concat(cells, "  "))
+  end
+end
+
+-- Parses a command that takes no positional arguments: nil when it goes
+-- on, else the exit code (help printed, or a usage error).
+function Command:options(topic, args, spec)
+  local pos, opts = parse(args, spec or {})
+  if not pos then return nil, self:usage(opts, topic) end
+  if opts.help then
+    self:out("%s", HELP[topic])
+    return nil, 0
+  end
+  if #pos > 0 then return nil, self:usage(topic .. " takes no arguments", topic) end
+  return opts
 end
 
 function Command:migrate(args)
@@ -204,29 +290,260 @@ function Command:migrate(args)
 end
 
 function Command:health(args)
-  local pos, opts = parse(args, {})
-  if not pos then return self:usage(opts, "health") end
-  if opts.help then
-    self:out("%s", HELP.health)
-    return 0
-  end
-  if #pos > 0 then return self:usage("health takes no arguments", "health") end
+  local opts, status = self:options("health", args)
+  if not opts then return status end
   local db, err = connect(SMALL_POOL)
-  if not db then
-    self:out("postgres   FAILED  %s", tostring(err))
-    return 1
-  end
+  if not db then return self:failed(err) end
   local report = db:health()
   db:close()
-  for _, store in ipairs { "postgres", "redis", "qdrant" } do
+  local rows = { { "store", "status", "ms", "target", "detail" } }
+  for _, store in ipairs(STORES) do
     local h = report[store]
-    if h and h.ok then
-      self:out("%-10s ok      %.1f ms  %s (%s)", store, h.ms, h.info, h.target)
-    elseif h then
-      self:out("%-10s FAILED  %s (%s)", store, tostring(h.error), h.target)
+    if h then
+      rows[#rows + 1] = { store, h.status, string.format("%.1f", h.ms), h.target, one_line(h.ok and h.info or h.error) }
     end
   end
+  self:columns(rows, { 3 })
   return report.ok and 0 or 1
+end
+
+-- How long one attempt of `wait` may take at most: a server that drops
+-- packets must not hold a short --timeout for the default 5-10 s.
+local function probe_seconds(timeout) return math.max(1, math.min(5, math.ceil(timeout))) end
+
+function Command:wait(args)
+  local opts, status = self:options("wait", args, { timeout = "value" })
+  if not opts then return status end
+  local timeout = tonumber(opts.timeout or "300")
+  if not timeout or timeout < 0 or timeout == math.huge then
+    return self:usage("--timeout takes a number of seconds, 0 or more, not " .. opts.timeout, "wait")
+  end
+  local probe = probe_seconds(timeout)
+  -- Qdrant's client retries on its own (3 s and more); here the loop below
+  -- does, so each attempt is one request
+  local qdrant_opts, err = config.qdrant()
+  if qdrant_opts == nil then return self:failed(err) end
+  if qdrant_opts then qdrant_opts.max_retries, qdrant_opts.timeout, qdrant_opts.connect_timeout = 0, probe, probe end
+  local redis_opts
+  redis_opts, err = config.redis()
+  if not redis_opts then return self:failed(err) end
+  redis_opts.connect_timeout, redis_opts.command_timeout = probe, probe
+  local db
+  db, err = connect({ size = 1, max_overflow = 1, connect_timeout = probe },
+    { redis = redis_opts, qdrant = qdrant_opts or nil })
+  if not db then return self:failed(err) end
+  local pending = { "postgres", "redis" }
+  if db.qdrant ~= qdrant.unconfigured then pending[3] = "qdrant" end
+  local started = core.monotime()
+  local deadline, delay, last_note, last_error = started + timeout, 0.1, nil, {}
+  while true do
+    local report = db:health(pending)
+    local still = {}
+    for _, store in ipairs(pending) do
+      local h = report[store]
+      if h.ok then
+        self:out("%s answers after %.1f s: %s (%s)", store, core.monotime() - started, h.info, h.target)
+      else
+        still[#still + 1], last_error[store] = store, h.error
+      end
+    end
+    pending = still
+    local now = core.monotime()
+    if #pending == 0 or now >= deadline then break end
+    if not last_note or now - last_note >= 5 then
+      self:out("waiting for %s (%.0f s of %g)", table.concat(pending, ", "), now - started, timeout)
+      last_note = now
+    end
+    self.stdout:flush()
+    core.sleep(math.min(delay, deadline - now))
+    delay = math.min(delay * 2, 5)
+  end
+  db:close()
+  if #pending == 0 then return 0 end
+  self:err("semstore: gave up after %.1f s; no answer from %s", core.monotime() - started, table.concat(pending, ", "))
+  for _, store in ipairs(pending) do self:err("  %s: %s", store, one_line(last_error[store])) end
+  return 1
+end
+
+-- The checks `semstore check` runs whose findings are rows: each query
+-- gives every finding as (sort_key, example). It runs as a materialized CTE
+-- so that it is planned as the full scan it is (hash joins, sequential
+-- scans): under the LIMIT the planner picks index-ordered nested loops,
+-- which read a 100-million-row chunks table one index probe at a time.
+local ROW_CHECKS = {
+  { "documents without a collection", [[
+    SELECT d.id AS sort_key, d.id AS example
+    FROM documents d LEFT JOIN collections c ON c.id = d.collection_id
+    WHERE c.id IS NULL]] },
+  { "chunks under the wrong partition key", [[
+    SELECT id AS sort_key, format('chunk %s: partition_key %s, collection %s expects %s', id, partition_key,
+                                  collection_id, chunk_partition_key(collection_id)) AS example
+    FROM chunks
+    WHERE partition_key <> chunk_partition_key(collection_id)]] },
+  { "chunks of a missing document", [[
+    SELECT c.id AS sort_key, format('chunk %s: document %s', c.id, c.document_id) AS example
+    FROM chunks c
+    WHERE c.document_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.id = c.document_id)]] },
+  { "duplicate content hashes", [[
+    SELECT collection_id || ' ' || content_hash AS sort_key,
+           format('collection %s, hash %s: %s documents (%s)', collection_id, content_hash, count(*),
+                  array_to_string((array_agg(id ORDER BY id))[1:10], ', ')) AS example
+    FROM documents
+    GROUP BY collection_id, content_hash HAVING count(*) > 1]] },
+}
+
+-- Up to 10 examples of a check's findings, each with n, the number of all
+-- of them (count(*) OVER () counts before the LIMIT).
+local function examples_sql(findings)
+  return "WITH found AS MATERIALIZED (" .. findings ..
+    ")\n    SELECT example, count(*) OVER () AS n FROM found ORDER BY sort_key LIMIT 10"
+end
+
+-- Per collection, in one pass over chunks: the chunks without a vector and
+-- those with one (what Qdrant should hold).
+local CHUNK_COUNTS = [[
+  SELECT k.collection_id, coalesce(col.name, '(no collection row) ' || k.collection_id) AS name,
+         col.vector_store_name, k.missing, k.embedded
+  FROM (SELECT collection_id, count(*) FILTER (WHERE embedding_vector_id IS NULL) AS missing,
+               count(embedding_vector_id) AS embedded
+        FROM chunks GROUP BY collection_id) k
+  LEFT JOIN collections col ON col.id = k.collection_id
+  ORDER BY 2]]
+
+-- Each collection's embedded chunks against the points of its Qdrant
+-- collection: the mismatches, as examples. A failure other than a missing
+-- collection ends the comparison: an unreachable Qdrant would otherwise
+-- cost each collection its own round of retries.
+local function qdrant_mismatches(db, counts)
+  local found = {}
+  for _, c in ipairs(counts) do
+    if c.embedded > 0 then
+      if c.vector_store_name == semstore.null then
+        found[#found + 1] = string.format("%s: %d embedded chunks and no collection row to find them in Qdrant", c.name, c.embedded)
+      else
+        local points, err = db.qdrant:count(c.vector_store_name)
+        if points == nil and type(err) == "table" and err.status == 404 then
+          found[#found + 1] = string.format("%s: %d embedded chunks, Qdrant collection %s is missing", c.name, c.embedded, c.vector_store_name)
+        elseif points == nil then
+          found[#found + 1] = string.format("%s: could not count Qdrant's %s, comparison stopped: %s", c.name,
+            c.vector_store_name, one_line(err))
+          break
+        elseif points ~= c.embedded then
+          found[#found + 1] = string.format("%s: %d embedded chunks, %d points in Qdrant's %s", c.name, c.embedded, points, c.vector_store_name)
+        end
+      end
+    end
+  end
+  return found
+end
+
+function Command:check(args)
+  local opts, status = self:options("check", args)
+  if not opts then return status end
+  local db, err = connect(SMALL_POOL)
+  if not db then return self:failed(err) end
+  -- one snapshot, so the checks see the same data
+  local results, counts = {}, nil
+  local ok
+  ok, err = db.pg:transaction(function(tx)
+    for i, c in ipairs(ROW_CHECKS) do
+      local rows, e = tx:query(examples_sql(c[2]))
+      if not rows then return nil, e end
+      results[i] = rows
+    end
+    local e
+    counts, e = tx:query(CHUNK_COUNTS)
+    if not counts then return nil, e end
+  end, { isolation = "repeatable read", read_only = true })
+  if not ok then
+    db:close()
+    return self:failed(err)
+  end
+  local findings = 0
+  local function report(name, n, examples, more)
+    self:out("%-40s %d", name, n)
+    for i = 1, math.min(#examples, 10) do self:out("    %s", examples[i]) end
+    if more and more > 0 then self:out("    ... and %d more", more) end
+    findings = findings + n
+  end
+  for i, c in ipairs(ROW_CHECKS) do
+    local rows, examples = results[i], {}
+    for j, row in ipairs(rows) do examples[j] = row.example end
+    local n = rows[1] and rows[1].n or 0
+    report(c[1], n, examples, n - #examples)
+  end
+  local missing, examples = 0, {}
+  for _, c in ipairs(counts) do
+    if c.missing > 0 then
+      missing = missing + c.missing
+      examples[#examples + 1] = string.format("%s: %d", c.name, c.missing)
+    end
+  end
+  report("chunks without embeddings", missing, examples, #examples - 10)
+  if db.qdrant == qdrant.unconfigured then
+    self:out("%-40s skipped: Qdrant is not configured", "embedded chunks against Qdrant points")
+  else
+    local found = qdrant_mismatches(db, counts)
+    report("embedded chunks against Qdrant points", #found, found, #found - 10)
+  end
+  db:close()
+  if findings == 0 then
+    self:out("no findings")
+    return 0
+  end
+  self:out("%d findings", findings)
+  return 1
+end
+
+-- Every partition of chunks, from pg_inherits so that empty ones show,
+-- numbered as their names (chunks_p0 ... chunks_p99) are, with its rows
+-- counted in one pass over chunks.
+local PARTITIONS = [[
+  SELECT c.relname AS name, coalesce(k.n, 0) AS n_rows,
+         pg_size_pretty(pg_total_relation_size(c.oid)) AS size
+  FROM pg_inherits i
+  JOIN pg_class c ON c.oid = i.inhrelid
+  LEFT JOIN (SELECT tableoid, count(*) AS n FROM chunks GROUP BY tableoid) k ON k.tableoid = c.oid
+  WHERE i.inhparent = 'chunks'::regclass
+  ORDER BY substring(c.relname FROM '[0-9]+$')::int NULLS LAST, c.relname]]
+
+function Command:partitions(args)
+  local opts, status = self:options("partitions", args)
+  if not opts then return status end
+  local db, err = connect(SMALL_POOL)
+  if not db then return self:failed(err) end
+  local rows
+  rows, err = db.pg:query(PARTITIONS)
+  db:close()
+  if not rows then return self:failed(err) end
+  if #rows == 0 then
+    self:out("chunks has no partitions")
+    return 0
+  end
+  local table_rows = { { "partition", "rows", "size" } }
+  local total, min, max, empty = 0, math.huge, 0, 0
+  for _, p in ipairs(rows) do
+    table_rows[#table_rows + 1] = { p.name, p.n_rows, p.size }
+    total, min, max = total + p.n_rows, math.min(min, p.n_rows), math.max(max, p.n_rows)
+    if p.n_rows == 0 then empty = empty + 1 end
+  end
+  self:columns(table_rows, { 2, 3 })
+  local mean = total / #rows
+  local var = 0
+  for _, p in ipairs(rows) do var = var + (p.n_rows - mean) ^ 2 end
+  local sd = math.sqrt(var / #rows)
+  self:out("")
+  self:out("partitions      %d (%d empty)", #rows, empty)
+  self:out("rows            %d in all; per partition mean %.1f, min %d, max %d", total, mean, min, max)
+  -- both are ratios to the mean: with no rows at all there is no skew
+  if total > 0 then
+    self:out("skew            %.2f (max / mean)", max / mean)
+    self:out("variation       %.2f (standard deviation / mean)", sd / mean)
+  else
+    self:out("skew            - (no rows)")
+    self:out("variation       - (no rows)")
+  end
+  return 0
 end
 
 -- `run` and `seed`: the script's globals fall back to the real ones, so
@@ -271,13 +588,8 @@ end
 local function shell_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
 
 function Command:dev_qdrant(args)
-  local pos, opts = parse(args, { port = "value", data = "value" })
-  if not pos then return self:usage(opts, "dev-qdrant") end
-  if opts.help then
-    self:out("%s", HELP["dev-qdrant"])
-    return 0
-  end
-  if #pos > 0 then return self:usage("dev-qdrant takes no arguments", "dev-qdrant") end
+  local opts, status = self:options("dev-qdrant", args, { port = "value", data = "value" })
+  if not opts then return status end
   local port = opts.port or "6333"
   local n = math.tointeger(tonumber(port))
   if not n or n < 0 or n > 65535 then return self:usage("--port takes a port number, not " .. port, "dev-qdrant") end
@@ -308,6 +620,9 @@ local COMMANDS = {
   ["dev-qdrant"] = Command.dev_qdrant,
   migrate = Command.migrate,
   health = Command.health,
+  wait = Command.wait,
+  check = Command.check,
+  partitions = Command.partitions,
   run = function(self, args) return self:script("run", args) end,
   seed = function(self, args) return self:script("seed", args) end,
 }

@@ -92,34 +92,58 @@ function DB:close()
   if self.qdrant ~= qdrant.unconfigured then self.qdrant:close() end
 end
 
--- Times one check: { ok, ms, info, target } or { ok = false, error, target }.
+-- An error with its text passed through redact once more: the report is
+-- for printing, and a store's message may quote what it was given (the
+-- sources redact already; this keeps a new message from leaking).
+local function printable(err)
+  if type(err) ~= "table" then return config.redact(tostring(err)) end
+  local e = {}
+  for k, v in pairs(err) do e[k] = type(v) == "string" and config.redact(v) or v end
+  return core.error(e)
+end
+
+-- Times one check: { ok, status, ms, info, target } or { ok = false,
+-- status, error, ms, target }.
 local function check(target, fn)
   local started = core.monotime()
   local info, err = fn()
   local ms = (core.monotime() - started) * 1000
-  if info == nil then return { ok = false, error = err, ms = ms, target = target } end
-  return { ok = true, ms = ms, info = info, target = target }
+  if info == nil then return { ok = false, status = "unhealthy", error = printable(err), ms = ms, target = target } end
+  return { ok = true, status = "healthy", ms = ms, info = info, target = target }
 end
 
--- db:health() -> { ok =, postgres = {...}, redis = {...}, qdrant = {...} }:
+local HEALTH_STORES = { "postgres", "redis", "qdrant" }
+
+-- db:health(stores) -> { ok =, postgres = {...}, redis = {...}, qdrant = {...} }:
 -- one round trip to each store (Qdrant only when it is configured); each
--- entry has ok, ms, target (printable: no password) and info or error.
-function DB:health()
+-- entry has ok, status ("healthy" or "unhealthy"), ms, target (printable:
+-- no password) and info or error. `stores`, a list of names, checks only
+-- those (`semstore wait` asks again only for the ones still silent).
+function DB:health(stores)
+  local wanted = {}
+  for _, store in ipairs(stores or HEALTH_STORES) do
+    if store ~= "postgres" and store ~= "redis" and store ~= "qdrant" then
+      error("health: no store named " .. tostring(store) .. " (postgres, redis or qdrant)", 2)
+    end
+    wanted[store] = true
+  end
   local report = { ok = true }
-  report.postgres = check(self.target, function()
-    local rows, err = self.pg:query "SELECT current_setting('server_version') AS version, current_database() AS db"
-    if not rows then return nil, err end
-    return string.format("PostgreSQL %s, database %s", rows[1].version, rows[1].db)
-  end)
-  report.redis = check(self.redis_target, function() return self.redis:call "PING" end)
-  if self.qdrant ~= qdrant.unconfigured then
+  if wanted.postgres then
+    report.postgres = check(self.target, function()
+      local rows, err = self.pg:query "SELECT current_setting('server_version') AS version, current_database() AS db"
+      if not rows then return nil, err end
+      return string.format("PostgreSQL %s, database %s", rows[1].version, rows[1].db)
+    end)
+  end
+  if wanted.redis then report.redis = check(self.redis_target, function() return self.redis:call "PING" end) end
+  if wanted.qdrant and self.qdrant ~= qdrant.unconfigured then
     report.qdrant = check(self.qdrant:url(), function()
       local names, err = self.qdrant:list_collections()
       if not names then return nil, err end
       return string.format("%d collections", #names)
     end)
   end
-  for _, store in ipairs { "postgres", "redis", "qdrant" } do
+  for _, store in ipairs(HEALTH_STORES) do
     if report[store] and not report[store].ok then report.ok = false end
   end
   return report

@@ -123,10 +123,13 @@ end
 function helpers.cli(args, opts)
   opts = opts or {}
   local out, err = os.tmpname(), os.tmpname()
-  local env = { "env" }
+  -- env takes its -u options before any NAME=VALUE: after one, the rest
+  -- is the command
+  local env, sets = { "env" }, {}
   for k, v in pairs(opts.env or {}) do
-    env[#env + 1] = v == false and ("-u " .. k) or (k .. "=" .. helpers.shell_quote(v))
+    if v == false then env[#env + 1] = "-u " .. k else sets[#sets + 1] = k .. "=" .. helpers.shell_quote(v) end
   end
+  table.move(sets, 1, #sets, #env + 1, env)
   local words = {}
   for i, a in ipairs(args) do words[i] = helpers.shell_quote(a) end
   local cmd = string.format("cd %s && %s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s/bin/semstore %s >%s 2>%s",
@@ -138,6 +141,27 @@ function helpers.cli(args, opts)
   os.remove(out)
   os.remove(err)
   return code, stdout, stderr
+end
+
+-- A TCP port nothing listens on (from /proc/net/tcp and tcp6), below the
+-- kernel's range for outgoing connections, for a server a spec starts.
+function helpers.free_port()
+  local busy = {}
+  for _, path in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
+    local f = io.open(path)
+    if f then
+      for line in f:lines() do
+        local port, state = line:match "^%s*%d+: %x+:(%x+) %x+:%x+ (%x%x)"
+        if port and state == "0A" then busy[tonumber(port, 16)] = true end
+      end
+      f:close()
+    end
+  end
+  for _ = 1, 100 do
+    local port = math.random(20000, 29999)
+    if not busy[port] then return port end
+  end
+  error "no free port between 20000 and 29999"
 end
 
 function helpers.sleep(seconds)
