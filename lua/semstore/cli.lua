@@ -17,6 +17,7 @@ commands:
   wait [--timeout 300]         wait until every configured server answers
   check                        look for broken references and missing vectors
   partitions                   rows and size of each chunk partition, and skew
+  worker [--timeout N] [--once]  drain the re-index queue, then wait for jobs
   run SCRIPT.lua [ARGS]        run a script with a connected db and its arg
   seed FILE.lua [ARGS]         the same, for seeding scripts
   dev-qdrant [--port N]        run the Qdrant stand-in in the foreground
@@ -110,6 +111,18 @@ and tests without a real Qdrant. Needs node and the stand-in's npm packages
 
   --port N     the port (default 6333; 0 picks a free one)
   --data DIR   where snapshots are written (default: a temporary folder)
+]],
+  worker = [[
+usage: semstore worker [--timeout N] [--once]
+
+Drains the re-index queue (reindex_jobs): documents written while Qdrant
+could not be reached, and their deletions. Then waits, in LISTEN, until a
+job arrives or the next one falls due, and drains again. Several workers
+may run at once: each job goes to one of them (FOR UPDATE SKIP LOCKED).
+Prints one line per round that ran jobs. Uses the local embedder.
+
+  --timeout N  stop after N seconds (default: run until stopped)
+  --once       drain what is due now and stop; exits 1 when a job failed
 ]],
   seed = [[
 usage: semstore seed FILE.lua [ARGS...]
@@ -616,7 +629,37 @@ function Command:dev_qdrant(args)
   return code == 2 and 2 or 1
 end
 
+function Command:worker(args)
+  local opts, status = self:options("worker", args, { timeout = "value", once = true })
+  if not opts then return status end
+  local timeout = opts.timeout and tonumber(opts.timeout)
+  if opts.timeout and (not timeout or timeout < 0 or timeout == math.huge) then
+    return self:usage("--timeout takes a number of seconds, 0 or more, not " .. opts.timeout, "worker")
+  end
+  local db, err = connect()
+  if not db then return self:failed(err) end
+  local svc
+  svc, err = semstore.services.documents(db)
+  local report
+  if svc and opts.once then
+    report, err = svc:retry_pending()
+  elseif svc then
+    report, err = svc:worker { timeout = timeout, on_batch = function(r)
+      if r.error then
+        self:err("semstore worker: %s", tostring(r.error))
+      else
+        self:out("%s  %d done, %d failed, %d left", os.date "!%Y-%m-%dT%H:%M:%SZ", r.done, r.failed, r.left)
+      end
+    end }
+  end
+  db:close()
+  if not report then return self:failed(err) end
+  self:out("%d done, %d failed, %d left", report.done, report.failed, report.left)
+  return opts.once and report.failed > 0 and 1 or 0
+end
+
 local COMMANDS = {
+  worker = Command.worker,
   ["dev-qdrant"] = Command.dev_qdrant,
   migrate = Command.migrate,
   health = Command.health,
