@@ -27,6 +27,8 @@ local BACKOFF_MAX = 300
 local MAX_CHUNKS_PER_DOCUMENT = 10000
 local DENSE, SPARSE = "dense", "text"
 local SEARCH_GEN_TTL = 86400
+-- the first key of rebuild_vector_index's advisory locks ("sere")
+local REBUILD_LOCK = 0x73657265
 
 local function input_error(fmt, ...)
   return nil, core.error { kind = "input", message = string.format(fmt, ...) }
@@ -84,8 +86,13 @@ local function embed_with(fn, texts, what)
       what, type(vectors) == "table" and (#vectors .. " vectors") or type(vectors), #texts) }
   end
   for i = 1, #texts do
-    if type(vectors[i]) ~= "table" then
-      return nil, core.error { kind = "embedder", message = string.format("the %s embedder's vector %d is a %s", what, i, type(vectors[i])) }
+    local v = vectors[i]
+    if type(v) ~= "table" then
+      return nil, core.error { kind = "embedder", message = string.format("the %s embedder's vector %d is a %s", what, i, type(v)) }
+    end
+    if what == "sparse" and (type(v.indices) ~= "table" or type(v.values) ~= "table" or #v.indices ~= #v.values) then
+      return nil, core.error { kind = "embedder",
+        message = string.format("the sparse embedder's vector %d is not { indices =, values = } of one length", i) }
     end
   end
   return vectors
@@ -168,10 +175,17 @@ end
 function Documents:_unsure(col) self.ensured[col.id] = nil end
 
 -- The Qdrant collections a write goes to: the alias, and the collection a
--- zero-downtime rebuild is filling.
-local function write_targets(col)
+-- zero-downtime rebuild is filling. Read afresh for each write, after the
+-- chunks were committed: a rebuild that started earlier reads those chunks
+-- itself, and one that starts later is seen here, so no chunk misses the
+-- new collection.
+function Documents:_write_targets(col)
+  local rows, err = self.db.pg:query("SELECT qdrant_staging FROM collections WHERE id = $1", col.id)
+  if not rows then return nil, err end
+  local staging = rows[1] and rows[1].qdrant_staging
+  col.qdrant_staging = staging
   local t = { col.vector_store_name }
-  if type(col.qdrant_staging) == "table" and col.qdrant_staging.name then t[2] = col.qdrant_staging.name end
+  if type(staging) == "table" and staging.name then t[2] = staging.name end
   return t
 end
 
@@ -199,7 +213,11 @@ function Documents:_index_chunks(col, chunks, docs, targets)
       file_name = d.file_name, metadata = d.meta } }
     items[i] = { chunk_id = c.id, collection_id = col.id, vector_id = tostring(c.id) }
   end
-  for _, name in ipairs(targets or write_targets(col)) do
+  if not targets then
+    targets, err = self:_write_targets(col)
+    if not targets then return nil, err end
+  end
+  for _, name in ipairs(targets) do
     local ok
     ok, err = self.db.qdrant:upsert(name, points, self.upsert_options)
     if not ok then
@@ -210,7 +228,32 @@ function Documents:_index_chunks(col, chunks, docs, targets)
   local n
   n, err = self.db.chunks:update_chunk_embeddings(items)
   if not n then return nil, err end
-  return #points
+  if n < #items then
+    -- chunks deleted while they were embedded: their delete may have run
+    -- before this upsert, so their points go now
+    local ok
+    ok, err = self:_drop_orphans(col, points, targets)
+    if not ok then return nil, err end
+  end
+  return n
+end
+
+-- Deletes the points among `points` whose chunk PostgreSQL no longer has.
+function Documents:_drop_orphans(col, points, targets)
+  local ids = {}
+  for i, p in ipairs(points) do ids[i] = p.id end
+  local rows, err = self.db.pg:query([[SELECT id FROM chunks WHERE collection_id = $1
+    AND partition_key = chunk_partition_key($1) AND id = ANY($2::int8[])]], col.id, core.array(ids))
+  if not rows then return nil, err end
+  local alive, gone = {}, {}
+  for _, r in ipairs(rows) do alive[r.id] = true end
+  for _, id in ipairs(ids) do if not alive[id] then gone[#gone + 1] = id end end
+  if #gone == 0 then return true end
+  for _, name in ipairs(targets) do
+    local ok, derr = self.db.qdrant:delete_points(name, gone)
+    if not ok then return nil, derr end
+  end
+  return true
 end
 
 -- file_name and meta of the documents `chunks` belong to, in one query.
@@ -246,13 +289,18 @@ end
 -- Marks completed the pending documents (of the collection, or the one
 -- given) whose chunks all have vectors, with their chunk counts.
 function Documents:_finish_documents(col, document_id)
-  return self.db.pg:query([[
+  local ok, err = self.db.pg:query([[
     UPDATE documents d SET status = 'completed', error_message = NULL, chunking_completed_at = now(), updated_at = now(),
       chunk_count = (SELECT count(*) FROM chunks c WHERE c.collection_id = $1
                      AND c.partition_key = chunk_partition_key($1) AND c.document_id = d.id)
     WHERE d.collection_id = $1 AND ($2::text IS NULL OR d.id = $2) AND d.status IN ('pending', 'processing')
       AND NOT EXISTS (SELECT 1 FROM chunks c WHERE c.collection_id = $1 AND c.partition_key = chunk_partition_key($1)
                       AND c.document_id = d.id AND c.embedding_vector_id IS NULL)]], col.id, document_id or core.null)
+  if not ok then return nil, err end
+  -- their index jobs are done
+  return self.db.pg:query([[DELETE FROM reindex_jobs j USING documents d WHERE j.collection_id = $1
+    AND j.action = 'index' AND d.id = j.document_id AND d.status = 'completed' AND ($2::text IS NULL OR d.id = $2)]],
+    col.id, document_id or core.null)
 end
 
 -- The collection's counters, from its rows.
@@ -291,6 +339,25 @@ local function enqueue(tx, action, collection_id, document_id, delay)
   ok, err = tx:query("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, tostring(rows[1].id))
   if not ok then return nil, err end
   return rows[1].id
+end
+
+-- index jobs for documents stored by index_collection, leased to it: if
+-- it dies, or Qdrant fails, a worker finishes them
+local function enqueue_documents(tx, collection_id, document_ids)
+  if #document_ids == 0 then return true end
+  return tx:query([[INSERT INTO reindex_jobs (action, collection_id, document_id, next_attempt_at)
+    SELECT 'index', $1, unnest($2::text[]), now() + $3 * interval '1 second']], collection_id, core.array(document_ids),
+    LEASE_SECONDS)
+end
+
+-- After a failed index_collection: the jobs of its pending documents are
+-- due soon rather than at the end of their lease.
+function Documents:_release_jobs(col, err)
+  local ok = self.db.pg:query([[UPDATE reindex_jobs SET next_attempt_at = now() + interval '1 second', last_error = $2,
+      updated_at = now()
+    WHERE collection_id = $1 AND action = 'index' AND document_id IN
+      (SELECT id FROM documents WHERE collection_id = $1 AND status = 'pending')]], col.id, message_of(err))
+  if ok then self.db.pg:notify(QUEUE_CHANNEL, col.id) end
 end
 
 function Documents:_job_done(id)
@@ -428,7 +495,9 @@ end
 
 function Documents:_delete_points(col, document_id)
   local filter = { must = { { key = "document_id", match = { value = document_id } } } }
-  for _, name in ipairs(write_targets(col)) do
+  local targets, err = self:_write_targets(col)
+  if not targets then return nil, err end
+  for _, name in ipairs(targets) do
     local ok, err = self.db.qdrant:delete_points(name, filter)
     -- nothing to delete from a collection Qdrant lost
     if not ok and not (err.kind == "qdrant" and err.status == 404) then return nil, err end
@@ -440,13 +509,13 @@ end
 
 -- Takes the next due job: moves its next_attempt_at a lease ahead in one
 -- statement, skipping rows another worker has locked.
-function Documents:_claim()
+function Documents:_claim(collection_id)
   local rows, err = self.db.pg:query([[
     UPDATE reindex_jobs SET next_attempt_at = now() + $1 * interval '1 second', attempts = attempts + 1,
       updated_at = now()
-    WHERE id = (SELECT id FROM reindex_jobs WHERE next_attempt_at <= now()
+    WHERE id = (SELECT id FROM reindex_jobs WHERE next_attempt_at <= now() AND ($2::text IS NULL OR collection_id = $2)
                 ORDER BY next_attempt_at, id FOR UPDATE SKIP LOCKED LIMIT 1)
-    RETURNING *]], LEASE_SECONDS)
+    RETURNING *]], LEASE_SECONDS, collection_id or core.null)
   if not rows then return nil, err end
   return rows[1] or false
 end
@@ -457,7 +526,12 @@ function Documents:_run_job(job)
     if err.kind == "not_found" then return true end -- the collection went, and its jobs with it
     return nil, err
   end
-  if job.action == "delete" then return self:_delete_points(col, job.document_id) end
+  if job.action == "delete" then
+    local ok, derr = self:_delete_points(col, job.document_id)
+    if not ok then return nil, derr end
+    self:_changed(col.id)
+    return true
+  end
   local doc
   doc, err = self.db.documents:get(job.document_id)
   if not doc then
@@ -473,19 +547,21 @@ function Documents:_run_job(job)
   return true
 end
 
--- svc:retry_pending{ limit = } -> { done =, failed =, left = }: runs the
--- jobs that are due, each once, until none is due (or `limit` ran).
+-- svc:retry_pending{ limit =, collection_id = } -> { done =, failed =, left = }:
+-- runs the jobs that are due (of one collection, when given), each once,
+-- until none is due (or `limit` ran).
 function Documents:retry_pending(opts)
   local err
-  opts, err = check_options(opts, { "limit" }, "retry_pending's options")
+  opts, err = check_options(opts, { "limit", "collection_id" }, "retry_pending's options")
   if not opts then return nil, err end
+  if opts.collection_id ~= nil and type(opts.collection_id) ~= "string" then return input_error("collection_id must be a string") end
   local limit
   limit, err = positive_integer(opts.limit, "limit", math.huge)
   if not limit then return nil, err end
   local report, seen = { done = 0, failed = 0 }, {}
   while report.done + report.failed < limit do
     local job
-    job, err = self:_claim()
+    job, err = self:_claim(opts.collection_id)
     if job == nil then return nil, err end
     if not job or seen[job.id] then
       -- a job failed here comes back only after its backoff; seeing it
@@ -504,7 +580,8 @@ function Documents:retry_pending(opts)
     end
   end
   local rows
-  rows, err = self.db.pg:query "SELECT count(*) AS n FROM reindex_jobs"
+  rows, err = self.db.pg:query("SELECT count(*) AS n FROM reindex_jobs WHERE $1::text IS NULL OR collection_id = $1",
+    opts.collection_id or core.null)
   if not rows then return nil, err end
   report.left = rows[1].n
   return report
@@ -520,6 +597,10 @@ function Documents:worker(opts)
   if opts.timeout ~= nil and not (type(opts.timeout) == "number" and opts.timeout >= 0) then
     return input_error("timeout must be a number of seconds >= 0")
   end
+  if opts.max_wait ~= nil and not (type(opts.max_wait) == "number" and opts.max_wait > 0 and opts.max_wait < math.huge) then
+    return input_error("max_wait must be a positive number of seconds")
+  end
+  if opts.on_batch ~= nil and type(opts.on_batch) ~= "function" then return input_error("on_batch must be a function") end
   local max_wait = opts.max_wait or 30
   local conn
   conn, err = self.db.pg:acquire()
@@ -563,14 +644,23 @@ end
 
 local INDEX_OPTIONS = { "user_id", "progress", "batch_size", "documents_per_transaction" }
 
--- Documents from an array or an iterator, one at a time.
+-- Documents from an array or an iterator, one at a time; an array with a
+-- hole is refused, since the documents after it would be dropped in silence.
 local function each_document(documents)
   if type(documents) == "function" then return documents end
+  local n = 0
+  for k in pairs(documents) do
+    if math.type(k) ~= "integer" or k < 1 then return input_error("documents must be an array: found the key %s", tostring(k)) end
+    if k > n then n = k end
+  end
+  for i = 1, n do
+    if documents[i] == nil then return input_error("documents[%d] is nil: the array has a hole", i) end
+  end
   local i = 0
   return function()
     i = i + 1
     return documents[i]
-  end
+  end, n
 end
 
 -- Runs `body` as an operation on the collection: the operation goes
@@ -611,11 +701,18 @@ end
 
 -- Embeds and writes every chunk of the collection that has no vector yet
 -- (those of this run, and any an interrupted run left), in batches.
-function Documents:_index_pending(col, report, progress)
+function Documents:_index_pending(col, report, progress, batch_size)
+  local last_first
   while true do
-    local chunks, err = self.db.chunks:get_chunks_without_embeddings(col.id, self.batch_size)
+    local chunks, err = self.db.chunks:get_chunks_without_embeddings(col.id, batch_size)
     if not chunks then return nil, err end
     if #chunks == 0 then return true end
+    -- the same chunks again would mean their vector ids never stick: stop
+    -- rather than loop
+    if chunks[1].id == last_first then
+      return nil, core.error { kind = "postgres", message = "chunk " .. last_first .. "'s embedding_vector_id was not recorded" }
+    end
+    last_first = chunks[1].id
     local docs
     docs, err = self:_document_info(chunks)
     if not docs then return nil, err end
@@ -639,16 +736,20 @@ function Documents:index_collection(collection_id, documents, opts)
   local per_tx
   per_tx, err = positive_integer(opts.documents_per_transaction, "documents_per_transaction", 100)
   if not per_tx then return nil, err end
+  local batch_size
+  batch_size, err = positive_integer(opts.batch_size, "batch_size", self.batch_size)
+  if not batch_size then return nil, err end
+  if batch_size > 10000 then return input_error("batch_size must be at most 10000") end
+  local next_document, total = each_document(documents)
+  if not next_document then return nil, total end
   local col
   col, err = self.db.collections:get_by_uuid(collection_id)
   if not col then return nil, err end
-  local total = type(documents) == "table" and #documents or nil
   local report = { documents = 0, skipped = 0, chunks = 0, vectors = 0, total = total }
   local function progress()
     if opts.progress then opts.progress(report) end
   end
-  local next_document = each_document(documents)
-  return self:_operation(col, "index", opts.user_id, { batch_size = self.batch_size, chunk_size = col.chunk_size,
+  return self:_operation(col, "index", opts.user_id, { batch_size = batch_size, chunk_size = col.chunk_size,
       chunk_overlap = col.chunk_overlap, embedder = self.embedder.name },
     function(op)
       report.operation = op.uuid
@@ -672,27 +773,35 @@ function Documents:index_collection(collection_id, documents, opts)
         end
         if #batch > 0 then
           local res, terr = self.db.pg:transaction(function(tx)
-            local repo, created, chunks = repositories(tx), 0, 0
+            local repo, created, chunks = repositories(tx), {}, 0
             for _, f in ipairs(batch) do
               local doc, new = store_document(repo, col, f)
               if not doc then return nil, new end
-              if new then created, chunks = created + 1, chunks + #f.chunks end
+              if new then created[#created + 1], chunks = doc.id, chunks + #f.chunks end
             end
-            return { created = created, chunks = chunks }
+            local ok, qerr = enqueue_documents(tx, col.id, created)
+            if not ok then return nil, qerr end
+            return { created = #created, chunks = chunks }
           end)
           if not res then return nil, terr, "error" end
           report.documents = report.documents + res.created
           report.skipped = report.skipped + #batch - res.created
           report.chunks = report.chunks + res.chunks
           progress()
-          local iok, ierr = self:_index_pending(col, report, progress)
-          if not iok then return nil, ierr, "degraded" end
+          local iok, ierr = self:_index_pending(col, report, progress, batch_size)
+          if iok then iok, ierr = self:_finish_documents(col) end
+          if not iok then
+            self:_release_jobs(col, ierr)
+            return nil, ierr, "degraded"
+          end
         end
       end
-      local iok, ierr = self:_index_pending(col, report, progress)
-      if not iok then return nil, ierr, "degraded" end
-      iok, ierr = self:_finish_documents(col)
-      if not iok then return nil, ierr, "degraded" end
+      local iok, ierr = self:_index_pending(col, report, progress, batch_size)
+      if iok then iok, ierr = self:_finish_documents(col) end
+      if not iok then
+        self:_release_jobs(col, ierr)
+        return nil, ierr, "degraded"
+      end
       iok, ierr = self:_update_stats(col)
       if not iok then return nil, ierr, "degraded" end
       self:_changed(col.id)
@@ -711,6 +820,32 @@ function Documents:rebuild_vector_index(collection_id, opts)
   local col
   col, err = self.db.collections:get_by_uuid(collection_id)
   if not col then return nil, err end
+  -- one rebuild of a collection at a time, across processes: an advisory
+  -- lock on a connection held for the rebuild (a process that dies lets go)
+  local conn
+  conn, err = self.db.pg:acquire()
+  if not conn then return nil, err end
+  local locked
+  locked, err = conn:query("SELECT pg_try_advisory_lock($1::int4, hashtext($2)) AS ok", REBUILD_LOCK, col.id)
+  if not locked or not locked[1].ok then
+    conn:release()
+    return nil, err or core.error { kind = "conflict", message = "collection " .. col.id .. " is being rebuilt by another process" }
+  end
+  local res = table.pack(pcall(self._rebuild, self, col, opts))
+  conn:query("SELECT pg_advisory_unlock($1::int4, hashtext($2))", REBUILD_LOCK, col.id)
+  conn:release()
+  if not res[1] then error(res[2], 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+-- The collection an alias points to, or nil.
+local function alias_target(q, alias)
+  for _, a in ipairs(q:list_aliases() or {}) do
+    if a.alias == alias then return a.collection end
+  end
+end
+
+function Documents:_rebuild(col, opts)
   local q = self.db.qdrant
   local report = { vectors = 0, zero_downtime = opts.zero_downtime == true }
   return self:_operation(col, "reindex", opts.user_id, { zero_downtime = report.zero_downtime,
@@ -719,17 +854,17 @@ function Documents:rebuild_vector_index(collection_id, opts)
       report.operation = op.uuid
       local s, serr = self:_settings(col)
       if not s then return nil, serr, "error" end
-      local target
+      local target, staging_gen
       if report.zero_downtime then
         local ok, qerr = self:_ensure_qdrant(col)
         if not ok then return nil, qerr, "degraded" end
-        local gen = s.generation + 1
-        target = physical(col, gen)
+        staging_gen = s.generation + 1
+        target = physical(col, staging_gen)
         q:delete_collection(target) -- left by a rebuild that died
         ok, qerr = create_physical(q, target, s)
         if not ok then return nil, qerr, "degraded" end
         -- writers now also write to the new collection
-        col.qdrant_staging = { name = target, generation = gen }
+        col.qdrant_staging = { name = target, generation = staging_gen }
         ok, qerr = self.db.collections:update(col.id, { qdrant_staging = col.qdrant_staging })
         if not ok then return nil, qerr, "degraded" end
       else
@@ -741,26 +876,37 @@ function Documents:rebuild_vector_index(collection_id, opts)
         target = col.vector_store_name
       end
       local function fail(e)
-        if report.zero_downtime then
+        -- never the collection the alias points to (a swap whose answer was lost)
+        if report.zero_downtime and alias_target(q, col.vector_store_name) ~= target then
           q:delete_collection(target)
           self.db.collections:update(col.id, { qdrant_staging = core.null })
         end
         return nil, e, report.zero_downtime and "degraded" or "error"
       end
-      -- keyset pagination over the collection's chunks
-      local after
-      while true do
-        local chunks, cerr = self.db.chunks:get_chunks_by_collection(col.id, { after_id = after, limit = self.batch_size })
-        if not chunks then return fail(cerr) end
-        if #chunks == 0 then break end
-        local docs, derr = self:_document_info(chunks)
-        if not docs then return fail(derr) end
-        local n, ierr = self:_index_chunks(col, chunks, docs, { target })
-        if not n then return fail(ierr) end
-        report.vectors = report.vectors + n
-        after = chunks[#chunks].id
-        if opts.progress then opts.progress(report) end
+      -- keyset pagination over the collection's chunks; what the progress
+      -- callback raises drops the new collection too, then goes on up
+      local copied, done, cerr = pcall(function()
+        local after
+        while true do
+          local chunks, e = self.db.chunks:get_chunks_by_collection(col.id, { after_id = after, limit = self.batch_size })
+          if not chunks then return nil, e end
+          if #chunks == 0 then return true end
+          local docs
+          docs, e = self:_document_info(chunks)
+          if not docs then return nil, e end
+          local n
+          n, e = self:_index_chunks(col, chunks, docs, { target })
+          if not n then return nil, e end
+          report.vectors = report.vectors + n
+          after = chunks[#chunks].id
+          if opts.progress then opts.progress(report) end
+        end
+      end)
+      if not copied then
+        fail(done)
+        error(done, 0)
       end
+      if not done then return fail(cerr) end
       if report.zero_downtime then
         local old = physical(col, s.generation)
         -- one request: searches see the old collection or the new, never neither
@@ -770,7 +916,7 @@ function Documents:rebuild_vector_index(collection_id, opts)
           ok, aerr = q:update_aliases { { create = { alias = col.vector_store_name, collection = target } } }
           if not ok then return fail(aerr) end
         end
-        local settings = { generation = col.qdrant_staging.generation, dense = s.dense, sparse = s.sparse }
+        local settings = { generation = staging_gen, dense = s.dense, sparse = s.sparse }
         ok, aerr = self.db.collections:update(col.id, { qdrant_collections = settings, qdrant_staging = core.null })
         if not ok then return nil, aerr, "degraded" end
         col.qdrant_collections, col.qdrant_staging = settings, nil
@@ -788,14 +934,21 @@ end
 
 local SEARCH_OPTIONS = { "limit", "filter", "mode", "user_id", "cache_ttl" }
 
--- A stable text of a value for the cache key: tables with their keys sorted,
--- so equal options give one key in every process.
-local function canonical(v, out)
+local MAX_FILTER_DEPTH = 32
+
+-- A stable text of a value for the cache key: tables with their keys
+-- sorted, so equal options give one key in every process, and each scalar
+-- with its type and length, so no two values share a text. false, err for a
+-- cycle or a filter nested too deep.
+local function canonical(v, out, depth)
   local t = type(v)
   if t ~= "table" then
-    out[#out + 1] = t:sub(1, 1) .. tostring(v) .. ";"
-    return
+    local text = tostring(v)
+    if math.type(v) == "float" then text = string.format("%.17g", v) end
+    out[#out + 1] = string.format("%s%d:%s", t:sub(1, 1), #text, text)
+    return true
   end
+  if depth > MAX_FILTER_DEPTH then return input_error("the filter is nested deeper than %d levels (or has a cycle)", MAX_FILTER_DEPTH) end
   local keys = {}
   for k in pairs(v) do keys[#keys + 1] = k end
   table.sort(keys, function(a, b)
@@ -804,10 +957,12 @@ local function canonical(v, out)
   end)
   out[#out + 1] = "{"
   for _, k in ipairs(keys) do
-    canonical(k, out)
-    canonical(v[k], out)
+    canonical(k, out, depth + 1)
+    local ok, err = canonical(v[k], out, depth + 1)
+    if not ok then return nil, err end
   end
   out[#out + 1] = "}"
+  return true
 end
 
 -- svc:search(collection_id, query_text, { limit, filter, mode, user_id }) -> hits
@@ -826,6 +981,14 @@ function Documents:search(collection_id, query_text, opts)
   if not limit then return nil, err end
   if limit > 1000 then return input_error("limit must be at most 1000") end
   if opts.filter ~= nil and type(opts.filter) ~= "table" then return input_error("filter must be a Qdrant filter table") end
+  if opts.cache_ttl ~= nil and not (type(opts.cache_ttl) == "number" and opts.cache_ttl > 0 and opts.cache_ttl < math.huge) then
+    return input_error("cache_ttl must be a positive number of seconds")
+  end
+  -- the cache key's text, which also refuses a cyclic filter before Qdrant sees it
+  local key_parts = { mode, "|", tostring(limit), "|", query_text, "|" }
+  local ok
+  ok, err = canonical(opts.filter, key_parts, 0)
+  if not ok then return nil, err end
   local col
   col, err = self.db.collections:get_by_uuid_with_permission_check(collection_id, opts.user_id)
   if not col then return nil, err end
@@ -854,16 +1017,14 @@ function Documents:search(collection_id, query_text, opts)
   local hits
   local gen = self.db.cache:get(gen_key(col.id))
   if gen ~= nil then
-    local parts = { mode, "|", tostring(limit), "|", query_text, "|" }
-    canonical(opts.filter, parts)
-    local key = string.format("search:%s:%s:%s", col.id, gen, core.sha256(table.concat(parts)))
-    local failure
-    hits = self.db.cache:remember(key, opts.cache_ttl or self.cache_ttl, function()
+    local key = string.format("search:%s:%s:%s", col.id, gen, core.sha256(table.concat(key_parts)))
+    local failure, cerr
+    hits, cerr = self.db.cache:remember(key, opts.cache_ttl or self.cache_ttl, function()
       local h, e = compute()
       failure = e
       return h
     end)
-    if hits == nil then return nil, failure end
+    if hits == nil then return nil, failure or cerr end
   else
     -- no generation yet (or Redis down): search without the cache, and
     -- start a generation so the next search can use it

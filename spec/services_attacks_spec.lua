@@ -1,12 +1,13 @@
--- Bugs found in semstore.services.documents (lua/semstore/services.lua):
--- each test fails on the code as it is and passes once the bug is fixed.
+-- semstore.services.documents (lua/semstore/services.lua) under the attacks
+-- of a bug hunt: races with rebuilds and deletes, raising callbacks, bad
+-- embedders and options, cache keys. Each test failed before its fix.
 local semstore = require "semstore"
 local migrate = require "semstore.migrate"
 local helpers = require "support.helpers"
 
 local standin = os.getenv "SEMSTORE_QDRANT_STANDIN" == "1"
 
-describe("semstore.services.documents (hunt)", function()
+describe("semstore.services.documents under attack", function()
   local db_name, url, db, svc, owner
 
   local function qdrant_down()
@@ -155,7 +156,7 @@ describe("semstore.services.documents (hunt)", function()
         assert(svc:delete_document(doc.id, col.id))
       end
     end) }))
-    assert(worker:retry_pending())
+    assert(worker:retry_pending { collection_id = col.id })
     assert.is_true(deleted)
     assert.are.equal(0, count("SELECT count(*) AS n FROM reindex_jobs WHERE collection_id = $1", col.id))
     -- the worker's upsert came after the delete: points of a deleted document, that nothing will remove
@@ -176,7 +177,7 @@ describe("semstore.services.documents (hunt)", function()
     -- the deleted document's point still ranks in Qdrant and is dropped by _hydrate: 2 hits, cached
     assert.are.equal(2, #assert(svc:search(col.id, q, { user_id = owner.id, limit = 3 })))
     make_due(col.id)
-    assert.are.same({ done = 1, failed = 0, left = 0 }, assert(svc:retry_pending()))
+    assert.are.same({ done = 1, failed = 0, left = 0 }, assert(svc:retry_pending { collection_id = col.id }))
     -- the point is gone: a fresh search gives 3 hits again
     local after = assert(svc:search(col.id, q, { user_id = owner.id, limit = 3 }))
     assert.are.equal(3, #after, "served the cached 2-hit result computed before the queued delete ran")
@@ -226,39 +227,47 @@ describe("semstore.services.documents (hunt)", function()
       local pending = count("SELECT count(*) AS n FROM documents WHERE collection_id = $1 AND status = 'pending'", col.id)
       assert.is_true(pending > 0)
       make_due(col.id)
-      assert(svc:retry_pending())
+      assert(svc:retry_pending { collection_id = col.id })
       -- the queue is the durable record of failed Qdrant work: here there was none
       assert.are.equal(0, count("SELECT count(*) AS n FROM documents WHERE collection_id = $1 AND status <> 'completed'", col.id),
         "documents left pending with no reindex job")
       assert.are.equal(chunks_of(col), points(col))
     end)
 
-    it("a zero-downtime rebuild that fails does not delete the collection another rebuild has made live", function()
+    it("runs one rebuild of a collection at a time; a failed zero-downtime rebuild leaves the live index serving", function()
       local col = new_collection()
       assert(svc:index_collection(col.id, corpus(40)))
       local flaky = no_retries()
       local a = assert(semstore.services.documents(flaky, { batch_size = 16 }))
       local b = assert(semstore.services.documents(db, { batch_size = 16 }))
-      local batches = 0
+      local batches, conflict = 0, nil
       local res, err = a:rebuild_vector_index(col.id, { zero_downtime = true, progress = function()
         batches = batches + 1
         if batches == 1 then
-          -- meanwhile another process rebuilds the same collection, to the end
-          assert(b:rebuild_vector_index(col.id, { zero_downtime = true }))
+          -- meanwhile another process tries to rebuild the same collection
+          local r, e = b:rebuild_vector_index(col.id, { zero_downtime = true })
+          assert.is_nil(r)
+          conflict = e
           -- and then Qdrant refuses this rebuild's next write
           faults("POST", { kind = "503", count = 1, path = "/points" })
         end
       end })
       faults("DELETE")
       flaky:close()
+      assert.are.equal("conflict", conflict.kind)
       assert.is_nil(res, "rebuild A did not fail")
+      assert.are.equal("qdrant", err.kind)
       col = assert(db.collections:get_by_uuid(col.id))
-      assert.are.equal(2, col.qdrant_collections.generation)
-      -- A's fail() deleted "_v2": the collection B swapped the alias to
-      assert.is_true(db.qdrant:collection_exists(col.vector_store_name .. "_v2"), "the live collection was deleted")
+      assert.are.equal("degraded", col.status)
+      assert.are.equal(1, col.qdrant_collections.generation)
+      assert.are.equal(semstore.null, col.qdrant_staging)
+      assert.is_false(db.qdrant:collection_exists(col.vector_store_name .. "_v2"))
       local hits, serr = svc:search(col.id, "rockets and orbit", { user_id = owner.id, limit = 3, cache_ttl = 0.001 })
       assert.truthy(hits, serr and serr.message)
       assert.are.equal(3, #hits)
+      -- the lock went with the rebuild: the next one runs
+      assert(b:rebuild_vector_index(col.id, { zero_downtime = true }))
+      assert.are.equal(0, db.pg:stats().in_use)
     end)
     it("documents indexed during a zero-downtime rebuild by a run that began before it are in the new index", function()
       local col = new_collection()
