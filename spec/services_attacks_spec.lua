@@ -198,6 +198,24 @@ describe("semstore.services.documents under attack", function()
     assert.is_true(err) -- queued, with an embedder error as the job's last_error
   end)
 
+  it("refuses a collection whose qdrant_collections holds something else, and an embedder of empty vectors", function()
+    local col = new_collection()
+    assert(db.collections:update(col.id, { qdrant_collections = { "some", "names" } }))
+    local res, err = svc:index_collection(col.id, corpus(1))
+    assert.is_nil(res)
+    assert.are.equal("input", err.kind)
+    assert.truthy(err.message:find("qdrant_collections does not hold semstore's Qdrant settings", 1, true), err.message)
+    assert.are.equal(0, count("SELECT count(*) AS n FROM documents WHERE collection_id = $1", col.id))
+    local empty = assert(semstore.services.documents(db, { embedder = function(texts)
+      local out = {}
+      for i = 1, #texts do out[i] = {} end
+      return out
+    end }))
+    res, err = empty:create_document(new_collection().id, "text")
+    assert.is_nil(res)
+    assert.are.equal("embedder", err.kind)
+  end)
+
   it("index_collection honours (or refuses) its batch_size option", function()
     local col = new_collection()
     local _, err = svc:index_collection(col.id, {}, { batch_size = "sixteen" })

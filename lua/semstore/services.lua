@@ -102,6 +102,7 @@ function Documents:_dim()
   if not self.embedder.dim then
     local v, err = embed_with(self.embedder.dense, { "semstore" }, "dense")
     if not v then return nil, err end
+    if #v[1] < 1 then return nil, core.error { kind = "embedder", message = "the dense embedder gave an empty vector" } end
     self.embedder.dim = #v[1]
   end
   return self.embedder.dim
@@ -114,7 +115,12 @@ function Documents:_settings(col)
   local s = col.qdrant_collections
   local dim, err = self:_dim()
   if not dim then return nil, err end
-  if type(s) == "table" and s.generation then
+  if s ~= nil and s ~= core.null then
+    if type(s) ~= "table" or math.type(s.generation) ~= "integer" or type(s.dense) ~= "table"
+      or math.type(s.dense.size) ~= "integer" or type(s.dense.distance) ~= "string" then
+      return input_error("collection %s's qdrant_collections does not hold semstore's Qdrant settings "
+        .. "({ generation =, dense = { size =, distance = }, sparse = })", col.name)
+    end
     if s.dense.size ~= dim then
       return input_error("collection %s was indexed with vectors of %d numbers; this embedder gives %d",
         col.name, s.dense.size, dim)
