@@ -142,4 +142,89 @@ describe("semstore.services.documents, second hunt", function()
     assert.are.same({}, failures)
     assert.are.equal(chunks_of(col), assert(db.qdrant:count(col.vector_store_name)))
   end)
+  it("rebuild_vector_index works on a pool of one connection (it does not wait on the connection it holds)", function()
+    local col = new_collection()
+    assert(svc:index_collection(col.id, corpus(4)))
+    local small = helpers.connect({ size = 1, max_overflow = 0, timeout = 2 }, { postgres = url })
+    local s1 = assert(semstore.services.documents(small))
+    local report, err = s1:rebuild_vector_index(col.id)
+    helpers.assert_all_returned(small)
+    small:close()
+    assert.is_nil(err)
+    assert.truthy(report)
+  end)
+
+  it("worker drains the queue on a pool of one connection (DB_POOL_SIZE=1)", function()
+    local col = new_collection()
+    assert(svc:index_collection(col.id, corpus(2)))
+    local down = helpers.connect(nil, { postgres = url, qdrant = { url = "http://127.0.0.1:1", max_retries = 0, connect_timeout = 1 } })
+    local doc, queued = assert(assert(semstore.services.documents(down)):create_document(col.id, "queued while Qdrant was down"))
+    down:close()
+    assert.is_true(queued)
+    make_due(col.id)
+    local small = helpers.connect({ size = 1, max_overflow = 0, timeout = 1 }, { postgres = url })
+    local errors = {}
+    local total = assert(assert(semstore.services.documents(small)):worker { timeout = 2.5, on_batch = function(r)
+      if r.error then errors[#errors + 1] = tostring(r.error) end
+    end })
+    helpers.assert_all_returned(small)
+    small:close()
+    assert.are.same({}, errors)
+    assert.are.equal(1, total.done)
+    assert.are.equal("completed", assert(db.documents:get(doc.id)).status)
+  end)
+
+  it("a write whose search-generation bump failed (Redis unreachable from the writer) is seen by the next search", function()
+    local col = new_collection()
+    assert(svc:index_collection(col.id, { { content = "cats purr in the sun" } }))
+    -- cached: the only document is about cats
+    local before = assert(svc:search(col.id, "zebra stripes", { user_id = owner.id }))
+    assert.are.equal(1, #before)
+    -- another process writes while its Redis connection is down
+    local w = helpers.connect(nil, { postgres = url, redis = { url = "redis://127.0.0.1:1/0" } })
+    w.cache:set_logger(function() end)
+    local doc = assert(assert(semstore.services.documents(w)):create_document(col.id, "zebra stripes are black and white"))
+    w:close()
+    assert.are.equal("completed", doc.status)
+    local after = assert(svc:search(col.id, "zebra stripes", { user_id = owner.id }))
+    assert.are.equal(2, #after, "the search served the answer cached before the write")
+  end)
+
+  it("search on a collection with no vectors yet gives no hits rather than a Qdrant 404", function()
+    local col = new_collection()
+    local hits, err = svc:search(col.id, "anything at all", { user_id = owner.id })
+    assert.is_nil(err)
+    assert.are.same({}, hits)
+  end)
+end)
+
+describe("semstore.progress_bar, second hunt", function()
+  it("stays silent on a stream that is a file, even when stderr is a terminal", function()
+    local dir = helpers.tmpdir()
+    local log = dir .. "/progress.log"
+    helpers.write_file(dir .. "/draw.lua", string.format([[
+      local semstore = require "semstore"
+      local f = assert(io.open(%q, "w"))
+      local draw, done = semstore.progress_bar("indexing", { stream = f })
+      draw { documents = 1, total = 2, chunks = 1, vectors = 1 }
+      done()
+      f:close()
+    ]], log))
+    -- `script` runs the command on a pseudo-terminal: stdout and stderr are a tty
+    local cmd = string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s script -qec %s /dev/null </dev/null >/dev/null 2>&1",
+      helpers.shell_quote(helpers.root),
+      helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
+      helpers.shell_quote(helpers.root .. "/build/?.so;;"),
+      helpers.shell_quote("lua5.4 " .. dir .. "/draw.lua"))
+    assert(os.execute(cmd))
+    local text = helpers.read_file(log)
+    helpers.rmdir(dir)
+    assert.are.equal("", text, "a log file got the terminal's progress line")
+  end)
+
+  it("refuses an option it does not know (a typo) instead of ignoring it", function()
+    local draw, err = semstore.progress_bar("indexing", { froce = true })
+    assert.is_nil(draw)
+    assert.are.equal("input", err and err.kind)
+  end)
 end)
