@@ -180,6 +180,23 @@ end
 local SMALL_POOL = { size = 1, max_overflow = 1 }
 local STORES = { "postgres", "redis", "qdrant" }
 
+local function probe_seconds(timeout) return math.max(1, math.min(5, math.ceil(timeout))) end
+
+-- A db for probing the servers: each check is one attempt of at most
+-- `probe` seconds (Qdrant's client would otherwise retry for minutes on a
+-- server that accepts and never answers).
+local function connect_probe(probe)
+  local qdrant_opts, err = config.qdrant()
+  if qdrant_opts == nil then return nil, err end
+  if qdrant_opts then qdrant_opts.max_retries, qdrant_opts.timeout, qdrant_opts.connect_timeout = 0, probe, probe end
+  local redis_opts
+  redis_opts, err = config.redis()
+  if not redis_opts then return nil, err end
+  redis_opts.connect_timeout, redis_opts.command_timeout = probe, probe
+  return connect({ size = 1, max_overflow = 1, connect_timeout = probe }, { redis = redis_opts, qdrant = qdrant_opts or nil })
+end
+
+
 -- A message on one line, for a table cell (libpq's errors have a hint on
 -- a second line).
 local function one_line(s) return (tostring(s):gsub("%s*\n%s*", " ")) end
@@ -305,7 +322,7 @@ end
 function Command:health(args)
   local opts, status = self:options("health", args)
   if not opts then return status end
-  local db, err = connect(SMALL_POOL)
+  local db, err = connect_probe(5)
   if not db then return self:failed(err) end
   local report = db:health()
   db:close()
@@ -322,8 +339,6 @@ end
 
 -- How long one attempt of `wait` may take at most: a server that drops
 -- packets must not hold a short --timeout for the default 5-10 s.
-local function probe_seconds(timeout) return math.max(1, math.min(5, math.ceil(timeout))) end
-
 function Command:wait(args)
   local opts, status = self:options("wait", args, { timeout = "value" })
   if not opts then return status end
@@ -331,19 +346,8 @@ function Command:wait(args)
   if not timeout or timeout < 0 or timeout == math.huge then
     return self:usage("--timeout takes a number of seconds, 0 or more, not " .. opts.timeout, "wait")
   end
-  local probe = probe_seconds(timeout)
-  -- Qdrant's client retries on its own (3 s and more); here the loop below
-  -- does, so each attempt is one request
-  local qdrant_opts, err = config.qdrant()
-  if qdrant_opts == nil then return self:failed(err) end
-  if qdrant_opts then qdrant_opts.max_retries, qdrant_opts.timeout, qdrant_opts.connect_timeout = 0, probe, probe end
-  local redis_opts
-  redis_opts, err = config.redis()
-  if not redis_opts then return self:failed(err) end
-  redis_opts.connect_timeout, redis_opts.command_timeout = probe, probe
-  local db
-  db, err = connect({ size = 1, max_overflow = 1, connect_timeout = probe },
-    { redis = redis_opts, qdrant = qdrant_opts or nil })
+  -- the loop below retries, so each attempt is one request
+  local db, err = connect_probe(probe_seconds(timeout))
   if not db then return self:failed(err) end
   local pending = { "postgres", "redis" }
   if db.qdrant ~= qdrant.unconfigured then pending[3] = "qdrant" end

@@ -2,41 +2,57 @@
 -- index_collection and rebuild_vector_index that draws one line on a
 -- terminal (stderr by default) and stays silent when output goes to a file
 -- or a pipe, so logs never fill with carriage returns.
+local core = require "semstore.core"
+
 local M = {}
 
 local WIDTH = 30
 
 -- Whether the stream is a terminal: Lua cannot ask isatty, but a shell
--- started by os.execute inherits the process's descriptors.
+-- started by os.execute inherits the process's descriptors. Only stdout and
+-- stderr can be asked; any other stream (a file) counts as no terminal.
 local function is_terminal(stream)
-  local fd = stream == io.stdout and 1 or 2
-  return os.execute(string.format("[ -t %d ]", fd)) == true
+  local fd = stream == io.stdout and 1 or stream == io.stderr and 2
+  return fd and os.execute(string.format("[ -t %d ]", fd)) == true or false
 end
 
--- progress_bar(label, { stream = io.stderr, force = false }) -> fn(report), done()
+-- A count for printing: a finite number >= 0, else 0.
+local function count(v)
+  if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then return 0 end
+  return math.floor(v)
+end
+
+local function input_error(message) return nil, core.error { kind = "input", message = message } end
+
+-- progress_bar(label, { stream = io.stderr, force = false }) -> draw(report), done()
 -- report fields used: documents, skipped, total (documents given, when
 -- known), chunks and vectors.
 function M.progress_bar(label, opts)
+  if type(label) ~= "string" then return input_error "progress_bar's label must be a string" end
   opts = opts or {}
+  if type(opts) ~= "table" then return input_error "progress_bar's options must be a table" end
+  local ok, err = core.check_keys(opts, { "stream", "force" }, "progress_bar's options")
+  if not ok then return nil, err end
   local stream = opts.stream or io.stderr
-  local on = opts.force or is_terminal(stream)
+  local on = opts.force == true or is_terminal(stream)
   local drawn = false
   local function draw(r)
-    if not on then return end
-    local seen = (r.documents or 0) + (r.skipped or 0)
+    if not on or type(r) ~= "table" then return end
+    local seen, total = count(r.documents) + count(r.skipped), count(r.total)
     local bar
-    if r.total and r.total > 0 then
-      local filled = math.floor(WIDTH * math.min(seen, r.total) / r.total)
-      bar = string.format("[%s%s] %d/%d documents", ("#"):rep(filled), ("."):rep(WIDTH - filled), seen, r.total)
+    if total > 0 then
+      local filled = math.floor(WIDTH * math.min(seen, total) / total)
+      bar = string.format("[%s%s] %.0f/%.0f documents", ("#"):rep(filled), ("."):rep(WIDTH - filled), seen, total)
     else
-      bar = string.format("%d documents", seen)
+      bar = string.format("%.0f documents", seen)
     end
-    stream:write(string.format("\r%s %s, %d chunks, %d vectors ", label, bar, r.chunks or 0, r.vectors or 0))
+    stream:write(string.format("\r%s %s, %.0f chunks, %.0f vectors ", label, bar, count(r.chunks), count(r.vectors)))
     stream:flush()
     drawn = true
   end
   local function done()
     if drawn then stream:write "\n" end
+    drawn = false
   end
   return draw, done
 end

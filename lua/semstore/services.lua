@@ -23,10 +23,11 @@ local QUEUE_CHANNEL = "semstore_reindex"
 -- dead one's job comes back.
 local LEASE_SECONDS = 300
 local BACKOFF_MAX = 300
+-- the worker's first wait after it lost its server, doubling to max_wait
+local BACKOFF_FIRST = 0.1
 -- get_chunks_by_document's limit: a document has at most this many chunks.
 local MAX_CHUNKS_PER_DOCUMENT = 10000
 local DENSE, SPARSE = "dense", "text"
-local SEARCH_GEN_TTL = 86400
 -- the first key of rebuild_vector_index's advisory locks ("sere")
 local REBUILD_LOCK = 0x73657265
 
@@ -186,9 +187,22 @@ function Documents:_unsure(col) self.ensured[col.id] = nil end
 -- itself, and one that starts later is seen here, so no chunk misses the
 -- new collection.
 function Documents:_write_targets(col)
-  local rows, err = self.db.pg:query("SELECT qdrant_staging FROM collections WHERE id = $1", col.id)
+  -- a staging collection counts only while its rebuild runs, that is holds
+  -- its advisory lock: one left by a rebuild that died is forgotten (and
+  -- the next rebuild deletes it)
+  local rows, err = self.db.pg:query([[SELECT qdrant_staging,
+      qdrant_staging IS NOT NULL AND pg_try_advisory_lock($2::int4, hashtext($1))
+        AND pg_advisory_unlock($2::int4, hashtext($1)) AS stale
+    FROM collections WHERE id = $1]], col.id, REBUILD_LOCK)
   if not rows then return nil, err end
   local staging = rows[1] and rows[1].qdrant_staging
+  if rows[1] and rows[1].stale then
+    local ok
+    ok, err = self.db.pg:query("UPDATE collections SET qdrant_staging = NULL WHERE id = $1 AND qdrant_staging = $2",
+      col.id, staging)
+    if not ok then return nil, err end
+    staging = core.null
+  end
   col.qdrant_staging = staging
   local t = { col.vector_store_name }
   if type(staging) == "table" and staging.name then t[2] = staging.name end
@@ -319,18 +333,6 @@ function Documents:_update_stats(col)
   if not docs then return nil, err end
   return self.db.collections:update_stats(col.id, { document_count = docs[1].n, vector_count = stats.embedded_chunks,
     total_size_bytes = docs[1].bytes, chunks_total_count = stats.total_chunks })
-end
-
--- ---- the search cache's generation --------------------------------------
-
-local function gen_key(collection_id) return "search-gen:" .. collection_id end
-
--- Every change to a collection's searchable data gives it a new generation,
--- so cached results of the old one are never read again (a search that
--- was computing meanwhile stores its result under the old generation).
-function Documents:_changed(collection_id)
-  self.gen_counter = self.gen_counter + 1
-  self.db.cache:set(gen_key(collection_id), string.format("%s-%d-%d", self.token, os.time(), self.gen_counter), SEARCH_GEN_TTL)
 end
 
 -- ---- the queue -----------------------------------------------------------
@@ -468,7 +470,6 @@ function Documents:create_document(collection_id, content, metadata)
   end
   self:_update_stats(col)
   self.db.cache:delete("doc:" .. res.doc.id)
-  self:_changed(col.id)
   local doc = self.db.documents:get(res.doc.id) or res.doc
   return doc, not ok
 end
@@ -495,7 +496,6 @@ function Documents:delete_document(document_id, collection_id)
   if ok then self:_job_done(job) else self:_job_failed(job, err) end
   self:_update_stats(col)
   self.db.cache:delete("doc:" .. document_id)
-  self:_changed(col.id)
   return true
 end
 
@@ -535,7 +535,7 @@ function Documents:_run_job(job)
   if job.action == "delete" then
     local ok, derr = self:_delete_points(col, job.document_id)
     if not ok then return nil, derr end
-    self:_changed(col.id)
+    self:_update_stats(col)
     return true
   end
   local doc
@@ -549,7 +549,6 @@ function Documents:_run_job(job)
   if not ok then return nil, err end
   self:_update_stats(col)
   self.db.cache:delete("doc:" .. doc.id)
-  self:_changed(col.id)
   return true
 end
 
@@ -608,42 +607,57 @@ function Documents:worker(opts)
   end
   if opts.on_batch ~= nil and type(opts.on_batch) ~= "function" then return input_error("on_batch must be a function") end
   local max_wait = opts.max_wait or 30
-  local conn
-  conn, err = self.db.pg:acquire()
+  local deadline = opts.timeout and core.monotime() + opts.timeout
+  local total = { done = 0, failed = 0, left = 0 }
+  local backoff = BACKOFF_FIRST
+  while true do
+    local r, rerr = self:retry_pending()
+    if r then
+      total.done, total.failed, total.left = total.done + r.done, total.failed + r.failed, r.left
+      if opts.on_batch and (r.done + r.failed) > 0 then opts.on_batch(r) end
+    elseif opts.on_batch then
+      opts.on_batch { error = rerr }
+    end
+    local wait = max_wait
+    if deadline then
+      wait = math.min(wait, deadline - core.monotime())
+      if wait <= 0 then return total end
+    end
+    local ok, werr = self:_wait_for_jobs(wait)
+    if ok then
+      backoff = BACKOFF_FIRST
+    else
+      -- the server is away (a restart, a dropped connection): back off
+      -- rather than spin, and listen again on a fresh connection
+      if opts.on_batch then opts.on_batch { error = werr } end
+      core.sleep(math.min(backoff, deadline and math.max(0, deadline - core.monotime()) or backoff))
+      backoff = math.min(backoff * 2, max_wait)
+    end
+  end
+end
+
+-- Sleeps until a job is queued or rescheduled (a notification) or the next
+-- one falls due, at most `wait` seconds; true, or nil, err when the server
+-- could not be asked. LISTEN comes first and the queue is read after it, on
+-- the same connection: a job queued before the LISTEN is seen by the
+-- query, one queued after it sends a notification. The connection is not
+-- held between waits, so a worker works on a pool of one connection.
+function Documents:_wait_for_jobs(wait)
+  local conn <close>, err = self.db.pg:acquire()
   if not conn then return nil, err end
   local ok
   ok, err = conn:listen(QUEUE_CHANNEL)
-  if not ok then
-    conn:release()
-    return nil, err
-  end
-  local deadline = opts.timeout and core.monotime() + opts.timeout
-  local total = { done = 0, failed = 0, left = 0 }
-  local result = table.pack(pcall(function()
-    while true do
-      local r, rerr = self:retry_pending()
-      if r then
-        total.done, total.failed, total.left = total.done + r.done, total.failed + r.failed, r.left
-        if opts.on_batch and (r.done + r.failed) > 0 then opts.on_batch(r) end
-      elseif opts.on_batch then
-        opts.on_batch { error = rerr }
-      end
-      local wait = max_wait
-      local rows = self.db.pg:query(
-        "SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 AS s FROM reindex_jobs")
-      local s = rows and rows[1].s
-      if s ~= nil and s ~= core.null then wait = math.max(0.01, math.min(wait, s)) end
-      if deadline then
-        local left = deadline - core.monotime()
-        if left <= 0 then return end
-        wait = math.min(wait, left)
-      end
-      conn:wait_notification(wait)
-    end
-  end))
-  conn:release()
-  if not result[1] then error(result[2], 0) end
-  return total
+  if not ok then return nil, err end
+  local rows
+  rows, err = conn:query "SELECT extract(epoch FROM min(next_attempt_at) - now())::float8 AS s FROM reindex_jobs"
+  if not rows then return nil, err end
+  local s = rows[1].s
+  if s ~= nil and s ~= core.null then wait = math.min(wait, s) end
+  if wait <= 0 then return true end
+  local note
+  note, err = conn:wait_notification(wait)
+  if note == nil and err ~= nil then return nil, err end
+  return true
 end
 
 -- ---- indexing a collection ------------------------------------------------
@@ -796,6 +810,8 @@ function Documents:index_collection(collection_id, documents, opts)
           progress()
           local iok, ierr = self:_index_pending(col, report, progress, batch_size)
           if iok then iok, ierr = self:_finish_documents(col) end
+          -- the counters, and updated_at, which keys the search cache
+          if iok then iok, ierr = self:_update_stats(col) end
           if not iok then
             self:_release_jobs(col, ierr)
             return nil, ierr, "degraded"
@@ -810,7 +826,6 @@ function Documents:index_collection(collection_id, documents, opts)
       end
       iok, ierr = self:_update_stats(col)
       if not iok then return nil, ierr, "degraded" end
-      self:_changed(col.id)
       return report
     end)
 end
@@ -828,6 +843,10 @@ function Documents:rebuild_vector_index(collection_id, opts)
   if not col then return nil, err end
   -- one rebuild of a collection at a time, across processes: an advisory
   -- lock on a connection held for the rebuild (a process that dies lets go)
+  if self.db.pg:stats().max < 2 then
+    return input_error("rebuild_vector_index holds a connection for its lock and needs another: "
+      .. "the pool allows %d", self.db.pg:stats().max)
+  end
   local conn
   conn, err = self.db.pg:acquire()
   if not conn then return nil, err end
@@ -860,11 +879,15 @@ function Documents:_rebuild(col, opts)
       report.operation = op.uuid
       local s, serr = self:_settings(col)
       if not s then return nil, serr, "error" end
-      local target, staging_gen
+      local target, staging_gen, live
       if report.zero_downtime then
         local ok, qerr = self:_ensure_qdrant(col)
         if not ok then return nil, qerr, "degraded" end
+        -- a rebuild killed after its alias swap left the row one generation
+        -- behind: the collection the alias points to is live, never a leftover
+        live = alias_target(q, col.vector_store_name)
         staging_gen = s.generation + 1
+        while physical(col, staging_gen) == live do staging_gen = staging_gen + 1 end
         target = physical(col, staging_gen)
         q:delete_collection(target) -- left by a rebuild that died
         ok, qerr = create_physical(q, target, s)
@@ -914,7 +937,7 @@ function Documents:_rebuild(col, opts)
       end
       if not done then return fail(cerr) end
       if report.zero_downtime then
-        local old = physical(col, s.generation)
+        local old = live or physical(col, s.generation)
         -- one request: searches see the old collection or the new, never neither
         local ok, aerr = q:update_aliases { { delete = { alias = col.vector_store_name } },
           { create = { alias = col.vector_store_name, collection = target } } }
@@ -927,11 +950,12 @@ function Documents:_rebuild(col, opts)
         if not ok then return nil, aerr, "degraded" end
         col.qdrant_collections, col.qdrant_staging = settings, nil
         q:delete_collection(old)
+        -- a generation a killed rebuild left between the two
+        if old ~= physical(col, s.generation) then q:delete_collection(physical(col, s.generation)) end
       end
       local ok, ferr = self:_finish_documents(col)
       if not ok then return nil, ferr, "degraded" end
       self:_update_stats(col)
-      self:_changed(col.id)
       return report
     end)
 end
@@ -1016,28 +1040,23 @@ function Documents:search(collection_id, query_text, opts)
     end
     local found
     found, e = self.db.qdrant:query(col.vector_store_name, q)
+    -- nothing indexed yet: no Qdrant collection is no hits; once vectors
+    -- were written, a missing one is an outage to report
+    if not found and e.kind == "qdrant" and e.status == 404 and col.vector_count == 0 then return {} end
     if not found then return nil, e end
     return self:_hydrate(col, found)
   end
 
-  local hits
-  local gen = self.db.cache:get(gen_key(col.id))
-  if gen ~= nil then
-    local key = string.format("search:%s:%s:%s", col.id, gen, core.sha256(table.concat(key_parts)))
-    local failure, cerr
-    hits, cerr = self.db.cache:remember(key, opts.cache_ttl or self.cache_ttl, function()
-      local h, e = compute()
-      failure = e
-      return h
-    end)
-    if hits == nil then return nil, failure or cerr end
-  else
-    -- no generation yet (or Redis down): search without the cache, and
-    -- start a generation so the next search can use it
-    hits, err = compute()
-    if not hits then return nil, err end
-    self:_changed(col.id)
-  end
+  -- the key names the collection row's updated_at, which every write moves
+  -- (in PostgreSQL, so a writer that cannot reach Redis still invalidates)
+  local key = string.format("search:%s:%s:%s", col.id, tostring(col.updated_at), core.sha256(table.concat(key_parts)))
+  local failure, hits, cerr
+  hits, cerr = self.db.cache:remember(key, opts.cache_ttl or self.cache_ttl, function()
+    local h, e = compute()
+    failure = e
+    return h
+  end)
+  if hits == nil then return nil, failure or cerr end
   local ms = (core.monotime() - started) * 1000
   -- the log is bookkeeping: a failure to write it does not fail the search
   self.db.pg:query([[INSERT INTO search_logs (user_id, collection_id, query, search_type, filters, result_count, latency_ms)
@@ -1094,7 +1113,7 @@ function M.documents(db, opts)
   return setmetatable({
     db = db, embedder = embedder, batch_size = batch, cache_ttl = opts.cache_ttl or 60,
     upsert_options = opts.upsert or { batch_size = 256, parallel = 4 },
-    ensured = {}, gen_counter = 0, token = core.sha256(tostring({}) .. os.time() .. math.random()):sub(1, 12),
+    ensured = {},
   }, Documents)
 end
 

@@ -1,11 +1,11 @@
--- The `semstore` command under a second bug hunt: each test fails on the
--- code as it was when the hunt ran.
+-- The `semstore` command when a server stalls: it answers within its own
+-- time rather than the Qdrant client's retry budget.
 local semstore = require "semstore"
 local helpers = require "support.helpers"
 
 local standin = os.getenv "SEMSTORE_QDRANT_STANDIN" == "1"
 
-describe("the semstore command, second hunt", function()
+describe("the semstore command when a server stalls", function()
   -- like helpers.cli, under `timeout SECONDS`: the exit code (124 when it
   -- was stopped), stdout, and the seconds it took
   local function cli_within(seconds, args)
