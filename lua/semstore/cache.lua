@@ -40,9 +40,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 ]]
 
-local function input_error(fmt, ...)
-  return nil, core.error { kind = "input", message = string.format(fmt, ...) }
-end
+local input_error = require("semstore.options").input_error
 
 -- Seconds become integer milliseconds for PX, exact up to 2^53.
 local MAX_SECONDS = 2 ^ 53 / 1000

@@ -2,7 +2,7 @@
 -- index_collection and rebuild_vector_index that draws one line on a
 -- terminal (stderr by default) and stays silent when output goes to a file
 -- or a pipe, so logs never fill with carriage returns.
-local core = require "semstore.core"
+local options = require "semstore.options"
 
 local M = {}
 
@@ -22,17 +22,14 @@ local function count(v)
   return math.floor(v)
 end
 
-local function input_error(message) return nil, core.error { kind = "input", message = message } end
-
 -- progress_bar(label, { stream = io.stderr, force = false }) -> draw(report), done()
 -- report fields used: documents, skipped, total (documents given, when
 -- known), chunks and vectors.
 function M.progress_bar(label, opts)
-  if type(label) ~= "string" then return input_error "progress_bar's label must be a string" end
-  opts = opts or {}
-  if type(opts) ~= "table" then return input_error "progress_bar's options must be a table" end
-  local ok, err = core.check_keys(opts, { "stream", "force" }, "progress_bar's options")
-  if not ok then return nil, err end
+  if type(label) ~= "string" then return options.input_error "progress_bar's label must be a string" end
+  local err
+  opts, err = options.check(opts, { "stream", "force" }, "progress_bar's options")
+  if not opts then return nil, err end
   local stream = opts.stream or io.stderr
   local on = opts.force == true or is_terminal(stream)
   local drawn = false

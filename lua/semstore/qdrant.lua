@@ -4,15 +4,14 @@
 -- checks options, shapes request bodies and reads answers.
 local core = require "semstore.core"
 local config = require "semstore.config"
+local options = require "semstore.options"
 
 local M = {}
 
 local Qdrant = {}
 Qdrant.__index = Qdrant
 
-local function input_error(fmt, ...)
-  return nil, core.error { kind = "input", message = string.format(fmt, ...) }
-end
+local input_error, check = options.input_error, options.check
 
 local LIMIT_OPTIONS = { "timeout", "connect_timeout", "max_retries", "retry_timeout" }
 
@@ -31,13 +30,6 @@ local function segment(name, what)
   return config.percent_encode(name)
 end
 
-local function check(opts, names, what)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then return input_error("%s must be a table", what) end
-  local ok, err = core.check_keys(opts, names, what)
-  if not ok then return nil, err end
-  return opts
-end
 
 -- The limits among opts, for one call.
 local function limits(opts)

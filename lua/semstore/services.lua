@@ -11,6 +11,7 @@
 -- a Qdrant that lost its data is re-created from them by any writer.
 local core = require "semstore.core"
 local embedders = require "semstore.embedders"
+local options = require "semstore.options"
 
 local M = {}
 
@@ -31,19 +32,10 @@ local DENSE, SPARSE = "dense", "text"
 -- the first key of rebuild_vector_index's advisory locks ("sere")
 local REBUILD_LOCK = 0x73657265
 
-local function input_error(fmt, ...)
-  return nil, core.error { kind = "input", message = string.format(fmt, ...) }
-end
+local input_error, check_options = options.input_error, options.check
 
 local function repositories(pg) return require("semstore").repositories(pg) end
 
-local function check_options(opts, names, what)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" then return input_error("%s must be a table", what) end
-  local ok, err = core.check_keys(opts, names, what)
-  if not ok then return nil, err end
-  return opts
-end
 
 local function positive_integer(v, what, default)
   if v == nil then return default end
