@@ -34,8 +34,9 @@ local REBUILD_LOCK = 0x73657265
 
 local input_error, check_options = options.input_error, options.check
 
+-- The repositories on a transaction's connection; semstore is required at
+-- call time, since it requires this module while it loads.
 local function repositories(pg) return require("semstore").repositories(pg) end
-
 
 local function positive_integer(v, what, default)
   if v == nil then return default end
@@ -203,7 +204,8 @@ end
 
 -- Embeds chunks and writes them as points (id = the chunk's id, so a retry
 -- overwrites rather than duplicates), then records their vector ids.
--- `names` maps document ids to { file_name, meta }.
+-- `docs` maps document ids to { file_name, meta }; `targets` (the alias and
+-- any staging collection, read afresh when not given) are the collections written.
 function Documents:_index_chunks(col, chunks, docs, targets)
   if #chunks == 0 then return 0 end
   local texts = {}
