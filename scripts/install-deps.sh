@@ -7,7 +7,7 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-filesystem lua-busted libpq-dev
   libhiredis-dev libcurl4-openssl-dev libcrypt-dev libssl-dev libdouble-conversion-dev postgresql-15 postgresql-contrib
-  redis-server valgrind lua-sql-postgres luarocks procps util-linux)
+  redis-server valgrind lua-sql-postgres luarocks procps util-linux lua-readline)
 # node and npm only when missing: a machine may have them from elsewhere
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)

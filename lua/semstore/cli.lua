@@ -18,6 +18,7 @@ commands:
   check                        look for broken references and missing vectors
   partitions                   rows and size of each chunk partition, and skew
   worker [--timeout N] [--once]  drain the re-index queue, then wait for jobs
+  repl                         Lua with semstore loaded and db connected
   run SCRIPT.lua [ARGS]        run a script with a connected db and its arg
   seed FILE.lua [ARGS]         the same, for seeding scripts
   dev-qdrant [--port N]        run the Qdrant stand-in in the foreground
@@ -123,6 +124,20 @@ Prints one line per round that ran jobs. Uses the local embedder.
 
   --timeout N  stop after N seconds (default: run until stopped)
   --once       drain what is due now and stop; exits 1 when a job failed
+]],
+  repl = [[
+usage: semstore repl
+
+Lua with semstore loaded and db connected (from the environment and ./.env).
+A line that is an expression prints its values: rows as an aligned table,
+other tables as JSON-like text, semstore.null as null, errors with their
+kind and SQLSTATE. An unfinished statement reads on (prompt >>). With
+lua-readline installed, lines are edited with readline and kept in
+~/.semstore_history. Commands:
+  :help           the repositories and their methods
+  :sql TEXT       run SQL and print the rows
+  :timing on|off  print how long each call took
+  :quit           leave (so does Ctrl-D)
 ]],
   seed = [[
 usage: semstore seed FILE.lua [ARGS...]
@@ -234,22 +249,7 @@ end
 -- Prints rows (rows[1] the header) as aligned columns; `right` lists the
 -- columns (numbers) aligned right. The last column is never padded.
 function Command:columns(rows, right)
-  local widths = {}
-  for _, row in ipairs(rows) do
-    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, #tostring(cell)) end
-  end
-  local align = {}
-  for _, i in ipairs(right or {}) do align[i] = true end
-  for _, row in ipairs(rows) do
-    local cells = {}
-    for i, cell in ipairs(row) do
-      cell = tostring(cell)
-      local pad = string.rep(" ", widths[i] - #cell)
-      if align[i] then cell = pad .. cell elseif i < #row then cell = cell .. pad end
-      cells[i] = cell
-    end
-    self:out("%s", table.concat(cells, "  "))
-  end
+  for _, line in ipairs(require("semstore.show").columns(rows, right)) do self:out("%s", line) end
 end
 
 -- Parses a command that takes no positional arguments: nil when it goes
@@ -662,7 +662,23 @@ function Command:worker(args)
   return opts.once and report.failed > 0 and 1 or 0
 end
 
+function Command:repl(args)
+  local opts, status = self:options("repl", args)
+  if not opts then return status end
+  local db, err = connect()
+  if not db then return self:failed(err) end
+  local repl = require "semstore.repl"
+  local read, close = repl.line_reader()
+  local ok, rerr = pcall(repl.run, { db = db, read = read, env = { semstore = semstore },
+    write = function(text) self:out("%s", text) end })
+  close()
+  db:close()
+  if not ok then return self:failed(rerr) end
+  return 0
+end
+
 local COMMANDS = {
+  repl = Command.repl,
   worker = Command.worker,
   ["dev-qdrant"] = Command.dev_qdrant,
   migrate = Command.migrate,

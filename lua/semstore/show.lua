@@ -1,0 +1,193 @@
+-- How values are shown to people: the REPL's printer and the command's
+-- tables. Rows come out as an aligned table, other tables as JSON-like
+-- text, semstore.null as null, errors with their kind and SQLSTATE.
+local core = require "semstore.core"
+
+local M = {}
+
+local MAX_DEPTH = 8
+local MAX_CELL = 60
+
+-- Display width: UTF-8 characters (a byte each when the text is not UTF-8).
+local function width(s) return utf8.len(s) or #s end
+
+-- s cut to n characters, with an ellipsis when it was longer.
+local function cut(s, n)
+  if width(s) <= n then return s end
+  local stop = utf8.len(s) and utf8.offset(s, n) or n
+  return s:sub(1, stop - 1) .. "…"
+end
+
+-- M.columns(rows, right) -> lines: rows (arrays of cells) aligned in
+-- columns two spaces apart; the columns listed in `right` align right.
+function M.columns(rows, right)
+  local widths = {}
+  for _, row in ipairs(rows) do
+    for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, width(tostring(cell))) end
+  end
+  local align = {}
+  for _, i in ipairs(right or {}) do align[i] = true end
+  local lines = {}
+  for r, row in ipairs(rows) do
+    local cells = {}
+    for i, cell in ipairs(row) do
+      cell = tostring(cell)
+      local pad = string.rep(" ", widths[i] - width(cell))
+      if align[i] then cell = pad .. cell elseif i < #row then cell = cell .. pad end
+      cells[i] = cell
+    end
+    lines[r] = table.concat(cells, "  ")
+  end
+  return lines
+end
+
+local function is_error(v)
+  return type(v) == "table" and getmetatable(v) ~= nil and type(v.kind) == "string" and v.message ~= nil
+end
+
+-- A string as Lua would read it back: quoted, control bytes escaped.
+local function quote(s)
+  return '"' .. s:gsub('[%c"\\]', function(c)
+    local named = { ["\n"] = "\\n", ["\t"] = "\\t", ["\r"] = "\\r", ['"'] = '\\"', ["\\"] = "\\\\" }
+    return named[c] or string.format("\\%03d", c:byte())
+  end) .. '"'
+end
+
+local function sorted_keys(t)
+  local keys = {}
+  for k in pairs(t) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b)
+    if type(a) == type(b) and (type(a) == "number" or type(a) == "string") then return a < b end
+    return type(a) < type(b)
+  end)
+  return keys
+end
+
+-- An array: keys 1..n and nothing else (n may be 0 only for a table with
+-- no keys at all).
+local function array_length(t)
+  local n = 0
+  for k in pairs(t) do
+    if math.type(k) ~= "integer" or k < 1 then return nil end
+    if k > n then n = k end
+  end
+  for i = 1, n do if t[i] == nil then return nil end end
+  return n
+end
+
+local function error_text(e)
+  local parts = { "error (", e.kind }
+  if e.code ~= nil and e.code ~= core.null then parts[#parts + 1] = ", SQLSTATE " .. tostring(e.code) end
+  parts[#parts + 1] = "): "
+  parts[#parts + 1] = tostring(e.message)
+  return table.concat(parts)
+end
+
+-- JSON-like text of v; `seen` holds the tables on the way down (a cycle
+-- shows as <cycle>), and a table deeper than MAX_DEPTH as {...}.
+local function inline(v, seen, depth)
+  local t = type(v)
+  if v == core.null then return "null" end
+  if t == "string" then return quote(v) end
+  if t == "number" then
+    if math.type(v) == "float" and v == math.floor(v) and v > -2^53 and v < 2^53 then return string.format("%.1f", v) end
+    return tostring(v)
+  end
+  if t ~= "table" then return tostring(v) end
+  if is_error(v) then return error_text(v) end
+  if seen[v] then return "<cycle>" end
+  if depth > MAX_DEPTH then return "{...}" end
+  local mt = getmetatable(v)
+  if mt and mt.__tostring and not mt.__index then return tostring(v) end
+  seen[v] = true
+  local parts = {}
+  local n = array_length(v)
+  if n and n > 0 then
+    for i = 1, n do parts[i] = inline(v[i], seen, depth + 1) end
+    seen[v] = nil
+    return "[" .. table.concat(parts, ", ") .. "]"
+  end
+  for _, k in ipairs(sorted_keys(v)) do
+    local key = type(k) == "string" and k:match "^[%a_][%w_]*$" and k or "[" .. inline(k, seen, depth + 1) .. "]"
+    parts[#parts + 1] = key .. ": " .. inline(v[k], seen, depth + 1)
+  end
+  seen[v] = nil
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+-- A cell of a row table: strings bare, everything else as inline text, cut
+-- to MAX_CELL characters.
+local function cell(v)
+  if v == nil then return "" end
+  if type(v) == "string" then return cut(v:gsub("%c", " "), MAX_CELL) end
+  return cut(inline(v, {}, 1), MAX_CELL)
+end
+
+-- The column names of rows: a query's own `columns`, else the keys of an
+-- array of records (tables of scalars and small tables), id first, then
+-- in name order; nil when v is not rows.
+local function row_columns(v)
+  if type(v) ~= "table" or is_error(v) then return nil end
+  if type(v.columns) == "table" and array_length(v.columns) then return v.columns end
+  local n = array_length(v)
+  if not n or n == 0 then return nil end
+  local names, seen = {}, {}
+  for i = 1, n do
+    local row = v[i]
+    if type(row) ~= "table" or is_error(row) or array_length(row) ~= nil and next(row) ~= nil then return nil end
+    for k in pairs(row) do
+      if type(k) ~= "string" then return nil end
+      if not seen[k] then
+        seen[k] = true
+        names[#names + 1] = k
+      end
+    end
+  end
+  table.sort(names, function(a, b)
+    if a == "id" or b == "id" then return a == "id" and b ~= "id" end
+    return a < b
+  end)
+  return names
+end
+
+-- A record: a table of two or more named scalar fields (a row), shown one
+-- field a line.
+local function record_text(v)
+  if type(v) ~= "table" or is_error(v) or getmetatable(v) and getmetatable(v).__tostring then return nil end
+  local keys = sorted_keys(v)
+  if #keys < 2 then return nil end
+  local lines = {}
+  for i, k in ipairs(keys) do
+    if type(k) ~= "string" or (type(v[k]) == "table" and v[k] ~= core.null) then return nil end
+    lines[i] = { k, cell(v[k]) }
+  end
+  return table.concat(M.columns(lines), "\n")
+end
+
+-- M.value(v) -> text: v as a person should read it.
+function M.value(v)
+  local record = record_text(v)
+  if record then return record end
+  local columns = row_columns(v)
+  if not columns then return inline(v, {}, 1) end
+  local rows = { {} }
+  for i, name in ipairs(columns) do rows[1][i] = name end
+  local n = #v
+  for r = 1, n do
+    local line = {}
+    for i, name in ipairs(columns) do line[i] = cell(v[r][name]) end
+    rows[r + 1] = line
+  end
+  local lines = M.columns(rows)
+  local rule = {}
+  for i, name in ipairs(columns) do
+    local w = width(name)
+    for r = 2, #rows do w = math.max(w, width(rows[r][i])) end
+    rule[i] = string.rep("-", w)
+  end
+  table.insert(lines, 2, table.concat(rule, "  "))
+  lines[#lines + 1] = string.format("(%d row%s)", n, n == 1 and "" or "s")
+  return table.concat(lines, "\n")
+end
+
+return M
