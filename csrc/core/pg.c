@@ -5,6 +5,7 @@
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <time.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -34,6 +35,14 @@ typedef struct stmt {
 /* How long a wait goes on after a cancel request before the connection is
  * given up, and how long the pool's own round trips (ping, reset) may take. */
 #define CANCEL_GRACE 5.0
+/* A wait on the server looks for an interrupt at least this often (ms),
+ * since the signal may land on another thread and not cut its poll short. */
+#define INTERRUPT_POLL_MS 250
+
+/* Interrupts asked for (ss_pg_interrupt), counted by a signal handler. */
+static volatile sig_atomic_t interrupts;
+
+void ss_pg_interrupt(void) { interrupts = interrupts + 1; }
 
 struct ss_pg {
   PGconn *conn;
@@ -46,6 +55,8 @@ struct ss_pg {
   int stream_in_tx;      /* the statement being read started inside a transaction */
   int reset_always;      /* settings: reset after every borrow that ran a statement */
   int timed_out;         /* the current call passed its deadline and was cancelled */
+  int interrupted;       /* the current call was cancelled by ss_pg_interrupt */
+  long interrupts_seen;  /* the interrupt count when the call started */
   double call_timeout;   /* seconds a call may wait for the server, 0 = no limit */
   double deadline;       /* of the call under way (monotonic), 0 = none */
   double limit;          /* the timeout that set it, for messages */
@@ -200,7 +211,7 @@ server:
   ss_strlcpy(err->table, PQresultErrorField(res, PG_DIAG_TABLE_NAME), sizeof err->table);
   ss_strlcpy(err->column, PQresultErrorField(res, PG_DIAG_COLUMN_NAME), sizeof err->column);
   ss_strlcpy(err->schema, PQresultErrorField(res, PG_DIAG_SCHEMA_NAME), sizeof err->schema);
-  if (pg->timed_out && strcmp(err->code, "57014") == 0) {
+  if (pg->timed_out && !pg->interrupted && strcmp(err->code, "57014") == 0) {
     /* our own cancel request, sent when the call's time ran out */
     ss_error_set(err, SS_ERR_TIMEOUT, "the statement ran past the call's timeout of %g s and was cancelled",
                  pg->limit);
@@ -232,6 +243,8 @@ static int is_copy(const PGresult *res) {
 /* Starts a call: its deadline comes from the connection's call timeout. */
 static void start_call(ss_pg *pg, double timeout) {
   pg->timed_out = 0;
+  pg->interrupted = 0;
+  pg->interrupts_seen = interrupts;
   pg->limit = timeout;
   pg->deadline = timeout > 0 ? ss_monotonic() + timeout : 0;
 }
@@ -347,6 +360,13 @@ static int wait_socket(ss_pg *pg, int want_write) {
   for (;;) {
     struct pollfd pfd;
     int ms = -1, n;
+    if (interrupts != pg->interrupts_seen && !pg->timed_out) {
+      /* interrupted (Ctrl-C in the REPL): cancelled as on a timeout, so
+       * the server's 57014 comes back, or the connection goes after the
+       * grace; the error stays the server's own */
+      pg->interrupted = 1;
+      pg->deadline = ss_monotonic();
+    }
     if (pg->deadline > 0) {
       double left = pg->deadline - ss_monotonic();
       if (left <= 0) {
@@ -368,6 +388,7 @@ static int wait_socket(ss_pg *pg, int want_write) {
       pg->broken = 1;
       return -1;
     }
+    if (ms < 0 || ms > INTERRUPT_POLL_MS) ms = INTERRUPT_POLL_MS;
     n = poll(&pfd, 1, ms);
     if (n > 0) return 0;
     if (n < 0 && errno != EINTR) {

@@ -86,6 +86,11 @@ void ss_pg_set_timeout(ss_pg *pg, double seconds);
  * connection of its own; safe from another thread). 0 if the request was
  * delivered. */
 int ss_pg_cancel(ss_pg *pg);
+/* Interrupts the statements under way in this process (Ctrl-C in the
+ * REPL): each connection waiting on the server sends it a cancel request
+ * within a quarter second, and its call fails with the server's 57014. Safe
+ * in a signal handler; a call that starts later is not affected. */
+void ss_pg_interrupt(void);
 
 /* A transaction on one connection. Nesting follows the server's own
  * status: BEGIN (with `mode`, such as "ISOLATION LEVEL SERIALIZABLE READ

@@ -117,5 +117,6 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   ss_open_embed(L);
   ss_open_chunking(L);
   ss_open_digest(L);
+  ss_open_terminal(L);
   return 1;
 }

@@ -138,6 +138,7 @@ lua-readline installed, lines are edited with readline and kept in
   :sql TEXT       run SQL and print the rows
   :timing on|off  print how long each call took
   :quit           leave (so does Ctrl-D)
+Ctrl-C stops the line that runs and cancels the SQL statement it waits on.
 ]],
   seed = [[
 usage: semstore seed FILE.lua [ARGS...]
@@ -668,8 +669,8 @@ function Command:repl(args)
   local db, err = connect()
   if not db then return self:failed(err) end
   local repl = require "semstore.repl"
-  local read, close = repl.line_reader()
-  local ok, rerr = pcall(repl.run, { db = db, read = read, env = { semstore = semstore },
+  local read, close = repl.line_reader { warn = function(text) self:err("semstore repl: %s", text) end }
+  local ok, rerr = pcall(repl.run, { db = db, read = read, env = { semstore = semstore }, interrupts = true,
     write = function(text) self:out("%s", text) end })
   close()
   db:close()

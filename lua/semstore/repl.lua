@@ -7,7 +7,8 @@ local show = require "semstore.show"
 
 local M = {}
 
-local HISTORY = "~/.semstore_history"
+local HISTORY_NAME = ".semstore_history"
+local INTERRUPTED = "interrupted!"
 
 local HELP = [[
 commands:
@@ -15,6 +16,7 @@ commands:
   :sql TEXT       run SQL and print the rows
   :timing on|off  print how long each call took
   :quit           leave (so does Ctrl-D)
+Ctrl-C stops the line that runs (and cancels its SQL statement).
 globals: db (connected), semstore]]
 
 -- The repositories' methods, for :help.
@@ -32,27 +34,60 @@ local function repository_help()
   return table.concat(lines, "\n")
 end
 
--- A line reader: readline's, with history in ~/.semstore_history, when
--- lua-readline is installed and input is a terminal; else plain lines.
--- Returns read(prompt) -> line or nil, and close().
+local function shell_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
+
+-- The history file: ~/.semstore_history, made readable by its owner only
+-- (passwords get typed); nil when there is no HOME to keep it in.
+local function history_file(getenv)
+  local home = getenv "HOME"
+  if not home or home == "" then return nil end
+  local path = home .. "/" .. HISTORY_NAME
+  os.execute(string.format("umask 077 && touch %s 2>/dev/null && chmod 600 %s 2>/dev/null", shell_quote(path),
+    shell_quote(path)))
+  return path
+end
+
+local function is_interrupt(err) return type(err) == "string" and err:find(INTERRUPTED, 1, true) ~= nil end
+
+-- A line reader: readline's (editing, and history in ~/.semstore_history)
+-- when lua-readline is installed and input is a terminal; else plain
+-- lines. Returns read(prompt) -> line, false (a Ctrl-C: no line) or nil
+-- (the end), and close().
 function M.line_reader(opts)
   opts = opts or {}
+  local getenv = opts.getenv or os.getenv
   local ok, readline = false, nil
-  if opts.readline ~= false then ok, readline = pcall(require, "readline") end
+  if opts.readline ~= false and (opts.readline or os.execute "[ -t 0 ]" == true) then
+    ok, readline = pcall(require, "readline")
+  end
   if ok and type(readline) == "table" and readline.readline then
-    readline.set_options { histfile = opts.history or HISTORY, completion = false, keeplines = 1000 }
-    return function(prompt) return readline.readline(prompt) end, function() readline.save_history() end
+    local history = opts.history or history_file(getenv)
+    if not history and opts.warn then opts.warn "HOME is not set: no history is kept" end
+    readline.set_options { histfile = history or "", completion = false, keeplines = 1000 }
+    return function(prompt) return readline.readline(prompt) end,
+      function() if history then readline.save_history() end end
   end
   local input, output = opts.input or io.stdin, opts.output or io.stdout
   return function(prompt)
     output:write(prompt)
     output:flush()
-    return input:read "l"
+    local line, err = input:read "l"
+    -- a read cut short by Ctrl-C is no line, not the end
+    if line == nil and err then return false end
+    return line
   end, function() end
 end
 
--- M.run{ db =, read = fn(prompt), write = fn(text), env = {...} }: the
--- loop, until read gives nil or :quit.
+-- A value's text; one that cannot be shown (a metamethod that raises) is
+-- described rather than ending the session.
+local function text_of(v)
+  local ok, text = pcall(show.value, v)
+  if ok then return text end
+  return string.format("<%s that cannot be shown: %s>", type(v), tostring(text))
+end
+
+-- M.run{ db =, read = fn(prompt), write = fn(text), env = {...}, interrupts = true }:
+-- the loop, until read gives nil or :quit.
 function M.run(opts)
   local write = opts.write
   local env = setmetatable(opts.env or {}, { __index = _G })
@@ -60,13 +95,21 @@ function M.run(opts)
   local timing = false
   local pending
 
-  -- prints what a chunk returned: each value on a line of its own
+  -- prints what a chunk returned, each value on a line of its own, or
+  -- what it raised
   local function report(res, ms)
     if not res[1] then
       local err = res[2]
-      write(type(err) == "table" and show.value(err) or tostring(err))
+      if type(err) == "table" then
+        local text = text_of(err)
+        -- a raised table that is not one of semstore's errors
+        if not text:find("^error %(") then text = "error: " .. text end
+        write(text)
+      else
+        write(tostring(err))
+      end
     else
-      for i = 2, res.n do write(show.value(res[i])) end
+      for i = 2, res.n do write(text_of(res[i])) end
     end
     if timing then write(string.format("(%.1f ms)", ms)) end
   end
@@ -95,27 +138,53 @@ function M.run(opts)
     end,
   }
 
-  while true do
-    local line = opts.read(pending and ">> " or "semstore> ")
-    if line == nil then break end
+  -- one line: false when it was :quit
+  local function step(line)
     if not pending and line:match "^%s*:" then
       local name, rest = line:match "^%s*:(%a*)%s*(.-)%s*$"
-      if name == "quit" or name == "q" or name == "exit" then break end
+      if name == "quit" or name == "q" or name == "exit" then return false end
       local command = commands[name]
       if command then command(rest) else write("unknown command :" .. name .. " (:help lists them)") end
+      return true
+    end
+    local source = pending and (pending .. "\n" .. line) or line
+    -- an expression first, so `1 + 1` prints 2; then a statement
+    local fn, err = load("return " .. source, "=repl", "t", env)
+    if not fn then fn, err = load(source, "=repl", "t", env) end
+    if not fn and err:match "<eof>$" then
+      pending = source -- unfinished: read on
     else
-      local source = pending and (pending .. "\n" .. line) or line
-      -- an expression first, so `1 + 1` prints 2; then a statement
-      local fn, err = load("return " .. source, "=repl", "t", env)
-      if not fn then fn, err = load(source, "=repl", "t", env) end
-      if not fn and err:match "<eof>$" then
-        pending = source -- unfinished: read on
+      pending = nil
+      if fn then call(fn) elseif source:match "%S" then write(err) end
+    end
+    return true
+  end
+
+  if opts.interrupts then core.catch_interrupts(true) end
+  local ok, err = pcall(function()
+    while true do
+      -- a Ctrl-C that lands outside the line's own code (between lines)
+      -- is caught here: the session goes on
+      if opts.interrupts then core.catch_interrupts "prompt" end
+      local got, line = pcall(opts.read, pending and ">> " or "semstore> ")
+      if opts.interrupts then core.catch_interrupts(true) end
+      if not got and not is_interrupt(line) then error(line, 0) end
+      if got and line == nil then break end
+      if not got or line == false then
+        pending = nil -- Ctrl-C at the prompt drops what was typed
       else
-        pending = nil
-        if fn then call(fn) elseif source:match "%S" then write(err) end
+        local stepped, more = pcall(step, line)
+        if not stepped then
+          if not is_interrupt(more) then error(more, 0) end
+          write(INTERRUPTED)
+        elseif not more then
+          break
+        end
       end
     end
-  end
+  end)
+  if opts.interrupts then core.catch_interrupts(false) end
+  if not ok then error(err, 0) end
 end
 
 return M

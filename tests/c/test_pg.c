@@ -1,6 +1,7 @@
 /* libpq connections against a real server (SEMSTORE_TEST_DATABASE_URL):
  * session settings, the statement cache, error mapping, streaming,
  * noticing a connection the server ended, and binary COPY. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -207,6 +208,30 @@ static void test_call_timeout(void) {
   ss_pg_close(pg);
 }
 
+/* ss_pg_interrupt (Ctrl-C) cancels the statement under way, from another
+ * thread as from a signal handler; the error is the server's own 57014. */
+static void *interrupt_soon(void *arg) {
+  (void)arg;
+  usleep(200 * 1000);
+  ss_pg_interrupt();
+  return NULL;
+}
+
+static void test_interrupt(void) {
+  ss_pg *pg = connect_with(16);
+  ss_error err;
+  pthread_t t;
+  double t0 = ss_monotonic();
+  PGresult *res;
+  pthread_create(&t, NULL, interrupt_soon, NULL);
+  res = ss_pg_query(pg, "select pg_sleep(5)", 0, NULL, NULL, NULL, NULL, &err);
+  pthread_join(t, NULL);
+  CHECK(res == NULL && err.kind == SS_ERR_POSTGRES && strcmp(err.code, "57014") == 0);
+  CHECK(ss_monotonic() - t0 < 2.5);
+  CHECK(!ss_pg_is_broken(pg) && db_scalar(pg, "select 7") == 7); /* the next call runs */
+  ss_pg_close(pg);
+}
+
 /* Transactions nest by the server's status: a savepoint inside the
  * caller's own BEGIN, which the caller still ends. */
 static void test_transactions_nest_by_status(void) {
@@ -336,6 +361,7 @@ int main(void) {
   test_reset_restores_the_session();
   test_copy_through_query();
   test_call_timeout();
+  test_interrupt();
   test_transactions_nest_by_status();
   test_stream();
   test_copy();
