@@ -3,58 +3,14 @@
 -- file's mode and place, odd values. Each test failed before its fix. The
 -- REPL is driven through a pseudo-terminal (util-linux `script`) with its
 -- keystrokes spaced in time, HOME set to a temp folder.
-local migrate = require "semstore.migrate"
 local semstore = require "semstore"
 local show = require "semstore.show"
 local helpers = require "support.helpers"
+local fixture = require "support.repl_fixture"
 
 describe("semstore repl under attack", function()
-  local scratch, home
-
-  lazy_setup(function()
-    scratch = helpers.scratch()
-    assert(migrate.up(scratch.db))
-    assert(scratch.db.users:create { username = "ada", email = "ada@example.org", password = "pw" })
-    home = helpers.tmpdir()
-  end)
-
-  lazy_teardown(function()
-    helpers.remove_scratch(scratch)
-    helpers.rmdir(home)
-  end)
-
-  local function env_prefix(h)
-    return string.format("cd %s && umask 022 && %s DATABASE_URL=%s LUA_PATH=%s LUA_CPATH=%s",
-      helpers.shell_quote(helpers.root), h and ("HOME=" .. helpers.shell_quote(h)) or "env -u HOME",
-      helpers.shell_quote(scratch.url),
-      helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-      helpers.shell_quote(helpers.root .. "/build/?.so;;"))
-  end
-
-  local function clean(screen) return (screen:gsub("\r", ""):gsub("\27%[[%d;?]*%a", "")) end
-
-  -- The session's screen and whether the command exited 0. `steps` are
-  -- lines (typed at once) or { delay, text } pairs (typed after delay
-  -- seconds, text as printf %b reads it: "\\003" is Ctrl-C).
-  local function session(steps, h)
-    h = h == nil and home or h or nil
-    local out = os.tmpname()
-    local feed = {}
-    for _, s in ipairs(steps) do
-      if type(s) == "string" then
-        feed[#feed + 1] = "printf '%s\\n' " .. helpers.shell_quote(s)
-      else
-        feed[#feed + 1] = string.format("sleep %s; printf %%b %s", s[1], helpers.shell_quote(s[2]))
-      end
-    end
-    feed[#feed + 1] = "sleep 1"
-    local cmd = string.format("( %s ) | ( %s timeout 60 script -qec %s /dev/null ) >%s 2>&1",
-      table.concat(feed, "; "), env_prefix(h), helpers.shell_quote("lua5.4 bin/semstore repl"), out)
-    local ok, _, code = os.execute(cmd)
-    local screen = helpers.read_file(out)
-    os.remove(out)
-    return clean(screen), ok == true, code
-  end
+  local fx = fixture.lazy(lazy_setup, lazy_teardown)
+  local session, env_prefix = fx.session, fx.env_prefix
 
   -- what the REPL printed for `line`: the text between its echo and the
   -- next prompt
@@ -165,7 +121,7 @@ describe("semstore repl under attack", function()
     local screen = session { ":sql update users set is_active = is_active" }
     local text = answer(screen, ":sql update users set is_active = is_active")
     assert.is_nil(text:find("(0 rows)", 1, true), text)
-    local users = scratch.db.pg:query("SELECT count(*) AS n FROM users")[1].n
+    local users = fx.scratch.db.pg:query("SELECT count(*) AS n FROM users")[1].n
     assert.truthy(text:find(string.format("(%d row%s affected)", users, users == 1 and "" or "s"), 1, true), text)
   end)
 end)

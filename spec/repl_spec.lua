@@ -1,40 +1,16 @@
 -- `semstore repl`, driven through a pseudo-terminal (util-linux `script`)
 -- the way a person types into it.
-local migrate = require "semstore.migrate"
 local repl = require "semstore.repl"
 local helpers = require "support.helpers"
+local fixture = require "support.repl_fixture"
 
 describe("semstore repl", function()
-  local scratch, home
+  local fx = fixture.lazy(lazy_setup, lazy_teardown)
 
-  lazy_setup(function()
-    scratch = helpers.scratch()
-    assert(migrate.up(scratch.db))
-    local owner = assert(scratch.db.users:create { username = "ada", email = "ada@example.org", password = "pw" })
-    assert(scratch.db.collections:create { name = "papers", owner_id = owner.id, embedding_model = "m", is_public = true })
-    home = helpers.tmpdir()
-  end)
-
-  lazy_teardown(function()
-    helpers.remove_scratch(scratch)
-    helpers.rmdir(home)
-  end)
-
-  -- the session's screen (carriage returns and terminal escapes removed)
   local function session(lines)
-    local input = home .. "/input"
-    helpers.write_file(input, table.concat(lines, "\n") .. "\n")
-    local out = os.tmpname()
-    local cmd = string.format("cd %s && HOME=%s DATABASE_URL=%s LUA_PATH=%s LUA_CPATH=%s script -qec %s /dev/null <%s >%s 2>&1",
-      helpers.shell_quote(helpers.root), helpers.shell_quote(home), helpers.shell_quote(scratch.url),
-      helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-      helpers.shell_quote(helpers.root .. "/build/?.so;;"), helpers.shell_quote("lua5.4 bin/semstore repl"),
-      helpers.shell_quote(input), out)
-    local ok = os.execute(cmd)
-    local screen = helpers.read_file(out)
-    os.remove(out)
-    assert.is_true(ok == true, screen)
-    return (screen:gsub("\r", ""):gsub("\27%[[%d;?]*%a", ""))
+    local screen, ok = fx.session(lines)
+    assert.is_true(ok, screen)
+    return screen
   end
 
   it("prints what a person asks for: rows as tables, errors with kind and SQLSTATE", function()
@@ -70,7 +46,7 @@ describe("semstore repl", function()
 
   it("keeps the lines in ~/.semstore_history for the next session", function()
     session { "1 + 41" } -- and Ctrl-D (the end of the input) to leave
-    local history = helpers.read_file(home .. "/.semstore_history")
+    local history = helpers.read_file(fx.home .. "/.semstore_history")
     assert.truthy(history:find("1 + 41", 1, true), history)
     -- the up arrow brings back the last session's line
     local screen = session { "\27[A" }
@@ -78,13 +54,13 @@ describe("semstore repl", function()
   end)
 
   it("reads plain lines when readline is not there", function()
-    local input = assert(io.open(home .. "/plain", "w+"))
+    local input = assert(io.open(fx.home .. "/plain", "w+"))
     input:write "x = 20\nx + 22\n"
     input:seek "set"
     local output = assert(io.tmpfile())
     local read, close = repl.line_reader { readline = false, input = input, output = output }
     local said = {}
-    repl.run { db = scratch.db, read = read, write = function(t) said[#said + 1] = t end }
+    repl.run { db = fx.scratch.db, read = read, write = function(t) said[#said + 1] = t end }
     close()
     input:close()
     output:seek "set"

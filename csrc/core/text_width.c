@@ -13,6 +13,13 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void open_locale(void) { utf8_locale = newlocale(LC_CTYPE_MASK, "C.UTF-8", (locale_t)0); }
 
+/* The locale lives as long as the library: freed when it is unloaded
+ * (lua_close unloads the module), so nothing is left behind. */
+__attribute__((destructor)) static void close_locale(void) {
+  if (utf8_locale) freelocale(utf8_locale);
+  utf8_locale = (locale_t)0;
+}
+
 size_t ss_text_width(const char *s, size_t len) {
   size_t width = 0, i = 0;
   locale_t previous;
