@@ -331,25 +331,23 @@ end
 
 -- ---- the queue -----------------------------------------------------------
 
-local function enqueue(tx, action, collection_id, document_id, delay)
+-- Queues `action` jobs for documents (an array of ids) on `tx`, leased to
+-- the caller: they fall due when the lease ends, so a worker finishes them
+-- if the caller dies. Returns the jobs' ids.
+local function enqueue(tx, action, collection_id, document_ids)
+  if #document_ids == 0 then return {} end
   local rows, err = tx:query([[
     INSERT INTO reindex_jobs (action, collection_id, document_id, next_attempt_at)
-    VALUES ($1, $2, $3, now() + $4 * interval '1 second') RETURNING id]], action, collection_id, document_id, delay)
+    SELECT $1, $2, unnest($3::text[]), now() + $4 * interval '1 second' RETURNING id]],
+    action, collection_id, core.array(document_ids), LEASE_SECONDS)
   if not rows then return nil, err end
   -- delivered at commit, to a worker waiting in LISTEN
   local ok
-  ok, err = tx:query("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, tostring(rows[1].id))
+  ok, err = tx:query("SELECT pg_notify($1, $2)", QUEUE_CHANNEL, collection_id)
   if not ok then return nil, err end
-  return rows[1].id
-end
-
--- index jobs for documents stored by index_collection, leased to it: if
--- it dies, or Qdrant fails, a worker finishes them
-local function enqueue_documents(tx, collection_id, document_ids)
-  if #document_ids == 0 then return true end
-  return tx:query([[INSERT INTO reindex_jobs (action, collection_id, document_id, next_attempt_at)
-    SELECT 'index', $1, unnest($2::text[]), now() + $3 * interval '1 second']], collection_id, core.array(document_ids),
-    LEASE_SECONDS)
+  local ids = {}
+  for i, r in ipairs(rows) do ids[i] = r.id end
+  return ids
 end
 
 -- After a failed index_collection: the jobs of its pending documents are
@@ -362,20 +360,16 @@ function Documents:_release_jobs(col, err)
   if ok then self.db.pg:notify(QUEUE_CHANNEL, col.id) end
 end
 
-function Documents:_job_done(id)
-  return self.db.pg:query("DELETE FROM reindex_jobs WHERE id = $1", id)
-end
-
--- A failed attempt: the job comes back after a backoff that doubles with
--- each attempt (1 s, 2 s, ... 300 s), with jitter so failed jobs spread out.
-function Documents:_job_failed(id, err)
-  local rows = self.db.pg:query("SELECT attempts FROM reindex_jobs WHERE id = $1", id)
-  local attempts = rows and rows[1] and rows[1].attempts or 1
-  local delay = math.min(BACKOFF_MAX, 2 ^ math.max(0, attempts - 1)) * (0.5 + math.random() / 2)
-  local ok, uerr = self.db.pg:query([[
-    UPDATE reindex_jobs SET last_error = $2, next_attempt_at = now() + $3 * interval '1 second', updated_at = now(),
-      attempts = greatest(attempts, 1) WHERE id = $1]], id, message_of(err), delay)
-  if not ok then return nil, uerr end
+-- A job's attempt settled: done, it goes; failed (err), it comes back after
+-- a backoff that doubles with each attempt (1 s, 2 s, ... 300 s), with
+-- jitter so failed jobs spread out.
+function Documents:_settle_job(id, ok, err)
+  if ok then return self.db.pg:query("DELETE FROM reindex_jobs WHERE id = $1", id) end
+  local updated, uerr = self.db.pg:query([[
+    UPDATE reindex_jobs SET last_error = $2, updated_at = now(), attempts = greatest(attempts, 1),
+      next_attempt_at = now() + least($3, 2 ^ greatest(attempts - 1, 0)) * (0.5 + random() / 2) * interval '1 second'
+    WHERE id = $1]], id, message_of(err), BACKOFF_MAX)
+  if not updated then return nil, uerr end
   -- a waiting worker learns when the job falls due
   return self.db.pg:notify(QUEUE_CHANNEL, tostring(id))
 end
@@ -450,18 +444,14 @@ function Documents:create_document(collection_id, content, metadata)
     local doc, created = store_document(repositories(tx), col, f)
     if not doc then return nil, created end
     if not created then return { doc = doc } end
-    local job, jerr = enqueue(tx, "index", col.id, doc.id, LEASE_SECONDS)
-    if not job then return nil, jerr end
-    return { doc = doc, job = job }
+    local jobs, jerr = enqueue(tx, "index", col.id, { doc.id })
+    if not jobs then return nil, jerr end
+    return { doc = doc, job = jobs[1] }
   end)
   if not res then return nil, err end
   if not res.job then return res.doc, false end
   ok, err = self:_index_document(col, res.doc)
-  if ok then
-    self:_job_done(res.job)
-  else
-    self:_job_failed(res.job, err)
-  end
+  self:_settle_job(res.job, ok, err)
   self:_update_stats(col)
   self.db.cache:delete("doc:" .. res.doc.id)
   local doc = self.db.documents:get(res.doc.id) or res.doc
@@ -472,8 +462,8 @@ end
 function Documents:delete_document(document_id, collection_id)
   local col, err = self.db.collections:get_by_uuid(collection_id)
   if not col then return nil, err end
-  local job
-  job, err = self.db.pg:transaction(function(tx)
+  local jobs
+  jobs, err = self.db.pg:transaction(function(tx)
     local repo = repositories(tx)
     local doc, derr = repo.documents:get(document_id)
     if not doc then return nil, derr end
@@ -482,12 +472,12 @@ function Documents:delete_document(document_id, collection_id)
     end
     local ok, e = repo.documents:delete(document_id)
     if not ok then return nil, e end
-    return enqueue(tx, "delete", col.id, document_id, LEASE_SECONDS)
+    return enqueue(tx, "delete", col.id, { document_id })
   end)
-  if not job then return nil, err end
+  if not jobs then return nil, err end
   local ok
   ok, err = self:_delete_points(col, document_id)
-  if ok then self:_job_done(job) else self:_job_failed(job, err) end
+  self:_settle_job(jobs[1], ok, err)
   self:_update_stats(col)
   self.db.cache:delete("doc:" .. document_id)
   return true
@@ -565,18 +555,13 @@ function Documents:retry_pending(opts)
     if not job or seen[job.id] then
       -- a job failed here comes back only after its backoff; seeing it
       -- again means the backoff was shorter than this call
-      if job then self:_job_failed(job.id, job.last_error or "retried") end
+      if job then self:_settle_job(job.id, false, job.last_error or "retried") end
       break
     end
     seen[job.id] = true
     local ok, jerr = self:_run_job(job)
-    if ok then
-      self:_job_done(job.id)
-      report.done = report.done + 1
-    else
-      self:_job_failed(job.id, jerr)
-      report.failed = report.failed + 1
-    end
+    self:_settle_job(job.id, ok, jerr)
+    if ok then report.done = report.done + 1 else report.failed = report.failed + 1 end
   end
   local rows
   rows, err = self.db.pg:query("SELECT count(*) AS n FROM reindex_jobs WHERE $1::text IS NULL OR collection_id = $1",
@@ -793,7 +778,7 @@ function Documents:index_collection(collection_id, documents, opts)
               if not doc then return nil, new end
               if new then created[#created + 1], chunks = doc.id, chunks + #f.chunks end
             end
-            local ok, qerr = enqueue_documents(tx, col.id, created)
+            local ok, qerr = enqueue(tx, "index", col.id, created)
             if not ok then return nil, qerr end
             return { created = #created, chunks = chunks }
           end)
