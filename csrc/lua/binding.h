@@ -198,7 +198,7 @@ void ss_push_pool_stats(lua_State *L, ss_pool *p);
 void ss_open_chunking(lua_State *L);
 /* digest.c: core.sha256 */
 void ss_open_digest(lua_State *L);
-/* terminal.c: core.display_width, core.catch_interrupts */
+/* terminal.c: core.display_width, core.isatty, core.catch_interrupts */
 void ss_open_terminal(lua_State *L);
 /* embed.c: core.embed_dense and core.embed_sparse (the local embedder) */
 void ss_open_embed(lua_State *L);

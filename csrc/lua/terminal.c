@@ -1,7 +1,9 @@
-/* What the REPL needs from the terminal: core.display_width(s), and
- * core.catch_interrupts(on), Ctrl-C handling of its own. */
+/* What the REPL and the progress bar need from the terminal:
+ * core.display_width(s), core.isatty(fd), and core.catch_interrupts(on),
+ * Ctrl-C handling of its own. */
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "binding.h"
 #include "pg.h"
@@ -12,6 +14,14 @@ static int display_width(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
   lua_pushinteger(L, (lua_Integer)ss_text_width(s, len));
+  return 1;
+}
+
+/* core.isatty(fd) -> whether the descriptor (0 stdin, 1 stdout, 2 stderr)
+ * is a terminal */
+static int is_a_tty(lua_State *L) {
+  lua_Integer fd = luaL_checkinteger(L, 1);
+  lua_pushboolean(L, fd >= 0 && fd <= 1024 && isatty((int)fd));
   return 1;
 }
 
@@ -70,6 +80,8 @@ static int catch_interrupts(lua_State *L) {
 void ss_open_terminal(lua_State *L) {
   lua_pushcfunction(L, display_width);
   lua_setfield(L, -2, "display_width");
+  lua_pushcfunction(L, is_a_tty);
+  lua_setfield(L, -2, "isatty");
   lua_pushcfunction(L, catch_interrupts);
   lua_setfield(L, -2, "catch_interrupts");
 }

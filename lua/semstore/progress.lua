@@ -2,18 +2,18 @@
 -- index_collection and rebuild_vector_index that draws one line on a
 -- terminal (stderr by default) and stays silent when output goes to a file
 -- or a pipe, so logs never fill with carriage returns.
+local core = require "semstore.core"
 local options = require "semstore.options"
 
 local M = {}
 
 local WIDTH = 30
 
--- Whether the stream is a terminal: Lua cannot ask isatty, but a shell
--- started by os.execute inherits the process's descriptors. Only stdout and
--- stderr can be asked; any other stream (a file) counts as no terminal.
+-- Whether the stream is a terminal. Only stdout and stderr can be asked
+-- (a Lua file has no descriptor to give); any other stream counts as a file.
 local function is_terminal(stream)
   local fd = stream == io.stdout and 1 or stream == io.stderr and 2
-  return fd and os.execute(string.format("[ -t %d ]", fd)) == true or false
+  return fd and core.isatty(fd) or false
 end
 
 -- A count for printing: a finite number >= 0, else 0.

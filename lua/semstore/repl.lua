@@ -57,7 +57,7 @@ function M.line_reader(opts)
   opts = opts or {}
   local getenv = opts.getenv or os.getenv
   local ok, readline = false, nil
-  if opts.readline ~= false and (opts.readline or os.execute "[ -t 0 ]" == true) then
+  if opts.readline ~= false and (opts.readline or core.isatty(0)) then
     ok, readline = pcall(require, "readline")
   end
   if ok and type(readline) == "table" and readline.readline then
