@@ -196,7 +196,16 @@ end
 local SMALL_POOL = { size = 1, max_overflow = 1 }
 local STORES = { "postgres", "redis", "qdrant" }
 
+-- How long one attempt of `wait` may take at most: a server that drops
+-- packets must not hold a short --timeout for the default 5-10 s.
 local function probe_seconds(timeout) return math.max(1, math.min(5, math.ceil(timeout))) end
+
+-- A --timeout value: seconds, 0 or more and finite; nil when it is not.
+local function seconds(text)
+  local n = tonumber(text)
+  if not n or n < 0 or n == math.huge then return nil end
+  return n
+end
 
 -- A db for probing the servers: each check is one attempt of at most
 -- `probe` seconds (Qdrant's client would otherwise retry for minutes on a
@@ -211,7 +220,6 @@ local function connect_probe(probe)
   redis_opts.connect_timeout, redis_opts.command_timeout = probe, probe
   return connect({ size = 1, max_overflow = 1, connect_timeout = probe }, { redis = redis_opts, qdrant = qdrant_opts or nil })
 end
-
 
 -- A message on one line, for a table cell (libpq's errors have a hint on
 -- a second line).
@@ -338,13 +346,11 @@ function Command:health(args)
   return report.ok and 0 or 1
 end
 
--- How long one attempt of `wait` may take at most: a server that drops
--- packets must not hold a short --timeout for the default 5-10 s.
 function Command:wait(args)
   local opts, status = self:options("wait", args, { timeout = "value" })
   if not opts then return status end
-  local timeout = tonumber(opts.timeout or "300")
-  if not timeout or timeout < 0 or timeout == math.huge then
+  local timeout = seconds(opts.timeout or "300")
+  if not timeout then
     return self:usage("--timeout takes a number of seconds, 0 or more, not " .. opts.timeout, "wait")
   end
   -- the loop below retries, so each attempt is one request
@@ -637,8 +643,8 @@ end
 function Command:worker(args)
   local opts, status = self:options("worker", args, { timeout = "value", once = true })
   if not opts then return status end
-  local timeout = opts.timeout and tonumber(opts.timeout)
-  if opts.timeout and (not timeout or timeout < 0 or timeout == math.huge) then
+  local timeout = opts.timeout and seconds(opts.timeout)
+  if opts.timeout and not timeout then
     return self:usage("--timeout takes a number of seconds, 0 or more, not " .. opts.timeout, "worker")
   end
   local db, err = connect()

@@ -113,6 +113,8 @@ local function check(target, fn)
 end
 
 local HEALTH_STORES = { "postgres", "redis", "qdrant" }
+local IS_HEALTH_STORE = {}
+for _, store in ipairs(HEALTH_STORES) do IS_HEALTH_STORE[store] = true end
 
 -- db:health(stores) -> { ok =, postgres = {...}, redis = {...}, qdrant = {...} }:
 -- one round trip to each store (Qdrant only when it is configured); each
@@ -122,7 +124,7 @@ local HEALTH_STORES = { "postgres", "redis", "qdrant" }
 function DB:health(stores)
   local wanted = {}
   for _, store in ipairs(stores or HEALTH_STORES) do
-    if store ~= "postgres" and store ~= "redis" and store ~= "qdrant" then
+    if not IS_HEALTH_STORE[store] then
       error("health: no store named " .. tostring(store) .. " (postgres, redis or qdrant)", 2)
     end
     wanted[store] = true

@@ -27,9 +27,10 @@ local function cut(s, n)
   return s:sub(1, stop) .. "…"
 end
 
--- M.columns(rows, right) -> lines: rows (arrays of cells) aligned in
--- columns two spaces apart; the columns listed in `right` align right.
-function M.columns(rows, right)
+-- M.columns(rows, right, rule) -> lines: rows (arrays of cells) aligned in
+-- columns two spaces apart; the columns listed in `right` align right; with
+-- `rule`, a line of dashes under the first row (the header).
+function M.columns(rows, right, rule)
   local widths = {}
   for _, row in ipairs(rows) do
     for i, cell in ipairs(row) do widths[i] = math.max(widths[i] or 0, width(tostring(cell))) end
@@ -45,7 +46,12 @@ function M.columns(rows, right)
       if align[i] then cell = pad .. cell elseif i < #row then cell = cell .. pad end
       cells[i] = cell
     end
-    lines[r] = table.concat(cells, "  ")
+    lines[#lines + 1] = table.concat(cells, "  ")
+    if rule and r == 1 then
+      local dashes = {}
+      for i = 1, #widths do dashes[i] = string.rep("-", widths[i]) end
+      lines[#lines + 1] = table.concat(dashes, "  ")
+    end
   end
   return lines
 end
@@ -156,7 +162,7 @@ end
 local function new_budget() return { left = MAX_ITEMS } end
 
 -- A cell of a row table: strings bare, everything else as inline text, cut
--- to MAX_CELL characters.
+-- to MAX_CELL columns.
 local function cell(v)
   if v == nil then return "" end
   if type(v) == "string" then return cut(v:gsub("%c", " "), MAX_CELL) end
@@ -233,14 +239,7 @@ function M.value(v)
     for i, name in ipairs(columns) do line[i] = cell(rawget(rawget(v, r), name)) end
     rows[r + 1] = line
   end
-  local lines = M.columns(rows)
-  local rule = {}
-  for i, name in ipairs(columns) do
-    local w = width(name)
-    for r = 2, #rows do w = math.max(w, width(rows[r][i])) end
-    rule[i] = string.rep("-", w)
-  end
-  table.insert(lines, 2, table.concat(rule, "  "))
+  local lines = M.columns(rows, nil, true)
   lines[#lines + 1] = string.format("(%d row%s)", n, n == 1 and "" or "s")
   return table.concat(lines, "\n")
 end
