@@ -50,8 +50,11 @@ function fixture.lazy(lazy_setup, lazy_teardown)
     end
     -- time to answer before the end of the input (Ctrl-D)
     feed[#feed + 1] = "sleep 1"
-    local cmd = string.format("( %s ) | ( %s timeout 60 script -qec %s /dev/null ) >%s 2>&1",
-      table.concat(feed, "; "), fx.env_prefix(h), helpers.shell_quote("lua5.4 bin/semstore repl"), out)
+    -- script runs the command through $SHELL: exec, so that the REPL is
+    -- the terminal's only process (a dash left waiting above it dies of the
+    -- Ctrl-C the REPL survives); SHELL=/bin/sh as CI's environment has it
+    local cmd = string.format("( %s ) | ( %s SHELL=/bin/sh timeout 60 script -qec %s /dev/null ) >%s 2>&1",
+      table.concat(feed, "; "), fx.env_prefix(h), helpers.shell_quote("exec lua5.4 bin/semstore repl"), out)
     local ok, _, code = os.execute(cmd)
     local screen = helpers.read_file(out)
     os.remove(out)
