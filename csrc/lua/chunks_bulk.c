@@ -123,7 +123,7 @@ static int bulk_body(lua_State *L) {
     if (ss_bulk_row(u->b, fields, &id, &err)) goto fail;
     lua_settop(L, tbl - 1);
     if (o.return_ids) {
-      lua_pushinteger(L, id);
+      ss_pushint64(L, id);
       lua_rawseti(L, ids_idx, row);
     }
   }

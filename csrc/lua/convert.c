@@ -29,7 +29,7 @@ static int scratch_gc(lua_State *L) {
 
 static int format_number(lua_State *L, int idx, char *out, size_t size) {
   if (lua_isinteger(L, idx))
-    return snprintf(out, size, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+    return snprintf(out, size, "%lld", (long long)lua_tointeger(L, idx));
   return ss_format_double(out, size, lua_tonumber(L, idx));
 }
 
@@ -291,10 +291,10 @@ static void push_value(lua_State *L, int kind, const char *s, size_t len) {
   case D_INT: {
     const char *p = s, *end = s + len;
     int neg = 0;
-    lua_Unsigned v = 0;
+    uint64_t v = 0;
     if (p < end && (*p == '-' || *p == '+')) neg = *p++ == '-';
-    while (p < end) v = v * 10 + (lua_Unsigned)(*p++ - '0');
-    lua_pushinteger(L, (lua_Integer)(neg ? (lua_Unsigned)0 - v : v));
+    while (p < end) v = v * 10 + (uint64_t)(*p++ - '0');
+    ss_pushint64(L, (int64_t)(neg ? (uint64_t)0 - v : v));
     return;
   }
   case D_FLOAT: {

@@ -3,6 +3,7 @@
  * stay integers (lua-cjson would make them floats); null is semstore.null.
  * The server only hands out valid JSON, but the parser still checks every
  * step and reports failure rather than trusting its input. */
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,13 +121,18 @@ static int parse_number(parser *ps) {
   }
   memcpy(tmp, s, n);
   tmp[n] = '\0';
-  if (integral && n < 19) {
-    lua_pushinteger(ps->L, (lua_Integer)strtoll(tmp, &endp, 10));
-  } else if (integral && lua_stringtonumber(ps->L, tmp)) {
-    return 0; /* exact when it fits in 64 bits, a float beyond */
-  } else {
-    lua_pushnumber(ps->L, strtod(tmp, &endp));
+  if (integral) {
+    long long v;
+    errno = 0;
+    v = strtoll(tmp, &endp, 10);
+    /* exact when it fits in 64 bits (under LuaJIT, digits beyond 2^53),
+     * a float beyond */
+    if (errno != ERANGE) {
+      ss_pushint64(ps->L, (int64_t)v);
+      return 0;
+    }
   }
+  lua_pushnumber(ps->L, strtod(tmp, &endp));
   return 0;
 }
 

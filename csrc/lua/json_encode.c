@@ -60,7 +60,7 @@ static int encode_object(lua_State *L, int idx, ss_buf *b, ss_error *err, int de
       key = lua_tolstring(L, -2, &len);
       break;
     case LUA_TNUMBER: /* formatted apart, so lua_next still sees a number key */
-      len = lua_isinteger(L, -2) ? (size_t)snprintf(num, sizeof num, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, -2))
+      len = lua_isinteger(L, -2) ? (size_t)snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, -2))
                                  : (size_t)ss_format_double(num, sizeof num, lua_tonumber(L, -2));
       key = num;
       break;

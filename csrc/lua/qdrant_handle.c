@@ -4,6 +4,7 @@
  * straight into the core's batch buffers (vectors as the shortest float32
  * text). Every decision about batches, parallelism and retries is the
  * core's. */
+#include <errno.h>
 #include <float.h>
 #include <limits.h>
 #include <math.h>
@@ -468,9 +469,13 @@ static void push_report(lua_State *L, ss_qdrant_upsert *u, const ss_qdrant_repor
     for (i = 1; i <= n; i++) {
       size_t len = strlen(id);
       if (id[0] == '"') lua_pushlstring(L, id + 1, len - 2);
-      else if (!lua_stringtonumber(L, id) || !lua_isinteger(L, -1)) {
-        if (lua_gettop(L) && lua_type(L, -1) == LUA_TNUMBER) lua_pop(L, 1);
-        lua_pushlstring(L, id, len); /* above 2^63: as the digits */
+      else {
+        char *end;
+        long long v;
+        errno = 0;
+        v = strtoll(id, &end, 10);
+        if (errno == ERANGE || *end) lua_pushlstring(L, id, len); /* above 2^63: as the digits */
+        else ss_pushint64(L, (int64_t)v);
       }
       lua_rawseti(L, -2, (lua_Integer)i);
       id += len + 1;

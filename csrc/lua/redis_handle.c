@@ -145,7 +145,7 @@ static int add_arg(lua_State *L, int idx, args *a, lua_Integer cmd, lua_Integer 
     char num[40];
     int len;
     if (lua_isinteger(L, idx)) {
-      len = snprintf(num, sizeof num, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+      len = snprintf(num, sizeof num, "%lld", (long long)lua_tointeger(L, idx));
     } else {
       double d = lua_tonumber(L, idx);
       if (isnan(d))
@@ -195,7 +195,7 @@ static void push_reply(lua_State *L, const redisReply *r, int null_nil, int dept
     lua_pushlstring(L, r->str, r->len);
     break;
   case REDIS_REPLY_INTEGER:
-    lua_pushinteger(L, (lua_Integer)r->integer);
+    ss_pushint64(L, r->integer);
     break;
   case REDIS_REPLY_NIL:
     /* inside an array, always semstore.null: a nil would make a hole */

@@ -63,9 +63,7 @@ static int catch_interrupts(lua_State *L) {
     sigemptyset(&sa.sa_mask);
     /* no SA_RESTART: a read or poll under way returns, so the REPL sees
      * the interrupt at once */
-    lua_rawgeti(L, LUA_REGISTRYINDEX, LUA_RIDX_MAINTHREAD);
-    interrupted_state = lua_tothread(L, -1);
-    lua_pop(L, 1);
+    interrupted_state = ss_main_thread(L);
     if (sigaction(SIGINT, &sa, &previous) != 0) return luaL_error(L, "catch_interrupts: sigaction failed");
     catching = 1;
   } else if (!on && catching) {

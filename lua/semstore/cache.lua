@@ -5,6 +5,8 @@
 -- outage through the logger, and never raises. A caller's own mistake (a key
 -- that is not a string, a bad TTL, a value with no JSON form) is still an
 -- `input` error returned as nil, err, since hiding it would hide a bug.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 local config = require "semstore.config"
 

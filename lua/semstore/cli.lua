@@ -1,5 +1,7 @@
 -- The `semstore` command. bin/semstore only calls cli.main(arg) and exits
 -- with what it returns: 0 success, 1 failure, 2 a usage error.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local semstore = require "semstore"
 local config = require "semstore.config"
 local core = require "semstore.core"

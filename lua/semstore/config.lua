@@ -1,5 +1,7 @@
 -- Connection settings from options and the environment, and the redaction
 -- of passwords for anything that gets printed.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 
 local config = {}

@@ -3,6 +3,8 @@
 -- emb:sparse(texts). semstore.embedders.local_hash is the deterministic one
 -- that ships: no model and no network, for demos and tests (the hashing
 -- runs in C: csrc/core/embed_hash.c).
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 
 local M = {}

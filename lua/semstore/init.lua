@@ -1,6 +1,8 @@
 -- semstore: one native data layer for PostgreSQL (and, in time, Redis and
 -- Qdrant). The pools, statements and decoding live in C (semstore.core);
 -- this file holds connect(), transactions and the public names.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 local config = require "semstore.config"
 local qdrant = require "semstore.qdrant"

@@ -8,6 +8,8 @@
 -- holds a session-level advisory lock: a second runner waits, then finds
 -- nothing to do, and a `transaction = false` migration that commits as it
 -- goes never lets the lock go early.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 local lfs = require "lfs"
 
@@ -102,7 +104,7 @@ end
 -- Runs the file and checks what it returns, before anything is applied:
 -- a typo such as `transactions = false` must not go unnoticed.
 local function definition(m)
-  local chunk, err = load(m.text, "@" .. m.path, "t")
+  local chunk, err = load(m.text, "@" .. m.path, "t", compat.env)
   if not chunk then return fail("input", "%s", err) end
   local ok, def = pcall(chunk)
   if not ok then return fail("input", "%s: %s", m.path, tostring(def)) end

@@ -1,5 +1,7 @@
 -- Checking what callers pass: the Lua modules' one way to refuse an option
 -- table with a typo in it, and to make an `input` error.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 
 local M = {}

@@ -2,6 +2,8 @@
 -- index_collection and rebuild_vector_index that draws one line on a
 -- terminal (stderr by default) and stays silent when output goes to a file
 -- or a pipe, so logs never fill with carriage returns.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 local options = require "semstore.options"
 

@@ -2,6 +2,8 @@
 -- snapshots. Requests, batching, parallel upserts and retries run in the C
 -- core (csrc/core/qdrant.c, through csrc/lua/qdrant_handle.c); this file
 -- checks options, shapes request bodies and reads answers.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 local config = require "semstore.config"
 local options = require "semstore.options"

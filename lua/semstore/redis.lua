@@ -1,6 +1,8 @@
 -- db.redis: Redis commands over a process-wide pool of hiredis connections
 -- (csrc/core/redis.c through csrc/lua/redis_handle.c). call() is one
 -- command, pipeline() many in one round trip.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 
 local M = {}
@@ -65,8 +67,7 @@ function Redis:transaction(fn, opts)
   if not conn then return nil, err end
   -- released on every way out: a raise, or a coroutine closed meanwhile;
   -- a WATCH or MULTI left open makes the pool close it
-  local held <close> = conn
-  return (function()
+  return compat.closing(conn, function()
     if #watch > 0 then
       local w, werr = conn:call("WATCH", table.unpack(watch))
       if not w then return nil, werr end
@@ -94,7 +95,7 @@ function Redis:transaction(fn, opts)
       return nil, exec
     end
     return exec
-  end)()
+  end)
 end
 
 local SUBSCRIBE_OPTIONS = { "timeout", "patterns" }
@@ -183,15 +184,16 @@ function Redis:subscribe(channels, fn, opts)
     end, nil, nil, sub
   end
   -- closed on every way out: fn raising, or a coroutine closed meanwhile
-  local held <close> = sub
-  while true do
-    local m, e = next_message()
-    if e then return nil, e end
-    if not m then
-      return nil, core.error { kind = "timeout", message = string.format("no message in %g s", timeout) }
+  return compat.closing(sub, function()
+    while true do
+      local m, e = next_message()
+      if e then return nil, e end
+      if not m then
+        return nil, core.error { kind = "timeout", message = string.format("no message in %g s", timeout) }
+      end
+      if fn(m) == false then return true end
     end
-    if fn(m) == false then return true end
-  end
+  end)
 end
 
 -- The pool's statistics, as db.pg:stats() gives PostgreSQL's.

@@ -2,6 +2,8 @@
 -- run as an expression when it is one (its values printed by
 -- semstore.show), else as a statement; an unfinished statement reads on.
 -- Lines starting with ':' are the REPL's own commands.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 local show = require "semstore.show"
 

@@ -9,6 +9,8 @@
 -- fill a new one and swap the alias at once. The settings (generation,
 -- vector size, distance, sparse) live in the row's qdrant_collections, so
 -- a Qdrant that lost its data is re-created from them by any writer.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 local embedders = require "semstore.embedders"
 local options = require "semstore.options"
@@ -622,9 +624,13 @@ end
 -- query, one queued after it sends a notification. The connection is not
 -- held between waits, so a worker works on a pool of one connection.
 function Documents:_wait_for_jobs(wait)
-  local conn <close>, err = self.db.pg:acquire()
+  local conn, err = self.db.pg:acquire()
   if not conn then return nil, err end
-  local ok
+  return compat.closing(conn, self._wait_on, self, conn, wait)
+end
+
+function Documents:_wait_on(conn, wait)
+  local ok, err
   ok, err = conn:listen(QUEUE_CHANNEL)
   if not ok then return nil, err end
   local rows

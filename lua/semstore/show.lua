@@ -1,6 +1,8 @@
 -- How values are shown to people: the REPL's printer and the command's
 -- tables. Rows come out as an aligned table, other tables as JSON-like
 -- text, semstore.null as null, errors with their kind and SQLSTATE.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library, under LuaJIT too (semstore/compat.lua)
 local core = require "semstore.core"
 
 local M = {}
