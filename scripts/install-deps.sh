@@ -7,7 +7,8 @@ set -euo pipefail
 
 packages=(build-essential cmake pkg-config lua5.4 liblua5.4-dev lua-cjson lua-filesystem lua-busted libpq-dev
   libhiredis-dev libcurl4-openssl-dev libcrypt-dev libssl-dev libdouble-conversion-dev postgresql-15 postgresql-contrib
-  redis-server valgrind lua-sql-postgres luarocks procps util-linux lua-readline)
+  redis-server valgrind lua-sql-postgres luarocks procps util-linux lua-readline
+  luajit2 libluajit2-5.1-dev lua-compat53-dev nginx-light libnginx-mod-http-lua wrk)
 # node and npm only when missing: a machine may have them from elsewhere
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)

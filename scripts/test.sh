@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test command: installs what is missing, builds, starts throwaway
 # PostgreSQL and Redis servers and the Qdrant stand-in, runs the C unit
-# tests, the stand-in's own tests (node --test), the busted specs, and
-# the specs once more under valgrind, then stops the servers. Its last line
+# tests, the stand-in's own tests (node --test), the busted specs under
+# Lua 5.4 and under LuaJIT (the module built for each), and the 5.4 specs
+# once more under valgrind, then stops the servers. Its last line
 # is `N passed, N failed`. Each run has its own servers, on free ports, and
 # its own folder .run/test.XXXXXX, so runs at once do not meet; when a test
 # fails, the folder's logs/ (with the servers' logs) is kept.
@@ -44,6 +45,10 @@ if ! (
   flock 9
   cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSEMSTORE_TESTS=ON >/dev/null &&
     cmake --build build -j2 2>&1 | grep -E "warning|error"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || exit 1
+  # the module again for LuaJIT 2.1 (OpenResty's): the specs run under both
+  cmake -S . -B build-luajit -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSEMSTORE_LUA=luajit >/dev/null &&
+    cmake --build build-luajit -j2 2>&1 | grep -E "warning|error"
   [ "${PIPESTATUS[0]}" -eq 0 ]
 ) 9>.run/build.lock; then
   failed=1
@@ -147,6 +152,10 @@ count_node "$logs/qdrant-standin.log" "$status"
 echo "== busted specs (Lua 5.4)"
 lua5.4 /usr/bin/busted --output=plainTerminal spec/ 2>&1 | tee "$logs/busted.log"
 count_busted "$logs/busted.log" "${PIPESTATUS[0]}"
+
+echo "== busted specs (LuaJIT)"
+LUA_CPATH='build-luajit/?.so;;' luajit /usr/bin/busted --output=plainTerminal spec/ 2>&1 | tee "$logs/busted-luajit.log"
+count_busted "$logs/busted-luajit.log" "${PIPESTATUS[0]}"
 
 if [ "${SEMSTORE_SKIP_VALGRIND:-0}" != 1 ]; then
   echo "== the C tests and the specs again under valgrind"
