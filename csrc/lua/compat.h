@@ -23,6 +23,22 @@
 #define luaL_typeerror(L, arg, tname) luaL_typerror((L), (arg), (tname))
 #define luaL_argexpected(L, cond, arg, tname) ((void)((cond) || luaL_typeerror((L), (arg), (tname))))
 
+/* 5.4's integer arguments: 3.5 is refused, as 5.4 refuses it (LuaJIT's
+ * own luaL_checkinteger would quietly take 3) */
+static inline lua_Integer ss_checkinteger(lua_State *L, int arg) {
+  int exact;
+  lua_Integer v = lua_tointegerx(L, arg, &exact);
+  if (!exact) {
+    if (lua_isnumber(L, arg))
+      luaL_argerror(L, arg, "number has no integer representation");
+    else
+      luaL_typeerror(L, arg, "number");
+  }
+  return v;
+}
+#define luaL_checkinteger(L, arg) ss_checkinteger((L), (arg))
+#define luaL_optinteger(L, arg, def) (lua_isnoneornil((L), (arg)) ? (lua_Integer)(def) : ss_checkinteger((L), (arg)))
+
 /* 5.1 keeps no main thread in the registry: the caller's own state, which
  * is the main one wherever the binding asks (the REPL's top level) */
 static inline lua_State *ss_main_thread(lua_State *L) { return L; }
