@@ -153,6 +153,9 @@ function M.run(opts)
     -- an expression first, so `1 + 1` prints 2; then a statement
     local fn, err = load("return " .. source, "=repl", "t", env)
     if not fn then fn, err = load(source, "=repl", "t", env) end
+    -- LuaJIT's compiled code never calls hooks, so a Ctrl-C could not stop
+    -- `while true do end`: what is typed runs interpreted
+    if fn and jit then jit.off(fn, true) end
     if not fn and err:match "<eof>$" then
       pending = source -- unfinished: read on
     else
