@@ -17,6 +17,7 @@
 #define SS_CONN_MT "semstore.conn"
 #define SS_BYTEA_MT "semstore.bytea"
 #define SS_ARRAY_MT "semstore.array"
+#define SS_JSON_INTEGER_MT "semstore.json_integer"
 #define SS_SCRATCH_MT "semstore.scratch"
 
 /* semstore.c: creates the metatable `mt` with __gc, __close (when given)

@@ -478,15 +478,19 @@ static int stream_close(lua_State *L) {
 }
 
 /* Pushes the to-be-closed value a generic for gets as its fourth: leaving
- * the loop (break, error) ends the iteration on the conn userdata at idx. */
+ * the loop (break, error) ends the iteration on the conn userdata at idx.
+ * Its close() does the same by hand, for LuaJIT, whose generic for has no
+ * closing value. */
 void ss_push_stream_closer(lua_State *L, int idx, unsigned stream) {
   idx = lua_absindex(L, idx);
-  lua_createtable(L, 0, 0);
+  lua_createtable(L, 0, 1);
   lua_createtable(L, 0, 1);
   lua_pushvalue(L, idx);
   lua_pushinteger(L, stream);
   lua_pushcclosure(L, stream_close, 2);
-  lua_setfield(L, -2, "__close");
+  lua_pushvalue(L, -1);
+  lua_setfield(L, -3, "__close");
+  lua_setfield(L, -3, "close");
   lua_setmetatable(L, -2);
 }
 
@@ -504,10 +508,10 @@ static int conn_copy_to(lua_State *L) {
   lua_pushvalue(L, 1);
   lua_pushinteger(L, stream);
   lua_pushcclosure(L, copy_to_next, 2);
-  lua_pushnil(L);
-  lua_pushnil(L);
   ss_push_stream_closer(L, 1, stream);
-  return 4;
+  lua_pushnil(L);
+  lua_pushvalue(L, -2);
+  return 4; /* next, closer, nil, closer: the second value is the one to close() */
 }
 
 static int conn_gc(lua_State *L) {

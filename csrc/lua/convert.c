@@ -613,6 +613,22 @@ static int wrap(lua_State *L, int type, const char *mt) {
 static int wrap_bytea(lua_State *L) { return wrap(L, LUA_TSTRING, SS_BYTEA_MT); }
 static int wrap_array(lua_State *L) { return wrap(L, LUA_TTABLE, SS_ARRAY_MT); }
 
+/* core.json_integer(digits): an integer the JSON writer prints as a bare
+ * number, digits and all: how an integer beyond 2^53, which LuaJIT holds
+ * as its decimal string, goes back into JSON as a number. -2^63 to 2^64-1
+ * (the range of int8 and of Qdrant's point ids). */
+static int wrap_json_integer(lua_State *L) {
+  size_t n, digits;
+  const char *s = luaL_checklstring(L, 1, &n);
+  int neg = n > 0 && s[0] == '-';
+  digits = n - (size_t)neg;
+  if (digits == 0 || digits > 20 || strspn(s + neg, "0123456789") != digits || (s[neg] == '0' && digits > 1) ||
+      (digits == 20 && (neg || strcmp(s, "18446744073709551615") > 0)) ||
+      (neg && digits == 19 && strcmp(s + 1, "9223372036854775808") > 0))
+    return luaL_argerror(L, 1, "not an integer's decimal digits from -2^63 to 2^64-1");
+  return wrap(L, LUA_TSTRING, SS_JSON_INTEGER_MT);
+}
+
 void ss_open_convert(lua_State *L) {
   luaL_newmetatable(L, PENDING_MT);
   lua_pushcfunction(L, pending_gc);
@@ -626,6 +642,10 @@ void ss_open_convert(lua_State *L) {
   lua_pop(L, 1);
   luaL_newmetatable(L, SS_ARRAY_MT);
   lua_pop(L, 1);
+  luaL_newmetatable(L, SS_JSON_INTEGER_MT);
+  lua_pop(L, 1);
+  lua_pushcfunction(L, wrap_json_integer);
+  lua_setfield(L, -2, "json_integer");
   lua_pushcfunction(L, wrap_bytea);
   lua_setfield(L, -2, "bytea");
   lua_pushcfunction(L, wrap_array);

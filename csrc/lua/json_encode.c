@@ -101,6 +101,15 @@ static int encode_value(lua_State *L, int idx, ss_buf *b, ss_error *err, int dep
     if (depth >= MAX_DEPTH || !lua_checkstack(L, 6))
       return ss_error_set(err, SS_ERR_INPUT, "tables nested more than %d deep (a cycle?)", MAX_DEPTH);
     if (ss_has_metatable(L, idx, SS_BYTEA_MT)) break;
+    if (ss_has_metatable(L, idx, SS_JSON_INTEGER_MT)) {
+      size_t len;
+      const char *digits;
+      lua_rawgeti(L, idx, 1); /* checked by core.json_integer */
+      digits = lua_tolstring(L, -1, &len);
+      status = ss_buf_append(b, digits, len) ? oom(err) : 0;
+      lua_pop(L, 1);
+      return status;
+    }
     if (ss_has_metatable(L, idx, SS_ARRAY_MT)) {
       lua_rawgeti(L, idx, 1);
       n = ss_array_length(L, -1);

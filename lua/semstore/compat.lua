@@ -22,7 +22,8 @@ if _VERSION == "Lua 5.1" then
   -- collector, which gives a connection back to its pool.
   function M.closing(resource, fn, ...)
     local res = env.table.pack(pcall(fn, ...))
-    getmetatable(resource).__close(resource)
+    -- nil and false close nothing, as with <close>; __close gets the error
+    if resource then getmetatable(resource).__close(resource, not res[1] and res[2] or nil) end
     if not res[1] then error(res[2], 0) end
     return env.table.unpack(res, 2, res.n)
   end

@@ -13,6 +13,7 @@ local semstore = {
   null = core.null,   -- SQL NULL; the same value as cjson.null
   bytea = core.bytea, -- semstore.bytea(s): bind s as bytea
   array = core.array, -- semstore.array{...}: bind a table as a PostgreSQL array
+  json_integer = core.json_integer, -- semstore.json_integer("9007199254740993"): a bare JSON number
   error = core.error,
   config = config,
   _VERSION = "semstore dev-1",

@@ -413,11 +413,26 @@ function Qdrant:query_batch(name, queries)
   return out
 end
 
+-- A point id as Qdrant reads it: the digits of an id beyond 2^53 (how
+-- LuaJIT gets them back) as a bare JSON number, since a string id must be
+-- a UUID.
+local function json_id(id)
+  if type(id) == "string" and id:match "^%d+$" and #id <= 20 then
+    local ok, n = pcall(core.json_integer, id)
+    if ok then return n end
+  end
+  return id
+end
+
 -- ids (an array) or a filter (a table with must, should, must_not or
 -- min_should) as Qdrant's points selector.
 local function selector(ids_or_filter)
   if type(ids_or_filter) ~= "table" then return input_error("give an array of point ids or a filter table") end
-  if #ids_or_filter > 0 then return { points = ids_or_filter } end
+  if #ids_or_filter > 0 then
+    local ids = {}
+    for i, id in ipairs(ids_or_filter) do ids[i] = json_id(id) end
+    return { points = ids }
+  end
   for k in pairs(ids_or_filter) do
     if k ~= "must" and k ~= "should" and k ~= "must_not" and k ~= "min_should" then
       return input_error("%s is neither an array of ids nor a filter (must, should, must_not, min_should)", tostring(k))
@@ -484,6 +499,7 @@ function Qdrant:scroll(name, opts)
       page, i = result.points or {}, 1
       offset = result.next_page_offset
       done = offset == nil or offset == core.null
+      if not done then offset = json_id(offset) end
     end
     return page[i]
   end

@@ -179,9 +179,12 @@ function Redis:subscribe(channels, fn, opts)
     -- ends, by break or error too
     return function()
       local m, e = next_message()
+      -- a loop that ends (its timeout, an error) closes the subscriber
+      -- itself: LuaJIT's generic for has no closing value
+      if not m then sub:close() end
       if e then error(e, 2) end
       return m
-    end, nil, nil, sub
+    end, sub, nil, sub
   end
   -- closed on every way out: fn raising, or a coroutine closed meanwhile
   return compat.closing(sub, function()

@@ -134,6 +134,8 @@ local function inline(v, seen, depth, budget)
   if v == core.null then return "null" end
   if t == "string" then return quote(v) end
   if math.type(v) == "float" then return float_text(v) end
+  -- every digit: LuaJIT's tostring prints 123456789012345 as 1.2345678901235e+14
+  if math.type(v) == "integer" then return string.format("%d", v) end
   if t ~= "table" then return tostring(v) end
   if is_error(v) then return error_text(v) end
   if seen[v] then return "<cycle>" end
