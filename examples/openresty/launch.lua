@@ -76,6 +76,27 @@ function M.render(root, port)
   return text
 end
 
+-- A loopback TCP port nothing listens on (from /proc/net/tcp and tcp6),
+-- between 20000 and 29999, below the kernel's range for outgoing connections.
+function M.free_port()
+  local busy = {}
+  for _, path in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
+    local f = io.open(path)
+    if f then
+      for line in f:lines() do
+        local port, state = line:match "^%s*%d+: %x+:(%x+) %x+:%x+ (%x%x)"
+        if port and state == "0A" then busy[tonumber(port, 16)] = true end
+      end
+      f:close()
+    end
+  end
+  for _ = 1, 100 do
+    local port = math.random(20000, 29999)
+    if not busy[port] then return port end
+  end
+  error "no free port between 20000 and 29999"
+end
+
 local function pid_of(dir)
   local text = read_file(dir .. "/logs/nginx.pid")
   return text and text:match "^(%d+)"
