@@ -264,6 +264,11 @@ describe("examples/openresty", function()
     assert.are.equal(200, codes["200"], table.concat(summary, ", ") .. error_log())
     assert.is_true(os.time() - started < 60)
     helpers.assert_all_returned(fx.db)
+    -- up to 50 thread VMs were in flight, and all of them shared the
+    -- worker's one pool (semstore_handlers.lua: 8 + 4 overflow), beside this
+    -- file's own (3 + 2): a pool per VM would have opened one each at least
+    local n = assert(fx.db.pg:query("SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database()"))[1].n
+    assert.is_true(n <= 12 + 5, n .. " connections to the database")
   end)
 
   it("stays responsive while slow calls run in worker threads, unlike in the request phase", function()
