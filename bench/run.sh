@@ -10,11 +10,15 @@
 #   bash bench/run.sh chunks [ARGS]   only chunks_bench.lua [rows] [rounds] [--rss [N]]
 #   bash bench/run.sh qdrant [ARGS]   only qdrant_bench.lua [points] [rounds]
 #   bash bench/run.sh redis [ARGS]    only redis_bench.lua [keys] [rounds] [pipeline]
+#   bash bench/run.sh openresty [ARGS]  only openresty.lua [seconds] [connections] [documents] [rounds]:
+#                                     /search through nginx (examples/openresty), worker threads vs the
+#                                     request phase; needs nginx-light, libnginx-mod-http-lua and wrk,
+#                                     builds build-luajit too; not part of the default run
 # SEMSTORE_BENCH_BUILD names the build folder (default build).
 set -euo pipefail
 bench=all
 case "${1:-}" in
-  query|chunks|qdrant|redis) bench=$1; shift ;;
+  query|chunks|qdrant|redis|openresty) bench=$1; shift ;;
 esac
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -88,7 +92,19 @@ redis() {
   taskset -a -cp 1 "$pid" >/dev/null
   REDIS_PID=$pid taskset -c 0 lua5.4 bench/redis_bench.lua "$@"
 }
+# the OpenResty benchmark's own needs: nginx with lua-nginx-module, wrk,
+# and the LuaJIT build of the module nginx loads
+openresty_deps() {
+  if [ ! -e /usr/lib/nginx/modules/ngx_http_lua_module.so ] || ! command -v wrk >/dev/null; then
+    local sudo=()
+    [ "$(id -u)" = 0 ] || sudo=(sudo)
+    "${sudo[@]}" apt-get install -y nginx-light libnginx-mod-http-lua wrk >/dev/null
+  fi
+  cmake -S . -B build-luajit -DCMAKE_BUILD_TYPE=Release -DSEMSTORE_LUA=luajit >/dev/null
+  cmake --build build-luajit -j2 >/dev/null
+}
 case "$bench" in
+  openresty) openresty_deps; lua5.4 bench/openresty.lua "$@" ;;
   query) taskset -c 0 lua5.4 bench/pg_query_bench.lua "$@" ;;
   chunks) taskset -c 0 lua5.4 bench/chunks_bench.lua "$@" ;;
   qdrant) qdrant "$@" ;;
