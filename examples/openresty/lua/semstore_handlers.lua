@@ -14,7 +14,7 @@
 -- PostgreSQL pool, one Redis pool) of semstore's C core. Only strings,
 -- numbers, booleans, nil and tables cross back to the request, so every
 -- function returns an HTTP status, the JSON body as a string (encoded here
--- by semstore's encoder: lua-cjson 2.1 prints numbers with 14 digits and
+-- by semstore.json_encode: lua-cjson 2.1 prints numbers with 14 digits and
 -- would mangle an id of 15 or 16 digits) and, optionally, a table of
 -- response headers. A function never raises: what goes wrong becomes a
 -- JSON error with a status.
@@ -23,7 +23,6 @@
 -- decimal string (a number inside that range), so such ids reach the JSON
 -- as strings of digits, never rounded.
 local semstore = require "semstore"
-local core = require "semstore.core"
 
 local M = {}
 
@@ -61,9 +60,9 @@ local STATUS = {
 }
 
 local function encode(value)
-  local text, err = core.json_encode(value)
+  local text, err = semstore.json_encode(value)
   if not text then
-    return core.json_encode { error = { kind = "internal", message = "could not encode the response: " .. tostring(err and err.message or err) } }
+    return semstore.json_encode { error = { kind = "internal", message = "could not encode the response: " .. tostring(err and err.message or err) } }
   end
   return text
 end
@@ -93,9 +92,14 @@ local function guarded(fn)
   end
 end
 
+-- A positive integer argument: a number within 2^53, and beyond it its
+-- exact digits (as semstore takes and gives an int8 under LuaJIT).
 local function integer_arg(v, what)
   if v == nil then return nil end
   local n = tonumber(v)
+  if type(v) == "string" and v:match "^[1-9]%d*$" and #v <= 19 and n and n >= 2 ^ 53 then
+    if #v < 19 or v <= "9223372036854775807" then return v end
+  end
   if not n or n ~= math.floor(n) or n < 1 or n >= 2 ^ 53 then
     return nil, semstore.error { kind = "input", message = what .. " must be a positive integer" }
   end
@@ -132,7 +136,7 @@ end)
 -- (queued: Qdrant failed and the indexing waits in the re-index queue).
 M.create_document = guarded(function(d, s, body)
   if type(body) ~= "string" or body == "" then return fail(semstore.error { kind = "input", message = "a JSON body is required" }) end
-  local req, err = core.json_decode(body)
+  local req, err = semstore.json_decode(body)
   if req == nil then return fail(err or semstore.error { kind = "input", message = "the body is not JSON" }) end
   if type(req) ~= "table" or type(req.collection) ~= "string" then
     return fail(semstore.error { kind = "input", message = "the body must be { collection =, content =, metadata = }" })
