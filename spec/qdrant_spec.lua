@@ -30,7 +30,9 @@ local function f32(x) return (string.unpack("f", string.pack("f", x))) end
 local function lcg(seed)
   local s = seed
   return function()
-    s = (s * 1103515245 + 12345) % 2147483648
+    -- s * 1103515245 in two halves (16838 * 2^16 + 20077): exact in a
+    -- double too (LuaJIT's numbers), the same sequence as in integers
+    s = ((s * 16838) % 2147483648 * 65536 + s * 20077 + 12345) % 2147483648
     return s / 2147483648 * 2 - 1
   end
 end

@@ -13,7 +13,12 @@ helpers.under_valgrind = os.getenv "SEMSTORE_UNDER_VALGRIND" == "1"
 -- busted loads this module afresh for every spec file, so the counter
 -- starts over: a random tag per load keeps pool and database names unique.
 local counter = 0
-local tag = assert(io.open "/proc/sys/kernel/random/uuid"):read("l"):sub(1, 8)
+local tag
+do
+  local f = assert(io.open "/proc/sys/kernel/random/uuid")
+  tag = f:read("l"):sub(1, 8)
+  f:close()
+end
 
 -- A pool of its own for one spec: names never repeat, so no state leaks
 -- from one test into the next.
@@ -39,7 +44,11 @@ function helpers.assert_all_returned(db)
 end
 
 -- The checkout the specs run from (scripts/test.sh runs busted there).
-helpers.root = assert(io.popen "pwd"):read "l"
+do
+  local p = assert(io.popen "pwd")
+  helpers.root = p:read "l"
+  p:close()
+end
 
 -- The VM the specs run under, and what a subprocess runs under too, so a
 -- CLI spec tests the CLI under the same VM: lua_bin is the interpreter
