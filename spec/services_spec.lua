@@ -1,5 +1,6 @@
 -- semstore.services.documents end to end: PostgreSQL, Redis and Qdrant (the
 -- stand-in, or a real Qdrant when QDRANT_URL is set).
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local helpers = require "support.helpers"
 local fixture = require "support.services_fixture"
