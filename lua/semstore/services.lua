@@ -987,7 +987,10 @@ function Documents:search(collection_id, query_text, opts)
   opts, err = check_options(opts, SEARCH_OPTIONS, "search's options")
   if not opts then return nil, err end
   if type(query_text) ~= "string" or query_text == "" then return input_error("the query must be a non-empty string") end
-  if math.type(opts.user_id) ~= "integer" then return input_error("search needs user_id: whose read permission is checked") end
+  -- an id, or its decimal string (LuaJIT's beyond 2^53), which the repository checks
+  if math.type(opts.user_id) ~= "integer" and type(opts.user_id) ~= "string" then
+    return input_error("search needs user_id: whose read permission is checked")
+  end
   local mode = opts.mode or "dense"
   if mode ~= "dense" and mode ~= "hybrid" then return input_error("mode must be \"dense\" or \"hybrid\", not %s", tostring(mode)) end
   if mode == "hybrid" and not self.embedder.sparse then return input_error("hybrid search needs an embedder with sparse(texts)") end
