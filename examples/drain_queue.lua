@@ -8,8 +8,11 @@ local db = db or assert(semstore.connect {})
 local col = assert(db.collections:get_by_name "recipes")
 -- a second handle whose Qdrant is down (nothing listens on port 1)
 local down = assert(semstore.connect { name = "qdrant-down", qdrant = { url = "http://127.0.0.1:1", max_retries = 0 } })
+-- a text no run wrote before: the server's random() (LuaJIT's math.random
+-- starts from the same seed in every process)
+local note = assert(db.pg:query "SELECT md5(random()::text) AS t")[1].t:sub(1, 12)
 local doc, queued = assert(assert(semstore.services.documents(down)):create_document(col.id,
-  string.format("Omelette: beat eggs with salt, cook gently in butter, fold. Note %d-%d.", os.time(), math.random(1e9)), { file_name = "omelette.md" }))
+  string.format("Omelette: beat eggs with salt, cook gently in butter, fold. Note %d-%s.", os.time(), note), { file_name = "omelette.md" }))
 down:close()
 print(string.format("document %s: %s, queued = %s", doc.id, doc.status, tostring(queued)))
 

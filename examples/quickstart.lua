@@ -1,6 +1,8 @@
 -- A first look at semstore: connect from the environment, run queries with
 -- bound parameters, see the types come back, use a transaction, read the pool's stats.
 --   DATABASE_URL=postgresql://user:pass@127.0.0.1:5432/db lua5.4 examples/quickstart.lua
+-- (or luajit: LuaJIT's numbers are doubles, so there an int8 beyond 2^53
+-- goes in and comes back as its exact decimal string)
 local semstore = require "semstore"
 local cjson = require "cjson"
 
@@ -12,7 +14,7 @@ local row = assert(db.pg:query([[
   select $1::int8 as big, $2::text as greeting, 0.1::float8 as f, 12.50::numeric as price, true as ok,
          now() as at, '{"tags":["a","b"],"none":null}'::jsonb as doc, array[1, null, 3] as list,
          null::text as missing]],
-  (1 << 62) + 1, "héllo, 世界"))[1]
+  jit and "4611686018427387905" or 4611686018427387905, "héllo, 世界"))[1]
 for _, col in ipairs { "big", "greeting", "f", "price", "ok", "at", "doc", "list", "missing" } do
   local v = row[col]
   print(string.format("  %-9s %-8s %s", col, v == semstore.null and "null" or math.type(v) or type(v),
@@ -48,11 +50,12 @@ local evil = "x'); drop table quickstart_notes; --"
 assert(db.pg:query("insert into quickstart_notes (body) values ($1)", evil))
 print("stored literally:", assert(db.pg:query("select body from quickstart_notes where body = $1", evil))[1].body)
 
--- a connection of your own, returned at the end of the block
-do
-  local conn <close> = assert(db.pg:acquire())
+-- a connection of your own, returned however the function ends (under
+-- Lua 5.4 alone, `local conn <close> = assert(db.pg:acquire())` does it)
+local conn = assert(db.pg:acquire())
+require("semstore.compat").closing(conn, function()
   print("backend pid:", conn:backend_pid(), "status:", conn:transaction_status())
-end
+end)
 
 assert(db.pg:exec "drop table quickstart_notes")
 local s = db.pg:stats()

@@ -11,8 +11,11 @@ local summary = assert(db.pg:transaction(function(tx)
   local repo = semstore.repositories(tx)
   local user = repo.users:get_by_username "demo"
     or assert(repo.users:create { username = "demo", email = "demo@example.org", password = "demo password" })
+  -- a name no other run took: the server's random() (LuaJIT's math.random
+  -- starts from the same seed in every process)
+  local tag = assert(tx:query "SELECT md5(random()::text) AS t")[1].t:sub(1, 12)
   local collection = assert(repo.collections:create {
-    name = "demo-" .. os.time() .. "-" .. math.random(1e6), owner_id = user.id, embedding_model = "bge-small" })
+    name = "demo-" .. os.time() .. "-" .. tag, owner_id = user.id, embedding_model = "bge-small" })
   assert(tx:query("INSERT INTO collection_tags VALUES ($1, $2)", collection.id, "example"))
   local doc = assert(repo.documents:create {
     collection_id = collection.id, file_path = "/demo/a.txt", file_name = "a.txt", file_size = 12 * count,

@@ -62,9 +62,9 @@ local function articles(count)
   for i = 1, count do
     local s = SUBJECTS[(i - 1) % #SUBJECTS + 1]
     docs[i] = {
-      content = string.format("%s, part %d. %s %s", s[1], (i - 1) // #SUBJECTS + 1, s[2], CLOSINGS[i % #CLOSINGS + 1]),
+      content = string.format("%s, part %d. %s %s", s[1], math.floor((i - 1) / #SUBJECTS) + 1, s[2], CLOSINGS[i % #CLOSINGS + 1]),
       file_name = string.format("handbook/%03d-%s.md", i, s[1]:lower():gsub("%W+", "-")),
-      metadata = { section = s[1], part = (i - 1) // #SUBJECTS + 1 },
+      metadata = { section = s[1], part = math.floor((i - 1) / #SUBJECTS) + 1 },
     }
   end
   return docs
@@ -79,7 +79,7 @@ local function engineering(count)
 end
 
 local svc = assert(semstore.services.documents(db))
-for _, job in ipairs { { handbook, articles(n) }, { notes, engineering(math.max(1, n // 10)) } } do
+for _, job in ipairs { { handbook, articles(n) }, { notes, engineering(math.max(1, math.floor(n / 10))) } } do
   local col, docs = job[1], job[2]
   local bar, done = semstore.progress_bar(string.format("%-18s", col.name))
   local report = assert(svc:index_collection(col.id, docs, { progress = bar, user_id = col.owner_id }))

@@ -1,4 +1,5 @@
 -- The public surface is small and every piece of it is in the README.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local core = require "semstore.core"
 

@@ -1,5 +1,6 @@
 -- db.cache against the throwaway redis-server that scripts/servers.sh
 -- starts (REDIS_URL).
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local core = require "semstore.core"
 local cache_module = require "semstore.cache"
@@ -39,7 +40,8 @@ describe("cache values", function()
   it("round-trips JSON values exactly", function()
     local cases = {
       { "nested", { title = "x", tags = { "a", "b" }, meta = { n = 1, ok = true, f = 0.5 } } },
-      { "int8 above 2^53", { id = 9007199254740993, neg = -9223372036854775807 - 1 } },
+      -- under LuaJIT as the exact decimal strings a row gives
+      { "int8 above 2^53", { id = helpers.int8 "9007199254740993", neg = helpers.int8 "-9223372036854775808" } },
       { "semstore.null", { deleted_at = semstore.null, list = { 1, semstore.null, 3 } } },
       { "NUL bytes", { s = "a\0b\0" } },
       { "a bare string with NUL", "x\0y" },
@@ -55,8 +57,8 @@ describe("cache values", function()
       assert.same(case[2], got, case[1])
     end
     local row = cache:get "v:int8 above 2^53"
-    assert.equal("integer", math.type(row.id))
-    assert.equal(9007199254740993, row.id)
+    assert.equal(helpers.lua54 and "integer" or nil, math.type(row.id))
+    assert.equal(helpers.int8 "9007199254740993", row.id)
     assert.equal(semstore.null, cache:get("v:semstore.null").deleted_at)
   end)
 
@@ -194,7 +196,7 @@ describe("cache prefixes", function()
     assert.equal(N, cache:delete_matching "doc:*")
     local batches = tonumber(r:call("INFO", "commandstats"):match "cmdstat_unlink:calls=(%d+)") - unlinks
     assert.is_true(batches > 1, "one UNLINK for all the keys")
-    assert.equal(0, r:call("EXISTS", p .. "doc:1", p .. "doc:" .. N // 2, p .. "doc:" .. N))
+    assert.equal(0, r:call("EXISTS", p .. "doc:1", p .. "doc:" .. math.floor(N / 2), p .. "doc:" .. N))
     local left = 0
     for _, pat in ipairs { p .. "user:*", other .. "doc:*", p .. "xdoc:*" } do
       local cursor = "0"
@@ -408,7 +410,7 @@ db:close()
 ]], helpers.url, URL, prefix, start_at, counter_key)
     local procs = {}
     for i = 1, N do
-      procs[i] = assert(io.popen("lua5.4 -e " .. helpers.shell_quote(script)))
+      procs[i] = assert(io.popen(helpers.lua_bin .. " -e " .. helpers.shell_quote(script)))
     end
     local values = {}
     for i = 1, N do
@@ -447,7 +449,8 @@ describe("db.cache, found by review", function()
     local got = c.cache:get_many(keys)
     assert.equal("three", got[3])
     assert.is_nil(got[25000])
-    assert.equal(1, c.cache:delete(table.unpack(keys, 1, 20000)))
+    -- LuaJIT passes a call fewer than 8000 arguments
+    assert.equal(1, c.cache:delete(table.unpack(keys, 1, helpers.luajit and 7000 or 20000)))
     c.redis:close()
     assert.is_nil(c.cache:get("k1"))
     assert.is_false(c.cache:set("k1", 1, 60))

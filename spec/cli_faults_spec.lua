@@ -1,5 +1,6 @@
 -- The `semstore` command when a server stalls: it answers within its own
 -- time rather than the Qdrant client's retry budget.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local helpers = require "support.helpers"
 
@@ -12,9 +13,9 @@ describe("the semstore command when a server stalls", function()
     local out = os.tmpname()
     local words = {}
     for i, a in ipairs(args) do words[i] = helpers.shell_quote(a) end
-    local cmd = string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s timeout %d lua5.4 bin/semstore %s >%s 2>&1",
+    local cmd = string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s timeout %d %s bin/semstore %s >%s 2>&1",
       helpers.shell_quote(helpers.root), helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-      helpers.shell_quote(helpers.root .. "/build/?.so;;"), seconds, table.concat(words, " "), out)
+      helpers.shell_quote(helpers.cpath), seconds, helpers.lua_bin, table.concat(words, " "), out)
     local started = os.time()
     local _, _, code = os.execute(cmd)
     local text = helpers.read_file(out)

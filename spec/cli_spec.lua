@@ -1,4 +1,5 @@
 -- The `semstore` command, run as a process the way users run it.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local helpers = require "support.helpers"
 
 local cli = helpers.cli
@@ -124,10 +125,10 @@ return {
 ]])
     local cmd = {}
     for i = 1, 2 do
-      cmd[i] = string.format("cd %s && env DATABASE_URL=%s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s/bin/semstore migrate up --dir %s > %s/out%d 2>&1; echo $? > %s/rc%d",
+      cmd[i] = string.format("cd %s && env DATABASE_URL=%s LUA_PATH=%s LUA_CPATH=%s %s %s/bin/semstore migrate up --dir %s > %s/out%d 2>&1; echo $? > %s/rc%d",
         helpers.shell_quote(dir), helpers.shell_quote(url),
         helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-        helpers.shell_quote(helpers.root .. "/build/?.so;;"), helpers.root, mdir, dir, i, dir, i)
+        helpers.shell_quote(helpers.cpath), helpers.lua_bin, helpers.root, mdir, dir, i, dir, i)
     end
     assert(os.execute(string.format("(%s) & (%s) & wait", cmd[1], cmd[2])))
     local outs = {}
@@ -468,9 +469,9 @@ for _, name in ipairs(arg) do assert(db.pg:query("INSERT INTO fruit VALUES ($1)"
     it("runs the stand-in in the foreground and prints the URL it listens on", function()
       local out, pidf, data = dir .. "/dev-qdrant.out", dir .. "/dev-qdrant.pid", dir .. "/snapshots"
       -- the shell's pid becomes semstore's (exec); node is its child
-      local inner = string.format("echo $$ > %s; exec env LUA_PATH=%s LUA_CPATH=%s lua5.4 bin/semstore dev-qdrant --port 0 --data %s > %s 2>&1",
+      local inner = string.format("echo $$ > %s; exec env LUA_PATH=%s LUA_CPATH=%s %s bin/semstore dev-qdrant --port 0 --data %s > %s 2>&1",
         pidf, helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-        helpers.shell_quote(helpers.root .. "/build/?.so;;"), data, out)
+        helpers.shell_quote(helpers.cpath), helpers.lua_bin, data, out)
       assert(os.execute(string.format("cd %s && sh -c %s &", helpers.shell_quote(helpers.root), helpers.shell_quote(inner))))
       local node_pid
       -- the stand-in is stopped whatever happens: it is semstore's child
@@ -498,9 +499,9 @@ for _, name in ipairs(arg) do assert(db.pg:query("INSERT INTO fruit VALUES ($1)"
     end)
 
     it("names what is missing when node is not on the PATH", function()
-      -- a PATH with lua5.4 alone
+      -- a PATH with the interpreter alone
       local bindir = dir .. "/bin"
-      assert(os.execute(string.format("mkdir -p %s && ln -s \"$(command -v lua5.4)\" %s/lua5.4", bindir, bindir)))
+      assert(os.execute(string.format("mkdir -p %s && ln -s \"$(command -v %s)\" %s/%s", bindir, helpers.lua_bin, bindir, helpers.lua_bin)))
       local code, out, err = cli({ "dev-qdrant", "--port", "0" }, { env = { PATH = bindir } })
       assert.are.equal(1, code, out .. err)
       assert.truthy(err:find("node is not installed", 1, true), err)

@@ -1,4 +1,5 @@
 -- Settings from options and the environment; redaction of passwords.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local config = semstore.config
 

@@ -1,5 +1,6 @@
 -- The README's first command, twice in a row against the same servers:
 -- the second run finds everything seeded and indexed already.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local helpers = require "support.helpers"
 
 describe("scripts/demo.sh", function()

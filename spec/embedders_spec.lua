@@ -1,4 +1,5 @@
 -- The deterministic local embedder (csrc/core/embed_hash.c).
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 
 local function cosine(a, b)

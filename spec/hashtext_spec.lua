@@ -1,5 +1,6 @@
 -- semstore.hashtext and semstore.partition_key, computed in C, against the
 -- server's own hashtext() and chunk_partition_key() arithmetic.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local helpers = require "support.helpers"
 
@@ -51,7 +52,7 @@ end
 
 local function random_string(len, multibyte)
   local p = pool(multibyte)
-  local from = p.starts[math.random(1, #p.starts // 2)]
+  local from = p.starts[math.random(1, math.floor(#p.starts / 2))]
   local s = p.text:sub(from, from + len - 1)
   -- drop a character cut short at the end, then pad with ASCII
   local last = #s

@@ -1,4 +1,5 @@
 -- The migration runner against a real server, each test in a database of its own.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local migrate = require "semstore.migrate"
 local helpers = require "support.helpers"
 

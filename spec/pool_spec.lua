@@ -1,4 +1,5 @@
 -- The process-wide pool against a real server: limits, waiting, faults, leaks.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local helpers = require "support.helpers"
 
@@ -83,7 +84,7 @@ describe("pool", function()
     for _, conn in ipairs(conns) do conn:release() end
     db:close()
     -- with DB_POOL_* set, it lends that many and no more
-    local p = io.popen([[DB_POOL_SIZE=2 DB_MAX_OVERFLOW=1 DB_POOL_TIMEOUT=0.2 lua5.4 -e 'local s = require "semstore"; ]] ..
+    local p = io.popen([[DB_POOL_SIZE=2 DB_MAX_OVERFLOW=1 DB_POOL_TIMEOUT=0.2 ]] .. helpers.lua_bin .. [[ -e 'local s = require "semstore"; ]] ..
       [[local db = assert(s.connect()); local held, n = {}, 0; while true do local c, err = db.pg:acquire(); ]] ..
       [[if not c then io.write(n, " ", err.kind, " ", db.pg:stats().max, " ", db.pg:stats().size) break end; ]] ..
       [[n = n + 1; held[n] = c end; for _, c in ipairs(held) do c:release() end' 2>&1]])
@@ -94,7 +95,7 @@ describe("pool", function()
 
   it("connects from POSTGRES_* or, with nothing set, libpq's PG* variables", function()
     local user, pass, host, port, dbname = helpers.url:match "^postgresql://([^:]+):([^@]+)@([^:]+):(%d+)/(.+)$"
-    local probe = [[lua5.4 -e 'local s = require "semstore"; local db = assert(s.connect()); ]] ..
+    local probe = helpers.lua_bin .. [[ -e 'local s = require "semstore"; local db = assert(s.connect()); ]] ..
       [[io.write(assert(db.pg:query "select current_user as u, current_database() as d")[1].d)']]
     local function run(vars)
       local p = io.popen("env -u DATABASE_URL " .. vars .. " " .. probe .. " 2>&1")

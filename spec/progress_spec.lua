@@ -1,4 +1,5 @@
 -- semstore.progress_bar (lua/semstore/progress.lua).
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local helpers = require "support.helpers"
 
@@ -18,8 +19,8 @@ describe("semstore.progress_bar", function()
     local cmd = string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s script -qec %s /dev/null </dev/null >/dev/null 2>&1",
       helpers.shell_quote(helpers.root),
       helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-      helpers.shell_quote(helpers.root .. "/build/?.so;;"),
-      helpers.shell_quote("lua5.4 " .. dir .. "/draw.lua"))
+      helpers.shell_quote(helpers.cpath),
+      helpers.shell_quote(helpers.lua_bin .. " " .. dir .. "/draw.lua"))
     assert(os.execute(cmd))
     local text = helpers.read_file(log)
     helpers.rmdir(dir)

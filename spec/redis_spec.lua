@@ -1,5 +1,6 @@
 -- db.redis against the throwaway redis-server that scripts/servers.sh
 -- starts (REDIS_URL).
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local config = require "semstore.config"
 local helpers = require "support.helpers"
@@ -80,8 +81,11 @@ describe("redis replies", function()
 
   it("writes numbers as exact text and refuses other types", function()
     local k = key()
-    assert(r:call("SET", k, 9007199254740993))
+    -- under LuaJIT an int8 beyond 2^53 is the exact decimal string
+    assert(r:call("SET", k, helpers.int8 "9007199254740993"))
     assert.equal("9007199254740993", r:call("GET", k))
+    assert(r:call("SET", k, math.floor(2 ^ 53)))
+    assert.equal("9007199254740992", r:call("GET", k))
     assert(r:call("SET", k, 0.1))
     assert.equal("0.1", r:call("GET", k))
     assert(r:call("ZADD", k .. ":z", math.huge, "top"))
@@ -437,7 +441,8 @@ describe("redis sessions and printed targets (found by review)", function()
     assert.equal("PONG", r:call("PING"))
   end)
 
-  it("gives the connection back when a coroutine inside a transaction or subscribe is closed", function()
+  -- coroutine.close is 5.4's; under LuaJIT an abandoned coroutine leaves the connection to the collector
+  ;(helpers.lua54 and it or pending)("gives the connection back when a coroutine inside a transaction or subscribe is closed (Lua 5.4 only: coroutine.close)", function()
     local pdb = helpers.connect(nil, { redis = { url = URL, size = 1, max_overflow = 0, timeout = 0.5 } })
     local co = coroutine.create(function()
       pdb.redis:transaction(function() coroutine.yield() end)
@@ -468,4 +473,21 @@ describe("redis sessions and printed targets (found by review)", function()
     assert.matches("no message", err.message)
     pdb:close()
   end)
+
+  if helpers.luajit then
+    it("under LuaJIT gives the connection back when a coroutine inside a transaction is abandoned and collected", function()
+      local pdb = helpers.connect(nil, { redis = { url = URL, size = 1, max_overflow = 0, timeout = 0.5 } })
+      local co = coroutine.create(function()
+        pdb.redis:transaction(function() coroutine.yield() end)
+      end)
+      assert(coroutine.resume(co))
+      assert.equal(1, pdb.redis:stats().in_use)
+      co = nil
+      collectgarbage()
+      collectgarbage()
+      assert.equal(0, pdb.redis:stats().in_use)
+      assert.equal("PONG", pdb.redis:call("PING"))
+      pdb:close()
+    end)
+  end
 end)

@@ -3,6 +3,7 @@
 -- file's mode and place, odd values. Each test failed before its fix. The
 -- REPL is driven through a pseudo-terminal (util-linux `script`) with its
 -- keystrokes spaced in time, HOME set to a temp folder.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local show = require "semstore.show"
 local helpers = require "support.helpers"
@@ -81,7 +82,7 @@ describe("semstore repl under attack", function()
     local h = helpers.tmpdir()
     local input, out = h .. "/input", os.tmpname()
     helpers.write_file(input, "hunt_piped = 20\nhunt_piped + 22\n")
-    local ok = os.execute(string.format("( %s lua5.4 bin/semstore repl ) <%s >%s 2>&1", env_prefix(h),
+    local ok = os.execute(string.format("( %s %s bin/semstore repl ) <%s >%s 2>&1", env_prefix(h), helpers.lua_bin,
       helpers.shell_quote(input), out))
     local screen = helpers.read_file(out)
     os.remove(out)

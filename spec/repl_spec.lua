@@ -1,5 +1,6 @@
 -- `semstore repl`, driven through a pseudo-terminal (util-linux `script`)
 -- the way a person types into it.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local repl = require "semstore.repl"
 local helpers = require "support.helpers"
 local fixture = require "support.repl_fixture"

@@ -1,6 +1,7 @@
 -- The repositories (db.users, db.collections, db.documents, db.operations,
 -- db.chunks) against one freshly migrated database: every method, its
 -- return shapes and its errors, bound to a pool or to a transaction.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local migrate = require "semstore.migrate"
 local helpers = require "support.helpers"
@@ -132,7 +133,11 @@ describe("repositories", function()
       assert.is_nil(u.hashed_password)
       fails("not_found", db.users:get(987654321))
       fails("not_found", db.users:get_by_username "nobody")
-      fails("input", db.users:get "1")
+      -- a decimal string is an id (what LuaJIT gives beyond 2^53), in canonical form only
+      assert.are.equal("bob", assert(db.users:get(string.format("%d", bob.id))).username)
+      for _, bad in ipairs { "01", "1.0", " 1", "+1", "1e3", "0x1", "", "9223372036854775808" } do
+        fails("input", db.users:get(bad))
+      end
       fails("input", db.users:get(1.5))
       fails("input", db.users:get())
       fails("input", db.users:get_by_username "a\0b")
@@ -201,7 +206,8 @@ describe("repositories", function()
       assert.truthy(err.message:find "quantization")
       fails("input", db.collections:create { name = uniq "col", owner_id = ada.id, embedding_model = "m", colour = "red" })
       fails("input", db.collections:create { name = uniq "col", owner_id = ada.id })
-      fails("input", db.collections:create { name = uniq "col", owner_id = "1", embedding_model = "m" })
+      fails("input", db.collections:create { name = uniq "col", owner_id = "01", embedding_model = "m" })
+      fails("input", db.collections:create { name = uniq "col", owner_id = true, embedding_model = "m" })
       fails("input", db.collections:create { name = uniq "col", owner_id = ada.id, embedding_model = "m", chunk_size = -1 })
       fails("input", db.collections:create { name = uniq "col", owner_id = ada.id, embedding_model = "m", is_public = "yes" })
       fails("input", db.collections:create { name = uniq "col", owner_id = ada.id, embedding_model = "m", meta = "{}" })
@@ -745,7 +751,8 @@ describe("repositories", function()
       fails("not_found", db.chunks:get_chunk_by_id(ch.id, other.id))
       fails("not_found", db.chunks:get_chunk_by_id(ch.id, UNKNOWN_UUID))
       fails("not_found", db.chunks:get_chunk_by_id(ch.id + 1000000, c.id))
-      fails("input", db.chunks:get_chunk_by_id(tostring(ch.id), c.id))
+      assert.are.equal("mine", assert(db.chunks:get_chunk_by_id(string.format("%d", ch.id), c.id)).content)
+      fails("input", db.chunks:get_chunk_by_id(string.format("%d.0", ch.id), c.id))
       fails("input", db.chunks:get_chunk_by_id(ch.id, "nope"))
     end)
 
@@ -794,7 +801,8 @@ describe("repositories", function()
       assert.are.equal(0, #assert(db.chunks:get_chunks_by_collection(c.id, { after_id = ids[25] })))
       assert.are.equal(25, #assert(db.chunks:get_chunks_by_collection(c.id)))
       fails("input", db.chunks:get_chunks_by_collection(c.id, { limit = 0 }))
-      fails("input", db.chunks:get_chunks_by_collection(c.id, { after_id = "5" }))
+      fails("input", db.chunks:get_chunks_by_collection(c.id, { after_id = "5.0" }))
+      assert.are.equal(20, #assert(db.chunks:get_chunks_by_collection(c.id, { after_id = string.format("%d", ids[5]) })))
       fails("input", db.chunks:get_chunks_by_collection(c.id, { after = 5 }))
     end)
 
@@ -1052,6 +1060,27 @@ describe("repositories", function()
       local items, total = assert(db.collections:list_for_user(ada.id, { offset = 3000000000 }))
       assert.are.equal(0, #items)
       assert.is_true(total > 0)
+    end)
+
+    it("an id beyond 2^53 comes back exact (under LuaJIT its decimal string) and goes back in as it came", function()
+      local seq = sql("SELECT pg_get_serial_sequence('users', 'id') AS s")[1].s
+      local last = sql("SELECT last_value AS v FROM " .. seq)[1].v
+      sql("SELECT setval($1, 9007199254740992)", seq)
+      local ok, id = pcall(plain_user)
+      sql("SELECT setval($1, $2)", seq, last)
+      assert(ok, id)
+      assert.are.equal(helpers.int8 "9007199254740993", id)
+      assert.are.equal(helpers.luajit and "string" or "number", type(id))
+      assert.are.equal(id, assert(db.users:get(id)).id)
+      assert.are.equal(id, assert(db.users:get "9007199254740993").id)
+      fails("not_found", db.users:get "9007199254740994")
+      local c = new_collection(id)
+      assert.are.equal(id, c.owner_id)
+      local items, total = assert(db.collections:list_for_user(id))
+      assert.are.equal(1, total)
+      assert.are.equal(c.id, items[1].id)
+      assert(db.collections:delete(c.id, id))
+      sql("DELETE FROM users WHERE id = $1", id)
     end)
 
     it("update_chunk_embeddings refuses an item field it does not know", function()

@@ -1,4 +1,5 @@
 -- The built-in semantic-search schema, migrated into a database of its own.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local migrate = require "semstore.migrate"
 local helpers = require "support.helpers"

@@ -1,6 +1,7 @@
 -- semstore.services.documents (lua/semstore/services.lua) under the attacks
 -- of a bug hunt: races with rebuilds and deletes, raising callbacks, bad
 -- embedders and options, cache keys. Each test failed before its fix.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local helpers = require "support.helpers"
 local fixture = require "support.services_fixture"
@@ -236,7 +237,8 @@ describe("semstore.services.documents under attack", function()
         local sent = 0
         local res, err = svc:index_collection(arg[1], function()
           if sent == 0 then
-            io.stdout:write("started\n"):flush()
+            io.stdout:write("started\n")
+            io.stdout:flush()
             os.execute("sleep 2.5")
           end
           sent = sent + 1

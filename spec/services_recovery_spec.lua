@@ -2,6 +2,7 @@
 -- mid-rebuild, a worker's dropped connection, pools of one connection, a
 -- writer without Redis, and a search before any vector: the second bug
 -- hunt's findings, each test failing before its fix.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local helpers = require "support.helpers"
 local fixture = require "support.services_fixture"

@@ -1,5 +1,6 @@
 -- semstore.services.documents end to end: PostgreSQL, Redis and Qdrant (the
 -- stand-in, or a real Qdrant when QDRANT_URL is set).
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local helpers = require "support.helpers"
 local fixture = require "support.services_fixture"
@@ -74,6 +75,8 @@ describe("semstore.services.documents", function()
     res, err = fx.svc:search(col.id, "x", { user_id = fx.owner.id, mode = "sparse" })
     assert.are.equal("input", err.kind)
     res, err = fx.svc:search(col.id, "x", {})
+    assert.are.equal("input", err.kind)
+    res, err = fx.svc:search(col.id, "x", { user_id = "01" })
     assert.are.equal("input", err.kind)
     res, err = semstore.services.documents(fx.db, { embeder = 1 })
     assert.are.equal("input", err.kind)
@@ -366,6 +369,9 @@ describe("semstore.services.documents", function()
     assert(fx.db.pg:query("INSERT INTO collection_permissions (collection_id, user_id, permission) VALUES ($1, $2, 'read')",
       col.id, fx.other.id))
     assert(fx.svc:search(col.id, "cats", { user_id = fx.other.id }))
+    -- the id as a decimal string (what LuaJIT gives beyond 2^53) is the same user
+    assert.are.same(hits, assert(fx.svc:search(col.id, "cats purr in the sun",
+      { user_id = string.format("%d", fx.owner.id), limit = 3 })))
   end)
 
   it("scores hybrid search at least as well as dense on a labelled set, and wins where exact terms matter", function()

@@ -32,7 +32,8 @@ describe("semstore.show.value", function()
     assert.are.equal("nil", show.value(nil))
     assert.are.equal('"a\\000b"', show.value "a\0b")
     assert.are.equal("{}", show.value {})
-    assert.are.equal("3.0", show.value(3.0))
+    -- LuaJIT's numbers have no integer subtype: 3.0 is 3 there
+    assert.are.equal(_VERSION == "Lua 5.4" and "3.0" or "3", show.value(3.0))
     local c = {}
     c.self = c
     assert.are.equal("{self: <cycle>}", show.value(c))

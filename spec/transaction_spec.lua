@@ -1,4 +1,5 @@
 -- Transactions: commit, rollback on raise or on nil, err, savepoints when nested.
+local compat = require "semstore.compat"
 local helpers = require "support.helpers"
 
 describe("transactions", function()
@@ -113,12 +114,34 @@ describe("transactions", function()
     again:release()
   end)
 
-  it("works with to-be-closed connections", function()
-    do
-      local conn <close> = assert(db.pg:acquire())
-      assert(conn:query("insert into tx_probe values ($1)", 1))
+  -- LuaJIT cannot read the syntax: the chunk is compiled under 5.4 only
+  ;(helpers.lua54 and it or pending)("works with to-be-closed connections (Lua 5.4 only: <close> syntax)", function()
+    local chunk = assert(load [[
+      local db = ...
+      do
+        local conn <close> = assert(db.pg:acquire())
+        assert(conn:query("insert into tx_probe values ($1)", 1))
+        assert(db.pg:stats().in_use == 1)
+      end
+      assert(db.pg:stats().in_use == 0)
+    ]])
+    chunk(db)
+    assert.are.equal(1, count())
+  end)
+
+  it("compat.closing gives a connection back on return and on a raise", function()
+    local held = assert(db.pg:acquire())
+    assert.are.equal("kept", compat.closing(held, function(conn)
+      assert(conn:query("insert into tx_probe values ($1)", 2))
       assert.are.equal(1, db.pg:stats().in_use)
-    end
+      return "kept"
+    end, held))
+    assert.are.equal(0, db.pg:stats().in_use)
+    local conn = assert(db.pg:acquire())
+    local ok, err = pcall(compat.closing, conn, function() error("boom", 0) end)
+    assert.is_false(ok)
+    assert.are.equal("boom", err)
+    assert.is_true(conn:released())
     assert.are.equal(0, db.pg:stats().in_use)
     assert.are.equal(1, count())
   end)

@@ -23,21 +23,24 @@
 #define luaL_typeerror(L, arg, tname) luaL_typerror((L), (arg), (tname))
 #define luaL_argexpected(L, cond, arg, tname) ((void)((cond) || luaL_typeerror((L), (arg), (tname))))
 
-/* 5.4's integer arguments: 3.5 is refused, as 5.4 refuses it (LuaJIT's
- * own luaL_checkinteger would quietly take 3) */
+/* 5.4's luaL_checkinteger and luaL_optinteger: a number with a fraction
+ * is an error (5.1's truncate it) */
 static inline lua_Integer ss_checkinteger(lua_State *L, int arg) {
-  int exact;
-  lua_Integer v = lua_tointegerx(L, arg, &exact);
-  if (!exact) {
-    if (lua_isnumber(L, arg))
-      luaL_argerror(L, arg, "number has no integer representation");
-    else
-      luaL_typeerror(L, arg, "number");
+  int isnum;
+  lua_Integer i = lua_tointegerx(L, arg, &isnum);
+  if (!isnum) {
+    if (lua_isnumber(L, arg)) luaL_argerror(L, arg, "number has no integer representation");
+    else luaL_typeerror(L, arg, "number");
   }
-  return v;
+  return i;
 }
-#define luaL_checkinteger(L, arg) ss_checkinteger((L), (arg))
-#define luaL_optinteger(L, arg, def) (lua_isnoneornil((L), (arg)) ? (lua_Integer)(def) : ss_checkinteger((L), (arg)))
+static inline lua_Integer ss_optinteger(lua_State *L, int arg, lua_Integer def) {
+  return lua_isnoneornil(L, arg) ? def : ss_checkinteger(L, arg);
+}
+#undef luaL_checkinteger
+#undef luaL_optinteger
+#define luaL_checkinteger ss_checkinteger
+#define luaL_optinteger ss_optinteger
 
 /* 5.1 keeps no main thread in the registry: the caller's own state, which
  * is the main one wherever the binding asks (the REPL's top level) */

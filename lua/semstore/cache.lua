@@ -21,8 +21,9 @@ local POLL_FIRST, POLL_MAX = 0.01, 0.1
 
 -- delete_matching's SCAN batch size: each batch is one UNLINK.
 local SCAN_COUNT = 1000
--- keys in one MGET or UNLINK: far below table.unpack's limit (about 1M values)
-local MAX_KEYS = 10000
+-- keys in one MGET or UNLINK: below table.unpack's limit (about 1M values
+-- under 5.4, 8000 under LuaJIT)
+local MAX_KEYS = 5000
 
 -- One atomic step of remember(): the value if there is one, else the lock
 -- if nobody holds it. Atomic, so a value set and a lock released between a

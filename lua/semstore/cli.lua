@@ -573,7 +573,8 @@ function Command:partitions(args)
 end
 
 -- `run` and `seed`: the script's globals fall back to the real ones, so
--- it can require modules and print as usual.
+-- it can require modules and print as usual (under LuaJIT through Lua
+-- 5.4's library, as semstore's own modules and migrations see it).
 function Command:script(topic, args)
   local split = 1
   while args[split] and args[split]:match "^%-" do split = split + 1 end
@@ -589,7 +590,7 @@ function Command:script(topic, args)
   script_args[0] = path
   local db, err = connect()
   if not db then return self:failed(err) end
-  local env = setmetatable({ db = db, arg = script_args }, { __index = _G })
+  local env = setmetatable({ db = db, arg = script_args }, { __index = compat.env })
   local chunk
   chunk, err = loadfile(path, "t", env)
   if not chunk then

@@ -14,7 +14,19 @@ if _VERSION == "Lua 5.1" then
   local env = require "compat53.module"
   M.env = env -- what code that semstore loads runs in (migrations)
 
-  setmetatable(M, { __call = function() setfenv(2, env) end })
+  -- A chunk run in an environment of its own (a test runner's, a
+  -- sandbox's) keeps it, and gets 5.4's library written into it wherever
+  -- it names the global one (a name it defines itself stays its own).
+  setmetatable(M, { __call = function()
+    local outer = getfenv(2)
+    if outer == _G then
+      setfenv(2, env) -- not a tail call: level 2 is the caller
+    else
+      for k, v in pairs(env) do
+        if outer[k] == _G[k] then outer[k] = v end
+      end
+    end
+  end })
 
   -- fn(...) with `resource` closed on every way out, a raise included
   -- (its __close, as `local x <close> = resource` would call it). Under

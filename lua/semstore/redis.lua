@@ -176,7 +176,8 @@ function Redis:subscribe(channels, fn, opts)
   end
   if fn == nil then
     -- the subscriber is the loop's closing value: it closes when the loop
-    -- ends, by break or error too
+    -- ends, by break or error too; it closes itself when the messages end
+    -- (a loop under LuaJIT has no closing value)
     return function()
       local m, e = next_message()
       -- a loop that ends (its timeout, an error) closes the subscriber

@@ -92,7 +92,8 @@ end
 -- the loop, until read gives nil or :quit.
 function M.run(opts)
   local write = opts.write
-  local env = setmetatable(opts.env or {}, { __index = _G })
+  -- globals fall back to the real ones (under LuaJIT through 5.4's library)
+  local env = setmetatable(opts.env or {}, { __index = compat.env })
   env.db = env.db or opts.db
   local timing = false
   local pending
@@ -116,9 +117,25 @@ function M.run(opts)
     if timing then write(string.format("(%.1f ms)", ms)) end
   end
 
+  -- Under LuaJIT a Ctrl-C's hook runs at the next instruction of
+  -- interpreted Lua code: the line's code stays out of the JIT compiler
+  -- (its traces run no hooks: `while true do end`), and a Lua frame of its
+  -- own runs one inside xpcall after a line that ends in a call into C
+  -- (`return db.pg:query(...)`, a tail call).
+  local function interruptible(fn)
+    if not jit then return fn end
+    local function line(...)
+      local r = table.pack(fn(...))
+      return table.unpack(r, 1, r.n)
+    end
+    jit.off(fn, true)
+    jit.off(line)
+    return line
+  end
+
   local function call(fn, ...)
     local started = core.monotime()
-    local res = table.pack(xpcall(fn, function(e)
+    local res = table.pack(xpcall(interruptible(fn), function(e)
       if type(e) == "table" then return e end
       -- the traceback of the line's own code, not of the REPL around it
       local trace = debug.traceback(tostring(e), 2)
@@ -153,10 +170,8 @@ function M.run(opts)
     -- an expression first, so `1 + 1` prints 2; then a statement
     local fn, err = load("return " .. source, "=repl", "t", env)
     if not fn then fn, err = load(source, "=repl", "t", env) end
-    -- LuaJIT's compiled code never calls hooks, so a Ctrl-C could not stop
-    -- `while true do end`: what is typed runs interpreted
-    if fn and jit then jit.off(fn, true) end
-    if not fn and err:match "<eof>$" then
+    -- "near <eof>" (LuaJIT: "near '<eof>'")
+    if not fn and err:match "<eof>'?$" then
       pending = source -- unfinished: read on
     else
       pending = nil

@@ -987,9 +987,8 @@ function Documents:search(collection_id, query_text, opts)
   opts, err = check_options(opts, SEARCH_OPTIONS, "search's options")
   if not opts then return nil, err end
   if type(query_text) ~= "string" or query_text == "" then return input_error("the query must be a non-empty string") end
-  -- an id beyond 2^53 is its decimal digits under LuaJIT (README "LuaJIT and OpenResty")
-  local uid = opts.user_id
-  if math.type(uid) ~= "integer" and not (type(uid) == "string" and uid:match "^[1-9]%d*$" and #uid <= 19) then
+  -- an id, or its decimal string (LuaJIT's beyond 2^53), which the repository checks
+  if math.type(opts.user_id) ~= "integer" and type(opts.user_id) ~= "string" then
     return input_error("search needs user_id: whose read permission is checked")
   end
   local mode = opts.mode or "dense"

@@ -1,5 +1,6 @@
 -- What the specs share: the throwaway servers' addresses (scripts/servers.sh
 -- exports them) and fresh pools with names of their own.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 
 local helpers = {}
@@ -12,7 +13,12 @@ helpers.under_valgrind = os.getenv "SEMSTORE_UNDER_VALGRIND" == "1"
 -- busted loads this module afresh for every spec file, so the counter
 -- starts over: a random tag per load keeps pool and database names unique.
 local counter = 0
-local tag = assert(io.open "/proc/sys/kernel/random/uuid"):read("l"):sub(1, 8)
+local tag
+do
+  local f = assert(io.open "/proc/sys/kernel/random/uuid")
+  tag = f:read("l"):sub(1, 8)
+  f:close()
+end
 
 -- A pool of its own for one spec: names never repeat, so no state leaks
 -- from one test into the next.
@@ -38,7 +44,42 @@ function helpers.assert_all_returned(db)
 end
 
 -- The checkout the specs run from (scripts/test.sh runs busted there).
-helpers.root = assert(io.popen "pwd"):read "l"
+do
+  local p = assert(io.popen "pwd")
+  helpers.root = p:read "l"
+  p:close()
+end
+
+-- The VM the specs run under, and what a subprocess runs under too, so a
+-- CLI spec tests the CLI under the same VM: lua_bin is the interpreter
+-- ("luajit" or "lua5.4"), build_dir the folder with semstore/core.so for
+-- it (the one in the running LUA_CPATH, else build-luajit or build),
+-- cpath the LUA_CPATH a subprocess gets. lua54 and luajit name the
+-- condition of a spec that only makes sense under one of them.
+helpers.luajit = jit ~= nil
+helpers.lua54 = _VERSION == "Lua 5.4"
+helpers.lua_bin = helpers.luajit and "luajit" or "lua5.4"
+do
+  local dir
+  for entry in package.cpath:gmatch "[^;]+" do
+    local d = entry:match "^(.-)/%?%.so$"
+    local f = d and io.open(d .. "/semstore/core.so")
+    if f then f:close() dir = d break end
+  end
+  dir = dir or (helpers.luajit and "build-luajit" or "build")
+  if dir:sub(1, 1) ~= "/" then dir = helpers.root .. "/" .. dir end
+  helpers.build_dir = dir
+end
+helpers.cpath = helpers.build_dir .. "/?.so;;"
+
+-- What a row gives for the int8 written in decimal `s`: an integer under
+-- 5.4; under LuaJIT a number within ±2^53 and beyond it the exact decimal
+-- string (a double would round it).
+function helpers.int8(s)
+  local n = assert(tonumber(s))
+  if helpers.luajit and (n > 2 ^ 53 or n < -2 ^ 53 or ("%.0f"):format(n) ~= s) then return s end
+  return n
+end
 
 -- A single-quoted shell word.
 function helpers.shell_quote(s)
@@ -132,10 +173,10 @@ function helpers.cli(args, opts)
   table.move(sets, 1, #sets, #env + 1, env)
   local words = {}
   for i, a in ipairs(args) do words[i] = helpers.shell_quote(a) end
-  local cmd = string.format("cd %s && %s LUA_PATH=%s LUA_CPATH=%s lua5.4 %s/bin/semstore %s >%s 2>%s",
+  local cmd = string.format("cd %s && %s LUA_PATH=%s LUA_CPATH=%s %s %s/bin/semstore %s >%s 2>%s",
     helpers.shell_quote(opts.cwd or helpers.root), table.concat(env, " "),
     helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-    helpers.shell_quote(helpers.root .. "/build/?.so;;"), helpers.root, table.concat(words, " "), out, err)
+    helpers.shell_quote(helpers.cpath), helpers.lua_bin, helpers.root, table.concat(words, " "), out, err)
   local _, _, code = os.execute(cmd)
   local stdout, stderr = helpers.read_file(out), helpers.read_file(err)
   os.remove(out)

@@ -1,6 +1,7 @@
 -- What the REPL specs share: a migrated database with a user and a public
 -- collection, a HOME of their own, and a way to type into `semstore repl`
 -- through a pseudo-terminal (util-linux `script`).
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local migrate = require "semstore.migrate"
 local helpers = require "support.helpers"
 
@@ -29,7 +30,7 @@ function fixture.lazy(lazy_setup, lazy_teardown)
       helpers.shell_quote(helpers.root), h and ("HOME=" .. helpers.shell_quote(h)) or "env -u HOME",
       helpers.shell_quote(fx.scratch.url),
       helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-      helpers.shell_quote(helpers.root .. "/build/?.so;;"))
+      helpers.shell_quote(helpers.cpath))
   end
 
   -- The screen of a session (carriage returns and terminal escapes
@@ -54,7 +55,7 @@ function fixture.lazy(lazy_setup, lazy_teardown)
     -- the terminal's only process (a dash left waiting above it dies of the
     -- Ctrl-C the REPL survives); SHELL=/bin/sh as CI's environment has it
     local cmd = string.format("( %s ) | ( %s SHELL=/bin/sh timeout 60 script -qec %s /dev/null ) >%s 2>&1",
-      table.concat(feed, "; "), fx.env_prefix(h), helpers.shell_quote("exec lua5.4 bin/semstore repl"), out)
+      table.concat(feed, "; "), fx.env_prefix(h), helpers.shell_quote("exec " .. helpers.lua_bin .. " bin/semstore repl"), out)
     local ok, _, code = os.execute(cmd)
     local screen = helpers.read_file(out)
     os.remove(out)

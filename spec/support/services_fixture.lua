@@ -1,5 +1,6 @@
 -- What the services specs share: a migrated database of their own with two
 -- users and a service on it, and the helpers their tests use.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local migrate = require "semstore.migrate"
 local helpers = require "support.helpers"
@@ -83,10 +84,10 @@ function fixture.open()
   function fx.semstore_run_command(script, ...)
     local words = { helpers.shell_quote(script) }
     for _, a in ipairs { ... } do words[#words + 1] = helpers.shell_quote(a) end
-    return string.format("cd %s && DATABASE_URL=%s LUA_PATH=%s LUA_CPATH=%s lua5.4 bin/semstore run %s",
+    return string.format("cd %s && DATABASE_URL=%s LUA_PATH=%s LUA_CPATH=%s %s bin/semstore run %s",
       helpers.shell_quote(helpers.root), helpers.shell_quote(fx.url),
       helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-      helpers.shell_quote(helpers.root .. "/build/?.so;;"), table.concat(words, " "))
+      helpers.shell_quote(helpers.cpath), helpers.lua_bin, table.concat(words, " "))
   end
 
   -- runs `body` (Lua source) through `semstore run` against this database,

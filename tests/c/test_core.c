@@ -558,6 +558,25 @@ static void test_value(void) {
   CHECK(ss_repo_check_value(&count4, &v, &err) == -1 && strcmp(err.message, "n must be an integer") == 0);
   v = ss_int(2147483648LL);
   CHECK(ss_repo_check_value(&count4, &v, &err) == -1 && strstr(err.message, "from 0 to 2147483647"));
+  /* a canonical decimal string within int64 is an integer (LuaJIT's int8 beyond 2^53), no other string is */
+  {
+    static const ss_param_spec any_int = {"id", SS_V_INT, 1, 0, NULL};
+    static const char *const good[] = {"0", "7", "-7", "9007199254740993", "9223372036854775807", "-9223372036854775808"};
+    static const int64_t want[] = {0, 7, -7, 9007199254740993LL, INT64_MAX, INT64_MIN};
+    static const char *const bad[] = {"", "-", "-0", "007", "+7", " 7", "7 ", "1e3", "7.0", "0x10",
+                                      "9223372036854775808", "-9223372036854775809", "99999999999999999999"};
+    size_t k;
+    for (k = 0; k < sizeof good / sizeof *good; k++) {
+      v = ss_text(good[k], strlen(good[k]));
+      CHECK(ss_repo_check_value(&any_int, &v, &err) == 0 && v.type == SS_VAL_INT && v.as.i == want[k]);
+    }
+    for (k = 0; k < sizeof bad / sizeof *bad; k++) {
+      v = ss_text(bad[k], strlen(bad[k]));
+      CHECK(ss_repo_check_value(&any_int, &v, &err) == -1 && strcmp(err.message, "id must be an integer") == 0);
+    }
+    v = ss_text("2147483648", 10);
+    CHECK(ss_repo_check_value(&count4, &v, &err) == -1 && strstr(err.message, "from 0 to 2147483647"));
+  }
   v = ss_null();
   CHECK(ss_repo_check_value(&count4, &v, &err) == -1 && strcmp(err.message, "n is required") == 0);
 }
