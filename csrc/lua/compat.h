@@ -12,7 +12,12 @@
 #include <lauxlib.h>
 #include <lua.h>
 
+/* the integers a Lua number holds exactly: all of int64 in 5.4, within
+ * +-2^53 under LuaJIT */
+#define SS_EXACT_INT_MAX 9007199254740992LL
+
 #if LUA_VERSION_NUM == 501
+#define SS_INT64_NUMBERS 0
 #include <compat-5.3.h>
 
 /* a userdata's one user value is its environment table: the binding only
@@ -49,7 +54,6 @@ static inline lua_State *ss_main_thread(lua_State *L) { return L; }
 /* LuaJIT's numbers are doubles: an int8 beyond 2^53 becomes the exact
  * decimal string, one inside a number (the README's "64-bit integers
  * under LuaJIT") */
-#define SS_EXACT_INT_MAX 9007199254740992LL
 static inline void ss_pushint64(lua_State *L, int64_t v) {
   if (v >= -SS_EXACT_INT_MAX && v <= SS_EXACT_INT_MAX)
     lua_pushnumber(L, (lua_Number)v);
@@ -59,6 +63,7 @@ static inline void ss_pushint64(lua_State *L, int64_t v) {
   }
 }
 #else
+#define SS_INT64_NUMBERS 1
 #define ss_pushint64(L, v) lua_pushinteger((L), (lua_Integer)(v))
 static inline lua_State *ss_main_thread(lua_State *L) {
   lua_State *main;

@@ -629,6 +629,12 @@ static int wrap_json_integer(lua_State *L) {
   return wrap(L, LUA_TSTRING, SS_JSON_INTEGER_MT);
 }
 
+/* tostring(semstore.json_integer(digits)): the digits */
+static int json_integer_digits(lua_State *L) {
+  lua_rawgeti(L, 1, 1);
+  return 1;
+}
+
 void ss_open_convert(lua_State *L) {
   luaL_newmetatable(L, PENDING_MT);
   lua_pushcfunction(L, pending_gc);
@@ -643,6 +649,8 @@ void ss_open_convert(lua_State *L) {
   luaL_newmetatable(L, SS_ARRAY_MT);
   lua_pop(L, 1);
   luaL_newmetatable(L, SS_JSON_INTEGER_MT);
+  lua_pushcfunction(L, json_integer_digits);
+  lua_setfield(L, -2, "__tostring");
   lua_pop(L, 1);
   lua_pushcfunction(L, wrap_json_integer);
   lua_setfield(L, -2, "json_integer");

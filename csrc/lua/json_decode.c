@@ -15,6 +15,7 @@ typedef struct {
   lua_State *L;
   const char *p, *end;
   int depth;
+  int box_big; /* an integer no Lua number holds as semstore.json_integer, not as its digits */
 } parser;
 
 static void skip_ws(parser *ps) {
@@ -128,7 +129,14 @@ static int parse_number(parser *ps) {
     /* exact when it fits in 64 bits (under LuaJIT, digits beyond 2^53),
      * a float beyond */
     if (errno != ERANGE) {
-      ss_pushint64(ps->L, (int64_t)v);
+      if (ps->box_big && !SS_INT64_NUMBERS && (v > SS_EXACT_INT_MAX || v < -SS_EXACT_INT_MAX)) {
+        lua_createtable(ps->L, 1, 0);
+        lua_pushlstring(ps->L, s, n);
+        lua_rawseti(ps->L, -2, 1);
+        luaL_setmetatable(ps->L, SS_JSON_INTEGER_MT);
+      } else {
+        ss_pushint64(ps->L, (int64_t)v);
+      }
       return 0;
     }
   }
@@ -219,9 +227,9 @@ static int parse_value(parser *ps) {
   }
 }
 
-int ss_push_json(lua_State *L, const char *s, size_t len) {
+static int push_json(lua_State *L, const char *s, size_t len, int box_big) {
   int top = lua_gettop(L);
-  parser ps = {L, s, s + len, 0};
+  parser ps = {L, s, s + len, 0, box_big};
   if (parse_value(&ps) == 0) {
     skip_ws(&ps);
     if (ps.p == ps.end) return 0;
@@ -230,12 +238,41 @@ int ss_push_json(lua_State *L, const char *s, size_t len) {
   return -1;
 }
 
-/* core.json_decode(s): the Lua value of the JSON text s, or nil, err. */
+int ss_push_json(lua_State *L, const char *s, size_t len) { return push_json(L, s, len, 0); }
+
+/* core.json_decode(s, opts): the Lua value of the JSON text s, or nil,
+ * err. opts.big_integers: "string" (the default: an integer beyond what a
+ * Lua number holds exactly, under LuaJIT, is its decimal digits) or
+ * "json_integer" (it is semstore.json_integer(digits), which the JSON writer
+ * writes back as the same bare number). */
 int ss_lua_json_decode(lua_State *L) {
   size_t len;
   const char *s = luaL_checklstring(L, 1, &len);
+  int box_big = 0;
   ss_error err;
-  if (ss_push_json(L, s, len) == 0) return 1;
-  ss_error_set(&err, SS_ERR_INPUT, "not valid JSON text");
+  if (!lua_isnoneornil(L, 2)) {
+    const char *how;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    lua_pushnil(L);
+    while (lua_next(L, 2)) {
+      if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "big_integers") != 0) {
+        ss_error_set(&err, SS_ERR_INPUT, "json_decode's options: unknown option %s (it takes big_integers)",
+                     lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : luaL_typename(L, -2));
+        return ss_push_fail(L, &err);
+      }
+      lua_pop(L, 1);
+    }
+    lua_getfield(L, 2, "big_integers");
+    how = lua_tostring(L, -1);
+    if (how && strcmp(how, "json_integer") == 0) box_big = 1;
+    else if (!lua_isnil(L, -1) && !(how && strcmp(how, "string") == 0)) {
+      ss_error_set(&err, SS_ERR_INPUT, "json_decode's big_integers is \"string\" or \"json_integer\"");
+      return ss_push_fail(L, &err);
+    }
+    lua_pop(L, 1);
+    lua_settop(L, 1);
+  }
+  if (push_json(L, s, len, box_big) == 0) return 1;
+  ss_error_set(&err, SS_ERR_INPUT, "not valid JSON text (or nested more than %d deep)", MAX_DEPTH);
   return ss_push_fail(L, &err);
 }

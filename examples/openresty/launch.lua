@@ -107,6 +107,12 @@ end
 function M.start(opts)
   local dir, port = assert(opts.dir, "dir"), assert(tonumber(opts.port), "port")
   local root = opts.root or M.default_root()
+  -- a second nginx in the folder would overwrite the first one's pid file,
+  -- and stop() could then never find the first
+  local running = pid_of(dir)
+  if running and alive(running) then
+    return nil, "nginx already runs in " .. dir .. " (pid " .. running .. "): stop it first"
+  end
   assert(run("mkdir -p " .. shell_quote(dir .. "/logs") .. " " .. shell_quote(dir .. "/tmp")))
   local conf = dir .. "/nginx.conf"
   write_file(conf, M.render(root, port))

@@ -29,9 +29,13 @@ local M = {}
 -- The pools' name: every VM of this process (worker threads and the
 -- request-phase VM of the /..._blocking locations) joins the same pools.
 local POOL_NAME = "openresty"
--- One connection per thread of the thread_pool (threads=8 in nginx.conf),
--- and a few more for the request-phase locations.
-local POOL = { size = 8, max_overflow = 4, timeout = 10 }
+-- One connection per thread of the two thread pools (threads=8 each in
+-- nginx.conf), and a few more for the request-phase locations.
+local POOL = { size = 16, max_overflow = 4, timeout = 10 }
+-- A request waits on Qdrant for seconds, not the client's defaults (30 s an
+-- attempt, 120 s with retries), which suit batch jobs: a stalled Qdrant
+-- would hold a thread per search for two minutes.
+local QDRANT_LIMITS = { timeout = 5, connect_timeout = 2, max_retries = 2, retry_timeout = 10 }
 -- how long GET /collections/:id keeps a collection in Redis
 local COLLECTION_TTL = 30
 -- /slow sleeps at most this long
@@ -42,7 +46,12 @@ local db, svc, open_err
 -- The db and the documents service of this VM, made on first use.
 local function open()
   if db then return db, svc end
-  local d, err = semstore.connect { name = POOL_NAME, pool = POOL }
+  local qdrant = os.getenv "QDRANT_URL"
+  if qdrant then
+    qdrant = { url = qdrant, api_key = os.getenv "QDRANT_API_KEY" }
+    for k, v in pairs(QDRANT_LIMITS) do qdrant[k] = v end
+  end
+  local d, err = semstore.connect { name = POOL_NAME, pool = POOL, qdrant = qdrant }
   if not d then return nil, err end
   local s
   s, err = semstore.services.documents(d)
@@ -54,9 +63,11 @@ local function open()
   return db, svc
 end
 
+-- an error's kind as an HTTP status: a store that fails is a bad gateway
+-- or unavailable, never this server's internal error
 local STATUS = {
   input = 400, not_found = 404, access_denied = 403, conflict = 409,
-  pool = 503, connection = 503, timeout = 504,
+  pool = 503, connection = 503, timeout = 504, qdrant = 502, redis = 502,
 }
 
 local function encode(value)
@@ -92,18 +103,18 @@ local function guarded(fn)
   end
 end
 
--- A positive integer argument: a number within 2^53, and beyond it its
--- exact digits (as semstore takes and gives an int8 under LuaJIT).
+-- A positive integer argument, written as plain decimal digits (not
+-- "1.0000000000000001", "1e3" or "0x10", which tonumber would round or
+-- read): a number within 2^53, and beyond it the digits themselves, as
+-- semstore takes and gives an int8 under LuaJIT.
 local function integer_arg(v, what)
   if v == nil then return nil end
+  if type(v) ~= "string" or not v:match "^[1-9]%d*$" or #v > 19 or (#v == 19 and v > "9223372036854775807") then
+    return nil, semstore.error { kind = "input", message = what .. " must be a positive integer (decimal digits)" }
+  end
   local n = tonumber(v)
-  if type(v) == "string" and v:match "^[1-9]%d*$" and #v <= 19 and n and n >= 2 ^ 53 then
-    if #v < 19 or v <= "9223372036854775807" then return v end
-  end
-  if not n or n ~= math.floor(n) or n < 1 or n >= 2 ^ 53 then
-    return nil, semstore.error { kind = "input", message = what .. " must be a positive integer" }
-  end
-  return n
+  if n < 2 ^ 53 then return n end
+  return v
 end
 
 -- GET /health: one round trip to each store; 503 when one is unhealthy.
@@ -136,7 +147,9 @@ end)
 -- (queued: Qdrant failed and the indexing waits in the re-index queue).
 M.create_document = guarded(function(d, s, body)
   if type(body) ~= "string" or body == "" then return fail(semstore.error { kind = "input", message = "a JSON body is required" }) end
-  local req, err = semstore.json_decode(body)
+  -- big_integers: a metadata number beyond 2^53 stays a number, digits and
+  -- all, on its way to the jsonb column (LuaJIT's numbers cannot hold it)
+  local req, err = semstore.json_decode(body, { big_integers = "json_integer" })
   if req == nil then return fail(err or semstore.error { kind = "input", message = "the body is not JSON" }) end
   if type(req) ~= "table" or type(req.collection) ~= "string" then
     return fail(semstore.error { kind = "input", message = "the body must be { collection =, content =, metadata = }" })
@@ -168,8 +181,8 @@ end)
 
 -- GET /slow?seconds=S: SELECT pg_sleep(S), a stand-in for a slow query.
 M.slow = guarded(function(d, _, seconds)
-  local n = tonumber(seconds) or 1
-  if n < 0 or n > MAX_SLOW then return fail(semstore.error { kind = "input", message = "seconds must be between 0 and " .. MAX_SLOW }) end
+  local n = seconds == nil and 1 or tonumber(seconds)
+  if not n or n ~= n or n < 0 or n > MAX_SLOW then return fail(semstore.error { kind = "input", message = "seconds must be between 0 and " .. MAX_SLOW }) end
   local rows, err = d.pg:query("SELECT pg_sleep($1::float8), $1::float8 AS slept", n)
   if not rows then return fail(err) end
   return reply(200, { slept = rows[1].slept })

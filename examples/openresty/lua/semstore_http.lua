@@ -8,7 +8,11 @@ local cjson = require "cjson.safe"
 
 local M = {}
 
-local THREAD_POOL = "semstore_pool" -- nginx.conf's thread_pool
+-- nginx.conf's thread pools: the calls that wait on Qdrant have threads of
+-- their own, so a stalled Qdrant holds those and never the ones that
+-- PostgreSQL- and Redis-only requests run on
+local THREAD_POOL, QDRANT_THREAD_POOL = "semstore_pool", "semstore_qdrant_pool"
+local ON_QDRANT = { search = true, create_document = true }
 local HANDLERS = "semstore_handlers"
 
 local function respond(status, body, headers)
@@ -26,7 +30,8 @@ end
 -- ok is false when the thread could not run it at all: no free Lua VM
 -- (lua_worker_thread_vm_pool_size), a full queue, or the module failing to load.
 function M.run(fn_name, ...)
-  local ok, status, body, headers = ngx.run_worker_thread(THREAD_POOL, HANDLERS, fn_name, ...)
+  local pool = ON_QDRANT[fn_name] and QDRANT_THREAD_POOL or THREAD_POOL
+  local ok, status, body, headers = ngx.run_worker_thread(pool, HANDLERS, fn_name, ...)
   if not ok then
     ngx.log(ngx.ERR, "semstore worker thread: ", tostring(status))
     return respond(503, cjson.encode { error = { kind = "unavailable", message = tostring(status) } })
