@@ -151,7 +151,7 @@ end)
 stop()
 if not okrun then error(err, 0) end
 
-print(string.format("\nnginx 1.22 + lua-nginx-module 0.10.23 (LuaJIT), 1 worker process, thread_pool of 8 threads; "
+print(string.format("\nnginx 1.22 + lua-nginx-module 0.10.23 (LuaJIT), 1 worker process, thread pools of 8 threads (Qdrant calls, the rest); "
   .. "wrk -t%d -c%d, %g s a run, best of %d rounds; %d documents, hybrid search, limit 5\n", THREADS, CONNECTIONS, SECONDS,
   ROUNDS, DOCUMENTS))
 print "| location | requests/s (best) | rounds' range | p50 | p99 | non-2xx |"
