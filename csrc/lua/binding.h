@@ -119,6 +119,10 @@ typedef struct {
  * if the text is not valid JSON. */
 int ss_push_json(lua_State *L, const char *s, size_t len);
 
+/* convert.c: whether s is an integer's canonical decimal digits from -2^63
+ * to 2^64-1, what semstore.json_integer holds */
+int ss_is_json_integer(const char *s, size_t n);
+
 /* core.json_encode and core.json_decode (json_encode.c, json_decode.c) */
 int ss_lua_json_encode(lua_State *L);
 int ss_lua_json_decode(lua_State *L);

@@ -130,6 +130,18 @@ static int encode_array(lua_State *L, int idx, ss_buf *b, ss_error *err, int par
                             "parameter %d: array element %lld contains a zero byte", param, (long long)i);
       }
       if (ss_array_quote(b, s, len)) goto oom_pop;
+    } else if (t == LUA_TTABLE && ss_has_metatable(L, -1, SS_JSON_INTEGER_MT)) {
+      size_t len;
+      const char *digits;
+      lua_rawgeti(L, -1, 1);
+      digits = lua_tolstring(L, -1, &len);
+      if (!digits || !ss_is_json_integer(digits, len)) {
+        lua_pop(L, 2);
+        return ss_error_set(err, SS_ERR_INPUT, "parameter %d: array element %lld is a json_integer without an integer's digits",
+                            param, (long long)i);
+      }
+      if (ss_buf_append(b, digits, len)) goto oom_pop2;
+      lua_pop(L, 1);
     } else if (t == LUA_TTABLE && !ss_has_metatable(L, -1, SS_BYTEA_MT)) {
       if (encode_array(L, -1, b, err, param, depth + 1)) {
         lua_pop(L, 1);
@@ -145,6 +157,8 @@ static int encode_array(lua_State *L, int idx, ss_buf *b, ss_error *err, int par
   }
   if (ss_buf_putc(b, '}')) goto oom;
   return 0;
+oom_pop2:
+  lua_pop(L, 1);
 oom_pop:
   lua_pop(L, 1);
 oom:
@@ -617,15 +631,22 @@ static int wrap_array(lua_State *L) { return wrap(L, LUA_TTABLE, SS_ARRAY_MT); }
  * number, digits and all: how an integer beyond 2^53, which LuaJIT holds
  * as its decimal string, goes back into JSON as a number. -2^63 to 2^64-1
  * (the range of int8 and of Qdrant's point ids). */
-static int wrap_json_integer(lua_State *L) {
-  size_t n, digits;
-  const char *s = luaL_checklstring(L, 1, &n);
+int ss_is_json_integer(const char *s, size_t n) {
   int neg = n > 0 && s[0] == '-';
-  digits = n - (size_t)neg;
-  if (digits == 0 || digits > 20 || strspn(s + neg, "0123456789") != digits || (s[neg] == '0' && digits > 1) ||
-      (digits == 20 && (neg || strcmp(s, "18446744073709551615") > 0)) ||
-      (neg && digits == 19 && strcmp(s + 1, "9223372036854775808") > 0))
-    return luaL_argerror(L, 1, "not an integer's decimal digits from -2^63 to 2^64-1");
+  size_t digits = n - (size_t)neg, k;
+  if (digits == 0 || digits > 20 || (s[neg] == '0' && digits > 1)) return 0;
+  for (k = (size_t)neg; k < n; k++)
+    if (s[k] < '0' || s[k] > '9') return 0;
+  /* digits of equal length compare as numbers */
+  if (digits == 20 && (neg || memcmp(s, "18446744073709551615", 20) > 0)) return 0;
+  if (neg && digits == 19 && memcmp(s + 1, "9223372036854775808", 19) > 0) return 0;
+  return 1;
+}
+
+static int wrap_json_integer(lua_State *L) {
+  size_t n;
+  const char *s = luaL_checklstring(L, 1, &n);
+  if (!ss_is_json_integer(s, n)) return luaL_argerror(L, 1, "not an integer's decimal digits from -2^63 to 2^64-1");
   return wrap(L, LUA_TSTRING, SS_JSON_INTEGER_MT);
 }
 

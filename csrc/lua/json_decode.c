@@ -99,22 +99,31 @@ static int parse_string(parser *ps) {
   return 0;
 }
 
+/* JSON's number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int parse_number(parser *ps) {
-  const char *s = ps->p;
+  const char *s = ps->p, *e = ps->end, *p = s;
   int integral = 1;
   char tmp[64], *endp;
   size_t n;
-  if (ps->p < ps->end && *ps->p == '-') ps->p++;
-  while (ps->p < ps->end && strchr("0123456789.eE+-", *ps->p)) {
-    if (*ps->p == '.' || *ps->p == 'e' || *ps->p == 'E') integral = 0;
-    ps->p++;
+  if (p < e && *p == '-') p++;
+  if (p < e && *p == '0') p++;
+  else if (p < e && *p >= '1' && *p <= '9') while (p < e && *p >= '0' && *p <= '9') p++;
+  else return -1;
+  if (p < e && *p == '.') {
+    integral = 0;
+    if (++p >= e || *p < '0' || *p > '9') return -1;
+    while (p < e && *p >= '0' && *p <= '9') p++;
   }
-  n = (size_t)(ps->p - s);
-  if (n == 0 || n >= sizeof tmp) {
-    if (n == 0) return -1;
-    integral = 0; /* too long for int64: a float is the best a number gets */
+  if (p < e && (*p == 'e' || *p == 'E')) {
+    integral = 0;
+    if (++p < e && (*p == '+' || *p == '-')) p++;
+    if (p >= e || *p < '0' || *p > '9') return -1;
+    while (p < e && *p >= '0' && *p <= '9') p++;
   }
+  ps->p = p;
+  n = (size_t)(p - s);
   if (n >= sizeof tmp) {
+    /* too long for any integer a box holds: a float is the best it gets */
     lua_pushlstring(ps->L, s, n);
     lua_pushnumber(ps->L, lua_tonumber(ps->L, -1));
     lua_remove(ps->L, -2);
@@ -126,17 +135,20 @@ static int parse_number(parser *ps) {
     long long v;
     errno = 0;
     v = strtoll(tmp, &endp, 10);
+    /* beyond what a Lua number holds exactly (under LuaJIT beyond 2^53,
+     * and in both beyond int64, up to 2^64-1), a box when asked for */
+    if (ps->box_big && (errno == ERANGE ? ss_is_json_integer(s, n)
+                                        : !SS_INT64_NUMBERS && (v > SS_EXACT_INT_MAX || v < -SS_EXACT_INT_MAX))) {
+      lua_createtable(ps->L, 1, 0);
+      lua_pushlstring(ps->L, s, n);
+      lua_rawseti(ps->L, -2, 1);
+      luaL_setmetatable(ps->L, SS_JSON_INTEGER_MT);
+      return 0;
+    }
     /* exact when it fits in 64 bits (under LuaJIT, digits beyond 2^53),
      * a float beyond */
     if (errno != ERANGE) {
-      if (ps->box_big && !SS_INT64_NUMBERS && (v > SS_EXACT_INT_MAX || v < -SS_EXACT_INT_MAX)) {
-        lua_createtable(ps->L, 1, 0);
-        lua_pushlstring(ps->L, s, n);
-        lua_rawseti(ps->L, -2, 1);
-        luaL_setmetatable(ps->L, SS_JSON_INTEGER_MT);
-      } else {
-        ss_pushint64(ps->L, (int64_t)v);
-      }
+      ss_pushint64(ps->L, (int64_t)v);
       return 0;
     }
   }
@@ -252,7 +264,11 @@ int ss_lua_json_decode(lua_State *L) {
   ss_error err;
   if (!lua_isnoneornil(L, 2)) {
     const char *how;
-    luaL_checktype(L, 2, LUA_TTABLE);
+    size_t how_len;
+    if (!lua_istable(L, 2)) {
+      ss_error_set(&err, SS_ERR_INPUT, "json_decode's options are a table, not a %s", luaL_typename(L, 2));
+      return ss_push_fail(L, &err);
+    }
     lua_pushnil(L);
     while (lua_next(L, 2)) {
       if (lua_type(L, -2) != LUA_TSTRING || strcmp(lua_tostring(L, -2), "big_integers") != 0) {
@@ -263,9 +279,9 @@ int ss_lua_json_decode(lua_State *L) {
       lua_pop(L, 1);
     }
     lua_getfield(L, 2, "big_integers");
-    how = lua_tostring(L, -1);
-    if (how && strcmp(how, "json_integer") == 0) box_big = 1;
-    else if (!lua_isnil(L, -1) && !(how && strcmp(how, "string") == 0)) {
+    how = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &how_len) : NULL;
+    if (how && how_len == 12 && memcmp(how, "json_integer", 12) == 0) box_big = 1;
+    else if (!lua_isnil(L, -1) && !(how && how_len == 6 && memcmp(how, "string", 6) == 0)) {
       ss_error_set(&err, SS_ERR_INPUT, "json_decode's big_integers is \"string\" or \"json_integer\"");
       return ss_push_fail(L, &err);
     }

@@ -104,8 +104,11 @@ static int encode_value(lua_State *L, int idx, ss_buf *b, ss_error *err, int dep
     if (ss_has_metatable(L, idx, SS_JSON_INTEGER_MT)) {
       size_t len;
       const char *digits;
-      lua_rawgeti(L, idx, 1); /* checked by core.json_integer */
+      lua_rawgeti(L, idx, 1);
       digits = lua_tolstring(L, -1, &len);
+      /* checked again: a table given the metatable by hand could hold any text */
+      if (!digits || !ss_is_json_integer(digits, len))
+        return ss_error_set(err, SS_ERR_INPUT, "a json_integer without an integer's digits");
       status = ss_buf_append(b, digits, len) ? oom(err) : 0;
       lua_pop(L, 1);
       return status;
@@ -113,6 +116,10 @@ static int encode_value(lua_State *L, int idx, ss_buf *b, ss_error *err, int dep
     if (ss_has_metatable(L, idx, SS_ARRAY_MT)) {
       lua_rawgeti(L, idx, 1);
       n = ss_array_length(L, -1);
+      /* t.n is the caller's word: a length past PostgreSQL's MaxArraySize
+       * could only run out of memory, slowly */
+      if (n < 0 || n > 134217727)
+        return ss_error_set(err, SS_ERR_INPUT, "an array of %lld elements (0 to 134217727)", (long long)n);
       status = encode_array(L, lua_gettop(L), n, b, err, depth);
       if (status == 0) lua_pop(L, 1);
       return status;

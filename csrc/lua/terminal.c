@@ -27,24 +27,33 @@ static int is_a_tty(lua_State *L) {
 
 /* The state whose running Lua code a Ctrl-C stops, as lua.c does it: a
  * hook, set from the handler (lua_sethook is safe there), that raises
- * "interrupted!" at the next instruction. */
+ * "interrupted!" at the next instruction. While interrupts are caught, the
+ * state also keeps a hook every CHECK_EVERY instructions, which a
+ * coroutine made meanwhile inherits (lua_newthread copies it), so a loop
+ * inside a coroutine stops too, within that many instructions. */
+#define CHECK_EVERY 1000
 static lua_State *interrupted_state;
 static struct sigaction previous;
 static int catching;
 /* at the prompt, a Ctrl-C stops nothing: readline (or the read, cut short)
  * deals with the line being typed */
-static volatile sig_atomic_t prompting;
+static volatile sig_atomic_t prompting, pending;
 
-static void stop(lua_State *L, lua_Debug *ar) {
+static void check(lua_State *L, lua_Debug *ar) {
   (void)ar;
-  lua_sethook(L, NULL, 0, 0);
+  if (!pending || prompting) return;
+  pending = 0;
+  lua_sethook(L, check, LUA_MASKCOUNT, CHECK_EVERY);
   luaL_error(L, "interrupted!");
 }
 
 static void on_interrupt(int sig) {
   (void)sig;
   ss_pg_interrupt(); /* a statement under way is cancelled on the server */
-  if (interrupted_state && !prompting) lua_sethook(interrupted_state, stop, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  if (interrupted_state && !prompting) {
+    pending = 1;
+    lua_sethook(interrupted_state, check, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
+  }
 }
 
 /* core.catch_interrupts(mode): with true, every Ctrl-C (not just the
@@ -55,7 +64,7 @@ static void on_interrupt(int sig) {
 static int catch_interrupts(lua_State *L) {
   int on = lua_toboolean(L, 1);
   prompting = lua_type(L, 1) == LUA_TSTRING && strcmp(lua_tostring(L, 1), "prompt") == 0;
-  if (prompting && interrupted_state) lua_sethook(interrupted_state, NULL, 0, 0);
+  if (prompting) pending = 0;
   if (on && !catching) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -64,8 +73,13 @@ static int catch_interrupts(lua_State *L) {
     /* no SA_RESTART: a read or poll under way returns, so the REPL sees
      * the interrupt at once */
     interrupted_state = ss_main_thread(L);
+    pending = 0;
+    lua_sethook(interrupted_state, check, LUA_MASKCOUNT, CHECK_EVERY);
     if (sigaction(SIGINT, &sa, &previous) != 0) return luaL_error(L, "catch_interrupts: sigaction failed");
     catching = 1;
+  } else if (on && interrupted_state) {
+    /* back from the prompt: the hook in its quiet form */
+    lua_sethook(interrupted_state, check, LUA_MASKCOUNT, CHECK_EVERY);
   } else if (!on && catching) {
     sigaction(SIGINT, &previous, NULL);
     lua_sethook(interrupted_state, NULL, 0, 0);

@@ -11,6 +11,11 @@ local M = {}
 
 local HISTORY_NAME = ".semstore_history"
 local INTERRUPTED = "interrupted!"
+-- How a line is tried as an expression first. Under LuaJIT `return f()` is
+-- a tail call whose frame is gone when f raises, so error("boom") would be
+-- charged to the REPL's own code: the values pass through a function
+-- instead (on a line of its own, after a comment the line may end in).
+local EXPRESSION = jit and { "return (function(...) return ... end)(", "\n)" } or { "return ", "" }
 
 local HELP = [[
 commands:
@@ -118,19 +123,17 @@ function M.run(opts)
   end
 
   -- Under LuaJIT a Ctrl-C's hook runs at the next instruction of
-  -- interpreted Lua code: the line's code stays out of the JIT compiler
-  -- (its traces run no hooks: `while true do end`), and a Lua frame of its
-  -- own runs one inside xpcall after a line that ends in a call into C
-  -- (`return db.pg:query(...)`, a tail call).
+  -- interpreted Lua code: the session runs with the JIT compiler off (its
+  -- traces run no hooks: `while true do end`, in the line or in anything
+  -- it loads or calls), and a Lua frame of its own runs one inside xpcall
+  -- after a line that ends in a call into C (`return db.pg:query(...)`, a
+  -- tail call).
   local function interruptible(fn)
     if not jit then return fn end
-    local function line(...)
+    return function(...)
       local r = table.pack(fn(...))
       return table.unpack(r, 1, r.n)
     end
-    jit.off(fn, true)
-    jit.off(line)
-    return line
   end
 
   local function call(fn, ...)
@@ -139,7 +142,8 @@ function M.run(opts)
       if type(e) == "table" then return e end
       -- the traceback of the line's own code, not of the REPL around it
       local trace = debug.traceback(tostring(e), 2)
-      return (trace:gsub("\n%s*%[C%]: in function 'xpcall'.*$", ""))
+      -- (cut at xpcall, or at the LuaJIT wrapper's frame in this file)
+      return (trace:gsub("\n%s*%[C%]: in function 'xpcall'.*$", ""):gsub("\n[^\n]*semstore/repl%.lua:.*$", ""))
     end, ...))
     report(res, (core.monotime() - started) * 1000)
   end
@@ -168,7 +172,7 @@ function M.run(opts)
     end
     local source = pending and (pending .. "\n" .. line) or line
     -- an expression first, so `1 + 1` prints 2; then a statement
-    local fn, err = load("return " .. source, "=repl", "t", env)
+    local fn, err = load(EXPRESSION[1] .. source .. EXPRESSION[2], "=repl", "t", env)
     if not fn then fn, err = load(source, "=repl", "t", env) end
     -- "near <eof>" (LuaJIT: "near '<eof>'")
     if not fn and err:match "<eof>'?$" then
@@ -180,6 +184,8 @@ function M.run(opts)
     return true
   end
 
+  local jit_was_on = jit and jit.status()
+  if jit then jit.off() end
   if opts.interrupts then core.catch_interrupts(true) end
   local ok, err = pcall(function()
     while true do
@@ -204,6 +210,7 @@ function M.run(opts)
     end
   end)
   if opts.interrupts then core.catch_interrupts(false) end
+  if jit_was_on then jit.on() end
   if not ok then error(err, 0) end
 end
 
