@@ -35,12 +35,7 @@ local function log(fmt, ...)
   io.stderr:flush()
 end
 
-local function sh(cmd)
-  local p = assert(io.popen(cmd))
-  local out = p:read "a"
-  p:close()
-  return out
-end
+local sh = launch.read_command
 
 local ok, why = launch.available()
 if not ok then

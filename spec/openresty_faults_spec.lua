@@ -3,11 +3,10 @@
 -- Same approach as spec/openresty_spec.lua: a scratch database of the
 -- throwaway servers, launch.lua, the LuaJIT build in nginx, real HTTP
 -- through curl. Runs under lua5.4 and luajit busted alike.
-local root = assert(io.popen "pwd"):read "*l"
-local launch = dofile(root .. "/examples/openresty/launch.lua")
-local available, why_not = launch.available()
-
-if jit then package.cpath = root .. "/build-luajit/?.so;" .. package.cpath end
+local helpers = require "support.helpers"
+local ngx_fixture = require "support.openresty_fixture"
+local launch, root = ngx_fixture.launch, helpers.root
+local available, why_not = ngx_fixture.available, ngx_fixture.why_not
 
 describe("examples/openresty under faults", function()
   if not available then
@@ -15,60 +14,20 @@ describe("examples/openresty under faults", function()
     return
   end
 
-  local helpers = require "support.helpers"
   local fixture = require "support.services_fixture"
   local core = require "semstore.core"
 
+  local sh, urlencode, query_string = ngx_fixture.sh, ngx_fixture.urlencode, ngx_fixture.query_string
   local fx, dir, nginx, col, priv
-
-  local function sh(cmd)
-    local p = assert(io.popen(cmd))
-    local out = p:read "*a"
-    p:close()
-    return out
-  end
-
-  local function error_log()
-    local f = io.open(dir .. "/logs/error.log")
-    if not f then return "" end
-    local text = f:read "*a"
-    f:close()
-    return "\n--- nginx error.log (end) ---\n" .. text:sub(-2000)
-  end
-
-  local function urlencode(s)
-    return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
-  end
-
-  -- One request: status, body, headers (lower-case names). body_file: a
-  -- file to send as the body (POST).
-  local function request(method, path, body, body_file, max_time)
-    local out, hdr = dir .. "/resp.body", dir .. "/resp.headers"
-    local data = ""
-    if body then
-      body_file = dir .. "/req.body"
-      helpers.write_file(body_file, body)
-    end
-    if body_file then
-      data = "-H 'Content-Type: application/json' --data-binary @" .. helpers.shell_quote(body_file)
-    end
-    os.remove(hdr)
-    os.remove(out)
-    local status = sh(string.format("curl -s -m %d -X %s -D %s -o %s -w '%%{http_code}' %s %s", max_time or 30, method,
-      helpers.shell_quote(hdr), helpers.shell_quote(out), data, helpers.shell_quote(nginx.url .. path)))
-    local headers = {}
-    for name, value in (helpers.read_file(hdr) or ""):gmatch "([%w%-]+):%s*([^\r\n]*)" do headers[name:lower()] = value end
-    return tonumber(status), helpers.read_file(out) or "", headers
-  end
+  local function error_log() return ngx_fixture.error_log(dir) end
+  local function request(...) return ngx_fixture.request(nginx, dir, ...) end
 
   local function search_path(c, q, user_id)
     return "/search?collection=" .. c.id .. "&q=" .. urlencode(q) .. "&mode=hybrid&limit=5&user_id=" .. urlencode(user_id)
   end
 
   lazy_setup(function()
-    local so = io.open(root .. "/build-luajit/semstore/core.so")
-    assert(so, "build-luajit/semstore/core.so is missing: cmake -S . -B build-luajit -DSEMSTORE_LUA=luajit && cmake --build build-luajit -j2")
-    so:close()
+    ngx_fixture.check_build()
     fx = fixture.open()
     col = fx.new_collection { is_public = true }
     -- private, owned by fx.owner

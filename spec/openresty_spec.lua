@@ -3,12 +3,10 @@
 -- on a scratch database of the throwaway servers, through real HTTP (curl).
 -- This file only drives it: it runs under lua5.4 and luajit busted alike.
 -- Skipped only when nginx or lua-nginx-module is not installed.
-local root = assert(io.popen "pwd"):read "*l"
-local launch = dofile(root .. "/examples/openresty/launch.lua")
-local available, why_not = launch.available()
-
--- under LuaJIT this driver loads the LuaJIT build too (LUA_CPATH names build/)
-if jit then package.cpath = root .. "/build-luajit/?.so;" .. package.cpath end
+local helpers = require "support.helpers"
+local ngx_fixture = require "support.openresty_fixture"
+local launch, root = ngx_fixture.launch, helpers.root
+local available, why_not = ngx_fixture.available, ngx_fixture.why_not
 
 -- 2^53 + 1: no double holds it
 local BIG_USER_ID = "9007199254740993"
@@ -19,53 +17,14 @@ describe("examples/openresty", function()
     return
   end
 
-  local helpers = require "support.helpers"
   local fixture = require "support.services_fixture"
   local core = require "semstore.core"
   local unpack = table.unpack or unpack
 
+  local sh, urlencode, query_string = ngx_fixture.sh, ngx_fixture.urlencode, ngx_fixture.query_string
   local fx, dir, nginx, col, big_user
-
-  local function sh(cmd)
-    local p = assert(io.popen(cmd))
-    local out = p:read "*a"
-    p:close()
-    return out
-  end
-
-  local function error_log()
-    local f = io.open(dir .. "/logs/error.log")
-    if not f then return "" end
-    local text = f:read "*a"
-    f:close()
-    return "\n--- nginx error.log (end) ---\n" .. text:sub(-3000)
-  end
-
-  local function urlencode(s)
-    return (tostring(s):gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", c:byte()) end))
-  end
-
-  local function query_string(args)
-    local parts = {}
-    for k, v in pairs(args) do parts[#parts + 1] = k .. "=" .. urlencode(v) end
-    table.sort(parts)
-    return table.concat(parts, "&")
-  end
-
-  -- One request: status, body, headers (lower-case names).
-  local function request(method, path, body)
-    local out, hdr = dir .. "/resp.body", dir .. "/resp.headers"
-    local data = ""
-    if body then
-      helpers.write_file(dir .. "/req.body", body)
-      data = "-H 'Content-Type: application/json' --data-binary @" .. helpers.shell_quote(dir .. "/req.body")
-    end
-    local status = sh(string.format("curl -s -m 30 -X %s -D %s -o %s -w '%%{http_code}' %s %s", method,
-      helpers.shell_quote(hdr), helpers.shell_quote(out), data, helpers.shell_quote(nginx.url .. path)))
-    local headers = {}
-    for name, value in helpers.read_file(hdr):gmatch "([%w%-]+):%s*([^\r\n]*)" do headers[name:lower()] = value end
-    return tonumber(status), helpers.read_file(out), headers
-  end
+  local function error_log() return ngx_fixture.error_log(dir) end
+  local function request(...) return ngx_fixture.request(nginx, dir, ...) end
 
   local function get_json(path, expected_status)
     local status, body, headers = request("GET", path)
@@ -86,10 +45,7 @@ describe("examples/openresty", function()
   end
 
   lazy_setup(function()
-    local so = io.open(root .. "/build-luajit/semstore/core.so")
-    assert(so, "build-luajit/semstore/core.so is missing: nginx loads the LuaJIT build; "
-      .. "cmake -S . -B build-luajit -DSEMSTORE_LUA=luajit && cmake --build build-luajit -j2")
-    so:close()
+    ngx_fixture.check_build()
     fx = fixture.open()
     local db = fx.db
     -- the collection's owner has an id above 2^53

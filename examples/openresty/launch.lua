@@ -15,6 +15,7 @@ local function shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+-- what a shell command printed
 local function read_command(cmd)
   local p = assert(io.popen(cmd))
   local out = p:read "*a"
@@ -176,5 +177,7 @@ if arg and type(arg[0]) == "string" and arg[0]:match "launch%.lua$" then
     os.exit(2)
   end
 end
+
+M.read_command = read_command
 
 return M

@@ -184,25 +184,10 @@ function helpers.cli(args, opts)
   return code, stdout, stderr
 end
 
--- A TCP port nothing listens on (from /proc/net/tcp and tcp6), below the
--- kernel's range for outgoing connections, for a server a spec starts.
+-- A TCP port nothing listens on, for a server a spec starts: the one
+-- finder, examples/openresty/launch.lua's (the example runs without the specs).
 function helpers.free_port()
-  local busy = {}
-  for _, path in ipairs { "/proc/net/tcp", "/proc/net/tcp6" } do
-    local f = io.open(path)
-    if f then
-      for line in f:lines() do
-        local port, state = line:match "^%s*%d+: %x+:(%x+) %x+:%x+ (%x%x)"
-        if port and state == "0A" then busy[tonumber(port, 16)] = true end
-      end
-      f:close()
-    end
-  end
-  for _ = 1, 100 do
-    local port = math.random(20000, 29999)
-    if not busy[port] then return port end
-  end
-  error "no free port between 20000 and 29999"
+  return dofile(helpers.root .. "/examples/openresty/launch.lua").free_port()
 end
 
 function helpers.sleep(seconds)
