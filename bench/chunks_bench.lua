@@ -15,7 +15,11 @@
 -- its peak RSS (VmHWM) and rate.
 --
 -- Not a test; bench/run.sh runs it pinned to one core, the server to the other.
---   DATABASE_URL=... lua5.4 bench/chunks_bench.lua [rows (200000)] [rounds (1)] [--rss [N (1000000)]]
+-- With --costs, create_chunks_bulk runs again under the schema without each
+-- per-row check in turn (and with migration 0006's drops undone), so each
+-- check's price shows as rows/s (README "Bulk chunk inserts").
+--
+--   DATABASE_URL=... lua5.4 bench/chunks_bench.lua [rows (200000)] [rounds (1)] [--rss [N (1000000)]] [--costs]
 -- Progress goes to stderr, the Markdown table to stdout.
 
 local COLLECTIONS = 20
@@ -154,12 +158,14 @@ end
 
 -- ------------------------------------------------------------- the parent
 
-local rows_n, rounds, rss_n = 200000, 1, nil
+local rows_n, rounds, rss_n, costs = 200000, 1, nil, false
 do
   local pos = {}
   local i = 1
   while i <= #arg do
-    if arg[i] == "--rss" then
+    if arg[i] == "--costs" then
+      costs = true
+    elseif arg[i] == "--rss" then
       rss_n = 1000000
       if tonumber(arg[i + 1]) then
         rss_n = math.tointeger(tonumber(arg[i + 1]))
@@ -352,7 +358,56 @@ for round = 1, rounds do
     log("  %.2f s, %.0f rows/s", secs, rate)
   end
 end
+-- Each per-row check's price: the schema without it (or, first, with what
+-- migration 0006 dropped put back), create_chunks_bulk timed, the schema
+-- restored. Every variant once a round, the first one rotating.
+local variants = {
+  { name = "the schema as migrated", drop = "", restore = "" },
+  { name = "with 0006's drops undone (uuid_text domain on both id columns, index on collection_id)",
+    drop = [[CREATE INDEX idx_chunks_part_collection ON chunks (collection_id);
+      ALTER TABLE chunks ALTER COLUMN collection_id TYPE uuid_text, ALTER COLUMN document_id TYPE uuid_text]],
+    restore = [[DROP INDEX idx_chunks_part_collection;
+      ALTER TABLE chunks ALTER COLUMN collection_id TYPE text, ALTER COLUMN document_id TYPE text]] },
+  { name = "without the partition-key CHECK", drop = "ALTER TABLE chunks DROP CONSTRAINT chunks_partition_key_matches",
+    restore = [[ALTER TABLE chunks ADD CONSTRAINT chunks_partition_key_matches
+      CHECK (partition_key = chunk_partition_key(collection_id))]] },
+  { name = "without the two foreign keys",
+    drop = "ALTER TABLE chunks DROP CONSTRAINT chunks_collection_id_fkey, DROP CONSTRAINT chunks_document_id_fkey",
+    restore = [[ALTER TABLE chunks ADD CONSTRAINT chunks_collection_id_fkey FOREIGN KEY (collection_id)
+      REFERENCES collections (id) ON DELETE CASCADE, ADD CONSTRAINT chunks_document_id_fkey FOREIGN KEY (document_id)
+      REFERENCES documents (id) ON DELETE CASCADE]] },
+  { name = "without the index on (collection_id, chunk_index)", drop = "DROP INDEX idx_chunks_part_chunk_index",
+    restore = "CREATE INDEX idx_chunks_part_chunk_index ON chunks (collection_id, chunk_index)" },
+  { name = "without the index on document_id", drop = "DROP INDEX idx_chunks_part_document",
+    restore = "CREATE INDEX idx_chunks_part_document ON chunks (document_id)" },
+}
+local cost_rates = {}
+if costs and db.chunks then
+  for round = 1, rounds do
+    for k = 0, #variants - 1 do
+      local v = variants[(round - 1 + k) % #variants + 1]
+      reset()
+      if v.drop ~= "" then assert(db.pg:exec(v.drop)) end
+      log("costs, round %d/%d: %s", round, rounds, v.name)
+      local t0 = now()
+      local n, err = db.chunks:create_chunks_bulk(rows)
+      local secs = now() - t0
+      assert(n == #rows, "create_chunks_bulk: " .. tostring(n) .. " " .. tostring(err))
+      verify(v.name, #rows, total_bytes)
+      reset()
+      if v.restore ~= "" then assert(db.pg:exec(v.restore)) end
+      cost_rates[v.name] = cost_rates[v.name] or {}
+      table.insert(cost_rates[v.name], #rows / secs)
+      log("  %.2f s, %.0f rows/s", secs, #rows / secs)
+    end
+  end
+end
+
 local med = {}
+for name, r in pairs(cost_rates) do
+  table.sort(r)
+  cost_rates[name] = r[(#r + 1) // 2]
+end
 for name, r in pairs(rates) do
   table.sort(r)
   med[name] = r[(#r + 1) // 2]
@@ -404,4 +459,14 @@ if rss then
   print(string.format("| peak RSS (MB) of a lua5.4 process streaming %s chunks from an iterator (%.0f MB before the insert) | %.1f | - | - |",
     thousands(rss.n), rss.base, rss.hwm))
   print(string.format("| rows/s streaming those %s chunks | %.0f | - | - |", thousands(rss.n), rss.rate))
+end
+if next(cost_rates) then
+  local base = cost_rates[variants[1].name]
+  print ""
+  print(string.format("create_chunks_bulk, %s, under the schema without each per-row check", what))
+  print "| schema | rows/s | against the schema as migrated |"
+  print "|---|---|---|"
+  for _, v in ipairs(variants) do
+    print(string.format("| %s | %s | %s |", v.name, num(cost_rates[v.name]), ratio(cost_rates[v.name], base)))
+  end
 end

@@ -46,16 +46,16 @@ describe("migrations", function()
     local report = assert(migrate.up(db, { dir = dir }))
     assert.are.same({ "semstore/0001_extensions_and_types", "semstore/0002_users_and_collections",
       "semstore/0003_documents_and_chunks", "semstore/0004_operations_and_search_logs", "semstore/0005_reindex_queue",
-      "0001_widgets" }, ids(report.applied))
+      "semstore/0006_cheaper_chunk_checks", "0001_widgets" }, ids(report.applied))
     assert.is_true(exists "widgets")
     local rows = assert(db.pg:query "SELECT * FROM schema_migrations ORDER BY applied_at")
-    assert.are.equal(6, #rows)
+    assert.are.equal(7, #rows)
     for _, r in ipairs(rows) do
       assert.truthy(r.checksum:match "^%x+$" and #r.checksum == 64, r.checksum)
       assert.is_true(math.type(r.execution_ms) == "integer" and r.execution_ms >= 0)
       assert.truthy(r.applied_at:match "^%d%d%d%d%-%d%d%-%d%dT")
     end
-    assert.are.same({ "app", "0001", "widgets" }, { rows[6].source, rows[6].version, rows[6].name })
+    assert.are.same({ "app", "0001", "widgets" }, { rows[7].source, rows[7].version, rows[7].name })
     assert.are.same({}, assert(migrate.up(db, { dir = dir })).applied, "a second run finds nothing to do")
   end)
 
@@ -65,11 +65,44 @@ describe("migrations", function()
     local first = helpers.schema_dump(url)
     assert.truthy(first:find("CREATE TABLE public.chunks_p99", 1, true))
     local report = assert(migrate.down(db, { steps = "all" }))
-    assert.are.equal(5, #report.reverted)
+    assert.are.equal(6, #report.reverted)
     assert.are.equal(pristine, helpers.schema_dump(url))
     assert.are.same({}, applied())
     assert(migrate.up(db))
     assert.are.equal(first, helpers.schema_dump(url))
+  end)
+
+  it("0006 makes chunks' id columns plain text without rewriting a row, and its down restores them", function()
+    assert(migrate.up(db, { target = "semstore/0005" }))
+    local owner = assert(db.pg:query([[INSERT INTO users (username, email, hashed_password)
+      VALUES ('bo', 'bo@example.org', 'x') RETURNING id]]))[1].id
+    local col = assert(db.pg:query([[INSERT INTO collections (name, owner_id, vector_store_name, embedding_model)
+      VALUES ('c', $1, 'col_c', 'm') RETURNING id]], owner))[1].id
+    assert(db.pg:query([[INSERT INTO chunks (collection_id, partition_key, chunk_index, content)
+      SELECT $1::text, chunk_partition_key($1::text), i, 'chunk ' || i FROM generate_series(1, 1000) i]], col))
+    local leaf = "chunks_p" .. db.pg:query("SELECT chunk_partition_key($1) AS k", col)[1].k
+    local function files()
+      return assert(db.pg:query([[SELECT c.relname, pg_relation_filenode(c.oid) AS f FROM pg_class c
+        WHERE c.oid = $1::regclass OR c.oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = $1::regclass)
+        ORDER BY c.relname]], leaf))
+    end
+    local before = {}
+    for _, r in ipairs(files()) do before[r.relname] = r.f end
+    assert(migrate.up(db))
+    local after = files()
+    assert.are.equal(4, #after, "the leaf, its primary key and two indexes left")
+    -- the rows stay where they are (binary-coercible); PostgreSQL rebuilds
+    -- the indexes on the two columns all the same
+    for _, r in ipairs(after) do
+      if r.relname == leaf then assert.are.equal(before[leaf], r.f, "the rows were rewritten") end
+    end
+    assert.are.equal(1000, db.pg:query("SELECT count(*) AS n FROM chunks WHERE collection_id = $1", col)[1].n)
+    assert(migrate.down(db))
+    local t = db.pg:query [[SELECT format_type(atttypid, atttypmod) AS t FROM pg_attribute
+      WHERE attrelid = 'chunks'::regclass AND attname = 'collection_id']]
+    assert.are.equal("uuid_text", t[1].t)
+    assert.are.equal(1, db.pg:query("SELECT count(*) AS n FROM pg_indexes WHERE indexname = 'idx_chunks_part_collection'")[1].n)
+    assert.are.equal(1000, db.pg:query("SELECT count(*) AS n FROM chunks WHERE collection_id = $1", col)[1].n)
   end)
 
   it("keeps on the way down an extension that was there before", function()
@@ -254,7 +287,7 @@ end }
     assert.is_false(exists "a")
     local res, err = migrate.down(db, { dir = dir, builtin = false })
     assert.is_nil(res)
-    assert.truthy(err.message:find("semstore/0005_reindex_queue: its folder is not part of this run (builtin = false)", 1, true), err.message)
+    assert.truthy(err.message:find("semstore/0006_cheaper_chunk_checks: its folder is not part of this run (builtin = false)", 1, true), err.message)
     assert.is_true(exists "operations")
   end)
 
@@ -324,7 +357,7 @@ end }
     local report = assert(migrate.up(db, { dir = dir, dry_run = true,
       on_statement = function(sql) seen[#seen + 1] = sql end }))
     assert.is_true(report.dry_run)
-    assert.are.equal(7, #report.applied)
+    assert.are.equal(8, #report.applied)
     assert.are.equal("0003_c", report.stopped_before)
     assert.truthy(seen[#seen]:find("CREATE TABLE b", 1, true))
     assert.is_false(exists "a")
@@ -334,7 +367,7 @@ end }
     report = assert(migrate.down(db, { dir = dir, dry_run = true }))
     assert.are.same({ "0001_a" }, ids(report.reverted))
     assert.is_true(exists "a")
-    assert.are.equal(6, #applied())
+    assert.are.equal(7, #applied())
   end)
 
   it("checks every file before applying anything", function()

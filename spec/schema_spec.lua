@@ -62,7 +62,8 @@ describe("the built-in schema", function()
     local defs = {}
     for i, r in ipairs(idx) do defs[i] = r.indexdef:match "USING btree (.*)$" end
     table.sort(defs)
-    assert.are.same({ "(collection_id)", "(collection_id, chunk_index)", "(document_id)", "(id, collection_id, partition_key)" }, defs)
+    -- no index on collection_id alone: (collection_id, chunk_index) leads with it (0006)
+    assert.are.same({ "(collection_id, chunk_index)", "(document_id)", "(id, collection_id, partition_key)" }, defs)
     assert.are.equal(0, db.pg:query("SELECT count(*) AS n FROM pg_trigger WHERE tgrelid = 'chunks'::regclass AND NOT tgisinternal")[1].n)
   end)
 
@@ -118,6 +119,25 @@ describe("the built-in schema", function()
     local n = 0
     for _ in pairs(every) do n = n + 1 end
     assert.are.equal(100, n, "without the key every partition is scanned")
+  end)
+
+  it("keeps chunks' ids canonical with plain text columns: the foreign keys refuse what the domain did (0006)", function()
+    local types = assert(db.pg:query [[SELECT a.attname, format_type(a.atttypid, a.atttypmod) AS t FROM pg_attribute a
+      WHERE a.attrelid = 'chunks'::regclass AND a.attname IN ('collection_id', 'document_id') ORDER BY 1]])
+    assert.are.same({ "text", "text" }, { types[1].t, types[2].t })
+    local key = db.pg:query("SELECT chunk_partition_key($1) AS k", collection.id)[1].k
+    for _, bad in ipairs { collection.id:upper(), collection.id .. " ", "not-a-uuid" } do
+      local _, err = db.pg:query([[INSERT INTO chunks (collection_id, partition_key, chunk_index, content)
+        VALUES ($1, chunk_partition_key($1), 0, 'x')]], bad)
+      assert.are.equal("23503", err and err.code, bad)
+    end
+    local _, err = db.pg:query([[INSERT INTO chunks (collection_id, partition_key, document_id, chunk_index, content)
+      VALUES ($1, $2, $3, 0, 'x')]], collection.id, key, "550E8400-E29B-41D4-A716-446655440000")
+    assert.are.equal("23503", err and err.code)
+    -- and the partition-key CHECK stays
+    _, err = db.pg:query("INSERT INTO chunks (collection_id, partition_key, chunk_index, content) VALUES ($1, $2, 0, 'x')",
+      collection.id, (key + 1) % 100)
+    assert.are.equal("chunks_partition_key_matches", err and err.constraint)
   end)
 
   it("keeps ids canonical, grants to a user or an API key, and one content hash per collection", function()
