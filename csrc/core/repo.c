@@ -17,18 +17,16 @@ int ss_repo_params(const ss_statement *st) {
 
 /* ---- checking values ---- */
 
-/* Whether s is an int64 in canonical decimal (-?[1-9][0-9]* or 0: what
- * LuaJIT gives for an int8 beyond 2^53, which a double cannot hold);
- * *out gets it. */
+/* Whether s is an int64 in canonical decimal (-?[1-9][0-9]* or 0, not
+ * "-0": what LuaJIT gives for an int8 beyond 2^53, which a double cannot
+ * hold); *out gets it. */
 static int decimal_int64(const char *s, size_t len, int64_t *out) {
-  size_t k = s && len && s[0] == '-' ? 1 : 0;
-  uint64_t n = 0, limit = k ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-  if (k == len || s[k] < '0' || s[k] > '9' || (s[k] == '0' && len != 1)) return 0;
-  for (; k < len; k++) {
-    if (s[k] < '0' || s[k] > '9' || n > (limit - (uint64_t)(s[k] - '0')) / 10) return 0;
-    n = n * 10 + (uint64_t)(s[k] - '0');
-  }
-  *out = s[0] == '-' ? (int64_t)(0 - n) : (int64_t)n;
+  int neg;
+  uint64_t n;
+  if (!ss_decimal_digits(s, len, &neg, &n) || (neg && n == 0) ||
+      n > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX))
+    return 0;
+  *out = neg ? (int64_t)(0 - n) : (int64_t)n;
   return 1;
 }
 

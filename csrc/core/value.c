@@ -65,6 +65,20 @@ const char *ss_value_format(const ss_value *v, char *out, size_t size) {
   }
 }
 
+int ss_decimal_digits(const char *s, size_t len, int *neg, uint64_t *magnitude) {
+  size_t k = len && s[0] == '-' ? 1 : 0;
+  uint64_t n = 0;
+  if (k == len || s[k] < '0' || s[k] > '9' || (s[k] == '0' && len != k + 1)) return 0;
+  for (; k < len; k++) {
+    unsigned d = (unsigned)(s[k] - '0');
+    if (s[k] < '0' || s[k] > '9' || n > (UINT64_MAX - d) / 10) return 0;
+    n = n * 10 + d;
+  }
+  *neg = s[0] == '-';
+  *magnitude = n;
+  return 1;
+}
+
 int ss_array_quote(ss_buf *b, const char *s, size_t len) {
   size_t k;
   if (ss_buf_reserve(b, len * 2 + 2)) return -1;

@@ -101,6 +101,12 @@ const char *ss_value_param(const ss_value *v, char *num);
  * out (size >= 1); returns out. */
 const char *ss_value_format(const ss_value *v, char *out, size_t size);
 
+/* Reads s as an integer's canonical decimal digits, -?(0|[1-9][0-9]*):
+ * *neg gets the sign and *magnitude the digits' value. 0 when s is not
+ * that, or its magnitude passes 2^64-1; each caller bounds it further (an
+ * int8, a JSON integer). */
+int ss_decimal_digits(const char *s, size_t len, int *neg, uint64_t *magnitude);
+
 /* Appends s as a quoted element of an array literal ("a\"b"): " and \
  * escaped. The caller checked s holds no zero byte. 0, or -1 when memory
  * runs out. */

@@ -120,8 +120,11 @@ typedef struct {
 int ss_push_json(lua_State *L, const char *s, size_t len);
 
 /* convert.c: whether s is an integer's canonical decimal digits from -2^63
- * to 2^64-1, what semstore.json_integer holds */
+ * to 2^64-1, what semstore.json_integer holds; and the digits of the
+ * json_integer at idx, pushed, or NULL (something pushed all the same)
+ * when what it holds is not such digits */
 int ss_is_json_integer(const char *s, size_t n);
+const char *ss_json_integer_digits(lua_State *L, int idx, size_t *len);
 
 /* core.json_encode and core.json_decode (json_encode.c, json_decode.c) */
 int ss_lua_json_encode(lua_State *L);

@@ -132,10 +132,8 @@ static int encode_array(lua_State *L, int idx, ss_buf *b, ss_error *err, int par
       if (ss_array_quote(b, s, len)) goto oom_pop;
     } else if (t == LUA_TTABLE && ss_has_metatable(L, -1, SS_JSON_INTEGER_MT)) {
       size_t len;
-      const char *digits;
-      lua_rawgeti(L, -1, 1);
-      digits = lua_tolstring(L, -1, &len);
-      if (!digits || !ss_is_json_integer(digits, len)) {
+      const char *digits = ss_json_integer_digits(L, -1, &len);
+      if (!digits) {
         lua_pop(L, 2);
         return ss_error_set(err, SS_ERR_INPUT, "parameter %d: array element %lld is a json_integer without an integer's digits",
                             param, (long long)i);
@@ -632,15 +630,16 @@ static int wrap_array(lua_State *L) { return wrap(L, LUA_TTABLE, SS_ARRAY_MT); }
  * as its decimal string, goes back into JSON as a number. -2^63 to 2^64-1
  * (the range of int8 and of Qdrant's point ids). */
 int ss_is_json_integer(const char *s, size_t n) {
-  int neg = n > 0 && s[0] == '-';
-  size_t digits = n - (size_t)neg, k;
-  if (digits == 0 || digits > 20 || (s[neg] == '0' && digits > 1)) return 0;
-  for (k = (size_t)neg; k < n; k++)
-    if (s[k] < '0' || s[k] > '9') return 0;
-  /* digits of equal length compare as numbers */
-  if (digits == 20 && (neg || memcmp(s, "18446744073709551615", 20) > 0)) return 0;
-  if (neg && digits == 19 && memcmp(s + 1, "9223372036854775808", 19) > 0) return 0;
-  return 1;
+  int neg;
+  uint64_t magnitude;
+  return ss_decimal_digits(s, n, &neg, &magnitude) && (!neg || magnitude <= (uint64_t)INT64_MAX + 1);
+}
+
+const char *ss_json_integer_digits(lua_State *L, int idx, size_t *len) {
+  const char *digits;
+  lua_rawgeti(L, idx, 1);
+  digits = lua_tolstring(L, -1, len);
+  return digits && ss_is_json_integer(digits, *len) ? digits : NULL;
 }
 
 static int wrap_json_integer(lua_State *L) {

@@ -103,11 +103,9 @@ static int encode_value(lua_State *L, int idx, ss_buf *b, ss_error *err, int dep
     if (ss_has_metatable(L, idx, SS_BYTEA_MT)) break;
     if (ss_has_metatable(L, idx, SS_JSON_INTEGER_MT)) {
       size_t len;
-      const char *digits;
-      lua_rawgeti(L, idx, 1);
-      digits = lua_tolstring(L, -1, &len);
       /* checked again: a table given the metatable by hand could hold any text */
-      if (!digits || !ss_is_json_integer(digits, len))
+      const char *digits = ss_json_integer_digits(L, idx, &len);
+      if (!digits)
         return ss_error_set(err, SS_ERR_INPUT, "a json_integer without an integer's digits");
       status = ss_buf_append(b, digits, len) ? oom(err) : 0;
       lua_pop(L, 1);

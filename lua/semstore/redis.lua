@@ -180,8 +180,6 @@ function Redis:subscribe(channels, fn, opts)
     -- (a loop under LuaJIT has no closing value)
     return function()
       local m, e = next_message()
-      -- a loop that ends (its timeout, an error) closes the subscriber
-      -- itself: LuaJIT's generic for has no closing value
       if not m then sub:close() end
       if e then error(e, 2) end
       return m
