@@ -11,8 +11,8 @@
 -- rounds the median counts.
 --
 -- With --rss, a separate lua5.4 process also streams 1,000,000 chunks (or N)
--- through create_chunks_bulk from an iterator (no array in memory) and reports
--- its peak RSS (VmHWM) and rate.
+-- through create_chunks_bulk{parallel = 2} from an iterator (no array in
+-- memory) and reports its peak RSS (VmHWM) and rate.
 --
 -- Not a test; bench/run.sh runs it pinned to one core, the server to the other.
 -- With --costs, create_chunks_bulk runs again under the schema without each
@@ -130,7 +130,7 @@ if arg[1] == "--rss-child" then
   local n = assert(math.tointeger(tonumber(arg[2])), "--rss-child N")
   local semstore = require "semstore"
   local db = assert(semstore.connect { name = "rss", postgres = assert(os.getenv "DATABASE_URL"),
-    pool = { size = 1, max_overflow = 0, statement_timeout = 0 } })
+    pool = { size = 2, max_overflow = 0, statement_timeout = 0 } })
   if not db.chunks then
     print "RSS skipped"
     os.exit(0)
@@ -145,10 +145,10 @@ if arg[1] == "--rss-child" then
     return make(i)
   end
   local t0 = now()
-  local got, err = db.chunks:create_chunks_bulk(iter)
+  local got, err, report = db.chunks:create_chunks_bulk(iter, { parallel = 2 })
   local secs = now() - t0
-  if got ~= n then
-    io.stderr:write("create_chunks_bulk: ", tostring(got), " ", tostring(err), "\n")
+  if got ~= n or report.connections ~= 2 then
+    io.stderr:write("create_chunks_bulk: ", tostring(got), " ", tostring(err), " ", tostring(report and report.fallback), "\n")
     os.exit(1)
   end
   print(string.format("RSS %d %.3f %d %d", n, secs, status_kb "VmHWM", base))
@@ -257,6 +257,47 @@ end
 
 local lconn = assert(luasql:connect(burl))
 
+-- psql's binary COPY into the leaf tables: one file per leaf, in COPY's
+-- binary format, made once (by loading the rows with semstore and letting
+-- psql copy each leaf out); not timed. Leaves go to two scripts of about
+-- the same size for the two-connection run.
+local leaf_scripts = {}
+local function make_leaf_files()
+  assert(db.pg:exec "truncate chunks")
+  local n, err = db.chunks:create_chunks_bulk(rows)
+  assert(n == #rows, "create_chunks_bulk: " .. tostring(n) .. " " .. tostring(err))
+  local leaves = assert(db.pg:query [[
+    select partition_key as k, count(*) as n from chunks group by partition_key order by count(*) desc]])
+  local all, halves, sizes = {}, { {}, {} }, { 0, 0 }
+  for _, leaf in ipairs(leaves) do
+    local file = os.tmpname()
+    local name = string.format("chunks_p%02d", leaf.k)
+    assert(db.pg:query("select 1 from pg_class where relname = $1", name)[1], "no leaf table " .. name)
+    local cmd = string.format("%s -X -q -v ON_ERROR_STOP=1 %s -c %s", os.getenv "PSQL" or "psql", shell_quote(burl),
+      shell_quote(string.format("\\copy %s (%s) to '%s' (format binary)", name, COPY_COLS, file)))
+    assert(os.execute(cmd), "psql \\copy to a file failed")
+    local line = string.format("\\copy %s (%s) from '%s' (format binary)\n", name, COPY_COLS, file)
+    all[#all + 1] = line
+    -- the larger leaves first, each to the half with less so far
+    local h = sizes[1] <= sizes[2] and 1 or 2
+    halves[h][#halves[h] + 1] = line
+    sizes[h] = sizes[h] + leaf.n
+    leaf_scripts.files = leaf_scripts.files or {}
+    table.insert(leaf_scripts.files, file)
+  end
+  local function script(lines)
+    local name = os.tmpname()
+    local f = assert(io.open(name, "wb"))
+    f:write(table.concat(lines))
+    f:close()
+    table.insert(leaf_scripts.files, name)
+    return name
+  end
+  leaf_scripts.one = script(all)
+  leaf_scripts.halves = { script(halves[1]), script(halves[2]) }
+  log("  %d leaves; the two halves hold %d and %d rows", #leaves, sizes[1], sizes[2])
+end
+
 local function reset()
   assert(db.pg:exec "truncate chunks")
   assert(db.pg:exec "checkpoint")
@@ -308,21 +349,40 @@ local function luasql_insert(list, count)
 end
 
 local psql = os.getenv "PSQL" or "psql"
+local function psql_script(file)
+  -- -1: the whole script in one transaction
+  return string.format("%s -X -q -1 -v ON_ERROR_STOP=1 %s -f %s", psql, shell_quote(burl), shell_quote(file))
+end
+local function semstore_bulk(parallel)
+  return function()
+    local n, err, report = db.chunks:create_chunks_bulk(rows, { parallel = parallel })
+    assert(n == #rows, "create_chunks_bulk: " .. tostring(n) .. " " .. tostring(err))
+    assert(report.connections == parallel, "create_chunks_bulk copied on " .. report.connections ..
+      " connections: " .. tostring(report.fallback))
+  end
+end
 local contenders = {
   { name = "psql", fn = function()
     local cmd = string.format("%s -X -q -v ON_ERROR_STOP=1 %s -c %s", psql, shell_quote(burl),
       shell_quote("\\copy chunks (" .. COPY_COLS .. ") from '" .. tsv .. "'"))
     assert(os.execute(cmd), "psql \\copy failed")
   end },
+  { name = "psql binary", fn = function()
+    assert(os.execute(psql_script(leaf_scripts.one)), "psql binary COPY failed")
+  end },
+  { name = "psql binary x2", fn = function()
+    -- two transactions, one per connection: not atomic as a whole
+    local cmd = string.format("%s & p=$!; %s; b=$?; wait $p; a=$?; [ $a = 0 ] && [ $b = 0 ]",
+      psql_script(leaf_scripts.halves[1]), psql_script(leaf_scripts.halves[2]))
+    assert(os.execute(cmd), "psql binary COPY on two connections failed")
+  end },
   { name = "LuaSQL", fn = function() luasql_insert(rows, #rows) end,
     warm = function()
       local n = math.min(BATCH, #rows)
       luasql_insert(rows, n)
     end },
-  { name = "semstore", fn = function()
-    local n, err = db.chunks:create_chunks_bulk(rows)
-    assert(n == #rows, "create_chunks_bulk: " .. tostring(n) .. " " .. tostring(err))
-  end,
+  { name = "semstore x2", fn = semstore_bulk(2) },
+  { name = "semstore", fn = semstore_bulk(1),
     warm = function()
       local few = table.move(rows, 1, math.min(BATCH, #rows), 1, {})
       local n, err = db.chunks:create_chunks_bulk(few)
@@ -332,6 +392,15 @@ local contenders = {
 if not db.chunks then
   log "db.chunks is missing (create_chunks_bulk not there yet): skipping semstore"
   table.remove(contenders)
+end
+
+if db.chunks then
+  log "writing each leaf's rows to a file in COPY's binary format, for psql"
+  make_leaf_files()
+else
+  for i = #contenders, 1, -1 do
+    if contenders[i].name:find "binary" or contenders[i].name:find "x2" then table.remove(contenders, i) end
+  end
 end
 
 -- Warm up the connections (catalog caches, prepared statements) with a few rows.
@@ -413,6 +482,7 @@ for name, r in pairs(rates) do
   med[name] = r[(#r + 1) // 2]
 end
 os.remove(tsv)
+for _, f in ipairs(leaf_scripts.files or {}) do os.remove(f) end
 lconn:close()
 
 -- The streaming child: its own process, so its peak RSS is its own.
@@ -453,8 +523,21 @@ print "| benchmark | semstore | peer | ratio |"
 print "|---|---|---|---|"
 print(string.format("| rows/s inserting %s: `create_chunks_bulk` vs `psql \\copy` (text, into the parent) | %s | %s | %s |",
   what, num(med.semstore), num(med.psql), ratio(med.semstore, med.psql)))
+print(string.format("| rows/s inserting %s: `create_chunks_bulk` vs psql binary COPY into the leaves, one connection, one transaction | %s | %s | %s |",
+  what, num(med.semstore), num(med["psql binary"]), ratio(med.semstore, med["psql binary"])))
+print(string.format("| rows/s inserting %s: `create_chunks_bulk{parallel = 2}` (two-phase commit) vs psql binary COPY into the leaves on two connections (two transactions) | %s | %s | %s |",
+  what, num(med["semstore x2"]), num(med["psql binary x2"]), ratio(med["semstore x2"], med["psql binary x2"])))
+print(string.format("| rows/s inserting %s: `create_chunks_bulk{parallel = 2}` vs `psql \\copy` (text, into the parent) | %s | %s | %s |",
+  what, num(med["semstore x2"]), num(med.psql), ratio(med["semstore x2"], med.psql)))
 print(string.format("| rows/s inserting %s: `create_chunks_bulk` vs LuaSQL %d-row INSERTs | %s | %s | %s |",
   what, BATCH, num(med.semstore), num(med.LuaSQL), ratio(med.semstore, med.LuaSQL)))
+print ""
+print "Every contender's rates (rows/s), all rounds:"
+for _, c in ipairs(contenders) do
+  local all = {}
+  for _, r in ipairs(rates[c.name]) do all[#all + 1] = string.format("%.0f", r) end
+  print(string.format("- %s: %s", c.name, table.concat(all, ", ")))
+end
 if rss then
   print(string.format("| peak RSS (MB) of a lua5.4 process streaming %s chunks from an iterator (%.0f MB before the insert) | %.1f | - | - |",
     thousands(rss.n), rss.base, rss.hwm))

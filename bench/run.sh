@@ -75,6 +75,9 @@ if [ "$bench" != qdrant ]; then
   # backends fork from the postmaster and inherit its core
   taskset -a -cp 1 "$(head -n 1 "$SEMSTORE_TEST_PG_DATA/postmaster.pid")" >/dev/null
 fi
+# The chunks benchmark runs unpinned: its two-connection contenders need
+# both cores for the server's two backends (new backends inherit this).
+unpin_pg() { taskset -a -cp 0-1 "$(head -n 1 "$SEMSTORE_TEST_PG_DATA/postmaster.pid")" >/dev/null; }
 export LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH="$build/?.so;;"
 qdrant() {
   qdrant_deps
@@ -106,12 +109,13 @@ openresty_deps() {
 case "$bench" in
   openresty) openresty_deps; lua5.4 bench/openresty.lua "$@" ;;
   query) taskset -c 0 lua5.4 bench/pg_query_bench.lua "$@" ;;
-  chunks) taskset -c 0 lua5.4 bench/chunks_bench.lua "$@" ;;
+  chunks) unpin_pg; lua5.4 bench/chunks_bench.lua "$@" ;;
   qdrant) qdrant "$@" ;;
   redis) redis "$@" ;;
   all)
     taskset -c 0 lua5.4 bench/pg_query_bench.lua "$@"
-    taskset -c 0 lua5.4 bench/chunks_bench.lua
+    unpin_pg
+    lua5.4 bench/chunks_bench.lua
     qdrant
     redis
     ;;

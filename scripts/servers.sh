@@ -289,6 +289,7 @@ fsync = off
 synchronous_commit = off
 full_page_writes = off
 max_connections = 200
+max_prepared_transactions = 32
 shared_buffers = 128MB
 log_min_messages = warning
 CONF

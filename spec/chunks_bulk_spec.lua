@@ -671,11 +671,11 @@ local db = assert(semstore.connect { name = "rss", postgres = url, pool = { size
 local collections = {}
 for _, r in ipairs(assert(db.pg:query "SELECT id FROM collections ORDER BY id")) do collections[#collections + 1] = r.id end
 local pad, i = string.rep("x", 1000), 0
-print(assert(db.chunks:create_chunks_bulk(function()
+print((assert(db.chunks:create_chunks_bulk(function()
   i = i + 1
   if i > tonumber(n) then return nil end
   return { collection_id = collections[i % #collections + 1], chunk_index = i, content = pad .. i, metadata = { i = i } }
-end)))
+end))))
 print(io.open("/proc/self/status"):read("a"):match("VmHWM:%s*(%d+) kB"))
 ]])
     local p = assert(io.popen(string.format("LUA_PATH=%s LUA_CPATH=%s %s %s %s 100000 2>&1",

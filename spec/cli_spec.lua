@@ -58,7 +58,7 @@ describe("the semstore command", function()
     assert.are.equal(0, code, out)
     assert.truthy(out:find("applied semstore/0001_extensions_and_types", 1, true))
     assert.truthy(out:find("applied 0002_widgets", 1, true), "./migrations is the default folder")
-    assert.are.equal(8, count "SELECT count(*) AS n FROM schema_migrations")
+    assert.are.equal(9, count "SELECT count(*) AS n FROM schema_migrations")
     code, out = cli({ "migrate", "status" }, { env = env(), cwd = dir })
     assert.are.equal(0, code)
     assert.truthy(out:find("applied%s+0002_widgets%s+%d%d%d%d%-%d%d%-%d%d"), out)
@@ -138,7 +138,7 @@ return {
     end
     assert.are.equal(2, count "SELECT count(*) AS n FROM runs", "the slow migration ran once")
     assert.are.equal(1, count "SELECT count(DISTINCT pid) AS n FROM runs")
-    assert.are.equal(8, count "SELECT count(*) AS n FROM schema_migrations")
+    assert.are.equal(9, count "SELECT count(*) AS n FROM schema_migrations")
     local waited = outs[1]:find("nothing to apply", 1, true) and outs[1] or outs[2]
     assert.truthy(waited:find("nothing to apply", 1, true), outs[1] .. outs[2])
     assert.truthy(waited:find("waiting for another migration run to finish %(server process %d+, semstore%)"), outs[1] .. "\n---\n" .. outs[2])
@@ -151,7 +151,7 @@ return {
     assert.are.equal(8, count "SELECT chunk_partition_count() AS n")
     assert.are.equal(428265705 % 8, count "SELECT chunk_partition_key('550e8400-e29b-41d4-a716-446655440000') AS n")
     local err
-    code, out, err = cli({ "migrate", "down", "4" }, { env = env(), cwd = dir })
+    code, out, err = cli({ "migrate", "down", "5" }, { env = env(), cwd = dir })
     assert.are.equal(0, code, err)
     code, out, err = cli({ "migrate", "up" }, { env = env { CHUNK_PARTITION_COUNT = "0" }, cwd = dir })
     assert.are.equal(1, code)

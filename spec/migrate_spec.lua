@@ -46,16 +46,16 @@ describe("migrations", function()
     local report = assert(migrate.up(db, { dir = dir }))
     assert.are.same({ "semstore/0001_extensions_and_types", "semstore/0002_users_and_collections",
       "semstore/0003_documents_and_chunks", "semstore/0004_operations_and_search_logs", "semstore/0005_reindex_queue",
-      "semstore/0006_cheaper_chunk_checks", "0001_widgets" }, ids(report.applied))
+      "semstore/0006_cheaper_chunk_checks", "semstore/0007_bulk_decisions", "0001_widgets" }, ids(report.applied))
     assert.is_true(exists "widgets")
     local rows = assert(db.pg:query "SELECT * FROM schema_migrations ORDER BY applied_at")
-    assert.are.equal(7, #rows)
+    assert.are.equal(8, #rows)
     for _, r in ipairs(rows) do
       assert.truthy(r.checksum:match "^%x+$" and #r.checksum == 64, r.checksum)
       assert.is_true(math.type(r.execution_ms) == "integer" and r.execution_ms >= 0)
       assert.truthy(r.applied_at:match "^%d%d%d%d%-%d%d%-%d%dT")
     end
-    assert.are.same({ "app", "0001", "widgets" }, { rows[7].source, rows[7].version, rows[7].name })
+    assert.are.same({ "app", "0001", "widgets" }, { rows[8].source, rows[8].version, rows[8].name })
     assert.are.same({}, assert(migrate.up(db, { dir = dir })).applied, "a second run finds nothing to do")
   end)
 
@@ -65,7 +65,7 @@ describe("migrations", function()
     local first = helpers.schema_dump(url)
     assert.truthy(first:find("CREATE TABLE public.chunks_p99", 1, true))
     local report = assert(migrate.down(db, { steps = "all" }))
-    assert.are.equal(6, #report.reverted)
+    assert.are.equal(7, #report.reverted)
     assert.are.equal(pristine, helpers.schema_dump(url))
     assert.are.same({}, applied())
     assert(migrate.up(db))
@@ -88,7 +88,7 @@ describe("migrations", function()
     end
     local before = {}
     for _, r in ipairs(files()) do before[r.relname] = r.f end
-    assert(migrate.up(db))
+    assert(migrate.up(db, { target = "semstore/0006" }))
     local after = files()
     assert.are.equal(4, #after, "the leaf, its primary key and two indexes left")
     -- the rows stay where they are (binary-coercible); PostgreSQL rebuilds
@@ -287,7 +287,7 @@ end }
     assert.is_false(exists "a")
     local res, err = migrate.down(db, { dir = dir, builtin = false })
     assert.is_nil(res)
-    assert.truthy(err.message:find("semstore/0006_cheaper_chunk_checks: its folder is not part of this run (builtin = false)", 1, true), err.message)
+    assert.truthy(err.message:find("semstore/0007_bulk_decisions: its folder is not part of this run (builtin = false)", 1, true), err.message)
     assert.is_true(exists "operations")
   end)
 
@@ -357,7 +357,7 @@ end }
     local report = assert(migrate.up(db, { dir = dir, dry_run = true,
       on_statement = function(sql) seen[#seen + 1] = sql end }))
     assert.is_true(report.dry_run)
-    assert.are.equal(8, #report.applied)
+    assert.are.equal(9, #report.applied)
     assert.are.equal("0003_c", report.stopped_before)
     assert.truthy(seen[#seen]:find("CREATE TABLE b", 1, true))
     assert.is_false(exists "a")
@@ -367,7 +367,7 @@ end }
     report = assert(migrate.down(db, { dir = dir, dry_run = true }))
     assert.are.same({ "0001_a" }, ids(report.reverted))
     assert.is_true(exists "a")
-    assert.are.equal(7, #applied())
+    assert.are.equal(8, #applied())
   end)
 
   it("checks every file before applying anything", function()

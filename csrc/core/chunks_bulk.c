@@ -9,12 +9,39 @@
 #include "pg_copy.h"
 #include "repo.h"
 
-/* COPY data goes to libpq in pieces of this size. */
-#define SEND_PIECE ((size_t)1 << 20)
+/* A COPY that has been fed this long while the caller made rows is sent
+ * to its end at once: a slow row source must not hold a statement open
+ * (statement_timeout counts from its start). Seconds. */
+#define FEED_PATIENCE 1.0
+/* Encoded bytes between two looks at the connections' sockets. */
+#define PUMP_EVERY ((size_t)64 << 10)
 
-struct ss_bulk {
+/* What a connection of the bulk is doing. */
+enum { LANE_IDLE, LANE_FEEDING, LANE_ENDING, LANE_WAITING };
+
+typedef struct {
   ss_pg *pg;
   ss_pg_tx tx;
+  int state;
+  int part;      /* the partition being copied */
+  long rows;     /* its rows */
+  ss_buf out;    /* its COPY stream, trailer included */
+  size_t fed;    /* bytes of out handed to libpq */
+  double since;  /* when the COPY began */
+  int prepared;  /* PREPARE TRANSACTION ran: the part waits for the decision */
+} lane;
+
+struct ss_bulk {
+  lane lanes[SS_BULK_MAX_CONNECTIONS];
+  int nlanes;
+  const char *fewer; /* why fewer connections than given, or NULL */
+  char fewer_why[160];
+  char bulk_id[37];  /* the two-phase commit's uuid; "" on one connection */
+  int decided;       /* the commit decision is written: every part must commit */
+  int undecidable;   /* whether a decision was written is not known: recovery settles the parts */
+  int committed;     /* every part committed: the decision row is to be deleted */
+  void (*on_step)(void *ud, const char *step, int k);
+  void *step_ud;
   size_t budget;
   int with_id;
   long expected;
@@ -22,10 +49,9 @@ struct ss_bulk {
   ss_buf *parts;      /* one COPY stream per partition, header included once it has rows */
   long *part_rows;
   size_t buffered;    /* bytes of encoded rows in the partitions' buffers */
+  size_t since_pump;  /* bytes encoded since the sockets were last looked at */
   long long *ids;     /* ids taken from the sequence, not yet used */
   long ids_len, ids_next;
-  int pending;        /* the partition whose COPY the server may still be busy with, or -1 */
-  long pending_rows;
   long rows;          /* rows taken */
   int over;           /* failed, abandoned or finished: takes nothing more */
   long bad_row;       /* the row whose fault failed the bulk, or 0 */
@@ -33,17 +59,67 @@ struct ss_bulk {
   char bad_field[128];
 };
 
+static void set_fewer(ss_bulk *b, const char *why) {
+  ss_strlcpy(b->fewer_why, why, sizeof b->fewer_why);
+  b->fewer = b->fewer_why;
+}
+
+/* Whether the more connections can copy atomically, asked on pg: fills
+ * b->bulk_id, or says why not with set_fewer. -1 when pg failed. */
+static int can_go_parallel(ss_bulk *b, ss_pg *pg, int n, ss_error *err) {
+  PGresult *res;
+  char why[160];
+  long most, free_slots;
+  if (PQtransactionStatus(ss_pg_conn(pg)) != PQTRANS_IDLE) {
+    set_fewer(b, "the connection is inside a transaction, which one connection's COPYs must join");
+    return 0;
+  }
+  /* the slots are the whole server's: other prepared transactions hold some */
+  res = ss_pg_query(pg, "SELECT current_setting('max_prepared_transactions')::int, "
+                        "to_regclass('semstore_bulk_decisions') IS NOT NULL, gen_random_uuid()::text, "
+                        "(SELECT count(*) FROM pg_prepared_xacts)",
+                    0, NULL, NULL, NULL, NULL, err);
+  if (!res) return -1;
+  most = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+  free_slots = most - strtol(PQgetvalue(res, 0, 3), NULL, 10);
+  if (free_slots < n) {
+    snprintf(why, sizeof why, "the server's max_prepared_transactions is %ld, with %ld free: fewer than the %d "
+             "connections", most, free_slots < 0 ? 0 : free_slots, n);
+    set_fewer(b, why);
+  } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
+    set_fewer(b, "semstore_bulk_decisions is missing (migration 0007_bulk_decisions)");
+  } else {
+    ss_strlcpy(b->bulk_id, PQgetvalue(res, 0, 2), sizeof b->bulk_id);
+  }
+  PQclear(res);
+  return 0;
+}
+
 ss_bulk *ss_bulk_new(ss_pg *pg, const ss_bulk_options *opts, ss_error *err) {
   ss_bulk *b;
-  int nparts = ss_repo_partitions(pg, err);
+  int k, nparts = ss_repo_partitions(pg, err);
   if (nparts < 0) return NULL;
   if (!(b = calloc(1, sizeof *b))) goto oom;
-  b->pg = pg;
   b->budget = opts->budget ? opts->budget : SS_BULK_BUDGET;
   b->with_id = opts->return_ids;
   b->expected = opts->expected_rows;
+  b->on_step = opts->on_step;
+  b->step_ud = opts->step_ud;
   b->nparts = nparts;
-  b->pending = -1;
+  b->nlanes = 1;
+  b->lanes[0].pg = pg;
+  if (opts->nmore > 0) {
+    int n = opts->nmore + 1 > SS_BULK_MAX_CONNECTIONS ? SS_BULK_MAX_CONNECTIONS : opts->nmore + 1;
+    if (can_go_parallel(b, pg, n, err)) {
+      free(b);
+      return NULL;
+    }
+    if (!b->fewer) {
+      for (k = 1; k < n; k++) b->lanes[k].pg = opts->more[k - 1];
+      b->nlanes = n;
+      if (n < opts->nmore + 1) set_fewer(b, "a bulk copies on 16 connections at most");
+    }
+  }
   b->parts = calloc((size_t)nparts, sizeof *b->parts);
   b->part_rows = calloc((size_t)nparts, sizeof *b->part_rows);
   if (!b->parts || !b->part_rows) goto oom;
@@ -54,70 +130,335 @@ oom:
   return NULL;
 }
 
+int ss_bulk_connections(const ss_bulk *b, const char **why_fewer) {
+  *why_fewer = b->fewer;
+  return b->nlanes;
+}
+
 void ss_bulk_free(ss_bulk *b) {
   int i;
   if (!b) return;
   for (i = 0; b->parts && i < b->nparts; i++) ss_buf_free(&b->parts[i]);
+  for (i = 0; i < b->nlanes; i++) ss_buf_free(&b->lanes[i].out);
   free(b->parts);
   free(b->part_rows);
   free(b->ids);
   free(b);
 }
 
-/* ---- the COPY streams ---- */
+/* ---- the COPYs, fed without blocking ---- */
 
-/* Waits for the outcome of the COPY sent last, if any. */
-static int copy_outcome(ss_bulk *b, ss_error *err) {
-  long long copied;
-  int part = b->pending;
-  if (part < 0) return 0;
-  b->pending = -1;
-  if ((copied = ss_pg_copy_result(b->pg, err)) < 0) return -1;
-  if (copied != b->pending_rows)
-    return ss_error_set(err, SS_ERR_POSTGRES, "COPY into chunks_p%d took %lld rows of %ld", part, copied,
-                        b->pending_rows);
+/* Reads the outcome of l's COPY, whose data all went: waits for it when
+ * the server is not done. The lane is idle after, whatever the outcome. */
+static int lane_outcome(lane *l, ss_error *err) {
+  long long copied = ss_pg_copy_result(l->pg, err);
+  long want = l->rows;
+  int part = l->part;
+  l->state = LANE_IDLE;
+  ss_buf_free(&l->out);
+  if (copied < 0) return -1;
+  if (copied != want)
+    return ss_error_set(err, SS_ERR_POSTGRES, "COPY into chunks_p%d took %lld rows of %ld", part, copied, want);
+  return 0;
+}
+
+/* Moves l's COPY on as far as it goes without waiting. */
+static int lane_step(lane *l, ss_error *err) {
+  size_t n;
+  int r;
+  switch (l->state) {
+  case LANE_FEEDING:
+    r = ss_pg_copy_feed(l->pg, l->out.data + l->fed, l->out.len - l->fed, &n, err);
+    l->fed += n;
+    if (r) break;
+    l->state = LANE_ENDING;
+    if ((r = ss_pg_copy_end(l->pg, err))) break;
+    l->state = LANE_WAITING;
+    return lane_step(l, err); /* the outcome may be there already */
+  case LANE_WAITING:
+    if ((r = ss_pg_busy(l->pg, err))) break;
+    return lane_outcome(l, err);
+  case LANE_ENDING:
+    if ((r = ss_pg_copy_flushed(l->pg, err))) break;
+    l->state = LANE_WAITING;
+    return lane_step(l, err);
+  default:
+    return 0;
+  }
+  if (r < 0) {
+    /* the server's own error, when it sent one, says more than the socket's */
+    ss_error own;
+    if (l->state != LANE_WAITING) ss_pg_copy_done(l->pg, "semstore: sending failed", &own);
+    if (lane_outcome(l, &own) && !ss_pg_is_broken(l->pg)) *err = own;
+    return -1;
+  }
+  return 0;
+}
+
+/* Waits until a lane moved on: for its socket to take more data, or for
+ * the server's answer. Lanes with nothing under way are left out. */
+static int wait_lanes(ss_bulk *b, ss_error *err) {
+  ss_pg *pgs[SS_BULK_MAX_CONNECTIONS];
+  int write[SS_BULK_MAX_CONNECTIONS], i, n = 0;
+  for (i = 0; i < b->nlanes; i++)
+    if (b->lanes[i].state != LANE_IDLE) {
+      pgs[n] = b->lanes[i].pg;
+      write[n++] = b->lanes[i].state != LANE_WAITING;
+    }
+  return n ? ss_pg_wait_any(pgs, write, n, err) : 0;
+}
+
+/* Moves every lane on without waiting; a COPY fed for longer than
+ * FEED_PATIENCE is sent to its end, waiting if need be. */
+static int pump(ss_bulk *b, ss_error *err) {
+  int i;
+  b->since_pump = 0;
+  for (i = 0; i < b->nlanes; i++) {
+    lane *l = &b->lanes[i];
+    if (lane_step(l, err)) return -1;
+    while (l->state == LANE_FEEDING && ss_monotonic() - l->since > FEED_PATIENCE) {
+      if (ss_pg_wait_any(&l->pg, (int[]){1}, 1, err) || lane_step(l, err)) return -1;
+    }
+  }
+  return 0;
+}
+
+/* A lane with nothing under way, waiting for one when all are busy. */
+static lane *idle_lane(ss_bulk *b, ss_error *err) {
+  for (;;) {
+    int i;
+    if (pump(b, err)) return NULL;
+    for (i = 0; i < b->nlanes; i++)
+      if (b->lanes[i].state == LANE_IDLE) return &b->lanes[i];
+    if (wait_lanes(b, err)) return NULL;
+  }
+}
+
+/* Waits until every lane is done, reading every outcome. */
+static int drain_lanes(ss_bulk *b, ss_error *err) {
+  for (;;) {
+    int i, busy = 0;
+    if (pump(b, err)) return -1;
+    for (i = 0; i < b->nlanes; i++) busy |= b->lanes[i].state != LANE_IDLE;
+    if (!busy) return 0;
+    if (wait_lanes(b, err)) return -1;
+  }
+}
+
+/* Starts copying one partition's stream into its leaf table on an idle
+ * lane, handing the stream over to it: the partition starts afresh, and
+ * the server takes the rows in while the caller makes the next ones. */
+static int flush_part(ss_bulk *b, int part, ss_error *err) {
+  char sql[320];
+  ss_buf *in = &b->parts[part];
+  size_t encoded = in->len; /* what `buffered` counted, without the trailer */
+  lane *l = idle_lane(b, err);
+  if (!l) return -1;
+  if (!l->tx.open && ss_pg_tx_begin(l->pg, &l->tx, NULL, err)) return -1;
+  snprintf(sql, sizeof sql, "COPY chunks_p%d (%s" SS_CHUNK_COLUMNS ") FROM STDIN (FORMAT binary)", part,
+           b->with_id ? "id, " : "");
+  if (ss_copy_trailer(in)) return ss_error_set(err, SS_ERR_MEMORY, "out of memory");
+  if (ss_pg_copy_begin(l->pg, sql, err)) return -1;
+  l->out = *in;
+  memset(in, 0, sizeof *in);
+  l->fed = 0;
+  l->part = part;
+  l->rows = b->part_rows[part];
+  l->since = ss_monotonic();
+  l->state = LANE_FEEDING;
+  b->buffered -= encoded;
+  b->part_rows[part] = 0;
+  return lane_step(l, err);
+}
+
+/* ---- the end: commit on one connection, two phases on more ---- */
+
+static void step(ss_bulk *b, const char *what, int k) {
+  if (b->on_step) b->on_step(b->step_ud, what, k);
+}
+
+static void gid(const ss_bulk *b, int k, char *out, size_t size) {
+  snprintf(out, size, "semstore:bulk:%s:%d", b->bulk_id, k);
+}
+
+/* Runs a statement of the two-phase commit on l's connection, or on any
+ * other lane's when that one is lost (COMMIT PREPARED and ROLLBACK
+ * PREPARED may run on any session of the database). */
+static int settle_sql(ss_bulk *b, lane *l, const char *sql, ss_error *err) {
+  int i;
+  PGresult *res = ss_pg_is_broken(l->pg) ? NULL : ss_pg_exec(l->pg, sql, err);
+  for (i = 0; !res && i < b->nlanes; i++)
+    if (&b->lanes[i] != l && !ss_pg_is_broken(b->lanes[i].pg)) res = ss_pg_exec(b->lanes[i].pg, sql, err);
+  if (!res) return -1;
+  PQclear(res);
+  return 0;
+}
+
+/* The decision on pg: 'c' commit, 'r' rollback, whichever was written
+ * first for this bulk (the primary key orders a coordinator and a
+ * recovery that race). `parts` > 0 is the coordinator's: it writes commit
+ * only while all its parts are still prepared, since a recovery that
+ * rolled them back may have deleted its rollback row already. Recovery
+ * (parts 0) writes rollback. 0 with err set when pg could not write it. */
+static char decide(ss_pg *pg, const char *bulk_id, int parts, ss_error *err) {
+  char n[16];
+  const char *values[2] = {bulk_id, n};
+  char got;
+  PGresult *res;
+  snprintf(n, sizeof n, "%d", parts);
+  res = parts > 0
+            ? ss_pg_query(pg,
+                          "INSERT INTO semstore_bulk_decisions (bulk, outcome) SELECT $1::uuid, 'commit' "
+                          "WHERE (SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'semstore:bulk:' || $1 || "
+                          "':%') = $2::int ON CONFLICT (bulk) DO UPDATE SET bulk = EXCLUDED.bulk RETURNING outcome",
+                          2, NULL, values, NULL, NULL, err)
+            : ss_pg_query(pg,
+                          "INSERT INTO semstore_bulk_decisions (bulk, outcome) VALUES ($1::uuid, 'rollback') "
+                          "ON CONFLICT (bulk) DO UPDATE SET bulk = EXCLUDED.bulk RETURNING outcome",
+                          1, NULL, values, NULL, NULL, err);
+  if (!res) return 0;
+  /* no row: a part is gone, rolled back by a recovery */
+  got = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0)[0] : 'r';
+  PQclear(res);
+  return got;
+}
+
+/* Commits every prepared part; a part no connection could commit is left
+ * for ss_bulk_recover, which finds the decision. */
+static int commit_parts(ss_bulk *b, ss_error *err) {
+  int k, failed = 0;
+  for (k = 0; k < b->nlanes; k++) {
+    lane *l = &b->lanes[k];
+    char sql[128], name[80];
+    if (!l->prepared) continue;
+    step(b, "commit", k);
+    gid(b, k, name, sizeof name);
+    snprintf(sql, sizeof sql, "COMMIT PREPARED '%s'", name);
+    if (settle_sql(b, l, sql, err)) failed = 1;
+    else l->prepared = 0;
+  }
+  if (failed) {
+    char why[sizeof err->message];
+    ss_strlcpy(why, err->message, sizeof why);
+    return ss_error_set(err, SS_ERR_CONNECTION,
+                        "the bulk is decided and will commit whole, but a part could not be committed yet (%s); "
+                        "`semstore recover` or the next process's first connection commits it", why);
+  }
+  return 0;
+}
+
+/* Rolls every part back: prepared ones by name, the others on their own
+ * connections. A prepared part no connection could reach is rolled back
+ * by ss_bulk_recover, since no commit decision exists. */
+static void rollback_parts(ss_bulk *b) {
+  int k;
+  for (k = 0; k < b->nlanes; k++) {
+    lane *l = &b->lanes[k];
+    ss_error ignored;
+    if (l->prepared && !b->undecidable) {
+      char sql[128], name[80];
+      gid(b, k, name, sizeof name);
+      snprintf(sql, sizeof sql, "ROLLBACK PREPARED '%s'", name);
+      if (settle_sql(b, l, sql, &ignored) == 0) l->prepared = 0;
+    } else if (!l->prepared) {
+      ss_pg_tx_end(l->pg, &l->tx, 0, &ignored);
+    }
+  }
+}
+
+/* Forgets the decision once every part committed; a row left behind is
+ * deleted by ss_bulk_recover. */
+static void forget(ss_bulk *b) {
+  const char *values[1] = {b->bulk_id};
+  ss_error ignored;
+  int k;
+  b->committed = 0;
+  for (k = 0; k < b->nlanes; k++) {
+    PGresult *res;
+    if (ss_pg_is_broken(b->lanes[k].pg)) continue;
+    res = ss_pg_query(b->lanes[k].pg, "DELETE FROM semstore_bulk_decisions WHERE bulk = $1::uuid", 1, NULL, values,
+                      NULL, NULL, &ignored);
+    PQclear(res);
+    if (res) return;
+  }
+}
+
+/* Every lane's COPYs are in: one connection commits; more prepare, decide
+ * and commit. */
+static int commit(ss_bulk *b, ss_error *err) {
+  int k, ok, parts = 0;
+  char c = 0;
+  PGresult *res;
+  if (!b->bulk_id[0]) return ss_pg_tx_end(b->lanes[0].pg, &b->lanes[0].tx, 1, err);
+  for (k = 0; k < b->nlanes; k++) {
+    lane *l = &b->lanes[k];
+    char sql[128], name[80];
+    if (!l->tx.open) continue;
+    step(b, "prepare", k);
+    gid(b, k, name, sizeof name);
+    snprintf(sql, sizeof sql, "PREPARE TRANSACTION '%s'", name);
+    /* the transaction is over either way: prepared, or rolled back. Only
+     * its own connection can prepare it (elsewhere PREPARE TRANSACTION
+     * finds no transaction, warns and does nothing). */
+    l->tx.open = 0;
+    if (!(res = ss_pg_exec(l->pg, sql, err))) return -1;
+    ok = strcmp(PQcmdStatus(res), "PREPARE TRANSACTION") == 0;
+    PQclear(res);
+    if (!ok) {
+      ss_error_set(err, SS_ERR_POSTGRES, "the part on connection %d could not be prepared and was rolled back", k + 1);
+      ss_strlcpy(err->code, "40000", sizeof err->code);
+      return -1;
+    }
+    l->prepared = 1;
+    parts++;
+  }
+  if (!parts) return 0; /* no rows: nothing to commit */
+  step(b, "decide", 0);
+  for (k = 0; k < b->nlanes && !c; k++)
+    if (!ss_pg_is_broken(b->lanes[k].pg)) c = decide(b->lanes[k].pg, b->bulk_id, parts, err);
+  if (c == 'r')
+    return ss_error_set(err, SS_ERR_POSTGRES, "the bulk was rolled back by recovery (semstore recover) before it "
+                                              "could commit: its prepared parts were older than the grace period");
+  if (!c) {
+    /* a decision may have been written before the connection went: only
+     * recovery, reading it, may settle the prepared parts */
+    char why[sizeof err->message];
+    b->undecidable = 1;
+    ss_strlcpy(why, err->message, sizeof why);
+    return ss_error_set(err, SS_ERR_CONNECTION, "lost the connections while writing the bulk's decision (%s); its "
+                        "prepared parts are settled, all or none, by `semstore recover` or the next process's "
+                        "first connection", why);
+  }
+  b->decided = 1;
+  if (commit_parts(b, err)) return -1;
+  b->decided = 0;
+  b->committed = 1;
+  step(b, "forget", 0);
+  forget(b);
   return 0;
 }
 
 void ss_bulk_abandon(ss_bulk *b) {
+  int k;
   ss_error ignored;
-  /* the server must be done with the COPY sent last before the
-   * transaction can be rolled back */
-  if (b->pending >= 0) copy_outcome(b, &ignored);
-  ss_pg_tx_end(b->pg, &b->tx, 0, &ignored);
+  if (b->committed) forget(b); /* on_step raised just before */
+  if (b->over && !b->decided) return;
   b->over = 1;
-}
-
-/* Copies one partition's stream into its leaf table and empties it. It
- * does not wait for the server to take the rows in: the next statement
- * (or copy_outcome) does, so the server works while the next rows come. */
-static int flush_part(ss_bulk *b, int part, ss_error *err) {
-  char sql[320];
-  ss_buf *out = &b->parts[part];
-  size_t off, encoded = out->len; /* what `buffered` counted, without the trailer */
-  if (!b->tx.open && ss_pg_tx_begin(b->pg, &b->tx, NULL, err)) return -1;
-  snprintf(sql, sizeof sql, "COPY chunks_p%d (%s" SS_CHUNK_COLUMNS ") FROM STDIN (FORMAT binary)", part,
-           b->with_id ? "id, " : "");
-  if (copy_outcome(b, err)) return -1;
-  if (ss_copy_trailer(out)) return ss_error_set(err, SS_ERR_MEMORY, "out of memory");
-  if (ss_pg_copy_begin(b->pg, sql, err)) return -1;
-  for (off = 0; off < out->len; off += SEND_PIECE) {
-    size_t n = out->len - off < SEND_PIECE ? out->len - off : SEND_PIECE;
-    if (ss_pg_copy_send(b->pg, out->data + off, n, err)) {
-      ss_error ignored;
-      if (ss_pg_copy_done(b->pg, "semstore: sending failed", &ignored) == 0) ss_pg_copy_result(b->pg, &ignored);
-      return -1;
-    }
+  b->on_step = NULL; /* no caller's code runs while the bulk is undone */
+  /* the server must be done with every COPY before a transaction ends */
+  for (k = 0; k < b->nlanes; k++) {
+    lane *l = &b->lanes[k];
+    if (l->state == LANE_FEEDING || l->state == LANE_ENDING)
+      ss_pg_copy_done(l->pg, l->state == LANE_FEEDING ? "semstore: the bulk was abandoned" : NULL, &ignored);
+    if (l->state != LANE_IDLE) lane_outcome(l, &ignored);
   }
-  if (ss_pg_copy_done(b->pg, NULL, err)) return -1;
-  b->pending = part;
-  b->pending_rows = b->part_rows[part];
-  b->buffered -= encoded;
-  b->part_rows[part] = 0;
-  /* its memory goes too, so what the partitions hold stays within about
-   * twice the budget whatever order the rows come in */
-  ss_buf_free(out);
-  return 0;
+  if (b->decided) {
+    /* past the decision every part commits, even when the caller raised */
+    if (commit_parts(b, &ignored) == 0) forget(b);
+    b->decided = 0;
+    return;
+  }
+  rollback_parts(b);
 }
 
 /* Takes `count` ids from the chunks' sequence in one round trip. */
@@ -127,10 +468,11 @@ static int take_ids(ss_bulk *b, long count, ss_error *err) {
   PGresult *res;
   long i;
   long long *ids;
-  /* the connection must be done with the COPY sent last before it runs a query */
-  if (copy_outcome(b, err)) return -1;
+  /* a connection must be done with its COPY before it runs a query */
+  lane *l = idle_lane(b, err);
+  if (!l) return -1;
   snprintf(num, sizeof num, "%ld", count);
-  res = ss_pg_query(b->pg,
+  res = ss_pg_query(l->pg,
                     "SELECT nextval(pg_get_serial_sequence('chunks', 'id')) FROM generate_series(1, $1::int4)", 1,
                     NULL, values, NULL, NULL, err);
   if (!res) return -1;
@@ -223,6 +565,8 @@ int ss_bulk_row(ss_bulk *b, ss_value *fields, long long *id, ss_error *err) {
   b->rows++;
   b->part_rows[part]++;
   b->buffered += out->len - mark;
+  b->since_pump += out->len - mark;
+  if (b->since_pump >= PUMP_EVERY && pump(b, err)) goto fail;
   while (b->buffered > b->budget) {
     int i, big = 0;
     for (i = 1; i < b->nparts; i++)
@@ -244,7 +588,7 @@ int ss_bulk_finish(ss_bulk *b, long *rows, ss_error *err) {
   if (b->over) return is_over(err);
   for (i = 0; i < b->nparts; i++)
     if (b->part_rows[i] && flush_part(b, i, err)) goto fail;
-  if (copy_outcome(b, err) || ss_pg_tx_end(b->pg, &b->tx, 1, err)) goto fail;
+  if (drain_lanes(b, err) || commit(b, err)) goto fail;
   *rows = b->rows;
   b->over = 1; /* nothing more to take, nothing to abandon */
   return 0;
@@ -256,4 +600,81 @@ fail:
 long ss_bulk_failed_row(const ss_bulk *b, const char **field) {
   *field = b->bad_row && b->bad_has_field ? b->bad_field : NULL;
   return b->bad_row;
+}
+
+/* ---- recovery of bulks that died midway ---- */
+
+/* Whether gid is a bulk part's name, 'semstore:bulk:<uuid>:<k>': then
+ * its uuid goes to bulk_id. Any other name is not ours to settle. */
+static int part_name(const char *gid, char bulk_id[37]) {
+  static const char prefix[] = "semstore:bulk:";
+  const char *p = gid + sizeof prefix - 1;
+  int i;
+  if (strncmp(gid, prefix, sizeof prefix - 1) != 0) return 0;
+  for (i = 0; i < 36; i++) {
+    char c = p[i];
+    int dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 0;
+  }
+  if (p[36] != ':' || !p[37]) return 0;
+  for (i = 37; p[i]; i++)
+    if (p[i] < '0' || p[i] > '9' || i > 40) return 0;
+  memcpy(bulk_id, p, 36);
+  bulk_id[36] = 0;
+  return 1;
+}
+
+int ss_bulk_recover(ss_pg *pg, double grace, long *committed, long *rolled_back, long *forgotten, ss_error *err) {
+  char secs[32];
+  const char *values[1] = {secs};
+  PGresult *res;
+  long c = 0, r = 0, f = 0;
+  int i, rc = 0;
+  if (committed) *committed = 0;
+  if (rolled_back) *rolled_back = 0;
+  if (forgotten) *forgotten = 0;
+  snprintf(secs, sizeof secs, "%.3f", grace > 0 ? grace : 0);
+  res = ss_pg_query(pg, "SELECT to_regclass('semstore_bulk_decisions') IS NOT NULL", 0, NULL, NULL, NULL, NULL, err);
+  if (!res) return -1;
+  i = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+  PQclear(res);
+  if (!i) return 0; /* not migrated: no bulk ever prepared a part here */
+  res = ss_pg_query(pg, "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
+                        "AND gid LIKE 'semstore:bulk:%' AND prepared <= now() - make_interval(secs => $1::float8) "
+                        "ORDER BY gid",
+                    1, NULL, values, NULL, NULL, err);
+  if (!res) return -1;
+  for (i = 0; i < PQntuples(res) && rc == 0; i++) {
+    const char *name = PQgetvalue(res, i, 0);
+    char bulk_id[37], sql[128], outcome;
+    PGresult *done;
+    if (!part_name(name, bulk_id)) continue;
+    /* a rollback decision unless the coordinator wrote its commit first */
+    if (!(outcome = decide(pg, bulk_id, 0, err))) {
+      rc = -1;
+      break;
+    }
+    snprintf(sql, sizeof sql, "%s PREPARED '%s'", outcome == 'c' ? "COMMIT" : "ROLLBACK", name);
+    if ((done = ss_pg_exec(pg, sql, err))) {
+      PQclear(done);
+      if (outcome == 'c') c++;
+      else r++;
+    } else if (strcmp(err->code, "42704") != 0) {
+      rc = -1; /* 42704: settled meanwhile, by its coordinator or another recovery */
+    }
+  }
+  PQclear(res);
+  if (rc == 0) {
+    res = ss_pg_query(pg, "DELETE FROM semstore_bulk_decisions d WHERE decided_at <= now() - make_interval(secs => "
+                          "$1::float8) AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p WHERE p.gid LIKE "
+                          "'semstore:bulk:' || d.bulk || ':%')",
+                      1, NULL, values, NULL, NULL, err);
+    if (!res) rc = -1;
+    else f = strtol(PQcmdTuples(res), NULL, 10);
+    PQclear(res);
+  }
+  if (committed) *committed = c;
+  if (rolled_back) *rolled_back = r;
+  if (forgotten) *forgotten = f;
+  return rc;
 }

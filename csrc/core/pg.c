@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "chunks_bulk.h"
 #include "redact.h"
 
 /* A prepared statement known to exist on the connection. Keyed by the SQL
@@ -351,15 +352,15 @@ int ss_pg_cancel(ss_pg *pg) {
   return 0;
 }
 
-/* Waits until the socket is readable (want_write: writable), up to the
- * call's deadline. Past it, one cancel request goes to the server and the
- * wait goes on CANCEL_GRACE seconds more (the server then answers with
- * 57014); after that the connection is given up. 0, or -1 with the
- * connection marked broken. */
-static int wait_socket(ss_pg *pg, int want_write) {
+/* How long the call under way may still wait, in ms (-1: no limit),
+ * with INTERRUPT_POLL_MS at most so that an interrupt is seen. Past the
+ * call's deadline, or when interrupted, one cancel request goes to the
+ * server and the wait goes on CANCEL_GRACE seconds more (the server then
+ * answers with 57014); after that the connection is given up: -2, with
+ * the connection marked broken. */
+static int wait_ms(ss_pg *pg) {
   for (;;) {
-    struct pollfd pfd;
-    int ms = -1, n;
+    int ms = -1;
     if (interrupts != pg->interrupts_seen && !pg->timed_out) {
       /* interrupted (Ctrl-C in the REPL): cancelled as on a timeout, so
        * the server's 57014 comes back, or the connection goes after the
@@ -372,7 +373,7 @@ static int wait_socket(ss_pg *pg, int want_write) {
       if (left <= 0) {
         if (pg->timed_out) {
           pg->broken = 1;
-          return -1;
+          return -2;
         }
         pg->timed_out = 1;
         ss_pg_cancel(pg);
@@ -381,14 +382,24 @@ static int wait_socket(ss_pg *pg, int want_write) {
       }
       ms = (int)ceil(left * 1000);
     }
+    if (PQsocket(pg->conn) < 0) {
+      pg->broken = 1;
+      return -2;
+    }
+    return ms < 0 || ms > INTERRUPT_POLL_MS ? INTERRUPT_POLL_MS : ms;
+  }
+}
+
+/* Waits until the socket is readable (want_write: writable), up to the
+ * call's deadline (wait_ms). 0, or -1 with the connection marked broken. */
+static int wait_socket(ss_pg *pg, int want_write) {
+  for (;;) {
+    struct pollfd pfd;
+    int ms = wait_ms(pg), n;
+    if (ms == -2) return -1;
     pfd.fd = PQsocket(pg->conn);
     pfd.events = want_write ? POLLOUT : POLLIN;
     pfd.revents = 0;
-    if (pfd.fd < 0) {
-      pg->broken = 1;
-      return -1;
-    }
-    if (ms < 0 || ms > INTERRUPT_POLL_MS) ms = INTERRUPT_POLL_MS;
     n = poll(&pfd, 1, ms);
     if (n > 0) return 0;
     if (n < 0 && errno != EINTR) {
@@ -396,6 +407,21 @@ static int wait_socket(ss_pg *pg, int want_write) {
       return -1;
     }
   }
+}
+
+/* Sends whatever libpq still holds (a COPY fed without blocking leaves
+ * some), waiting as any call waits, and puts the connection back in
+ * blocking mode, the mode every other call expects. 0, or -1 with the
+ * connection marked broken. */
+static int flush_all(ss_pg *pg) {
+  int r;
+  while ((r = PQflush(pg->conn)) > 0)
+    if (wait_socket(pg, 1)) return -1;
+  if (r < 0 || PQsetnonblocking(pg->conn, 0)) {
+    pg->broken = 1;
+    return -1;
+  }
+  return 0;
 }
 
 /* The next result of the statement under way, like PQgetResult, but the
@@ -418,7 +444,7 @@ static PGresult *next_result(ss_pg *pg) {
 static void leave_copy(ss_pg *pg, ExecStatusType st) {
   if (st == PGRES_COPY_IN) {
     PQputCopyEnd(pg->conn, "COPY FROM STDIN needs conn:copy_from");
-    PQflush(pg->conn);
+    flush_all(pg);
   } else if (st == PGRES_COPY_OUT) {
     for (;;) {
       char *buf = NULL;
@@ -653,6 +679,8 @@ static int ready(ss_pg *pg, ss_error *err) {
     return ss_error_set(err, SS_ERR_CONNECTION, "a cancel request for this connection could not be delivered; "
                                                 "the connection was given up");
   if (pg->broken) return ss_pg_fail(pg, NULL, err);
+  /* a COPY fed without blocking was left midway: its data goes first */
+  if (PQisnonblocking(pg->conn) && flush_all(pg)) return ss_pg_fail(pg, NULL, err);
   if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE) drain(pg);
   if (PQtransactionStatus(pg->conn) == PQTRANS_ACTIVE || pg->broken) return ss_pg_fail(pg, NULL, err);
   return 0;
@@ -938,7 +966,8 @@ int ss_pg_copy_send(ss_pg *pg, const char *data, size_t len, ss_error *err) {
 }
 
 int ss_pg_copy_done(ss_pg *pg, const char *abort_reason, ss_error *err) {
-  return PQputCopyEnd(pg->conn, abort_reason) == 1 ? 0 : ss_pg_fail(pg, NULL, err);
+  if (PQputCopyEnd(pg->conn, abort_reason) != 1 || flush_all(pg)) return ss_pg_fail(pg, NULL, err);
+  return 0;
 }
 
 long long ss_pg_copy_result(ss_pg *pg, ss_error *err) {
@@ -961,6 +990,77 @@ long long ss_pg_copy_result(ss_pg *pg, ss_error *err) {
   }
   if (!failed && rows < 0) return ss_pg_fail(pg, NULL, err);
   return failed ? -1 : rows;
+}
+
+/* ---- COPY FROM STDIN without blocking, on one or more connections ---- */
+
+/* libpq is handed this much at a time, and only once it sent what it
+ * had, so what it buffers stays small whatever the caller has ready. */
+#define FEED_PIECE ((size_t)256 << 10)
+
+int ss_pg_copy_feed(ss_pg *pg, const char *data, size_t len, size_t *taken, ss_error *err) {
+  *taken = 0;
+  if (!PQisnonblocking(pg->conn) && PQsetnonblocking(pg->conn, 1)) return ss_pg_fail(pg, NULL, err);
+  for (;;) {
+    int r = PQflush(pg->conn);
+    size_t n;
+    if (r < 0) return ss_pg_fail(pg, NULL, err);
+    if (r > 0) return 1; /* the socket is full: the server is busy with what it has */
+    if (*taken == len) return 0;
+    n = len - *taken < FEED_PIECE ? len - *taken : FEED_PIECE;
+    /* 0 would mean libpq could not grow its buffer: it is empty here */
+    if (PQputCopyData(pg->conn, data + *taken, (int)n) != 1) return ss_pg_fail(pg, NULL, err);
+    *taken += n;
+  }
+}
+
+int ss_pg_copy_end(ss_pg *pg, ss_error *err) {
+  int r;
+  if (!PQisnonblocking(pg->conn) && PQsetnonblocking(pg->conn, 1)) return ss_pg_fail(pg, NULL, err);
+  /* PQputCopyEnd queues the end (0 only when it cannot grow its buffer),
+   * then the flush says whether everything went */
+  if (PQputCopyEnd(pg->conn, NULL) != 1 || (r = PQflush(pg->conn)) < 0) return ss_pg_fail(pg, NULL, err);
+  if (r > 0) return 1;
+  PQsetnonblocking(pg->conn, 0); /* everything went: statements block as usual again */
+  return 0;
+}
+
+int ss_pg_copy_flushed(ss_pg *pg, ss_error *err) {
+  int r = PQflush(pg->conn);
+  if (r < 0) return ss_pg_fail(pg, NULL, err);
+  if (r == 0) PQsetnonblocking(pg->conn, 0);
+  return r;
+}
+
+int ss_pg_busy(ss_pg *pg, ss_error *err) {
+  if (!PQconsumeInput(pg->conn)) {
+    pg->broken = 1;
+    return ss_pg_fail(pg, NULL, err);
+  }
+  return PQisBusy(pg->conn);
+}
+
+int ss_pg_wait_any(ss_pg *const *pgs, const int *want_write, int n, ss_error *err) {
+  struct pollfd pfd[SS_PG_WAIT_MAX];
+  int i, ms, r;
+  if (n > SS_PG_WAIT_MAX) n = SS_PG_WAIT_MAX;
+  for (;;) {
+    ms = INTERRUPT_POLL_MS;
+    for (i = 0; i < n; i++) {
+      int m = wait_ms(pgs[i]);
+      if (m == -2) return ss_pg_fail(pgs[i], NULL, err);
+      if (m < ms) ms = m;
+      pfd[i].fd = PQsocket(pgs[i]->conn);
+      pfd[i].events = want_write[i] ? POLLOUT : POLLIN;
+      pfd[i].revents = 0;
+    }
+    r = poll(pfd, (nfds_t)n, ms);
+    if (r > 0) return 0;
+    if (r < 0 && errno != EINTR) {
+      for (i = 0; i < n; i++) pgs[i]->broken = 1;
+      return ss_error_set(err, SS_ERR_CONNECTION, "waiting for the server failed: %s", strerror(errno));
+    }
+  }
 }
 
 int ss_pg_copy_out_begin(ss_pg *pg, const char *sql, ss_error *err) {
@@ -1110,7 +1210,18 @@ void ss_pg_set_partitions(ss_pg *pg, int n) { pg->partitions = n; }
 
 /* ---- pool ops ---- */
 
-static void *op_open(void *ctx, ss_error *err) { return ss_pg_connect(ctx, err); }
+/* The pool's first connection settles the prepared parts a bulk that
+ * died midway left behind (they hold locks until then); a failure there
+ * (a role that may not settle them) is the next `semstore recover`'s. */
+static void *op_open(void *ctx, ss_error *err) {
+  ss_pg_settings *s = ctx;
+  ss_pg *pg = ss_pg_connect(s, err);
+  if (pg && !__atomic_exchange_n(&s->recovered, 1, __ATOMIC_ACQ_REL)) {
+    ss_error ignored;
+    ss_bulk_recover(pg, SS_BULK_RECOVER_GRACE, NULL, NULL, NULL, &ignored);
+  }
+  return pg;
+}
 
 static void op_close(void *ctx, void *conn) {
   (void)ctx;

@@ -23,6 +23,7 @@ typedef struct {
   int null_as_nil;           /* how the binding hands NULL columns over: absent instead of a null value */
   int reset_always;          /* reset the session after every borrow that ran a statement, not only
                                 when one looked like it changed the session */
+  int recovered;             /* the pool's first connection settled what dead bulks left (ss_bulk_recover) */
 } ss_pg_settings;
 
 /* The defaults of every connection setting, in one place (the pool's own
@@ -118,6 +119,27 @@ int ss_pg_copy_begin(ss_pg *pg, const char *sql, ss_error *err);
 int ss_pg_copy_send(ss_pg *pg, const char *data, size_t len, ss_error *err);
 int ss_pg_copy_done(ss_pg *pg, const char *abort_reason, ss_error *err);
 long long ss_pg_copy_result(ss_pg *pg, ss_error *err);
+
+/* The same COPY fed without blocking, so the caller can make more data
+ * (or feed other connections) while the server takes it in. After
+ * ss_pg_copy_begin, feed hands libpq data from `data`, a piece at a time
+ * and only as fast as the socket takes it: *taken is how much went; 0
+ * when all of it was taken and sent, 1 when the socket is full (wait for
+ * it to be writable and feed the rest). end then sends the end of the
+ * data: 0 once sent, 1 when some is still to go (wait writable, then
+ * call flushed until it returns 0). busy reads what the server sent and
+ * says whether the COPY's outcome is still to come (1) or can be read
+ * with ss_pg_copy_result without waiting (0). Every call -1 with err set
+ * on failure, after which ss_pg_copy_result reports the server's error. */
+int ss_pg_copy_feed(ss_pg *pg, const char *data, size_t len, size_t *taken, ss_error *err);
+int ss_pg_copy_end(ss_pg *pg, ss_error *err);
+int ss_pg_copy_flushed(ss_pg *pg, ss_error *err);
+int ss_pg_busy(ss_pg *pg, ss_error *err);
+/* Waits until one of n connections (SS_PG_WAIT_MAX at most) is writable
+ * (want_write[i]) or readable, each wait bounded by its own call's
+ * deadline and cancelled as a single call's is. 0, or -1 with err set. */
+#define SS_PG_WAIT_MAX 64
+int ss_pg_wait_any(ss_pg *const *pgs, const int *want_write, int n, ss_error *err);
 
 /* COPY ... TO STDOUT. begin runs the statement; next hands out the data
  * piece by piece: its length with *data set (free it with PQfreemem), 0

@@ -19,6 +19,7 @@ commands:
   wait [--timeout 300]         wait until every configured server answers
   check                        look for broken references and missing vectors
   partitions                   rows and size of each chunk partition, and skew
+  recover [--grace 60]         settle what parallel bulk loads that died left prepared
   worker [--timeout N] [--once]  drain the re-index queue, then wait for jobs
   repl                         Lua with semstore loaded and db connected
   run SCRIPT.lua [ARGS]        run a script with a connected db and its arg
@@ -94,6 +95,20 @@ size (table, indexes and TOAST), then the total rows, the mean, minimum and
 maximum per partition, the skew (max / mean), the coefficient of variation
 (standard deviation / mean) and the number of empty partitions. Counting
 reads every row. Exits 1 only when the database cannot be read.
+]],
+  recover = [[
+usage: semstore recover [--grace 60]
+
+Settles the prepared transactions that parallel bulk loads
+(create_chunks_bulk{parallel = N}) leave when their process dies between
+PREPARE TRANSACTION and the last COMMIT PREPARED. They hold locks until
+settled. Each one older than --grace seconds (60 by default: younger ones
+may still be committed by a process that is alive) is committed when its
+bulk's decision row says commit, and rolled back otherwise, so every bulk
+ends with all its rows or none. Decision rows with no part left are
+deleted. Each pool's first connection does the same with a 60 s grace.
+Prints what it did; exits 1 when the database cannot be read or a part
+cannot be settled (a role that did not prepare it and is no superuser).
 ]],
   run = [[
 usage: semstore run SCRIPT.lua [ARGS...]
@@ -533,6 +548,22 @@ local PARTITIONS = [[
   WHERE i.inhparent = 'chunks'::regclass
   ORDER BY substring(c.relname FROM '[0-9]+$')::int NULLS LAST, c.relname]]
 
+function Command:recover(args)
+  local opts, status = self:options("recover", args, { grace = "value" })
+  if not opts then return status end
+  local grace = seconds(opts.grace or "60")
+  if not grace then return self:usage("--grace takes a number of seconds, 0 or more, not " .. opts.grace, "recover") end
+  local db, err = connect(SMALL_POOL)
+  if not db then return self:failed(err) end
+  local r
+  r, err = db.chunks:recover_bulk { grace = grace }
+  db:close()
+  if not r then return self:failed(err) end
+  self:out("committed %d, rolled back %d prepared bulk parts; forgot %d decisions", r.committed, r.rolled_back,
+    r.forgotten)
+  return 0
+end
+
 function Command:partitions(args)
   local opts, status = self:options("partitions", args)
   if not opts then return status end
@@ -696,6 +727,7 @@ local COMMANDS = {
   wait = Command.wait,
   check = Command.check,
   partitions = Command.partitions,
+  recover = Command.recover,
   run = function(self, args) return self:script("run", args) end,
   seed = function(self, args) return self:script("seed", args) end,
 }

@@ -68,7 +68,7 @@ static int copied_yet(void) {
 }
 
 static void test_rows_by_partition(void) {
-  ss_bulk_options o = {0, 0, 0};
+  ss_bulk_options o = {.budget = 0, .return_ids = 0, .expected_rows = 0};
   ss_error err;
   ss_bulk *b = ss_bulk_new(pg, &o, &err);
   long n = -1;
@@ -99,7 +99,7 @@ static void test_rows_by_partition(void) {
 
 static void test_ids_in_order(void) {
   static long long ids[2500];
-  ss_bulk_options o = {0, 1, 0};
+  ss_bulk_options o = {.budget = 0, .return_ids = 1, .expected_rows = 0};
   ss_error err;
   ss_bulk *b;
   long n = -1;
@@ -123,7 +123,7 @@ static void test_ids_in_order(void) {
 }
 
 static void test_bad_rows(void) {
-  ss_bulk_options o = {0, 0, 0};
+  ss_bulk_options o = {.budget = 0, .return_ids = 0, .expected_rows = 0};
   ss_value f[SS_CHUNK_NFIELDS];
   char text[32], json[32];
   const char *field;
@@ -171,7 +171,7 @@ static void test_bad_rows(void) {
 
 /* The server's CHECK, in a part copied early: its error, and nothing stays. */
 static void test_server_check(void) {
-  ss_bulk_options o = {4096, 0, 0};
+  ss_bulk_options o = {.budget = 4096, .return_ids = 0, .expected_rows = 0};
   const char *field;
   ss_error err;
   ss_bulk *b;
@@ -193,7 +193,7 @@ static void test_server_check(void) {
 /* A budget of a few rows: COPYs run while rows still come, and the whole
  * is still one transaction. */
 static void test_small_budget(void) {
-  ss_bulk_options o = {2000, 1, 0};
+  ss_bulk_options o = {.budget = 2000, .return_ids = 1, .expected_rows = 0};
   static long long ids[3000];
   ss_error err;
   ss_bulk *b = ss_bulk_new(pg, &o, &err);
@@ -212,7 +212,7 @@ static void test_small_budget(void) {
 }
 
 static void test_abandoned(void) {
-  ss_bulk_options o = {2000, 0, 0};
+  ss_bulk_options o = {.budget = 2000, .return_ids = 0, .expected_rows = 0};
   ss_error err;
   ss_bulk *b = ss_bulk_new(pg, &o, &err);
   long n;
@@ -231,7 +231,7 @@ static void test_abandoned(void) {
 /* Inside the caller's transaction the bulk is a savepoint: a failed bulk
  * leaves what the transaction did before it. */
 static void test_savepoint(void) {
-  ss_bulk_options o = {2000, 0, 0};
+  ss_bulk_options o = {.budget = 2000, .return_ids = 0, .expected_rows = 0};
   ss_error err;
   ss_bulk *b;
   long n;
@@ -253,7 +253,7 @@ static void test_savepoint(void) {
 /* The server ends the bulk's backend between two COPYs: a connection
  * error, and nothing left behind. */
 static void test_killed(void) {
-  ss_bulk_options o = {2000, 0, 0};
+  ss_bulk_options o = {.budget = 2000, .return_ids = 0, .expected_rows = 0};
   char sql[96];
   ss_error err;
   ss_bulk *b = ss_bulk_new(pg, &o, &err);
