@@ -11,6 +11,9 @@ local helpers = require "support.helpers"
 
 local N = helpers.under_valgrind and 2000 or 20000
 local COLLECTIONS = 12
+-- a row size that makes N rows 12 MB, more than the 8 MB a bulk keeps
+-- before it copies: parts are then copied while rows still come
+local BIG = math.ceil(12e6 / N)
 
 describe("create_chunks_bulk with parallel", function()
   local name, url, db, admin, owner, collections
@@ -175,7 +178,7 @@ describe("create_chunks_bulk with parallel", function()
     end)
 
     it("a bad row late in the input, after parts were copied on both connections", function()
-      local rows = rows_of(N, 1000)
+      local rows = rows_of(N, BIG)
       rows[N].chunk_index = -1
       local n, err = db.chunks:create_chunks_bulk(rows, { parallel = 2 })
       assert.is_nil(n)
@@ -184,7 +187,7 @@ describe("create_chunks_bulk with parallel", function()
     end)
 
     it("an iterator that raises midway", function()
-      local rows, i = rows_of(N, 1000), 0
+      local rows, i = rows_of(N, BIG), 0
       local ok, err = pcall(db.chunks.create_chunks_bulk, db.chunks, function()
         i = i + 1
         if i == N - 10 then error("the source broke") end
@@ -214,7 +217,7 @@ describe("create_chunks_bulk with parallel", function()
     end)
 
     it("a backend of the second connection killed midway: nil, err, no rows, the pool usable", function()
-      local rows, i, killed = rows_of(N, 1000), 0, nil
+      local rows, i, killed = rows_of(N, BIG), 0, nil
       local mine = {}
       local n, err = db.chunks:create_chunks_bulk(function()
         i = i + 1

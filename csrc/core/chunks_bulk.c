@@ -34,6 +34,7 @@ typedef struct {
 struct ss_bulk {
   lane lanes[SS_BULK_MAX_CONNECTIONS];
   int nlanes;
+  int turn;          /* the lane idle_lane looks at first */
   const char *fewer; /* why fewer connections than given, or NULL */
   char fewer_why[160];
   char bulk_id[37];  /* the two-phase commit's uuid; "" on one connection */
@@ -223,13 +224,20 @@ static int pump(ss_bulk *b, ss_error *err) {
   return 0;
 }
 
-/* A lane with nothing under way, waiting for one when all are busy. */
+/* A lane with nothing under way, waiting for one when all are busy. The
+ * lanes take turns, so that work spreads over all of them even when the
+ * server keeps up with the caller. */
 static lane *idle_lane(ss_bulk *b, ss_error *err) {
   for (;;) {
     int i;
     if (pump(b, err)) return NULL;
-    for (i = 0; i < b->nlanes; i++)
-      if (b->lanes[i].state == LANE_IDLE) return &b->lanes[i];
+    for (i = 0; i < b->nlanes; i++) {
+      int k = (b->turn + i) % b->nlanes;
+      if (b->lanes[k].state == LANE_IDLE) {
+        b->turn = k + 1;
+        return &b->lanes[k];
+      }
+    }
     if (wait_lanes(b, err)) return NULL;
   }
 }

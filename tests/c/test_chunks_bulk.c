@@ -3,6 +3,7 @@
  * routed and counted per partition, ids in order, a bad row, the server's
  * CHECK, flushes past a small budget, a connection killed midway, an
  * abandoned bulk, a savepoint in the caller's transaction. No Lua. */
+#include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -275,6 +276,104 @@ static void test_killed(void) {
   pg = scratch_connect();
 }
 
+static long prepared_parts(void) {
+  return scalar(admin, "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE 'semstore:bulk:%' "
+                       "AND database = current_database()");
+}
+
+/* The steps a two-phase commit went through, and one to stop at: the test
+ * stands in for a process that dies there by leaving the bulk alone. */
+static char steps[256];
+static void note_step(void *ud, const char *step, int k) {
+  size_t n = strlen(steps);
+  (void)ud;
+  snprintf(steps + n, sizeof steps - n, "%s%s %d", n ? ", " : "", step, k + 1);
+}
+
+/* Two connections: every partition's COPY on whichever is free, a
+ * two-phase commit at the end, nothing prepared or decided left over. */
+static void test_parallel(void) {
+  ss_pg *second = scratch_connect();
+  ss_pg *more[1] = {second};
+  ss_bulk_options o = {.budget = 2000, .return_ids = 1, .more = more, .nmore = 1, .on_step = note_step};
+  const char *why;
+  ss_error err;
+  ss_bulk *b = ss_bulk_new(pg, &o, &err);
+  long long ids[3000];
+  long n = -1;
+  CHECK(b != NULL && second != NULL);
+  if (!b) return;
+  steps[0] = 0;
+  CHECK(ss_bulk_connections(b, &why) == 2 && why == NULL);
+  CHECK(feed(b, 0, 3000, ids, &err) == 3000);
+  CHECK(ss_bulk_finish(b, &n, &err) == 0 && n == 3000);
+  ss_bulk_free(b);
+  CHECK(strcmp(steps, "prepare 1, prepare 2, decide 1, commit 1, commit 2, forget 1") == 0);
+  CHECK(chunks() == 3000);
+  CHECK(scalar(admin, "SELECT count(DISTINCT id) FROM chunks") == 3000);
+  CHECK(prepared_parts() == 0 && scalar(admin, "SELECT count(*) FROM semstore_bulk_decisions") == 0);
+  CHECK(PQisnonblocking(ss_pg_conn(pg)) == 0 && PQisnonblocking(ss_pg_conn(second)) == 0);
+  CHECK(exec_ok(admin, "DELETE FROM chunks"));
+  /* inside a transaction: one connection, and why */
+  CHECK(exec_ok(pg, "BEGIN"));
+  b = ss_bulk_new(pg, &o, &err);
+  CHECK(b && ss_bulk_connections(b, &why) == 1 && why && strstr(why, "transaction"));
+  ss_bulk_free(b);
+  CHECK(exec_ok(pg, "ROLLBACK"));
+  ss_pg_close(second);
+}
+
+/* A coordinator that dies at a step of its two-phase commit: on_step
+ * jumps out of the engine (as a Lua raise does), and the connections are
+ * closed with the parts as they are, as the kernel closes them for a
+ * killed process. Then recovery settles what is left. */
+static jmp_buf died;
+static const char *die_at;
+static void die_on_step(void *ud, const char *step, int k) {
+  char name[32];
+  (void)ud;
+  snprintf(name, sizeof name, "%s %d", step, k + 1);
+  if (strcmp(name, die_at) == 0) longjmp(died, 1);
+}
+
+static void test_recover(void) {
+  static const struct {
+    const char *at;
+    long rows, prepared, committed, rolled_back;
+  } cases[] = {
+      {"prepare 1", 0, 0, 0, 0},
+      {"prepare 2", 0, 1, 0, 1},
+      {"commit 1", 1000, 2, 2, 0},
+      {"commit 2", 1000, 1, 1, 0},
+  };
+  size_t i;
+  for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    ss_pg *first = scratch_connect(), *second = scratch_connect();
+    ss_pg *more[1] = {second};
+    ss_bulk_options o = {.budget = 2000, .more = more, .nmore = 1, .on_step = die_on_step};
+    ss_error err;
+    ss_bulk *volatile b = ss_bulk_new(first, &o, &err);
+    long committed = -1, rolled_back = -1, forgotten = -1, n;
+    CHECK(b != NULL && feed(b, 0, 1000, NULL, &err) == 1000);
+    if (!b) return;
+    die_at = cases[i].at;
+    if (setjmp(died) == 0) CHECK(ss_bulk_finish(b, &n, &err) == 999); /* never returns */
+    ss_bulk_free(b);
+    ss_pg_close(first);
+    ss_pg_close(second);
+    CHECK(prepared_parts() == cases[i].prepared);
+    /* younger than the grace: left alone */
+    CHECK(ss_bulk_recover(pg, 60, &committed, &rolled_back, &forgotten, &err) == 0);
+    CHECK(committed == 0 && rolled_back == 0);
+    CHECK(ss_bulk_recover(pg, 0, &committed, &rolled_back, &forgotten, &err) == 0);
+    CHECK(committed == cases[i].committed && rolled_back == cases[i].rolled_back);
+    CHECK(prepared_parts() == 0 && scalar(admin, "SELECT count(*) FROM semstore_bulk_decisions") == 0);
+    CHECK(chunks() == cases[i].rows);
+    if (chunks() != cases[i].rows) printf("  dying at %s\n", cases[i].at);
+    CHECK(exec_ok(admin, "DELETE FROM chunks"));
+  }
+}
+
 int main(void) {
   int ready = scratch_db_create("c_test_chunks_bulk", PARTS), k;
   if (ready == 0) {
@@ -303,6 +402,8 @@ int main(void) {
   test_abandoned();
   test_savepoint();
   test_killed();
+  test_parallel();
+  test_recover();
   ss_pg_close(pg);
   ss_pg_close(admin);
   scratch_db_drop();
