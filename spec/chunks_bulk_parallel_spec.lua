@@ -239,6 +239,33 @@ describe("create_chunks_bulk with parallel", function()
     end)
   end)
 
+  it("a stopped backend (SIGSTOP) cannot hold the bulk past the connection's timeout, on any connection", function()
+    local rows, i, stopped = rows_of(N, BIG), 0, nil
+    local conn = assert(db.pg:acquire())
+    assert(conn:settimeout(1))
+    local started = require("semstore.core").monotime()
+    local n, err = semstore.repositories(conn).chunks:create_chunks_bulk(function()
+      i = i + 1
+      if i == N - 100 then
+        local other = assert(admin.pg:query([[SELECT pid FROM pg_stat_activity WHERE datname = $1
+          AND backend_xid IS NOT NULL AND pid <> $2]], name, conn:backend_pid()))
+        assert.are.equal(1, #other)
+        stopped = other[1].pid
+        assert(os.execute("kill -STOP " .. stopped))
+      end
+      return rows[i]
+    end, { parallel = 2 })
+    local took = require("semstore.core").monotime() - started
+    if stopped then os.execute("kill -CONT " .. stopped) end
+    conn:release()
+    assert.truthy(stopped)
+    assert.is_nil(n)
+    assert.truthy(err.kind == "connection" or err.kind == "timeout", tostring(err))
+    -- 1 s to the cancel request, 5 s for an answer that cannot come
+    assert.is_true(took < 20, took)
+    assert.are.equal(0, count())
+  end)
+
   describe("a process killed (kill -9) at each step", function()
     -- A child process loads the rows with parallel = 2 and kills itself at
     -- `at` (on_step's step and connection); then recovery runs.

@@ -116,7 +116,11 @@ ss_bulk *ss_bulk_new(ss_pg *pg, const ss_bulk_options *opts, ss_error *err) {
       return NULL;
     }
     if (!b->fewer) {
-      for (k = 1; k < n; k++) b->lanes[k].pg = opts->more[k - 1];
+      /* the caller's limit on waiting (conn:settimeout) holds on every connection */
+      for (k = 1; k < n; k++) {
+        b->lanes[k].pg = opts->more[k - 1];
+        ss_pg_set_timeout(b->lanes[k].pg, ss_pg_timeout(pg));
+      }
       b->nlanes = n;
       if (n < opts->nmore + 1) set_fewer(b, "a bulk copies on 16 connections at most");
     }

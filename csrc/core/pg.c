@@ -831,6 +831,7 @@ static int exec_internal(ss_pg *pg, const char *sql, ss_error *err) {
 }
 
 void ss_pg_set_timeout(ss_pg *pg, double seconds) { pg->call_timeout = seconds > 0 ? seconds : 0; }
+double ss_pg_timeout(const ss_pg *pg) { return pg->call_timeout; }
 
 /* ---- transactions: nesting follows the server's transaction status ---- */
 

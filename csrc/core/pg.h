@@ -83,6 +83,7 @@ int ss_pg_fail(ss_pg *pg, const PGresult *res, ss_error *err);
  * SS_ERR_TIMEOUT (code 57014); with no answer 5 s later the connection is
  * given up. The pool sets it back to 0 when the connection is returned. */
 void ss_pg_set_timeout(ss_pg *pg, double seconds);
+double ss_pg_timeout(const ss_pg *pg);
 /* Asks the server to cancel what this connection runs (PQcancel: a
  * connection of its own; safe from another thread). 0 if the request was
  * delivered. */
