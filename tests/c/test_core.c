@@ -440,6 +440,30 @@ static void test_is_text(void) {
   /* the length bounds the check: a valid prefix of an invalid buffer */
   CHECK(ss_is_text("ab\xff", 2));
   CHECK(!ss_is_text("\xc3\xa9", 1));
+  /* ASCII is checked eight bytes at a time: what it finds at every place
+   * in a word, and across words */
+  {
+    char buf[40];
+    int at;
+    for (at = 0; at < 24; at++) {
+      memset(buf, 'a', sizeof buf);
+      CHECK(ss_is_text(buf, sizeof buf));
+      buf[at] = 0;
+      CHECK(!ss_is_text(buf, sizeof buf));
+      buf[at] = (char)0xff;
+      CHECK(!ss_is_text(buf, sizeof buf));
+      buf[at] = (char)0x80;
+      CHECK(!ss_is_text(buf, sizeof buf));
+      buf[at] = 0x7f;
+      buf[at + 1] = 0x01;
+      CHECK(ss_is_text(buf, sizeof buf));
+      memcpy(buf + at, "\xe2\x82\xac", 3); /* straddling a word's end somewhere */
+      CHECK(ss_is_text(buf, sizeof buf));
+      memcpy(buf + at, "\xed\xa0\x80", 3);
+      CHECK(!ss_is_text(buf, sizeof buf));
+      CHECK(ss_is_text(buf, (size_t)at)); /* the length bounds it */
+    }
+  }
 }
 
 static void test_uuid_v4(void) {
