@@ -193,7 +193,7 @@ static int lane_step(lane *l, ss_error *err) {
   if (r < 0) {
     /* the server's own error, when it sent one, says more than the socket's */
     ss_error own;
-    if (l->state != LANE_WAITING) ss_pg_copy_done(l->pg, "semstore: sending failed", &own);
+    if (l->state == LANE_FEEDING) ss_pg_copy_done(l->pg, "semstore: sending failed", &own);
     if (lane_outcome(l, &own) && !ss_pg_is_broken(l->pg)) *err = own;
     return -1;
   }
@@ -460,8 +460,9 @@ void ss_bulk_abandon(ss_bulk *b) {
   /* the server must be done with every COPY before a transaction ends */
   for (k = 0; k < b->nlanes; k++) {
     lane *l = &b->lanes[k];
-    if (l->state == LANE_FEEDING || l->state == LANE_ENDING)
-      ss_pg_copy_done(l->pg, l->state == LANE_FEEDING ? "semstore: the bulk was abandoned" : NULL, &ignored);
+    /* a COPY still being fed fails on purpose; one whose end is queued
+     * has it sent as the outcome is read */
+    if (l->state == LANE_FEEDING) ss_pg_copy_done(l->pg, "semstore: the bulk was abandoned", &ignored);
     if (l->state != LANE_IDLE) lane_outcome(l, &ignored);
   }
   if (b->decided) {

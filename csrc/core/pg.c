@@ -428,6 +428,9 @@ static int flush_all(ss_pg *pg) {
  * wait is bounded by the call's deadline. NULL at the end, or when the
  * wait failed (then the connection is broken). */
 static PGresult *next_result(ss_pg *pg) {
+  /* what a COPY fed without blocking left unsent goes first: the server
+   * waits for it before it answers */
+  if (PQisnonblocking(pg->conn) && flush_all(pg)) return NULL;
   while (PQisBusy(pg->conn)) {
     if (wait_socket(pg, 0)) return NULL;
     if (!PQconsumeInput(pg->conn)) {
