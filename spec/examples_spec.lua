@@ -26,6 +26,8 @@ describe("the examples", function()
       run({ "run", "examples/index_collection.lua" }, { "completed", "collection recipes: ready" })
       run({ "run", "examples/rebuild_index.lua" }, { "rebuilt %d+ vectors", "best hit before bread.md, after bread.md" })
       run({ "run", "examples/drain_queue.lua" }, { "queued = true", "1 done, 0 failed, 0 left", "now completed" })
+      run({ "run", "examples/bulk_load.lua", "3000" }, { "loaded 3000 chunks on 2 connections\n",
+        "a bad row in one part: nil %(postgres 23503%); chunks before 3000, after 3000", "recovery: committed 0" })
       run({ "run", "examples/cache.lua" }, { "computed 1 time", "cached document, id 9007199254740993" })
       run({ "run", "examples/health.lua" }, { "postgres%s+healthy", "redis%s+healthy" })
       run({ "run", "examples/quickstart.lua" })
