@@ -1219,6 +1219,7 @@ struct ss_pg_pipeline {
   size_t np, pcap;
   int max_params;
   PGresult **results;    /* after a run: one per statement, NULL where none came */
+  PGresult *lead;        /* the leading empty statement's result when it failed */
   stmt **used;           /* during a run: the prepared statement each one runs as, or NULL */
   long failed;           /* the failing statement (from 0), -1 */
 };
@@ -1233,6 +1234,8 @@ ss_pg_pipeline *ss_pg_pipeline_new(void) {
 
 void ss_pg_pipeline_clear_results(ss_pg_pipeline *p) {
   size_t i;
+  PQclear(p->lead);
+  p->lead = NULL;
   if (!p->results) return;
   for (i = 0; i < p->n; i++) PQclear(p->results[i]);
   free(p->results);
@@ -1387,6 +1390,11 @@ static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int 
   int k, r;
   *syncs = 0;
   if (PQsetnonblocking(pg->conn, 1) || !PQenterPipelineMode(pg->conn)) goto broken;
+  /* An empty statement first: libpq 15 keeps the single-row flag of a
+   * streamed statement that returned no row, and applies it to the first
+   * statement of a pipeline (its rows would come one result each); moving
+   * on to the next statement clears it. */
+  if (!PQsendQueryParams(pg->conn, "", 0, NULL, NULL, NULL, NULL, 0)) goto broken;
   for (i = 0; i < p->n; i++) {
     const pl_stmt *s = &p->stmts[i];
     const char *sql = p->data.data + s->sql;
@@ -1419,7 +1427,7 @@ broken:
  * gives the connection up. -1 with the connection broken. */
 static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
   size_t i = 0;
-  int nulls = 0;
+  int nulls = 0, lead = 1;
   while (i < p->n || syncs > 0) {
     PGresult *res = next_result(pg);
     if (pg->broken || PQstatus(pg->conn) == CONNECTION_BAD) {
@@ -1439,6 +1447,12 @@ static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
     if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
       PQclear(res);
       syncs--;
+      continue;
+    }
+    if (lead) { /* the empty statement's: it fails only in a failed transaction */
+      lead = 0;
+      if (result_ok(res)) PQclear(res);
+      else p->lead = res;
       continue;
     }
     if (is_copy(res) || i >= p->n) {
@@ -1507,9 +1521,13 @@ int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
       p->failed = (long)i;
       bad = res;
     }
-    if (p->failed < 0 && pg->broken) /* no answer at all after the last one that came */
-      for (i = 0; i < p->n && p->failed < 0; i++)
-        if (!p->results[i] || !result_ok(p->results[i])) p->failed = (long)i;
+    if (p->failed < 0 && p->lead) { /* a failed transaction: every statement was skipped */
+      p->failed = 0;
+      bad = p->lead;
+    }
+    /* no answer at all after the last one that came, or skipped for no reason seen */
+    for (i = 0; i < p->n && p->failed < 0; i++)
+      if (!p->results[i] || !result_ok(p->results[i])) p->failed = (long)i;
     if (p->failed < 0) break;
     /* a prepared statement that vanished (26000) or whose result shape
      * changed: prepared again, and the whole pipeline sent again when
@@ -1536,7 +1554,13 @@ int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
   if (p->failed < 0) return 0;
   {
     char why[sizeof err->message];
-    ss_pg_fail(pg, p->results[p->failed], err);
+    PGresult *res = p->results[p->failed];
+    if (p->lead && (!res || PQresultStatus(res) == PGRES_PIPELINE_ABORTED)) res = p->lead;
+    if (res && PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+      ss_error_set(err, SS_ERR_POSTGRES, "the server skipped the statement (the pipeline was aborted)");
+    } else {
+      ss_pg_fail(pg, res, err);
+    }
     ss_strlcpy(why, err->message, sizeof why);
     snprintf(err->message, sizeof err->message, "statement %ld: %.900s", p->failed + 1, why);
   }

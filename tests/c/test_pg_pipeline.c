@@ -116,6 +116,21 @@ static void test_failure_rolls_back_its_group(void) {
     CHECK(db_scalar(pg, "select count(*) from pl_t where a = 10") == 0);
     ss_pg_pipeline_free(p);
   }
+  /* in a transaction that already failed: statement 1 gets the server's 25P02 */
+  {
+    ss_pg_tx tx;
+    CHECK(ss_pg_tx_begin(pg, &tx, NULL, &err) == 0);
+    CHECK(db_scalar(pg, "select 1/0") == -1);
+    p = ss_pg_pipeline_new();
+    add(p, "select 1", NULL, NULL);
+    add(p, "select 2", NULL, NULL);
+    CHECK(ss_pg_pipeline_run(pg, p, &err) == -1);
+    CHECK(ss_pg_pipeline_failed(p) == 0 && strcmp(err.code, "25P02") == 0);
+    CHECK(strncmp(err.message, "statement 1: current transaction is aborted", 43) == 0);
+    CHECK(ss_pg_tx_end(pg, &tx, 0, &err) == -1);
+    CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE);
+    ss_pg_pipeline_free(p);
+  }
   CHECK(db_exec_ok(pg, "drop table pl_t"));
   ss_pg_close(pg);
 }
@@ -138,6 +153,36 @@ static void test_parse_error(void) {
   CHECK(db_scalar(pg, "select 5") == 5);
   ss_pg_pipeline_free(p);
   ss_pg_close(pg);
+}
+
+/* after a statement read in single-row mode (a stream), a pipeline's
+ * first statement still comes back whole: libpq 15 keeps the single-row
+ * flag until the next statement sent outside pipeline mode */
+static void after_a_stream(const char *stream_sql) {
+  ss_pg *pg = connect_pg();
+  ss_pg_pipeline *p = ss_pg_pipeline_new();
+  ss_error err;
+  PGresult *res = ss_pg_stream_start(pg, stream_sql, 0, NULL, NULL, NULL, NULL, &err);
+  while (res && PQresultStatus(res) == PGRES_SINGLE_TUPLE) {
+    PQclear(res);
+    res = ss_pg_stream_next(pg, &err);
+  }
+  PQclear(res);
+  add(p, "select generate_series(1, 3)", NULL, NULL);
+  add(p, "select 2", NULL, NULL);
+  CHECK(ss_pg_pipeline_run(pg, p, &err) == 0);
+  CHECK(status(p, 0) == PGRES_TUPLES_OK && PQntuples(*ss_pg_pipeline_slot(p, 0)) == 3);
+  CHECK(strcmp(value(p, 1), "2") == 0);
+  CHECK(!ss_pg_is_broken(pg));
+  ss_pg_pipeline_free(p);
+  ss_pg_close(pg);
+}
+
+static void test_after_a_stream(void) {
+  after_a_stream("select generate_series(1, 3)");
+  after_a_stream("select 1 where false"); /* no row */
+  after_a_stream("select 1/0");           /* failed */
+  after_a_stream("set application_name = 'x'"); /* no rows at all */
 }
 
 static void test_copy_refused(void) {
@@ -201,6 +246,7 @@ int main(void) {
   test_results_in_order();
   test_failure_rolls_back_its_group();
   test_parse_error();
+  test_after_a_stream();
   test_copy_refused();
   test_big_pipeline();
   test_timeout();
