@@ -334,6 +334,21 @@ describe("pipeline", function()
     end)
   end)
 
+  it("a SET in a group after a failed one still reaches the reset on release", function()
+    local r, err = db.pg:pipeline(function(p)
+      p:query "select 1/0"
+      p:sync()
+      p:query "set application_name = 'pipeline-after-failure'"
+      p:query "set work_mem = '7MB'"
+    end)
+    assert.is_nil(r)
+    assert.are.equal(1, err.statement)
+    local row = assert(db.pg:query [[select current_setting('application_name') as app,
+      current_setting('work_mem') as wm]])[1]
+    assert.are_not.equal("pipeline-after-failure", row.app)
+    assert.are_not.equal("7MB", row.wm)
+  end)
+
   describe("a backend that dies midway", function()
     it("killed from inside: a connection error, and the pool recovers", function()
       local evicted = db.pg:stats().evicted

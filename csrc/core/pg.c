@@ -1510,14 +1510,14 @@ int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
        * blocking flush of what it still holds could wait for ever) */
       if (PQsetnonblocking(pg->conn, 0) || !PQexitPipelineMode(pg->conn)) pg->broken = 1;
     }
-    /* the first failure: not the statements the server skipped after it */
+    /* what every statement that ran did to the session, a failure's later
+     * groups included; then the first failure, not the statements the
+     * server skipped after it */
+    for (i = 0; i < p->n && !pg->broken; i++)
+      if (p->results[i] && result_ok(p->results[i])) note_result(pg, p->results[i]);
     for (i = 0; i < p->n && p->failed < 0; i++) {
       PGresult *res = p->results[i];
-      if (res && result_ok(res)) {
-        if (!pg->broken) note_result(pg, res);
-        continue;
-      }
-      if (res && PQresultStatus(res) == PGRES_PIPELINE_ABORTED) continue;
+      if ((res && result_ok(res)) || (res && PQresultStatus(res) == PGRES_PIPELINE_ABORTED)) continue;
       p->failed = (long)i;
       bad = res;
     }
