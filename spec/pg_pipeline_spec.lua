@@ -313,6 +313,27 @@ describe("pipeline", function()
       conn:release()
     end)
 
+    it("conn:settimeout also bounds the wait to write, while the server is stuck before reading the rest", function()
+      -- the first statement keeps the server from reading; the rest (far
+      -- more than the sockets hold) cannot all be written until it ends
+      local conn = assert(db.pg:acquire())
+      local n = helpers.under_valgrind and 2000 or 20000
+      local big = string.rep("y", 2000)
+      conn:settimeout(0.5)
+      local t0 = os.time()
+      local r, err = conn:pipeline(function(p)
+        p:query "select pg_sleep(30)"
+        for i = 1, n do p:query("insert into pipeline_t values ($1, $2)", i, big) end
+      end)
+      assert.is_nil(r)
+      assert.are.equal("timeout", err.kind)
+      assert.are.equal(1, err.statement)
+      assert.is_true(os.time() - t0 < 15)
+      conn:settimeout(0)
+      assert.are.equal(0, assert(conn:query "select count(*)::int4 as n from pipeline_t")[1].n)
+      conn:release()
+    end)
+
     it("the server's statement_timeout, set inside the pipeline, fails the statement and does not outlive the borrow", function()
       local r, err = db.pg:pipeline(function(p)
         p:query "set statement_timeout = 100"
