@@ -242,6 +242,18 @@ describe("pipeline", function()
     assert.are.equal(0, count(db))
   end)
 
+  it("a result the decoder refuses (two columns of one name) fails naming its statement; what ran stays", function()
+    local r, err = db.pg:pipeline(function(p)
+      p:query "insert into pipeline_t values (1, 'a')"
+      p:query "select 1 as x, 2 as x"
+    end)
+    assert.is_nil(r)
+    assert.are.equal("input", err.kind)
+    assert.are.equal(2, err.statement)
+    assert.truthy(err.message:find("^statement 2: "))
+    assert.are.equal(1, count(db)) -- the server ran both: only the decoding failed
+  end)
+
   it("an empty pipeline returns an empty array and borrows nothing", function()
     local before = db.pg:stats().acquired
     assert.are.same({}, assert(db.pg:pipeline(function() end)))
