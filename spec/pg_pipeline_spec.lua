@@ -397,6 +397,20 @@ describe("pipeline", function()
       assert.are.equal(1, assert(db.pg:query "select 1 as v")[1].v)
     end)
 
+    it("killed while the client is still writing a big pipeline: a connection error naming where it stopped", function()
+      local n = helpers.under_valgrind and 2000 or 20000
+      local big = string.rep("z", 2000)
+      local r, err = db.pg:pipeline(function(p)
+        p:query "select pg_terminate_backend(pg_backend_pid())"
+        for i = 1, n do p:query("insert into pipeline_t values ($1, $2)", i, big) end
+      end)
+      assert.is_nil(r)
+      assert.are.equal("connection", err.kind)
+      assert.are.equal(1, err.statement)
+      assert.are.equal(0, count(db))
+      assert.are.equal(1, assert(db.pg:query "select 1 as v")[1].v)
+    end)
+
     it("killed from another connection while it waits", function()
       if not helpers.superuser_url then return pending("no superuser URL") end
       local conn = assert(db.pg:acquire())

@@ -3,8 +3,10 @@
  * the statements around it with and without sync points, prepared
  * statements, COPY refused, a pipeline big enough to fill both socket
  * buffers, and the call's timeout. */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 #include "pg.h"
@@ -237,6 +239,33 @@ static void test_timeout(void) {
   ss_pg_close(pg);
 }
 
+static void *interrupt_soon(void *arg) {
+  (void)arg;
+  usleep(300000);
+  ss_pg_interrupt();
+  return NULL;
+}
+
+/* Ctrl-C in the REPL (ss_pg_interrupt) cancels the statement a pipeline
+ * waits on, with the server's own 57014, and the connection goes on */
+static void test_interrupt(void) {
+  ss_pg *pg = connect_pg();
+  ss_pg_pipeline *p = ss_pg_pipeline_new();
+  ss_error err;
+  pthread_t t;
+  double t0 = ss_monotonic();
+  add(p, "select 1", NULL, NULL);
+  add(p, "select pg_sleep(5)", NULL, NULL);
+  pthread_create(&t, NULL, interrupt_soon, NULL);
+  CHECK(ss_pg_pipeline_run(pg, p, &err) == -1);
+  pthread_join(t, NULL);
+  CHECK(err.kind == SS_ERR_POSTGRES && strcmp(err.code, "57014") == 0 && ss_pg_pipeline_failed(p) == 1);
+  CHECK(ss_monotonic() - t0 < 2.5);
+  CHECK(!ss_pg_is_broken(pg) && db_scalar(pg, "select 7") == 7);
+  ss_pg_pipeline_free(p);
+  ss_pg_close(pg);
+}
+
 int main(void) {
   url = getenv("SEMSTORE_TEST_DATABASE_URL");
   if (!url) {
@@ -250,5 +279,6 @@ int main(void) {
   test_copy_refused();
   test_big_pipeline();
   test_timeout();
+  test_interrupt();
   DONE();
 }
