@@ -5,8 +5,11 @@
 # The Qdrant benchmark writes to a sink of its own (the Qdrant stand-in in
 # --sink mode), pinned the same way; the Redis benchmark pins redis-server
 # to that core too.
-#   bash bench/run.sh [ARGS]          pg_query_bench.lua ARGS, then chunks_bench.lua, qdrant_bench.lua and redis_bench.lua with their defaults
+#   bash bench/run.sh [ARGS]          pg_query_bench.lua ARGS, then pg_pipeline_bench.lua, chunks_bench.lua (unpinned),
+#                                     qdrant_bench.lua and redis_bench.lua with their defaults
 #   bash bench/run.sh query [ARGS]    only pg_query_bench.lua [rounds]
+#   bash bench/run.sh pipeline [ARGS]  only pg_pipeline_bench.lua [rows] [rounds]: single-row INSERTs,
+#                                     db.pg:pipeline vs conn:query per row vs LuaSQL per row
 #   bash bench/run.sh chunks [ARGS]   only chunks_bench.lua [rows] [rounds] [--rss [N]]
 #   bash bench/run.sh qdrant [ARGS]   only qdrant_bench.lua [points] [rounds]
 #   bash bench/run.sh redis [ARGS]    only redis_bench.lua [keys] [rounds] [pipeline]
@@ -18,7 +21,7 @@
 set -euo pipefail
 bench=all
 case "${1:-}" in
-  query|chunks|qdrant|redis|openresty) bench=$1; shift ;;
+  query|pipeline|chunks|qdrant|redis|openresty) bench=$1; shift ;;
 esac
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -109,11 +112,13 @@ openresty_deps() {
 case "$bench" in
   openresty) openresty_deps; lua5.4 bench/openresty.lua "$@" ;;
   query) taskset -c 0 lua5.4 bench/pg_query_bench.lua "$@" ;;
+  pipeline) taskset -c 0 lua5.4 bench/pg_pipeline_bench.lua "$@" ;;
   chunks) unpin_pg; lua5.4 bench/chunks_bench.lua "$@" ;;
   qdrant) qdrant "$@" ;;
   redis) redis "$@" ;;
   all)
     taskset -c 0 lua5.4 bench/pg_query_bench.lua "$@"
+    taskset -c 0 lua5.4 bench/pg_pipeline_bench.lua
     unpin_pg
     lua5.4 bench/chunks_bench.lua
     qdrant

@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "buf.h"
 #include "chunks_bulk.h"
 #include "redact.h"
 
@@ -390,15 +392,17 @@ static int wait_ms(ss_pg *pg) {
   }
 }
 
-/* Waits until the socket is readable (want_write: writable), up to the
- * call's deadline (wait_ms). 0, or -1 with the connection marked broken. */
+/* Waits until the socket is readable (want_write: writable, or readable,
+ * so a writer can read what the server sends meanwhile and neither side
+ * waits for the other), up to the call's deadline (wait_ms). 0, or -1 with
+ * the connection marked broken. */
 static int wait_socket(ss_pg *pg, int want_write) {
   for (;;) {
     struct pollfd pfd;
     int ms = wait_ms(pg), n;
     if (ms == -2) return -1;
     pfd.fd = PQsocket(pg->conn);
-    pfd.events = want_write ? POLLOUT : POLLIN;
+    pfd.events = want_write ? POLLOUT | POLLIN : POLLIN;
     pfd.revents = 0;
     n = poll(&pfd, 1, ms);
     if (n > 0) return 0;
@@ -1055,7 +1059,7 @@ int ss_pg_wait_any(ss_pg *const *pgs, const int *want_write, int n, ss_error *er
       if (m == -2) return ss_pg_fail(pgs[i], NULL, err);
       if (m < ms) ms = m;
       pfd[i].fd = PQsocket(pgs[i]->conn);
-      pfd[i].events = want_write[i] ? POLLOUT : POLLIN;
+      pfd[i].events = want_write[i] ? POLLOUT | POLLIN : POLLIN; /* as wait_socket */
       pfd[i].revents = 0;
     }
     r = poll(pfd, (nfds_t)n, ms);
@@ -1307,3 +1311,374 @@ static int op_broken(void *ctx, void *conn) {
 static void op_free_ctx(void *ctx) { ss_pg_settings_free(ctx); }
 
 const ss_pool_ops ss_pg_pool_ops = {op_open, op_close, op_ping, op_reset, op_broken, op_free_ctx};
+
+/* ---- pipeline mode ---- */
+
+/* A queued statement: its text and parameters live in the pipeline's
+ * buffers (offsets, since the buffers grow), so the caller's values may go
+ * as soon as ss_pg_pipeline_add returns. */
+typedef struct {
+  size_t sql;      /* offset of the zero-terminated text in data */
+  size_t param;    /* index of its first parameter in the parameter arrays */
+  int n;           /* its parameters */
+  int sync_after;  /* a sync point follows it */
+} pl_stmt;
+
+struct ss_pg_pipeline {
+  ss_buf data;           /* SQL texts and parameter values */
+  pl_stmt *stmts;
+  size_t n, cap;
+  size_t *voff;          /* per parameter: offset in data */
+  int *vlen;             /* its length, -1 for NULL */
+  int *fmt;              /* 0 text, 1 binary */
+  Oid *types;
+  size_t np, pcap;
+  int max_params;
+  PGresult **results;    /* after a run: one per statement, NULL where none came */
+  PGresult *lead;        /* the leading empty statement's result when it failed */
+  stmt **used;           /* during a run: the prepared statement each one runs as, or NULL */
+  long failed;           /* the failing statement (from 0), -1 */
+};
+
+ss_pg_pipeline *ss_pg_pipeline_new(void) {
+  ss_pg_pipeline *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  ss_buf_init(&p->data);
+  p->failed = -1;
+  return p;
+}
+
+void ss_pg_pipeline_clear_results(ss_pg_pipeline *p) {
+  size_t i;
+  PQclear(p->lead);
+  p->lead = NULL;
+  if (!p->results) return;
+  for (i = 0; i < p->n; i++) PQclear(p->results[i]);
+  free(p->results);
+  p->results = NULL;
+}
+
+void ss_pg_pipeline_free(ss_pg_pipeline *p) {
+  if (!p) return;
+  ss_pg_pipeline_clear_results(p);
+  free(p->used);
+  ss_buf_free(&p->data);
+  free(p->stmts);
+  free(p->voff);
+  free(p->vlen);
+  free(p->fmt);
+  free(p->types);
+  free(p);
+}
+
+size_t ss_pg_pipeline_count(const ss_pg_pipeline *p) { return p->n; }
+long ss_pg_pipeline_failed(const ss_pg_pipeline *p) { return p->failed; }
+PGresult **ss_pg_pipeline_slot(ss_pg_pipeline *p, size_t i) { return p->results && i < p->n ? &p->results[i] : NULL; }
+
+void ss_pg_pipeline_sync(ss_pg_pipeline *p) {
+  if (p->n) p->stmts[p->n - 1].sync_after = 1;
+}
+
+/* Whether a statement's text starts with the keyword COPY (after blanks
+ * and comments): its CopyInResponse would stop the pipeline, so it is
+ * refused before anything is sent. The extended protocol takes one
+ * statement per text, and a function cannot COPY to or from the client,
+ * so the first keyword decides. */
+static int starts_with_copy(const char *s) {
+  for (;;) {
+    while (isspace((unsigned char)*s)) s++;
+    if (s[0] == '-' && s[1] == '-') {
+      while (*s && *s != '\n') s++;
+    } else if (s[0] == '/' && s[1] == '*') {
+      int depth = 0; /* SQL block comments nest */
+      do {
+        if (s[0] == '/' && s[1] == '*') depth++, s += 2;
+        else if (s[0] == '*' && s[1] == '/') depth--, s += 2;
+        else s++;
+      } while (depth > 0 && *s);
+    } else {
+      break;
+    }
+  }
+  return strncasecmp(s, "copy", 4) == 0 && ends_word(s + 4);
+}
+
+static int grow(void **arr, size_t *cap, size_t need, size_t size) {
+  size_t c = *cap ? *cap : 16;
+  void *a;
+  if (need <= *cap) return 0;
+  while (c < need) c *= 2;
+  if (!(a = realloc(*arr, c * size))) return -1;
+  *arr = a;
+  *cap = c;
+  return 0;
+}
+
+int ss_pg_pipeline_add(ss_pg_pipeline *p, const char *sql, int n, const Oid *types, const char *const *values,
+                       const int *lengths, const int *formats, ss_error *err) {
+  size_t pcap = p->pcap, np = p->np, len = p->data.len;
+  pl_stmt *st;
+  int k;
+  if (starts_with_copy(sql))
+    return ss_error_set(err, SS_ERR_INPUT, "COPY runs through conn:copy_from and conn:copy_to, not a pipeline");
+  if (p->n >= (size_t)INT32_MAX) return ss_error_set(err, SS_ERR_INPUT, "too many statements in one pipeline");
+  if (grow((void **)&p->stmts, &p->cap, p->n + 1, sizeof *p->stmts)) goto oom;
+  /* the four parameter arrays share one capacity: grow them together */
+  if (np + (size_t)n > pcap) {
+    size_t c = pcap;
+    if (grow((void **)&p->voff, &c, np + (size_t)n, sizeof *p->voff)) goto oom;
+    c = pcap;
+    if (grow((void **)&p->vlen, &c, np + (size_t)n, sizeof *p->vlen)) goto oom;
+    c = pcap;
+    if (grow((void **)&p->fmt, &c, np + (size_t)n, sizeof *p->fmt)) goto oom;
+    c = pcap;
+    if (grow((void **)&p->types, &c, np + (size_t)n, sizeof *p->types)) goto oom;
+    p->pcap = c;
+  }
+  st = &p->stmts[p->n];
+  st->sql = p->data.len;
+  st->param = np;
+  st->n = n;
+  st->sync_after = 0;
+  if (ss_buf_append(&p->data, sql, strlen(sql) + 1)) goto oom;
+  for (k = 0; k < n; k++) {
+    int binary = formats && formats[k];
+    p->types[np + k] = types ? types[k] : 0;
+    p->fmt[np + k] = binary;
+    if (!values[k]) {
+      p->vlen[np + k] = -1;
+      p->voff[np + k] = 0;
+      continue;
+    }
+    p->vlen[np + k] = binary ? lengths[k] : (int)strlen(values[k]);
+    p->voff[np + k] = p->data.len;
+    /* zero-terminated: libpq reads a text value up to its zero byte */
+    if (ss_buf_append(&p->data, values[k], (size_t)p->vlen[np + k]) || ss_buf_putc(&p->data, '\0')) goto oom;
+  }
+  p->np = np + (size_t)n;
+  if (n > p->max_params) p->max_params = n;
+  p->n++;
+  return 0;
+oom:
+  p->data.len = len; /* the statement was not queued */
+  return ss_error_set(err, SS_ERR_MEMORY, "out of memory queuing a statement");
+}
+
+/* How many prepares one run may make before its statements go out (a
+ * round trip each): statements used again (the second use, as ss_pg_query
+ * counts) become prepared statements, but a pipeline of many distinct
+ * statements, or one whose prepare fails, must not turn into as many
+ * round trips. */
+#define PIPELINE_PREPARES 16
+
+/* Which statements run as prepared ones: first (on an idle connection
+ * only, where a failed prepare aborts nothing) prepares those on their
+ * second use, then looks each up, so a prepare that evicts another cannot
+ * leave a statement pointing at a freed one. Nothing changes the cache
+ * from then until the pipeline ends. */
+static void pipeline_prepared(ss_pg *pg, ss_pg_pipeline *p, int idle) {
+  size_t i;
+  int tries = 0;
+  for (i = 0; idle && i < p->n && tries < PIPELINE_PREPARES; i++) {
+    const pl_stmt *s = &p->stmts[i];
+    unsigned long before = pg->next_id;
+    ss_error ignored;
+    stmt *st;
+    prepared(pg, p->data.data + s->sql, s->n, p->types + s->param, &st, &ignored);
+    if (pg->next_id != before) tries++;
+    if (pg->broken) break;
+  }
+  for (i = 0; i < p->n; i++) {
+    const pl_stmt *s = &p->stmts[i];
+    size_t len;
+    char *key = make_key(p->data.data + s->sql, s->n, p->types + s->param, &len);
+    p->used[i] = key ? lookup(pg, key, len, fnv1a(key, len)) : NULL;
+    free(key);
+  }
+}
+
+/* Sends every statement, with a sync after each group, then waits until
+ * libpq wrote it all. Non-blocking, and reading while it waits to write:
+ * a server that blocks writing results while the client blocks writing
+ * statements would wait for ever. -1 with the connection broken. */
+static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int *lengths, int *syncs) {
+  size_t i;
+  int k, r;
+  *syncs = 0;
+  if (PQsetnonblocking(pg->conn, 1) || !PQenterPipelineMode(pg->conn)) goto broken;
+  /* An empty statement first: libpq 15 keeps the single-row flag of a
+   * streamed statement that returned no row, and applies it to the first
+   * statement of a pipeline (its rows would come one result each); moving
+   * on to the next statement clears it. */
+  if (!PQsendQueryParams(pg->conn, "", 0, NULL, NULL, NULL, NULL, 0)) goto broken;
+  for (i = 0; i < p->n; i++) {
+    const pl_stmt *s = &p->stmts[i];
+    const char *sql = p->data.data + s->sql;
+    const int *fmt = p->fmt + s->param;
+    int sent;
+    for (k = 0; k < s->n; k++) {
+      size_t j = s->param + (size_t)k;
+      values[k] = p->vlen[j] < 0 ? NULL : p->data.data + p->voff[j];
+      lengths[k] = p->vlen[j] < 0 ? 0 : p->vlen[j];
+    }
+    sent = p->used[i] ? PQsendQueryPrepared(pg->conn, p->used[i]->name, s->n, values, lengths, fmt, 0)
+                      : PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0);
+    if (!sent) goto broken;
+    if (s->sync_after || i + 1 == p->n) {
+      if (!PQpipelineSync(pg->conn)) goto broken;
+      ++*syncs;
+    }
+  }
+  while ((r = PQflush(pg->conn)) == 1)
+    if (wait_socket(pg, 1) || !PQconsumeInput(pg->conn)) goto broken;
+  if (r == 0) return 0;
+broken:
+  pg->broken = 1;
+  return -1;
+}
+
+/* Reads each statement's result (one, then the NULL that ends it; a
+ * PGRES_PIPELINE_SYNC at each sync point) into p->results. A COPY's answer
+ * (which starts_with_copy keeps from being sent) or anything out of step
+ * gives the connection up. -1 with the connection broken. */
+static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
+  size_t i = 0;
+  int nulls = 0, lead = 1;
+  while (i < p->n || syncs > 0) {
+    PGresult *res = next_result(pg);
+    if (pg->broken || PQstatus(pg->conn) == CONNECTION_BAD) {
+      /* a FATAL the server sent before it closed (57P01) is the statement's answer */
+      if (res && i < p->n && !p->results[i]) p->results[i] = res;
+      else PQclear(res);
+      pg->broken = 1;
+      return -1;
+    }
+    if (!res) {
+      /* exactly one NULL ends each statement's results: two in a row
+       * would mean libpq and the server are out of step */
+      if (++nulls > 1) break;
+      continue;
+    }
+    nulls = 0;
+    if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+      PQclear(res);
+      syncs--;
+      continue;
+    }
+    if (lead) { /* the empty statement's: it fails only in a failed transaction */
+      lead = 0;
+      if (result_ok(res)) PQclear(res);
+      else p->lead = res;
+      continue;
+    }
+    if (is_copy(res) || i >= p->n) {
+      PQclear(res);
+      break;
+    }
+    p->results[i++] = res;
+  }
+  if (i == p->n && syncs == 0) return 0;
+  pg->broken = 1;
+  return -1;
+}
+
+/* A transaction ended or began inside the pipeline, or a procedure that
+ * may commit: running the pipeline again could run committed work twice. */
+static int ends_transactions(const PGresult *res) {
+  static const char *const tags[] = {"BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK", "PREPARE TRANSACTION",
+                                     "COMMIT PREPARED", "ROLLBACK PREPARED", "CALL", NULL};
+  const char *tag = PQcmdStatus((PGresult *)res);
+  int k;
+  for (k = 0; tags[k]; k++)
+    if (strcmp(tag, tags[k]) == 0) return 1;
+  return 0;
+}
+
+int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
+  const char **values = NULL;
+  int *lengths = NULL, attempt;
+  size_t i;
+  ss_pg_pipeline_clear_results(p);
+  p->failed = -1;
+  if (p->n == 0) return 0;
+  start_call(pg, pg->call_timeout);
+  if (ready(pg, err)) return -1;
+  pg->ran_statement = 1;
+  for (i = 0; i < p->n; i++)
+    if (text_touches_session(p->data.data + p->stmts[i].sql)) pg->session_dirty = 1;
+  free(p->used);
+  p->results = calloc(p->n, sizeof *p->results);
+  p->used = calloc(p->n, sizeof *p->used);
+  values = calloc((size_t)p->max_params + 1, sizeof *values);
+  lengths = calloc((size_t)p->max_params + 1, sizeof *lengths);
+  if (!p->results || !p->used || !values || !lengths) {
+    free(values);
+    free(lengths);
+    return ss_error_set(err, SS_ERR_MEMORY, "out of memory sending a pipeline");
+  }
+  for (attempt = 0; attempt < 2; attempt++) {
+    int idle = PQtransactionStatus(pg->conn) == PQTRANS_IDLE, syncs = 0, retry = 0;
+    const PGresult *bad = NULL;
+    const char *code;
+    pipeline_prepared(pg, p, idle);
+    if (!pg->broken && !pipeline_send(pg, p, values, lengths, &syncs) && !pipeline_read(pg, p, syncs)) {
+      /* back to a plain connection; a broken one is closed as it is (a
+       * blocking flush of what it still holds could wait for ever) */
+      if (PQsetnonblocking(pg->conn, 0) || !PQexitPipelineMode(pg->conn)) pg->broken = 1;
+    }
+    /* what every statement that ran did to the session, a failure's later
+     * groups included; then the first failure, not the statements the
+     * server skipped after it */
+    for (i = 0; i < p->n && !pg->broken; i++)
+      if (p->results[i] && result_ok(p->results[i])) note_result(pg, p->results[i]);
+    for (i = 0; i < p->n && p->failed < 0; i++) {
+      PGresult *res = p->results[i];
+      if ((res && result_ok(res)) || (res && PQresultStatus(res) == PGRES_PIPELINE_ABORTED)) continue;
+      p->failed = (long)i;
+      bad = res;
+    }
+    if (p->failed < 0 && p->lead) { /* a failed transaction: every statement was skipped */
+      p->failed = 0;
+      bad = p->lead;
+    }
+    /* no answer at all after the last one that came, or skipped for no reason seen */
+    for (i = 0; i < p->n && p->failed < 0; i++)
+      if (!p->results[i] || !result_ok(p->results[i])) p->failed = (long)i;
+    if (p->failed < 0) break;
+    /* a prepared statement that vanished (26000) or whose result shape
+     * changed: prepared again, and the whole pipeline sent again when
+     * nothing of it can have been committed (one group on an idle
+     * connection, no transaction control before it) */
+    code = bad ? PQresultErrorField(bad, PG_DIAG_SQLSTATE) : NULL;
+    if (!pg->broken && p->used[p->failed] && code &&
+        (strcmp(code, "26000") == 0 || (strcmp(code, "0A000") == 0 && plan_changed(bad)))) {
+      retry = idle && syncs == 1 && attempt == 0;
+      for (i = 0; retry && i < (size_t)p->failed; i++) retry = !ends_transactions(p->results[i]);
+      forget(pg, p->used[p->failed], strcmp(code, "0A000") == 0);
+    }
+    if (!retry) break;
+    ss_pg_pipeline_clear_results(p);
+    if (!(p->results = calloc(p->n, sizeof *p->results))) break;
+    p->failed = -1;
+    start_call(pg, pg->call_timeout);
+  }
+  free(values);
+  free(lengths);
+  free(p->used);
+  p->used = NULL;
+  if (!p->results) return ss_error_set(err, SS_ERR_MEMORY, "out of memory sending a pipeline");
+  if (p->failed < 0) return 0;
+  {
+    char why[sizeof err->message];
+    PGresult *res = p->results[p->failed];
+    if (p->lead && (!res || PQresultStatus(res) == PGRES_PIPELINE_ABORTED)) res = p->lead;
+    if (res && PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
+      ss_error_set(err, SS_ERR_POSTGRES, "the server skipped the statement (the pipeline was aborted)");
+    } else {
+      ss_pg_fail(pg, res, err);
+    }
+    ss_strlcpy(why, err->message, sizeof why);
+    snprintf(err->message, sizeof err->message, "statement %ld: %.900s", p->failed + 1, why);
+  }
+  return -1;
+}

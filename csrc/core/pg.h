@@ -186,4 +186,47 @@ void ss_pg_set_partitions(ss_pg *pg, int n);
 /* ctx is an ss_pg_settings*, owned by the pool. */
 extern const ss_pool_ops ss_pg_pool_ops;
 
+/* ---- pipeline mode ----
+ * Many statements sent before any result is read (libpq's pipeline mode):
+ * one round trip for all of them. Statements are queued with their
+ * parameters copied, so nothing is sent until ss_pg_pipeline_run. A sync
+ * point follows the last statement, and any statement after which
+ * ss_pg_pipeline_sync was called. Between two sync points the server runs
+ * the statements in one implicit transaction when none is open (a failure
+ * rolls back the group's earlier statements, and the later ones are
+ * skipped: PGRES_PIPELINE_ABORTED); groups before a failing one stay
+ * committed, and groups after it run. Inside an open transaction a failure
+ * aborts that transaction, as any failed statement does. */
+typedef struct ss_pg_pipeline ss_pg_pipeline;
+/* An empty pipeline; NULL on out of memory. Free with ss_pg_pipeline_free. */
+ss_pg_pipeline *ss_pg_pipeline_new(void);
+void ss_pg_pipeline_free(ss_pg_pipeline *p);
+/* Queues one statement, its SQL text and parameters (as ss_pg_query takes
+ * them) copied. A COPY is refused (SS_ERR_INPUT): its data would stop the
+ * pipeline. 0, or -1 with err set and nothing queued. */
+int ss_pg_pipeline_add(ss_pg_pipeline *p, const char *sql, int nparams, const Oid *types,
+                       const char *const *values, const int *lengths, const int *formats, ss_error *err);
+/* A sync point after the statements queued so far (none: nothing). */
+void ss_pg_pipeline_sync(ss_pg_pipeline *p);
+size_t ss_pg_pipeline_count(const ss_pg_pipeline *p);
+/* Sends every statement, then reads every result, each wait bounded by
+ * the call's deadline (ss_pg_set_timeout) and ss_pg_interrupt. Statements
+ * already prepared on the connection run as such; on an idle connection a
+ * statement's second use prepares it first (at most 16 prepares per run).
+ * Sending is non-blocking and reads while it waits, so a pipeline of any
+ * size cannot deadlock. Statements that change the session mark the
+ * connection for a reset as ss_pg_query does. 0 when every statement
+ * succeeded; -1 with err set to the first failure (its message begins
+ * "statement N: ", and ss_pg_pipeline_failed gives N - 1), or with a
+ * connection error when the connection broke (it is then given up). Either
+ * way the results that came are kept in p until the next run or free. */
+int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err);
+/* The failing statement of the last run (from 0), or -1. */
+long ss_pg_pipeline_failed(const ss_pg_pipeline *p);
+/* Statement i's result after a run (owned by p; the slot may be set to
+ * NULL by a caller that takes the result over), or NULL when there is none. */
+PGresult **ss_pg_pipeline_slot(ss_pg_pipeline *p, size_t i);
+/* Frees the results of the last run. */
+void ss_pg_pipeline_clear_results(ss_pg_pipeline *p);
+
 #endif

@@ -246,12 +246,56 @@ static int first_row_flag(const PGresult *res, const char *name) {
   return c >= 0 && !PQgetisnull(res, 0, c) && PQgetvalue(res, 0, c)[0] == 't';
 }
 
+/* The engine's own statements in a pipeline report a failure as the
+ * statement's own error, as they did when each ran alone: without the
+ * pipeline's "statement N: ". */
+static void unnumber(ss_error *err) {
+  const char *colon = strncmp(err->message, "statement ", 10) == 0 ? strstr(err->message, ": ") : NULL;
+  if (colon) memmove(err->message, colon + 2, strlen(colon + 2) + 1);
+}
+
+/* Queues sql with the n values as text parameters. */
+static int queue(ss_pg_pipeline *pl, const char *sql, const ss_value *values, int n, ss_error *err) {
+  char nums[SS_MAX_PARAMS][SS_VALUE_NUM_SIZE];
+  const char *texts[SS_MAX_PARAMS];
+  int k;
+  for (k = 0; k < n && k < SS_MAX_PARAMS; k++) texts[k] = ss_value_param(&values[k], nums[k]);
+  return ss_pg_pipeline_add(pl, sql, k, NULL, texts, NULL, NULL, err);
+}
+
+/* SS_RET_PAGE: count_sql and the page's statement in one pipeline (one
+ * round trip, one implicit transaction on an idle connection); the page
+ * comes whole, not as a stream (it is at most SS_MAX_LIMIT rows). */
+static int run_page(ss_repo_call *call, ss_pg *pg, ss_repo_result *out, ss_error *err) {
+  const ss_statement *st = call->st;
+  ss_pg_pipeline *pl = ss_pg_pipeline_new();
+  PGresult **count, **rows;
+  int status = -1;
+  if (!pl) return ss_error_set(err, SS_ERR_MEMORY, "out of memory");
+  if (queue(pl, st->count_sql, call->values, st->count_params, err) || queue(pl, st->sql, call->values, call->n, err))
+    goto done;
+  if (ss_pg_pipeline_run(pg, pl, err)) {
+    unnumber(err);
+    goto done;
+  }
+  count = ss_pg_pipeline_slot(pl, 0);
+  rows = ss_pg_pipeline_slot(pl, 1);
+  out->total = PQntuples(*count) ? strtoll(PQgetvalue(*count, 0, 0), NULL, 10) : 0;
+  out->rows = *rows;
+  *rows = NULL; /* taken over */
+  out->affected = affected_of(out->rows);
+  status = 0;
+done:
+  ss_pg_pipeline_free(pl);
+  return status;
+}
+
 int ss_repo_run(ss_repo_call *call, ss_pg *pg, ss_repo_result *out, ss_error *err) {
   const ss_statement *st = call->st;
   PGresult *res;
   int k, attempt;
   /* only rows nothing is checked on can be handed on before they all came */
-  int stream = call->stream && st->check == SS_CHECK_NONE && (st->returns == SS_RET_ROWS || st->returns == SS_RET_PAGE);
+  int stream = call->stream && st->check == SS_CHECK_NONE && st->returns == SS_RET_ROWS;
   memset(out, 0, sizeof *out);
   for (k = 0; k < call->n; k++) {
     const ss_value *id;
@@ -262,10 +306,8 @@ int ss_repo_run(ss_repo_call *call, ss_pg *pg, ss_repo_result *out, ss_error *er
     call->values[k] = ss_int(ss_partition_key(id->as.str.s, id->as.str.len, parts));
   }
   if (st->returns == SS_RET_PAGE) {
-    PGresult *count = query(pg, st->count_sql, call->values, st->count_params, err);
-    if (!count) return -1;
-    out->total = PQntuples(count) ? strtoll(PQgetvalue(count, 0, 0), NULL, 10) : 0;
-    PQclear(count);
+    if (st->check != SS_CHECK_NONE && pre_check(call, pg, err)) return -1;
+    return run_page(call, pg, out, err);
   }
   for (attempt = 0;; attempt++) {
     if (st->check != SS_CHECK_NONE && pre_check(call, pg, err)) return -1;
@@ -425,12 +467,12 @@ int ss_repo_embeddings_check(ss_value *items, long n, ss_error *err) {
   return 0;
 }
 
-/* The partition's UPDATE over three array literals of its items. */
-static int update_partition(ss_pg *pg, int part, const ss_value *items, const long *order, long count, ss_buf arrays[3],
-                            long long *updated, ss_error *err) {
+/* Queues the partition's UPDATE over three array literals of its items
+ * (arrays: scratch buffers, reused; the pipeline copies what it queues). */
+static int update_partition(ss_pg_pipeline *pl, int part, const ss_value *items, const long *order, long count,
+                            ss_buf arrays[3], ss_error *err) {
   char sql[320];
   ss_value params[3];
-  PGresult *res;
   long k;
   int f;
   for (f = 0; f < 3; f++) {
@@ -456,10 +498,7 @@ static int update_partition(ss_pg *pg, int part, const ss_value *items, const lo
            "FROM unnest($1::int8[], $2::text[], $3::text[]) AS u(id, collection_id, vector_id) "
            "WHERE c.id = u.id AND c.collection_id = u.collection_id",
            part);
-  if (!(res = query(pg, sql, params, 3, err))) return -1;
-  *updated += affected_of(res);
-  PQclear(res);
-  return 0;
+  return queue(pl, sql, params, 3, err);
 oom:
   return ss_error_set(err, SS_ERR_MEMORY, "out of memory building the embedding update");
 }
@@ -467,8 +506,10 @@ oom:
 int ss_repo_update_embeddings(ss_pg *pg, ss_value *items, long n, long long *updated, ss_error *err) {
   ss_buf arrays[3];
   ss_pg_tx tx;
+  ss_pg_pipeline *pl = NULL;
   long *order = NULL, *start = NULL, i;
-  int parts, p, f, status = -1;
+  size_t k;
+  int parts, p, f, status = -1, own_tx;
   *updated = 0;
   if (ss_repo_embeddings_check(items, n, err)) return -1;
   if (n == 0) return 0;
@@ -477,7 +518,8 @@ int ss_repo_update_embeddings(ss_pg *pg, ss_value *items, long n, long long *upd
   /* the items by partition, in input order within each: a counting sort */
   order = malloc(sizeof *order * (size_t)n);
   start = calloc((size_t)parts + 1, sizeof *start);
-  if (!order || !start) {
+  pl = ss_pg_pipeline_new();
+  if (!order || !start || !pl) {
     ss_error_set(err, SS_ERR_MEMORY, "out of memory");
     goto done;
   }
@@ -488,18 +530,26 @@ int ss_repo_update_embeddings(ss_pg *pg, ss_value *items, long n, long long *upd
     order[start[p]++] = i;
   }
   /* start[p] is now where partition p + 1 begins */
-  if (ss_pg_tx_begin(pg, &tx, NULL, err)) goto done;
   for (p = 0; p < parts; p++) {
     long from = p ? start[p - 1] : 0;
     if (start[p] == from) continue;
-    if (update_partition(pg, p, items, order + from, start[p] - from, arrays, updated, err)) {
-      ss_pg_tx_end(pg, &tx, 0, err);
-      goto done;
-    }
+    if (update_partition(pl, p, items, order + from, start[p] - from, arrays, err)) goto done;
   }
-  status = ss_pg_tx_end(pg, &tx, 1, err);
+  /* All or nothing: on an idle connection the pipeline's one group is one
+   * implicit transaction; inside an open one a savepoint keeps a failure
+   * to this call (ss_pg_tx_begin refuses a failed transaction). */
+  own_tx = ss_pg_transaction_status(pg) != PQTRANS_IDLE;
+  if (own_tx && ss_pg_tx_begin(pg, &tx, NULL, err)) goto done;
+  if (ss_pg_pipeline_run(pg, pl, err)) {
+    unnumber(err);
+    if (own_tx) ss_pg_tx_end(pg, &tx, 0, err);
+    goto done;
+  }
+  for (k = 0; k < ss_pg_pipeline_count(pl); k++) *updated += affected_of(*ss_pg_pipeline_slot(pl, k));
+  status = own_tx ? ss_pg_tx_end(pg, &tx, 1, err) : 0;
 done:
   for (f = 0; f < 3; f++) ss_buf_free(&arrays[f]);
+  ss_pg_pipeline_free(pl);
   free(order);
   free(start);
   if (status) *updated = 0;

@@ -29,8 +29,9 @@
 typedef struct {
   const ss_statement *st;
   int n;                                /* the statement's parameters */
-  /* set after ss_repo_check to have the rows of SS_RET_ROWS and
-   * SS_RET_PAGE statements come as a stream (see ss_repo_result) */
+  /* set after ss_repo_check to have the rows of SS_RET_ROWS statements
+   * come as a stream (see ss_repo_result); an SS_RET_PAGE page comes
+   * whole, in one pipeline with its count */
   int stream;
   ss_value values[SS_MAX_PARAMS];       /* in statement order */
   char new_uuid[37];                    /* SS_V_NEW_UUID */
@@ -73,8 +74,8 @@ int ss_repo_check(ss_repo_call *call, const ss_statement *st, const ss_value *va
  * server once per connection), runs the pre-check and the statement (again,
  * up to 3 times more, when the checked row changed before the statement
  * ran, or create's conflicting row was not yet visible; then a postgres
- * error 40001), and count_sql for SS_RET_PAGE (before the statement, so a
- * stream of rows can be read last). 0 with *out filled, or -1
+ * error 40001); an SS_RET_PAGE statement and its count_sql go in one
+ * pipeline (one round trip; one implicit transaction when none is open). 0 with *out filled, or -1
  * with err set: the server's error, or SS_ERR_NOT_FOUND, SS_ERR_ACCESS_DENIED,
  * SS_ERR_INVALID_TRANSITION. Nothing is left to clear on failure. */
 int ss_repo_run(ss_repo_call *call, ss_pg *pg, ss_repo_result *out, ss_error *err);
@@ -105,8 +106,9 @@ int ss_repo_collection_update(ss_repo_update *u, const char *const *names, int n
  * counted from 1; a chunk named twice is refused, since which vector id
  * won would be left to chance) and may rewrite integral doubles as
  * integers. ss_repo_update_embeddings checks them too, then groups them by
- * partition and runs one UPDATE ... FROM unnest(...) per partition, in one
- * transaction (a savepoint inside an open one): all or nothing. *updated
+ * partition and sends one UPDATE ... FROM unnest(...) per partition in one
+ * pipeline (one round trip), as one transaction (the pipeline's implicit
+ * one, or a savepoint inside an open transaction): all or nothing. *updated
  * is the number of chunks changed (an item whose chunk is not in that
  * collection changes none). */
 int ss_repo_embeddings_check(ss_value *items, long n, ss_error *err);

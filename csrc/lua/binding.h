@@ -180,6 +180,10 @@ void ss_open_pool(lua_State *L);
 /* The pool of the handle at idx; raises when it is not one, or closed. */
 ss_pool *ss_check_pool(lua_State *L, int idx);
 
+/* pg_pipeline.c: core.pg_pipeline (a builder of statements, p:query and
+ * p:sync) and core.pg_pipeline_run(pool or conn, p) */
+void ss_open_pg_pipeline(lua_State *L);
+
 /* rows.c: core.rows, the rows(sql, ...) method of pools and connections */
 void ss_open_rows(lua_State *L);
 

@@ -108,6 +108,7 @@ SS_EXPORT int luaopen_semstore_core(lua_State *L) {
   ss_open_conn(L);
   ss_open_pool(L);
   ss_open_rows(L);
+  ss_open_pg_pipeline(L);
   lua_newtable(L); /* core.repositories: name -> methods */
   lua_setfield(L, -2, "repositories");
   ss_open_repositories(L);

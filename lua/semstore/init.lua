@@ -28,6 +28,27 @@ local semstore = {
 core.pool_methods.rows = core.rows
 core.conn_methods.rows = core.rows
 
+-- db.pg:pipeline(function(p) p:query(sql, ...) ... end) and
+-- conn:pipeline(fn): fn queues statements (csrc/lua/pg_pipeline.c), which
+-- go out together, after fn returned, in libpq's pipeline mode. Returns the
+-- array of results (each as query() returns its rows), or nil, err naming
+-- the failing statement (err.statement). If fn raises, nothing is sent, no
+-- connection was borrowed, and the error goes on up; p ends either way.
+local function pipeline(target, fn)
+  if type(fn) ~= "function" then
+    return nil, core.error { kind = "input", message = "pipeline() takes a function that queues statements with p:query" }
+  end
+  local p = core.pg_pipeline()
+  local ok, err = pcall(fn, p)
+  if not ok then
+    p:discard()
+    error(err, 0)
+  end
+  return core.pg_pipeline_run(target, p)
+end
+core.pool_methods.pipeline = pipeline
+core.conn_methods.pipeline = pipeline
+
 -- db.pg:notify(channel, payload): pg_notify, with both values bound.
 function core.pool_methods.notify(pool, channel, payload)
   local ok, err = pool:query("SELECT pg_notify($1, $2)", channel, payload or "")

@@ -190,27 +190,27 @@ static void test_shapes_and_refusals(void) {
   CHECK(r.rows && PQntuples(r.rows) == 1 && r.total == scalar("select count(*) from collections"));
   ss_repo_result_clear(&r);
 
-  /* PAGE as a stream: the count first, then the rows one result each */
+  /* PAGE asked as a stream comes whole: the count and the page go in one
+   * pipeline, and the connection is a plain idle one after */
   {
     ss_repo_call c;
     const ss_statement *st = ss_statement_find("collections", "list_for_user");
-    int rows = 0;
     CHECK(ss_repo_check(&c, st, (ss_value[]){ss_int(ada), NUL, NUL}, &err) == 0);
     c.stream = 1;
-    CHECK(ss_repo_run(&c, pg, &r, &err) == 0 && r.stream == pg);
-    while (r.rows && PQresultStatus(r.rows) == PGRES_SINGLE_TUPLE) {
-      rows++;
-      PQclear(r.rows);
-      r.rows = ss_pg_stream_next(pg, &err);
-    }
-    CHECK(r.rows && PQresultStatus(r.rows) == PGRES_TUPLES_OK && rows == r.total && rows >= 2);
-    ss_repo_result_clear(&r);
-    /* left midway: clearing it ends the stream, and the connection goes on */
-    CHECK(ss_repo_check(&c, st, (ss_value[]){ss_int(ada), NUL, NUL}, &err) == 0);
-    c.stream = 1;
-    CHECK(ss_repo_run(&c, pg, &r, &err) == 0 && PQresultStatus(r.rows) == PGRES_SINGLE_TUPLE);
+    CHECK(ss_repo_run(&c, pg, &r, &err) == 0 && r.stream == NULL);
+    CHECK(r.rows && PQresultStatus(r.rows) == PGRES_TUPLES_OK && PQntuples(r.rows) == r.total && r.total >= 2);
+    CHECK(r.affected == r.total);
     ss_repo_result_clear(&r);
     CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE && scalar("select 7") == 7);
+    /* the page and its count are one implicit transaction: inside an open
+     * one they run in it and leave it open */
+    CHECK(db_exec_ok(pg, "begin"));
+    CHECK(ss_repo_check(&c, st, (ss_value[]){ss_int(ada), ss_int(1), ss_int(1)}, &err) == 0);
+    CHECK(ss_repo_run(&c, pg, &r, &err) == 0 && PQntuples(r.rows) == 1 && r.total >= 2);
+    ss_repo_result_clear(&r);
+    CHECK(ss_pg_transaction_status(pg) == PQTRANS_INTRANS);
+    CHECK(db_exec_ok(pg, "rollback"));
+    CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE);
   }
 
   /* DONE and AFFECTED */
