@@ -271,7 +271,7 @@ local function make_leaf_files()
   local all, halves, sizes = {}, { {}, {} }, { 0, 0 }
   for _, leaf in ipairs(leaves) do
     local file = os.tmpname()
-    local name = string.format("chunks_p%02d", leaf.k)
+    local name = string.format("chunks_p%d", leaf.k)
     assert(db.pg:query("select 1 from pg_class where relname = $1", name)[1], "no leaf table " .. name)
     local cmd = string.format("%s -X -q -v ON_ERROR_STOP=1 %s -c %s", os.getenv "PSQL" or "psql", shell_quote(burl),
       shell_quote(string.format("\\copy %s (%s) to '%s' (format binary)", name, COPY_COLS, file)))
