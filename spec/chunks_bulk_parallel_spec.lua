@@ -6,7 +6,6 @@
 local compat = require "semstore.compat"
 compat() -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
-local migrate = require "semstore.migrate"
 local helpers = require "support.helpers"
 
 local N = helpers.under_valgrind and 2000 or 20000
@@ -16,7 +15,7 @@ local COLLECTIONS = 12
 local BIG = math.ceil(12e6 / N)
 
 describe("create_chunks_bulk with parallel", function()
-  local name, url, db, admin, owner, collections
+  local name, url, db, admin, collections
 
   local function count(where, ...)
     return assert(db.pg:query("SELECT count(*)::int AS n FROM chunks " .. (where or ""), ...))[1].n
@@ -37,26 +36,12 @@ describe("create_chunks_bulk with parallel", function()
     return rows
   end
 
+  local fixture
   setup(function()
-    name, url = helpers.fresh_database()
-    db = helpers.connect({ size = 3, max_overflow = 2, timeout = 10 }, { postgres = url })
-    admin = helpers.connect({ size = 1, max_overflow = 0, timeout = 10 }, { postgres = assert(helpers.superuser_url) })
-    assert(migrate.up(db))
-    owner = assert(db.pg:query [[INSERT INTO users (username, email, hashed_password)
-      VALUES ('ada', 'ada@example.org', 'x') RETURNING id]])[1].id
-    collections = {}
-    for i = 1, COLLECTIONS do
-      collections[i] = assert(db.pg:query([[INSERT INTO collections (name, owner_id, vector_store_name, embedding_model)
-        VALUES ($1, $2, $1, 'bge-small') RETURNING id]], "c" .. i, owner))[1].id
-    end
+    fixture = helpers.chunk_schema(COLLECTIONS)
+    name, url, db, admin, collections = fixture.name, fixture.url, fixture.db, fixture.admin, fixture.collections
   end)
-
-  teardown(function()
-    helpers.assert_all_returned(db)
-    db:close()
-    admin:close()
-    helpers.drop_database(name)
-  end)
+  teardown(function() fixture.close() end)
 
   before_each(function() assert(db.pg:exec "DELETE FROM chunks") end)
   after_each(function()

@@ -3,7 +3,6 @@
 local compat = require "semstore.compat"
 compat() -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
-local migrate = require "semstore.migrate"
 local helpers = require "support.helpers"
 local null = semstore.null
 
@@ -66,28 +65,15 @@ describe("db.chunks:create_chunks_bulk", function()
     return pids
   end
 
+  local fixture
   setup(function()
-    name, url = helpers.fresh_database()
-    db = helpers.connect({ size = 3, max_overflow = 2, timeout = 10 }, { postgres = url })
-    admin = helpers.connect({ size = 1, max_overflow = 0, timeout = 10 }, { postgres = assert(helpers.superuser_url) })
-    assert(migrate.up(db))
-    owner = assert(db.pg:query [[INSERT INTO users (username, email, hashed_password)
-      VALUES ('ada', 'ada@example.org', 'x') RETURNING id]])[1].id
-    collections = {}
-    for i = 1, COLLECTIONS do
-      collections[i] = assert(db.pg:query([[INSERT INTO collections (name, owner_id, vector_store_name, embedding_model)
-        VALUES ($1, $2, $1, 'bge-small') RETURNING id]], "c" .. i, owner))[1].id
-    end
+    fixture = helpers.chunk_schema(COLLECTIONS)
+    name, url, db, admin, owner, collections = fixture.name, fixture.url, fixture.db, fixture.admin, fixture.owner,
+      fixture.collections
     document = assert(db.pg:query([[INSERT INTO documents (collection_id, file_path, file_name, file_size, content_hash)
       VALUES ($1, '/d/a.txt', 'a.txt', 10, 'h1') RETURNING id]], collections[1]))[1].id
   end)
-
-  teardown(function()
-    helpers.assert_all_returned(db)
-    db:close()
-    admin:close()
-    helpers.drop_database(name)
-  end)
+  teardown(function() fixture.close() end)
 
   before_each(function() assert(db.pg:exec "DELETE FROM chunks") end)
   after_each(function() helpers.assert_all_returned(db) end)

@@ -116,6 +116,32 @@ function helpers.scratch(pool)
   return s
 end
 
+-- A fresh database with the built-in schema, for the bulk specs: a pool
+-- on it (db), a superuser's (admin), one owner and `collections`
+-- collections (their ids in order). close() checks nothing was left lent
+-- out and drops it all.
+function helpers.chunk_schema(collections)
+  local migrate = require "semstore.migrate"
+  local f = { collections = {} }
+  f.name, f.url = helpers.fresh_database()
+  f.db = helpers.connect({ size = 3, max_overflow = 2, timeout = 10 }, { postgres = f.url })
+  f.admin = helpers.connect({ size = 1, max_overflow = 0, timeout = 10 }, { postgres = assert(helpers.superuser_url) })
+  assert(migrate.up(f.db))
+  f.owner = assert(f.db.pg:query [[INSERT INTO users (username, email, hashed_password)
+    VALUES ('ada', 'ada@example.org', 'x') RETURNING id]])[1].id
+  for i = 1, collections do
+    f.collections[i] = assert(f.db.pg:query([[INSERT INTO collections (name, owner_id, vector_store_name, embedding_model)
+      VALUES ($1, $2, $1, 'bge-small') RETURNING id]], "c" .. i, f.owner))[1].id
+  end
+  function f.close()
+    helpers.assert_all_returned(f.db)
+    f.db:close()
+    f.admin:close()
+    helpers.drop_database(f.name)
+  end
+  return f
+end
+
 function helpers.remove_scratch(s)
   helpers.assert_all_returned(s.db)
   s.db:close()
