@@ -490,7 +490,7 @@ local rss
 if rss_n and db.chunks then
   rows = nil
   reset()
-  log("child lua5.4: streaming %d chunks through create_chunks_bulk(iterator)", rss_n)
+  log("child lua5.4: streaming %d chunks through create_chunks_bulk(iterator, { parallel = 2 })", rss_n)
   local lua = os.getenv "LUA" or "lua5.4"
   local p = assert(io.popen(string.format("DATABASE_URL=%s %s %s --rss-child %d", shell_quote(burl), lua,
     shell_quote(arg[0]), rss_n)))
@@ -539,7 +539,7 @@ for _, c in ipairs(contenders) do
   print(string.format("- %s: %s", c.name, table.concat(all, ", ")))
 end
 if rss then
-  print(string.format("| peak RSS (MB) of a lua5.4 process streaming %s chunks from an iterator (%.0f MB before the insert) | %.1f | - | - |",
+  print(string.format("| peak RSS (MB) of a lua5.4 process streaming %s chunks from an iterator with `parallel = 2` (%.0f MB before the insert) | %.1f | - | - |",
     thousands(rss.n), rss.base, rss.hwm))
   print(string.format("| rows/s streaming those %s chunks | %.0f | - | - |", thousands(rss.n), rss.rate))
 end
