@@ -1,0 +1,189 @@
+-- Reproductions of bugs in create_chunks_bulk{ parallel = N } (issue 14's
+-- non-blocking COPY engine and two-phase commit). Every `it` here FAILS on
+-- the commit it was written against; the comment above each says what
+-- should happen instead.
+local compat = require "semstore.compat"
+compat() -- Lua 5.4's library under LuaJIT too
+local semstore = require "semstore"
+local migrate = require "semstore.migrate"
+local helpers = require "support.helpers"
+
+local COLLECTIONS = 12
+
+describe("create_chunks_bulk with parallel, attacked", function()
+  local name, url, db, admin, owner, collections
+
+  local function count(where, ...)
+    return assert(db.pg:query("SELECT count(*)::int AS n FROM chunks " .. (where or ""), ...))[1].n
+  end
+  local function prepared()
+    return assert(admin.pg:query([[SELECT count(*)::int AS n FROM pg_prepared_xacts
+      WHERE database = $1 AND gid LIKE 'semstore:bulk:%']], name))[1].n
+  end
+  local function decisions() return assert(db.pg:query "SELECT count(*)::int AS n FROM semstore_bulk_decisions")[1].n end
+  -- the backends of the spec's database (the admin pool is on another one)
+  local function backends()
+    local got = assert(admin.pg:query([[SELECT pid FROM pg_stat_activity
+      WHERE datname = $1 AND backend_type = 'client backend' ORDER BY pid]], name))
+    local pids = {}
+    for i, r in ipairs(got) do pids[i] = tostring(r.pid) end
+    return table.concat(pids, " ")
+  end
+
+  local function chunk(i, size)
+    return { collection_id = collections[i % #collections + 1], chunk_index = i,
+      content = size and string.rep(string.char(65 + i % 26), size) or ("chunk " .. i) }
+  end
+  local function rows_of(n, size)
+    local rows = {}
+    for i = 1, n do rows[i] = chunk(i, size) end
+    return rows
+  end
+
+  setup(function()
+    name, url = helpers.fresh_database()
+    db = helpers.connect({ size = 3, max_overflow = 2, timeout = 10 }, { postgres = url })
+    admin = helpers.connect({ size = 1, max_overflow = 0, timeout = 10 }, { postgres = assert(helpers.superuser_url) })
+    assert(migrate.up(db))
+    owner = assert(db.pg:query [[INSERT INTO users (username, email, hashed_password)
+      VALUES ('ada', 'ada@example.org', 'x') RETURNING id]])[1].id
+    collections = {}
+    for i = 1, COLLECTIONS do
+      collections[i] = assert(db.pg:query([[INSERT INTO collections (name, owner_id, vector_store_name, embedding_model)
+        VALUES ($1, $2, $1, 'bge-small') RETURNING id]], "c" .. i, owner))[1].id
+    end
+  end)
+
+  teardown(function()
+    helpers.assert_all_returned(db)
+    db:close()
+    admin:close()
+    helpers.drop_database(name)
+  end)
+
+  before_each(function() assert(db.pg:exec "DELETE FROM chunks") end)
+  after_each(function()
+    -- whatever an `it` left, settled so the next starts clean
+    assert(db.chunks:recover_bulk { grace = 0 })
+    helpers.assert_all_returned(db)
+    assert.are.equal(0, prepared())
+  end)
+
+  -- BUG 1: a duplicate key that two lanes write deadlocks the bulk, across
+  -- connections, where PostgreSQL's deadlock detector cannot see it.
+  --
+  -- With a unique index on a leaf (a user's constraint, like the CHECK the
+  -- parallel spec adds), the same partition flushed twice goes to two lanes
+  -- when the first is still busy: each lane is its own transaction, so the
+  -- second insert of the key waits for the first lane's transaction, which
+  -- only ends at the two-phase commit, which waits for the second lane's
+  -- COPY: drain_lanes (csrc/core/chunks_bulk.c) waits forever (the pool
+  -- sets no call timeout). On one connection the same rows fail at once
+  -- with 23505. Expected: the same 23505 (or any prompt failure), no rows.
+  -- Observed: the bulk hangs; here lock_timeout (set on the database only
+  -- so the spec ends) cuts it after 10 s with 55P03 instead. (The trigger
+  -- that sleeps on the first row only makes the timing certain: without
+  -- it the same hang comes whenever the server takes a partition in more
+  -- slowly than the client encodes the next 8 MB.)
+  it("a duplicate key in two lanes fails with 23505 at once instead of waiting forever", function()
+    local col = collections[1]
+    assert(db.chunks:create_chunks_bulk { { collection_id = col, chunk_index = 0, content = "x" } })
+    local leaf = assert(db.pg:query "SELECT tableoid::regclass::text AS t FROM chunks")[1].t
+    assert(db.pg:exec "DELETE FROM chunks")
+    assert(db.pg:exec("CREATE UNIQUE INDEX spec_attack_uq ON " .. leaf .. " (collection_id, chunk_index)"))
+    -- only to make the timing certain: the first row's insert takes 3 s, so
+    -- the first lane is still busy when the partition is flushed again
+    assert(db.pg:exec [[CREATE FUNCTION spec_attack_slow() RETURNS trigger LANGUAGE plpgsql AS
+      $$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$]])
+    assert(db.pg:exec("CREATE TRIGGER spec_attack_slow BEFORE INSERT ON " .. leaf ..
+      " FOR EACH ROW WHEN (NEW.content LIKE '%slow') EXECUTE FUNCTION spec_attack_slow()"))
+    assert(admin.pg:exec("ALTER DATABASE " .. name .. " SET lock_timeout = '10s'"))
+    local fresh = helpers.connect({ size = 3, max_overflow = 0, timeout = 10 }, { postgres = url })
+    -- 16 rows of 1 MB in one collection: the 8 MB budget flushes its
+    -- partition after the 8th, then at the end; the last row repeats the
+    -- first one's key
+    local big = string.rep("x", 1048576)
+    local rows = {}
+    for i = 1, 16 do rows[i] = { collection_id = col, chunk_index = i, content = big .. i } end
+    rows[1].content = big .. "slow"
+    rows[16].chunk_index = 1
+    local one_n, one_err = fresh.chunks:create_chunks_bulk(rows)
+    local t0 = os.time()
+    local n, err = fresh.chunks:create_chunks_bulk(rows, { parallel = 2 })
+    local took = os.time() - t0
+    helpers.assert_all_returned(fresh)
+    fresh:close()
+    assert(admin.pg:exec("ALTER DATABASE " .. name .. " RESET lock_timeout"))
+    assert(db.pg:exec "DROP INDEX spec_attack_uq")
+    assert(db.pg:exec("DROP TRIGGER spec_attack_slow ON " .. leaf))
+    assert(db.pg:exec "DROP FUNCTION spec_attack_slow()")
+    assert.is_nil(one_n)
+    assert.are.equal("23505", one_err.code)
+    assert.is_nil(n)
+    assert.are.equal(0, count())
+    assert.are.equal("23505", err.code, tostring(err))
+    assert.is_true(took < 8, "the bulk waited " .. took .. " s")
+  end)
+
+  -- BUG 2: a bulk that committed whole is reported as failed when a
+  -- recovery committed some of its parts first.
+  --
+  -- Once the commit decision is written, a concurrent recover_bulk (grace
+  -- 0, or the 60 s grace of another process's first connection against a
+  -- slow coordinator) commits the prepared parts itself. The coordinator's
+  -- own COMMIT PREPARED then finds no such part (42704), and commit_parts
+  -- (csrc/core/chunks_bulk.c) takes that for a failure: create_chunks_bulk
+  -- returns nil and a "connection" error ("a part could not be committed
+  -- yet") although every row is in and nothing is left to commit. A caller
+  -- that retries on nil loads every row twice. Expected: 42704 on COMMIT
+  -- PREPARED of a decided bulk means the part is committed (the decision
+  -- says commit): n, nil, report.
+  it("a part that recovery committed after the decision still counts as committed", function()
+    for _, at in ipairs { "commit 1", "commit 2" } do
+      assert(db.pg:exec "DELETE FROM chunks")
+      local n, err = db.chunks:create_chunks_bulk(rows_of(200), { parallel = 2, on_step = function(step, k)
+        if step .. " " .. k == at then assert(db.chunks:recover_bulk { grace = 0 }) end
+      end })
+      assert.are.equal(200, count(), at) -- every row is committed ...
+      assert.are.equal(0, prepared(), at)
+      assert.are.equal(200, n, at .. ": " .. tostring(err)) -- ... but the bulk says it failed
+    end
+  end)
+
+  -- BUG 3: the caller's timeout does not bound the other lanes.
+  --
+  -- conn:settimeout(2) bounds every call on conn: a server that stops
+  -- answering makes the call fail after 2 s (+ the 5 s cancel grace). With
+  -- parallel = 2 the extra connection comes from the pool with no timeout
+  -- (op_reset sets call_timeout = 0; borrow_more in csrc/lua/chunks_bulk.c
+  -- never copies the caller's), so its PREPARE TRANSACTION (and likewise
+  -- its COPY in ss_pg_wait_any, or any COMMIT PREPARED) waits forever for
+  -- a stopped backend. Expected: nil, a timeout or connection error within
+  -- about 7 s, no rows. Observed: it waits until the backend is continued
+  -- (here after 20 s, by a safety net), then commits.
+  it("conn:settimeout bounds the extra connections of a parallel bulk too", function()
+    local small = helpers.connect({ size = 2, max_overflow = 0, timeout = 10 }, { postgres = url })
+    local conn = assert(small.pg:acquire())
+    assert(conn:settimeout(2))
+    local stopped
+    local t0 = os.time()
+    local n, err, report = semstore.repositories(conn).chunks:create_chunks_bulk(rows_of(200), { parallel = 2,
+      on_step = function(step, k)
+        if step == "prepare" and k == 2 then
+          stopped = backends()
+          -- every backend of the database stops; a safety net continues them
+          os.execute("kill -STOP " .. stopped .. "; (sleep 20; kill -CONT " .. stopped .. ") >/dev/null 2>&1 &")
+        end
+      end })
+    local took = os.time() - t0
+    os.execute("kill -CONT " .. stopped)
+    conn:release()
+    helpers.assert_all_returned(small)
+    small:close()
+    assert.are.equal(2, report and report.connections or 2)
+    assert.is_true(took <= 12, "the bulk waited " .. took .. " s past its 2 s timeout")
+    assert.is_nil(n)
+    assert.truthy(err and (err.kind == "timeout" or err.kind == "connection"), tostring(err))
+    assert.are.equal(0, count())
+  end)
+end)
