@@ -280,4 +280,49 @@ describe("create_chunks_bulk with parallel, attacked", function()
     assert.truthy(took, out .. err .. code)
     assert.is_true(took <= 12, "the bulk ended " .. took .. " s after it began, 2 s of them before the Ctrl-C: " .. out)
   end)
+
+  -- BUG 6: a role that may not write semstore_bulk_decisions gets a
+  -- parallel bulk that fails, calls it a lost connection, and leaves its
+  -- prepared parts behind (holding locks and prepared-transaction slots)
+  -- where the role's own recovery can never settle them.
+  --
+  -- Migrations run as the owner; an application role granted its tables
+  -- one by one has no privilege on the table 0007 added. can_go_parallel
+  -- (csrc/core/chunks_bulk.c) only asks whether the table exists, so the
+  -- bulk goes parallel; decide() then fails with 42501 on every lane, and
+  -- commit() takes any failure there for a lost connection: `undecidable`,
+  -- the prepared parts are left "for recovery", which fails the same way
+  -- for this role (op_open swallows that). Nothing was written, so rolling
+  -- back at once was safe. Expected: the bulk falls back to one connection
+  -- (report.fallback says why) and loads the rows, or at least fails
+  -- leaving no prepared transaction. Observed: nil, "connection error:
+  -- lost the connections while writing the bulk's decision (permission
+  -- denied ...)", 2 prepared transactions left, recover_bulk as the role
+  -- fails with 42501.
+  it("a role without privileges on semstore_bulk_decisions neither fails nor leaves prepared parts", function()
+    local role = "spec_attack_app_" .. tostring(os.time())
+    assert(admin.pg:exec("CREATE ROLE " .. role .. " LOGIN PASSWORD 'pw'"))
+    local su = helpers.connect({ size = 1, max_overflow = 0, timeout = 10 },
+      { postgres = (helpers.superuser_url:gsub("/[^/?]*$", "/" .. name)) })
+    assert(su.pg:exec("GRANT USAGE ON SCHEMA public TO " .. role))
+    assert(su.pg:exec("GRANT ALL ON ALL TABLES IN SCHEMA public TO " .. role))
+    assert(su.pg:exec("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO " .. role))
+    assert(su.pg:exec("REVOKE ALL ON semstore_bulk_decisions FROM " .. role))
+    local app = helpers.connect({ size = 3, max_overflow = 0, timeout = 10 },
+      { postgres = (url:gsub("//[^@/]*@", "//" .. role .. ":pw@")) })
+    local n, err, report = app.chunks:create_chunks_bulk(rows_of(500), { parallel = 2 })
+    local left = prepared()
+    local r, rerr = app.chunks:recover_bulk { grace = 0 }
+    helpers.assert_all_returned(app)
+    app:close()
+    -- cleaned up as a superuser, before any assertion
+    assert(su.chunks:recover_bulk { grace = 0 })
+    assert(su.pg:exec("DROP OWNED BY " .. role))
+    su:close()
+    assert(admin.pg:exec("DROP ROLE " .. role))
+    assert.are.equal(0, left, "prepared transactions left: " .. left .. " (" .. tostring(err) .. ")")
+    assert.truthy(r, tostring(rerr))
+    assert.are.equal(500, n, tostring(err))
+    assert.are.equal(1, report.connections)
+  end)
 end)
