@@ -69,23 +69,24 @@ describe("create_chunks_bulk with parallel, attacked", function()
     assert.are.equal(0, prepared())
   end)
 
-  -- BUG 1: a duplicate key that two lanes write deadlocks the bulk, across
+  -- BUG 1: a duplicate key that two lanes write deadlocks the bulk across
   -- connections, where PostgreSQL's deadlock detector cannot see it.
   --
   -- With a unique index on a leaf (a user's constraint, like the CHECK the
   -- parallel spec adds), the same partition flushed twice goes to two lanes
   -- when the first is still busy: each lane is its own transaction, so the
-  -- second insert of the key waits for the first lane's transaction, which
-  -- only ends at the two-phase commit, which waits for the second lane's
-  -- COPY: drain_lanes (csrc/core/chunks_bulk.c) waits forever (the pool
-  -- sets no call timeout). On one connection the same rows fail at once
-  -- with 23505. Expected: the same 23505 (or any prompt failure), no rows.
-  -- Observed: the bulk hangs; here lock_timeout (set on the database only
-  -- so the spec ends) cuts it after 10 s with 55P03 instead. (The trigger
-  -- that sleeps on the first row only makes the timing certain: without
-  -- it the same hang comes whenever the server takes a partition in more
-  -- slowly than the client encodes the next 8 MB.)
-  it("a duplicate key in two lanes fails with 23505 at once instead of waiting forever", function()
+  -- second insert of the key waits for the other lane's transaction, which
+  -- only ends at the two-phase commit, which waits for this lane's COPY:
+  -- drain_lanes (csrc/core/chunks_bulk.c) waits until a server-side timer
+  -- ends it: the pool's lock_timeout (10 s by default) with 55P03, else
+  -- statement_timeout (30 s) with 57014, else forever. On one connection
+  -- the same rows fail at once with 23505. Expected: 23505 promptly (the
+  -- user's constraint, not a timeout), no rows. Observed: 55P03 "canceling
+  -- statement due to lock timeout" after 10 s. (The trigger that sleeps on
+  -- the first row only makes the timing certain: without it the same wait
+  -- comes whenever the server takes a partition in more slowly than the
+  -- client encodes the next 8 MB.)
+  it("a duplicate key in two lanes fails with 23505 promptly, not by a lock timeout", function()
     local col = collections[1]
     assert(db.chunks:create_chunks_bulk { { collection_id = col, chunk_index = 0, content = "x" } })
     local leaf = assert(db.pg:query "SELECT tableoid::regclass::text AS t FROM chunks")[1].t
@@ -97,7 +98,6 @@ describe("create_chunks_bulk with parallel, attacked", function()
       $$ BEGIN PERFORM pg_sleep(3); RETURN NEW; END $$]])
     assert(db.pg:exec("CREATE TRIGGER spec_attack_slow BEFORE INSERT ON " .. leaf ..
       " FOR EACH ROW WHEN (NEW.content LIKE '%slow') EXECUTE FUNCTION spec_attack_slow()"))
-    assert(admin.pg:exec("ALTER DATABASE " .. name .. " SET lock_timeout = '10s'"))
     local fresh = helpers.connect({ size = 3, max_overflow = 0, timeout = 10 }, { postgres = url })
     -- 16 rows of 1 MB in one collection: the 8 MB budget flushes its
     -- partition after the 8th, then at the end; the last row repeats the
@@ -113,7 +113,6 @@ describe("create_chunks_bulk with parallel, attacked", function()
     local took = os.time() - t0
     helpers.assert_all_returned(fresh)
     fresh:close()
-    assert(admin.pg:exec("ALTER DATABASE " .. name .. " RESET lock_timeout"))
     assert(db.pg:exec "DROP INDEX spec_attack_uq")
     assert(db.pg:exec("DROP TRIGGER spec_attack_slow ON " .. leaf))
     assert(db.pg:exec "DROP FUNCTION spec_attack_slow()")
@@ -324,5 +323,44 @@ describe("create_chunks_bulk with parallel, attacked", function()
     assert.truthy(r, tostring(rerr))
     assert.are.equal(500, n, tostring(err))
     assert.are.equal(1, report.connections)
+  end)
+
+  -- BUG 7: a COPY is held open while the row source is slow, so the
+  -- server's statement_timeout cancels it (parallel or not).
+  --
+  -- flush_part hands a partition's stream (8 MB here) to a lane and feeds
+  -- it only as far as the socket takes it; the rest is fed by pump(), which
+  -- runs only after PUMP_EVERY (64 KB) more encoded bytes, or at the next
+  -- flush or the end. When the iterator then takes a while for its next
+  -- row, the COPY statement stays open on the server, waiting for its data,
+  -- and its statement_timeout runs: FEED_PATIENCE ("a slow row source must
+  -- not hold a statement open") is only looked at inside pump(), which is
+  -- not called. Before this commit the whole stream was sent at the flush,
+  -- so the statement lasted only as long as the server worked. Expected:
+  -- 9 rows loaded, with parallel = 1 and 2 alike (the server works well
+  -- under 1 s on each statement). Observed: 57014 "canceling statement due
+  -- to statement timeout".
+  it("a row source that pauses after a flush does not make the COPY outlast statement_timeout", function()
+    local slow = helpers.connect({ size = 3, max_overflow = 0, timeout = 10, statement_timeout = 1 }, { postgres = url })
+    local big = string.rep("x", 1048576)
+    local results = {}
+    for _, parallel in ipairs { 1, 2 } do
+      assert(db.pg:exec "DELETE FROM chunks")
+      local i = 0
+      local n, err = slow.chunks:create_chunks_bulk(function()
+        i = i + 1
+        if i > 9 then return nil end
+        -- rows 1..8 (8 MB) fill the budget and are flushed; the 9th comes 2.5 s later
+        if i == 9 then
+          local t = os.clock() + 2.5
+          while os.clock() < t do end
+        end
+        return { collection_id = collections[1], chunk_index = i, content = big .. i }
+      end, { parallel = parallel })
+      results[parallel] = { n = n, err = tostring(err), rows = count() }
+    end
+    helpers.assert_all_returned(slow)
+    slow:close()
+    assert.are.same({ { n = 9, err = "nil", rows = 9 }, { n = 9, err = "nil", rows = 9 } }, results)
   end)
 end)
