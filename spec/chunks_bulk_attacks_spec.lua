@@ -363,4 +363,68 @@ describe("create_chunks_bulk with parallel, attacked", function()
     slow:close()
     assert.are.same({ { n = 9, err = "nil", rows = 9 }, { n = 9, err = "nil", rows = 9 } }, results)
   end)
+
+  -- BUG 8: a lane left unused sits idle in transaction until the pool's
+  -- idle_in_transaction_timeout (60 s by default) ends its session, and
+  -- the whole bulk fails, where one connection loads the same rows.
+  --
+  -- idle_lane (csrc/core/chunks_bulk.c) always takes the first idle lane,
+  -- so a second lane only gets work when the first is busy at a flush.
+  -- When the row source is the slower side (what feeding without blocking
+  -- is for), the first lane is idle again at every later flush and the
+  -- second, whose transaction is open since its one COPY, never runs
+  -- another statement: past idle_in_transaction_timeout the server ends
+  -- its session and PREPARE TRANSACTION fails (25P03). One connection is
+  -- busy at every flush and never idle that long. Expected: 106 rows with
+  -- parallel = 2 as with 1 (e.g. lanes used in turn, or a lane idle too
+  -- long kept alive). Observed: nil, 25P03 "terminating connection due to
+  -- idle-in-transaction timeout". Here the timeout is 2 s and the load
+  -- about 6 s; with the default 60 s any load longer than a minute can do
+  -- it. (The trigger sleeping 1 s on the first row only makes sure the
+  -- second flush goes to the second lane.)
+  it("a load longer than idle_in_transaction_timeout does not fail on a lane left unused", function()
+    local col = collections[1]
+    assert(db.chunks:create_chunks_bulk { { collection_id = col, chunk_index = 0, content = "x" } })
+    local leaf = assert(db.pg:query "SELECT tableoid::regclass::text AS t FROM chunks")[1].t
+    assert(db.pg:exec "DELETE FROM chunks")
+    assert(db.pg:exec [[CREATE FUNCTION spec_attack_slow1() RETURNS trigger LANGUAGE plpgsql AS
+      $$ BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$]])
+    assert(db.pg:exec("CREATE TRIGGER spec_attack_slow1 BEFORE INSERT ON " .. leaf ..
+      " FOR EACH ROW WHEN (NEW.content LIKE '%slow') EXECUTE FUNCTION spec_attack_slow1()"))
+    local idle = helpers.connect({ size = 3, max_overflow = 0, timeout = 10, idle_in_transaction_timeout = 2 },
+      { postgres = url })
+    local big, mid = string.rep("x", 1048576), string.rep("y", 70000)
+    local function source()
+      -- 16 rows of 1 MB (two flushes), then 5 times: 1 s of 70 KB rows
+      -- (each one lets the COPYs under way move on), then 8 rows of 1 MB
+      local i, plan = 0, {}
+      for _ = 1, 16 do plan[#plan + 1] = { big, 0 } end
+      for _ = 1, 5 do
+        for _ = 1, 10 do plan[#plan + 1] = { mid, 0.1 } end
+        for _ = 1, 8 do plan[#plan + 1] = { big, 0 } end
+      end
+      return function()
+        i = i + 1
+        local p = plan[i]
+        if not p then return nil end
+        if p[2] > 0 then
+          local t = os.clock() + p[2]
+          while os.clock() < t do end
+        end
+        return { collection_id = col, chunk_index = i, content = p[1] .. (i == 1 and "slow" or i) }
+      end
+    end
+    local results = {}
+    for _, parallel in ipairs { 1, 2 } do
+      assert(db.pg:exec "DELETE FROM chunks")
+      local n, err = idle.chunks:create_chunks_bulk(source(), { parallel = parallel })
+      results[parallel] = { n = n, err = tostring(err), rows = count() }
+    end
+    helpers.assert_all_returned(idle)
+    idle:close()
+    assert(db.pg:exec("DROP TRIGGER spec_attack_slow1 ON " .. leaf))
+    assert(db.pg:exec "DROP FUNCTION spec_attack_slow1()")
+    assert.are.same({ n = 106, err = "nil", rows = 106 }, results[1])
+    assert.are.same({ n = 106, err = "nil", rows = 106 }, results[2])
+  end)
 end)
