@@ -427,4 +427,55 @@ describe("create_chunks_bulk with parallel, attacked", function()
     assert.are.same({ n = 106, err = "nil", rows = 106 }, results[1])
     assert.are.same({ n = 106, err = "nil", rows = 106 }, results[2])
   end)
+
+  -- BUG 9: one prepared part that the role may not settle stops recovery
+  -- from settling the role's own parts.
+  --
+  -- ss_bulk_recover (csrc/core/chunks_bulk.c) walks every 'semstore:bulk:'
+  -- part of the database in gid order and stops at the first failure
+  -- (`rc = -1` ends the loop). Only the role that prepared a part, or a
+  -- superuser, may finish it, so with two services on one database under
+  -- two roles, a dead bulk of the first blocks every recovery of the
+  -- second (its pools' first connections and `semstore recover` alike):
+  -- the second's own parts stay prepared, holding locks and slots. The
+  -- rollback decision for the other role's bulk is written all the same.
+  -- Expected: the role's own part is rolled back (rolled_back = 1), the
+  -- other left (reported, or skipped since pg_prepared_xacts.owner says
+  -- whose it is). Observed: nil, 42501 "permission denied to finish
+  -- prepared transaction", both parts still prepared.
+  it("recovery settles the parts it may, past one it may not", function()
+    local su = helpers.connect({ size = 1, max_overflow = 0, timeout = 10 },
+      { postgres = (helpers.superuser_url:gsub("/[^/?]*$", "/" .. name)) })
+    local t = tostring(os.time())
+    local roles, pools = { "spec_attack_r1_" .. t, "spec_attack_r2_" .. t }, {}
+    for i, role in ipairs(roles) do
+      assert(admin.pg:exec("CREATE ROLE " .. role .. " LOGIN PASSWORD 'pw'"))
+      assert(su.pg:exec("GRANT USAGE ON SCHEMA public TO " .. role))
+      assert(su.pg:exec("GRANT ALL ON ALL TABLES IN SCHEMA public TO " .. role))
+      assert(su.pg:exec("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO " .. role))
+      pools[i] = helpers.connect({ size = 2, max_overflow = 0, timeout = 10 },
+        { postgres = (url:gsub("//[^@/]*@", "//" .. role .. ":pw@")) })
+    end
+    -- what two dead bulks left: one of each role (the first sorts first)
+    local c1 = assert(pools[1].pg:acquire())
+    assert(c1:exec "BEGIN; PREPARE TRANSACTION 'semstore:bulk:00000000-0000-4000-8000-000000000000:0'")
+    c1:release()
+    local c2 = assert(pools[2].pg:acquire())
+    assert(c2:exec [[BEGIN; INSERT INTO users (username, email, hashed_password) VALUES ('r2', 'r2@example.org', 'x');
+      PREPARE TRANSACTION 'semstore:bulk:ffffffff-ffff-4fff-bfff-ffffffffffff:0']])
+    c2:release()
+    local r, err = pools[2].chunks:recover_bulk { grace = 0 }
+    local left = assert(admin.pg:query([[SELECT count(*)::int AS n FROM pg_prepared_xacts
+      WHERE database = $1 AND gid LIKE 'semstore:bulk:ffffffff%']], name))[1].n
+    -- cleaned up as a superuser, before any assertion
+    assert(su.chunks:recover_bulk { grace = 0 })
+    for i, role in ipairs(roles) do
+      pools[i]:close()
+      assert(su.pg:exec("DROP OWNED BY " .. role))
+    end
+    su:close()
+    for _, role in ipairs(roles) do assert(admin.pg:exec("DROP ROLE " .. role)) end
+    assert.are.equal(0, left, "the role's own part is still prepared (" .. tostring(err) .. ")")
+    assert.are.equal(1, r and r.rolled_back)
+  end)
 end)
