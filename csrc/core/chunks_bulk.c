@@ -12,9 +12,18 @@
 /* A COPY that has been fed this long while the caller made rows is sent
  * to its end at once: a slow row source must not hold a statement open
  * (statement_timeout counts from its start). Seconds. */
-#define FEED_PATIENCE 1.0
-/* Encoded bytes between two looks at the connections' sockets. */
+#define FEED_PATIENCE 0.25
+/* Encoded bytes, or seconds, between two looks at the connections'
+ * sockets while rows come. */
 #define PUMP_EVERY ((size_t)64 << 10)
+#define PUMP_AFTER 0.01
+/* A connection idle in its transaction this long while the others work
+ * runs a statement, so idle_in_transaction_timeout does not end it.
+ * Seconds. */
+#define KEEPALIVE 1.0
+/* How long a statement that settles an abandoned parallel bulk may wait
+ * for the server, when the caller set no limit. Seconds. */
+#define SETTLE_TIMEOUT 5.0
 
 /* What a connection of the bulk is doing. */
 enum { LANE_IDLE, LANE_FEEDING, LANE_ENDING, LANE_WAITING };
@@ -27,7 +36,8 @@ typedef struct {
   long rows;     /* its rows */
   ss_buf out;    /* its COPY stream, trailer included */
   size_t fed;    /* bytes of out handed to libpq */
-  double since;  /* when the COPY began */
+  double since;  /* when the COPY began, or when the lane last ran a statement */
+  size_t load;   /* bytes of the partitions given to it */
   int prepared;  /* PREPARE TRANSACTION ran: the part waits for the decision */
 } lane;
 
@@ -49,6 +59,13 @@ struct ss_bulk {
   int nparts;
   ss_buf *parts;      /* one COPY stream per partition, header included once it has rows */
   long *part_rows;
+  /* the lane each partition is copied on, once it was copied: always the
+   * same, so that rows of one partition share a transaction (a unique
+   * index on a leaf sees its duplicates at once, where two transactions
+   * would wait on each other until the two-phase commit, unseen by the
+   * server's deadlock detector) */
+  signed char *part_lane;
+  double last_pump;   /* when the sockets were last looked at */
   size_t buffered;    /* bytes of encoded rows in the partitions' buffers */
   size_t since_pump;  /* bytes encoded since the sockets were last looked at */
   long long *ids;     /* ids taken from the sequence, not yet used */
@@ -59,6 +76,15 @@ struct ss_bulk {
   int bad_has_field;
   char bad_field[128];
 };
+
+/* Whether this role can use the decision table: it exists (migration
+ * 0007) and the role may read, write and delete its rows. */
+#define DECISIONS_USABLE                                                                                    \
+  "(to_regclass('semstore_bulk_decisions') IS NOT NULL "                                                 \
+  "AND has_table_privilege('semstore_bulk_decisions', 'INSERT') "                                        \
+  "AND has_table_privilege('semstore_bulk_decisions', 'UPDATE') "                                        \
+  "AND has_table_privilege('semstore_bulk_decisions', 'SELECT') "                                        \
+  "AND has_table_privilege('semstore_bulk_decisions', 'DELETE'))"
 
 static void set_fewer(ss_bulk *b, const char *why) {
   ss_strlcpy(b->fewer_why, why, sizeof b->fewer_why);
@@ -78,7 +104,7 @@ static int can_go_parallel(ss_bulk *b, ss_pg *pg, int n, ss_error *err) {
   /* the slots are the whole server's: other prepared transactions hold some */
   res = ss_pg_query(pg, "SELECT current_setting('max_prepared_transactions')::int, "
                         "to_regclass('semstore_bulk_decisions') IS NOT NULL, gen_random_uuid()::text, "
-                        "(SELECT count(*) FROM pg_prepared_xacts)",
+                        "(SELECT count(*) FROM pg_prepared_xacts), " DECISIONS_USABLE,
                     0, NULL, NULL, NULL, NULL, err);
   if (!res) return -1;
   most = strtol(PQgetvalue(res, 0, 0), NULL, 10);
@@ -89,6 +115,8 @@ static int can_go_parallel(ss_bulk *b, ss_pg *pg, int n, ss_error *err) {
     set_fewer(b, why);
   } else if (strcmp(PQgetvalue(res, 0, 1), "t") != 0) {
     set_fewer(b, "semstore_bulk_decisions is missing (migration 0007_bulk_decisions)");
+  } else if (strcmp(PQgetvalue(res, 0, 4), "t") != 0) {
+    set_fewer(b, "this role may not write semstore_bulk_decisions (it needs SELECT, INSERT, UPDATE and DELETE)");
   } else {
     ss_strlcpy(b->bulk_id, PQgetvalue(res, 0, 2), sizeof b->bulk_id);
   }
@@ -127,7 +155,9 @@ ss_bulk *ss_bulk_new(ss_pg *pg, const ss_bulk_options *opts, ss_error *err) {
   }
   b->parts = calloc((size_t)nparts, sizeof *b->parts);
   b->part_rows = calloc((size_t)nparts, sizeof *b->part_rows);
-  if (!b->parts || !b->part_rows) goto oom;
+  b->part_lane = malloc((size_t)nparts);
+  if (!b->parts || !b->part_rows || !b->part_lane) goto oom;
+  memset(b->part_lane, -1, (size_t)nparts);
   return b;
 oom:
   ss_bulk_free(b);
@@ -147,6 +177,7 @@ void ss_bulk_free(ss_bulk *b) {
   for (i = 0; i < b->nlanes; i++) ss_buf_free(&b->lanes[i].out);
   free(b->parts);
   free(b->part_rows);
+  free(b->part_lane);
   free(b->ids);
   free(b);
 }
@@ -160,6 +191,7 @@ static int lane_outcome(lane *l, ss_error *err) {
   long want = l->rows;
   int part = l->part;
   l->state = LANE_IDLE;
+  l->since = ss_monotonic();
   ss_buf_free(&l->out);
   if (copied < 0) return -1;
   if (copied != want)
@@ -217,12 +249,21 @@ static int wait_lanes(ss_bulk *b, ss_error *err) {
  * FEED_PATIENCE is sent to its end, waiting if need be. */
 static int pump(ss_bulk *b, ss_error *err) {
   int i;
+  double now = ss_monotonic();
   b->since_pump = 0;
+  b->last_pump = now;
   for (i = 0; i < b->nlanes; i++) {
     lane *l = &b->lanes[i];
     if (lane_step(l, err)) return -1;
     while (l->state == LANE_FEEDING && ss_monotonic() - l->since > FEED_PATIENCE) {
       if (ss_pg_wait_any(&l->pg, (int[]){1}, 1, err) || lane_step(l, err)) return -1;
+    }
+    /* one connection's partitions may get no rows for a while */
+    if (l->state == LANE_IDLE && l->tx.open && b->nlanes > 1 && now - l->since > KEEPALIVE) {
+      PGresult *res = ss_pg_exec(l->pg, "SELECT 1", err);
+      if (!res) return -1;
+      PQclear(res);
+      l->since = ss_monotonic();
     }
   }
   return 0;
@@ -260,12 +301,12 @@ static int drain_lanes(ss_bulk *b, ss_error *err) {
 /* Starts copying one partition's stream into its leaf table on an idle
  * lane, handing the stream over to it: the partition starts afresh, and
  * the server takes the rows in while the caller makes the next ones. */
-static int flush_part(ss_bulk *b, int part, ss_error *err) {
+static int flush_part(ss_bulk *b, int part, lane *l, ss_error *err) {
   char sql[320];
   ss_buf *in = &b->parts[part];
   size_t encoded = in->len; /* what `buffered` counted, without the trailer */
-  lane *l = idle_lane(b, err);
-  if (!l) return -1;
+  b->part_lane[part] = (signed char)(l - b->lanes);
+  l->load += encoded;
   if (!l->tx.open && ss_pg_tx_begin(l->pg, &l->tx, NULL, err)) return -1;
   snprintf(sql, sizeof sql, "COPY chunks_p%d (%s" SS_CHUNK_COLUMNS ") FROM STDIN (FORMAT binary)", part,
            b->with_id ? "id, " : "");
@@ -283,6 +324,33 @@ static int flush_part(ss_bulk *b, int part, ss_error *err) {
   return lane_step(l, err);
 }
 
+/* Copies the largest partitions whose lane is free (a partition not yet
+ * copied goes to the free lane with the least so far) until the buffers
+ * hold no more than `keep` bytes, waiting for a lane when none is free. */
+static int flush_down_to(ss_bulk *b, size_t keep, ss_error *err) {
+  while (b->buffered > keep) {
+    int i, part = -1;
+    lane *fresh = NULL; /* where a partition not yet copied would go */
+    if (pump(b, err)) return -1;
+    for (i = 0; i < b->nlanes; i++) {
+      lane *l = &b->lanes[(b->turn + i) % b->nlanes];
+      if (l->state == LANE_IDLE && (!fresh || l->load < fresh->load)) fresh = l;
+    }
+    for (i = 0; i < b->nparts; i++) {
+      int k = b->part_lane[i];
+      if (!b->part_rows[i] || (k >= 0 ? b->lanes[k].state != LANE_IDLE : !fresh)) continue;
+      if (part < 0 || b->parts[i].len > b->parts[part].len) part = i;
+    }
+    if (part < 0) {
+      if (wait_lanes(b, err)) return -1;
+      continue;
+    }
+    b->turn++;
+    if (flush_part(b, part, b->part_lane[part] >= 0 ? &b->lanes[b->part_lane[part]] : fresh, err)) return -1;
+  }
+  return 0;
+}
+
 /* ---- the end: commit on one connection, two phases on more ---- */
 
 static void step(ss_bulk *b, const char *what, int k) {
@@ -298,7 +366,9 @@ static void gid(const ss_bulk *b, int k, char *out, size_t size) {
  * PREPARED may run on any session of the database). */
 static int settle_sql(ss_bulk *b, lane *l, const char *sql, ss_error *err) {
   int i;
-  PGresult *res = ss_pg_is_broken(l->pg) ? NULL : ss_pg_exec(l->pg, sql, err);
+  PGresult *res = NULL;
+  ss_error_set(err, SS_ERR_CONNECTION, "every connection of the bulk was lost");
+  if (!ss_pg_is_broken(l->pg)) res = ss_pg_exec(l->pg, sql, err);
   for (i = 0; !res && i < b->nlanes; i++)
     if (&b->lanes[i] != l && !ss_pg_is_broken(b->lanes[i].pg)) res = ss_pg_exec(b->lanes[i].pg, sql, err);
   if (!res) return -1;
@@ -346,7 +416,8 @@ static int commit_parts(ss_bulk *b, ss_error *err) {
     step(b, "commit", k);
     gid(b, k, name, sizeof name);
     snprintf(sql, sizeof sql, "COMMIT PREPARED '%s'", name);
-    if (settle_sql(b, l, sql, err)) failed = 1;
+    /* 42704, no such part: a recovery that read the decision committed it */
+    if (settle_sql(b, l, sql, err) && strcmp(err->code, "42704") != 0) failed = 1;
     else l->prepared = 0;
   }
   if (failed) {
@@ -395,6 +466,31 @@ static void forget(ss_bulk *b) {
   }
 }
 
+/* Whether all `parts` of the bulk are still prepared, after its commit
+ * decision was written: a recovery that rolled them all back and deleted
+ * its rollback row just before would leave none (it deletes a row only
+ * when no part is left, so it is all or none). A connection that cannot
+ * tell counts as yes: the decision stands, and recovery commits. */
+static int still_prepared(ss_bulk *b, int parts) {
+  char prefix[64];
+  const char *values[1] = {prefix};
+  ss_error ignored;
+  int k;
+  snprintf(prefix, sizeof prefix, "semstore:bulk:%s:%%", b->bulk_id);
+  for (k = 0; k < b->nlanes; k++) {
+    PGresult *res;
+    long n;
+    if (ss_pg_is_broken(b->lanes[k].pg)) continue;
+    res = ss_pg_query(b->lanes[k].pg, "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE $1", 1, NULL, values,
+                      NULL, NULL, &ignored);
+    if (!res) continue;
+    n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return n > 0 || parts == 0;
+  }
+  return 1;
+}
+
 /* Every lane's COPYs are in: one connection commits; more prepare, decide
  * and commit. */
 static int commit(ss_bulk *b, ss_error *err) {
@@ -426,8 +522,15 @@ static int commit(ss_bulk *b, ss_error *err) {
   }
   if (!parts) return 0; /* no rows: nothing to commit */
   step(b, "decide", 0);
-  for (k = 0; k < b->nlanes && !c; k++)
-    if (!ss_pg_is_broken(b->lanes[k].pg)) c = decide(b->lanes[k].pg, b->bulk_id, parts, err);
+  ss_error_set(err, SS_ERR_CONNECTION, "every connection of the bulk was lost");
+  for (k = 0; k < b->nlanes && !c; k++) {
+    if (ss_pg_is_broken(b->lanes[k].pg)) continue;
+    c = decide(b->lanes[k].pg, b->bulk_id, parts, err);
+    /* the server refused the statement on a live connection: nothing was
+     * written, and every part can roll back */
+    if (!c && !ss_pg_is_broken(b->lanes[k].pg)) return -1;
+  }
+  if (c == 'c' && !still_prepared(b, parts)) c = 'r';
   if (c == 'r')
     return ss_error_set(err, SS_ERR_POSTGRES, "the bulk was rolled back by recovery (semstore recover) before it "
                                               "could commit: its prepared parts were older than the grace period");
@@ -453,6 +556,7 @@ static int commit(ss_bulk *b, ss_error *err) {
 void ss_bulk_abandon(ss_bulk *b) {
   int k;
   ss_error ignored;
+  ss_error_clear(&ignored);
   if (b->committed) forget(b); /* on_step raised just before */
   if (b->over && !b->decided) return;
   b->over = 1;
@@ -465,10 +569,31 @@ void ss_bulk_abandon(ss_bulk *b) {
     if (l->state == LANE_FEEDING) ss_pg_copy_done(l->pg, "semstore: the bulk was abandoned", &ignored);
     if (l->state != LANE_IDLE) lane_outcome(l, &ignored);
   }
-  if (b->decided) {
-    /* past the decision every part commits, even when the caller raised */
-    if (commit_parts(b, &ignored) == 0) forget(b);
+  if (b->nlanes > 1) {
+    int unresponsive = 0;
+    double limits[SS_BULK_MAX_CONNECTIONS];
+    /* a server that did not even answer a cancel is asked nothing more:
+     * the connections go, the server ends what is not prepared, and
+     * recovery settles what is */
+    for (k = 0; k < b->nlanes; k++) unresponsive |= ss_pg_unresponsive(b->lanes[k].pg);
+    if (unresponsive) {
+      for (k = 0; k < b->nlanes; k++) ss_pg_give_up(b->lanes[k].pg);
+      b->decided = 0;
+      return;
+    }
+    /* the statements that settle the bulk may not wait without end */
+    for (k = 0; k < b->nlanes; k++) {
+      limits[k] = ss_pg_timeout(b->lanes[k].pg);
+      if (limits[k] <= 0 || limits[k] > SETTLE_TIMEOUT) ss_pg_set_timeout(b->lanes[k].pg, SETTLE_TIMEOUT);
+    }
+    if (b->decided) {
+      /* past the decision every part commits, even when the caller raised */
+      if (commit_parts(b, &ignored) == 0) forget(b);
+    } else {
+      rollback_parts(b);
+    }
     b->decided = 0;
+    for (k = 0; k < b->nlanes; k++) ss_pg_set_timeout(b->lanes[k].pg, limits[k]);
     return;
   }
   rollback_parts(b);
@@ -579,13 +704,8 @@ int ss_bulk_row(ss_bulk *b, ss_value *fields, long long *id, ss_error *err) {
   b->part_rows[part]++;
   b->buffered += out->len - mark;
   b->since_pump += out->len - mark;
-  if (b->since_pump >= PUMP_EVERY && pump(b, err)) goto fail;
-  while (b->buffered > b->budget) {
-    int i, big = 0;
-    for (i = 1; i < b->nparts; i++)
-      if (b->parts[i].len > b->parts[big].len) big = i;
-    if (flush_part(b, big, err)) goto fail;
-  }
+  if ((b->since_pump >= PUMP_EVERY || ss_monotonic() - b->last_pump > PUMP_AFTER) && pump(b, err)) goto fail;
+  if (b->buffered > b->budget && flush_down_to(b, b->budget, err)) goto fail;
   return 0;
 oom:
   out->len = mark;
@@ -596,12 +716,9 @@ fail:
 }
 
 int ss_bulk_finish(ss_bulk *b, long *rows, ss_error *err) {
-  int i;
   *rows = 0;
   if (b->over) return is_over(err);
-  for (i = 0; i < b->nparts; i++)
-    if (b->part_rows[i] && flush_part(b, i, err)) goto fail;
-  if (drain_lanes(b, err) || commit(b, err)) goto fail;
+  if (flush_down_to(b, 0, err) || drain_lanes(b, err) || commit(b, err)) goto fail;
   *rows = b->rows;
   b->over = 1; /* nothing more to take, nothing to abandon */
   return 0;
@@ -647,43 +764,59 @@ int ss_bulk_recover(ss_pg *pg, double grace, long *committed, long *rolled_back,
   if (rolled_back) *rolled_back = 0;
   if (forgotten) *forgotten = 0;
   snprintf(secs, sizeof secs, "%.3f", grace > 0 ? grace : 0);
-  res = ss_pg_query(pg, "SELECT to_regclass('semstore_bulk_decisions') IS NOT NULL", 0, NULL, NULL, NULL, NULL, err);
+  res = ss_pg_query(pg, "SELECT " DECISIONS_USABLE, 0, NULL, NULL, NULL, NULL, err);
   if (!res) return -1;
   i = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
   PQclear(res);
-  if (!i) return 0; /* not migrated: no bulk ever prepared a part here */
+  /* not migrated, or a role that may not use the table: no bulk of its
+   * went parallel here */
+  if (!i) return 0;
+  /* only the role that prepared a part, or a superuser, may finish it:
+   * another role's parts are its own recovery's */
   res = ss_pg_query(pg, "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
                         "AND gid LIKE 'semstore:bulk:%' AND prepared <= now() - make_interval(secs => $1::float8) "
+                        "AND (owner = current_user OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)) "
                         "ORDER BY gid",
                     1, NULL, values, NULL, NULL, err);
   if (!res) return -1;
-  for (i = 0; i < PQntuples(res) && rc == 0; i++) {
+  for (i = 0; i < PQntuples(res); i++) {
     const char *name = PQgetvalue(res, i, 0);
     char bulk_id[37], sql[128], outcome;
+    ss_error part_err;
     PGresult *done;
     if (!part_name(name, bulk_id)) continue;
     /* a rollback decision unless the coordinator wrote its commit first */
-    if (!(outcome = decide(pg, bulk_id, 0, err))) {
+    if (!(outcome = decide(pg, bulk_id, 0, &part_err))) {
+      if (!rc) *err = part_err;
       rc = -1;
-      break;
+      if (ss_pg_is_broken(pg)) break;
+      continue; /* the next parts may still be settled */
     }
     snprintf(sql, sizeof sql, "%s PREPARED '%s'", outcome == 'c' ? "COMMIT" : "ROLLBACK", name);
-    if ((done = ss_pg_exec(pg, sql, err))) {
+    if ((done = ss_pg_exec(pg, sql, &part_err))) {
       PQclear(done);
       if (outcome == 'c') c++;
       else r++;
-    } else if (strcmp(err->code, "42704") != 0) {
-      rc = -1; /* 42704: settled meanwhile, by its coordinator or another recovery */
+    } else if (strcmp(part_err.code, "42704") != 0) {
+      /* 42704: settled meanwhile, by its coordinator or another recovery */
+      if (!rc) *err = part_err;
+      rc = -1;
+      if (ss_pg_is_broken(pg)) break;
     }
   }
   PQclear(res);
-  if (rc == 0) {
+  if (!ss_pg_is_broken(pg)) {
+    ss_error del_err;
     res = ss_pg_query(pg, "DELETE FROM semstore_bulk_decisions d WHERE decided_at <= now() - make_interval(secs => "
                           "$1::float8) AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p WHERE p.gid LIKE "
                           "'semstore:bulk:' || d.bulk || ':%')",
-                      1, NULL, values, NULL, NULL, err);
-    if (!res) rc = -1;
-    else f = strtol(PQcmdTuples(res), NULL, 10);
+                      1, NULL, values, NULL, NULL, &del_err);
+    if (!res) {
+      if (!rc) *err = del_err;
+      rc = -1;
+    } else {
+      f = strtol(PQcmdTuples(res), NULL, 10);
+    }
     PQclear(res);
   }
   if (committed) *committed = c;

@@ -118,9 +118,11 @@ long ss_bulk_failed_row(const ss_bulk *b, const char **field);
  * prepared parts older than grace seconds are committed when their bulk
  * has a commit decision, and rolled back otherwise (a rollback decision is
  * written first, so a coordinator still alive cannot commit after);
- * decision rows older than grace with no part left are deleted. Counts
- * go to *committed, *rolled_back and *forgotten (may be NULL). 0, or -1
- * with err set. */
+ * decision rows older than grace with no part left are deleted. Parts
+ * another role prepared are left alone (only it, or a superuser, may
+ * finish them). Counts go to *committed, *rolled_back and *forgotten (may
+ * be NULL). 0, or -1 with err set to the first failure: the parts after a
+ * failed one are still settled. */
 int ss_bulk_recover(ss_pg *pg, double grace, long *committed, long *rolled_back, long *forgotten, ss_error *err);
 
 /* Frees the buffers. Touches no connection: abandon first. NULL is fine. */

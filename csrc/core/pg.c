@@ -58,6 +58,7 @@ struct ss_pg {
   int stream_in_tx;      /* the statement being read started inside a transaction */
   int reset_always;      /* settings: reset after every borrow that ran a statement */
   int timed_out;         /* the current call passed its deadline and was cancelled */
+  int unresponsive;      /* given up: the server did not answer a cancel in time */
   int interrupted;       /* the current call was cancelled by ss_pg_interrupt */
   long interrupts_seen;  /* the interrupt count when the call started */
   double call_timeout;   /* seconds a call may wait for the server, 0 = no limit */
@@ -87,6 +88,7 @@ void ss_pg_settings_defaults(ss_pg_settings *s) {
   s->lock_timeout_ms = 10000;
   s->idle_in_transaction_timeout_ms = 60000;
   s->statement_cache_size = 256;
+  s->recover_grace = SS_BULK_RECOVER_GRACE;
 }
 
 ss_pg_settings *ss_pg_settings_new(const char *conninfo) {
@@ -374,7 +376,7 @@ static int wait_ms(ss_pg *pg) {
       double left = pg->deadline - ss_monotonic();
       if (left <= 0) {
         if (pg->timed_out) {
-          pg->broken = 1;
+          pg->broken = pg->unresponsive = 1;
           return -2;
         }
         pg->timed_out = 1;
@@ -1207,6 +1209,9 @@ PGTransactionStatusType ss_pg_transaction_status(const ss_pg *pg) {
 
 int ss_pg_backend_pid(const ss_pg *pg) { return PQbackendPID(pg->conn); }
 
+int ss_pg_unresponsive(const ss_pg *pg) { return pg->unresponsive; }
+void ss_pg_give_up(ss_pg *pg) { pg->broken = 1; }
+
 int ss_pg_is_broken(const ss_pg *pg) {
   return pg->broken || PQstatus(pg->conn) != CONNECTION_OK;
 }
@@ -1224,9 +1229,9 @@ void ss_pg_set_partitions(ss_pg *pg, int n) { pg->partitions = n; }
 static void *op_open(void *ctx, ss_error *err) {
   ss_pg_settings *s = ctx;
   ss_pg *pg = ss_pg_connect(s, err);
-  if (pg && !__atomic_exchange_n(&s->recovered, 1, __ATOMIC_ACQ_REL)) {
+  if (pg && s->recover_grace >= 0 && !__atomic_exchange_n(&s->recovered, 1, __ATOMIC_ACQ_REL)) {
     ss_error ignored;
-    ss_bulk_recover(pg, SS_BULK_RECOVER_GRACE, NULL, NULL, NULL, &ignored);
+    ss_bulk_recover(pg, s->recover_grace, NULL, NULL, NULL, &ignored);
   }
   return pg;
 }

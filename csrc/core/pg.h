@@ -23,14 +23,17 @@ typedef struct {
   int null_as_nil;           /* how the binding hands NULL columns over: absent instead of a null value */
   int reset_always;          /* reset the session after every borrow that ran a statement, not only
                                 when one looked like it changed the session */
-  int recovered;             /* the pool's first connection settled what dead bulks left (ss_bulk_recover) */
+  double recover_grace;      /* the pool's first connection settles the parts that parallel bulks which
+                                died left prepared, older than this (ss_bulk_recover); < 0: it does not */
+  int recovered;             /* that ran (or was not to run) */
 } ss_pg_settings;
 
 /* The defaults of every connection setting, in one place (the pool's own
  * are ss_pool_config_defaults): application_name "semstore", 10 s to
  * connect, statement_timeout 30 s, lock_timeout 10 s,
  * idle_in_transaction_session_timeout 60 s, 256 prepared statements, NULL
- * columns as null. conninfo is left NULL. */
+ * columns as null, dead bulks' parts settled on the first connection after
+ * 60 s. conninfo is left NULL. */
 void ss_pg_settings_defaults(ss_pg_settings *s);
 /* The defaults with a copy of conninfo; free with ss_pg_settings_free.
  * NULL on out of memory. */
@@ -174,6 +177,11 @@ int ss_pg_describe_types(ss_pg *pg, const char *sql, int n, const Oid *types, ss
 
 PGTransactionStatusType ss_pg_transaction_status(const ss_pg *pg);
 int ss_pg_backend_pid(const ss_pg *pg);
+/* Whether the connection was given up because the server did not answer
+ * a cancel request in time (it may be stopped or cut off), and giving a
+ * connection up on purpose: the pool closes it. */
+int ss_pg_unresponsive(const ss_pg *pg);
+void ss_pg_give_up(ss_pg *pg);
 int ss_pg_is_broken(const ss_pg *pg);
 /* The libpq connection, for libpq's own helpers (PQescapeIdentifier). */
 PGconn *ss_pg_conn(ss_pg *pg);

@@ -87,7 +87,7 @@ static void push_defaults(lua_State *L) {
   ss_pg_settings s;
   ss_pool_config_defaults(&cfg);
   ss_pg_settings_defaults(&s);
-  lua_createtable(L, 0, 13);
+  lua_createtable(L, 0, 14);
   set_number(L, "size", cfg.size);
   set_number(L, "max_overflow", cfg.max_overflow);
   set_number(L, "timeout", cfg.timeout);
@@ -101,6 +101,7 @@ static void push_defaults(lua_State *L) {
   set_number(L, "lock_timeout", s.lock_timeout_ms / 1000.0);
   set_number(L, "idle_in_transaction_timeout", s.idle_in_transaction_timeout_ms / 1000.0);
   set_number(L, "statement_cache_size", s.statement_cache_size);
+  set_number(L, "recover_grace", s.recover_grace);
   lua_pushstring(L, s.application_name);
   lua_setfield(L, -2, "application_name");
 }

@@ -49,12 +49,13 @@ int ss_read_pool_config(lua_State *L, int idx, ss_pool_config *cfg, ss_error *er
 /* core.pool_open{name=, conninfo=, size=, max_overflow=, timeout=, recycle=,
  * idle_timeout=, pre_ping=, ping_after_idle=, application_name=,
  * connect_timeout=, statement_timeout=, lock_timeout=,
- * idle_in_transaction_timeout=, statement_cache_size=, null=, reset=} (times in seconds) */
+ * idle_in_transaction_timeout=, statement_cache_size=, null=, reset=, recover_grace=} (times in
+ * seconds) */
 static int pool_open(lua_State *L) {
   ss_pool_config cfg;
   ss_pg_settings *s, d; /* d: the defaults (ss_pg_settings_defaults) */
   ss_error err;
-  double connect_timeout, stmt_timeout, lock_timeout, idle_tx, cache;
+  double connect_timeout, stmt_timeout, lock_timeout, idle_tx, cache, recover_grace;
   const char *name, *conninfo, *app, *null_mode, *reset_mode;
   pool_ud *u;
   ss_error_clear(&err);
@@ -87,6 +88,11 @@ static int pool_open(lua_State *L) {
                  &idle_tx, &err) ||
       ss_opt_number(L, 1, "statement_cache_size", d.statement_cache_size, 1, 100000, 1, &cache, &err))
     return ss_push_fail(L, &err);
+  /* recover_grace: seconds, or false for no recovery on the first connection */
+  lua_getfield(L, 1, "recover_grace");
+  if (lua_isboolean(L, -1) && !lua_toboolean(L, -1)) recover_grace = -1;
+  else if (ss_opt_number(L, 1, "recover_grace", d.recover_grace, 0, MAX_SECONDS, 0, &recover_grace, &err))
+    return ss_push_fail(L, &err);
   if (!(s = ss_pg_settings_new(conninfo))) {
     ss_error_set(&err, SS_ERR_MEMORY, "out of memory");
     return ss_push_fail(L, &err);
@@ -99,6 +105,7 @@ static int pool_open(lua_State *L) {
   s->statement_cache_size = (int)cache;
   s->null_as_nil = strcmp(null_mode, "nil") == 0;
   s->reset_always = strcmp(reset_mode, "always") == 0;
+  s->recover_grace = recover_grace;
   u = ss_newuserdata(L, sizeof *u);
   u->pool = NULL;
   luaL_setmetatable(L, SS_POOL_MT);

@@ -553,7 +553,11 @@ function Command:recover(args)
   if not opts then return status end
   local grace = seconds(opts.grace or "60")
   if not grace then return self:usage("--grace takes a number of seconds, 0 or more, not " .. opts.grace, "recover") end
-  local db, err = connect(SMALL_POOL)
+  -- the pool's own first-connection recovery (with its grace) stays off:
+  -- --grace decides
+  local pool = { recover_grace = false }
+  for k, v in pairs(SMALL_POOL) do pool[k] = v end
+  local db, err = connect(pool)
   if not db then return self:failed(err) end
   local r
   r, err = db.chunks:recover_bulk { grace = grace }

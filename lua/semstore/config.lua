@@ -95,7 +95,7 @@ end
 -- conninfo aside (connect gives those).
 local POOL_OPTIONS = { "size", "max_overflow", "timeout", "recycle", "statement_timeout", "pre_ping",
   "idle_timeout", "ping_after_idle", "connect_timeout", "lock_timeout", "idle_in_transaction_timeout",
-  "statement_cache_size", "application_name", "reset" }
+  "statement_cache_size", "application_name", "reset", "recover_grace" }
 
 -- Pool settings: explicit options win over DB_POOL_* variables, which win
 -- over the defaults (core.defaults, defined once in the C core: 5 + 10
@@ -120,6 +120,16 @@ function config.pool_from_env(opts, getenv)
       out[n[1]], err = env_number(getenv, n[2], core.defaults[n[1]])
       if err then return nil, err end
     end
+  end
+  -- seconds, or off (false): whether and after how long the pool's first
+  -- connection settles what dead parallel bulks left prepared
+  if opts.recover_grace ~= nil then
+    out.recover_grace = opts.recover_grace
+  elseif getenv "DB_POOL_RECOVER_GRACE" == "off" then
+    out.recover_grace = false
+  else
+    out.recover_grace, err = env_number(getenv, "DB_POOL_RECOVER_GRACE", core.defaults.recover_grace)
+    if err then return nil, err end
   end
   if opts.pre_ping ~= nil then
     out.pre_ping = opts.pre_ping
