@@ -312,9 +312,9 @@ describe("create_chunks_bulk with parallel, attacked", function()
 
   -- A COPY is fed while the caller makes the next rows, so it is open on
   -- the server until its data went (README "The client never waits while
-  -- it could encode"). A source slow at every row gets each COPY sent to
-  -- its end within FEED_PATIENCE of a row: statement_timeout never sees
-  -- it. A source that stops, right after a flush, for longer than
+  -- it could encode"). A source slow at every row (SLOW_SOURCE) gets each
+  -- COPY sent to its end before the caller gets control back:
+  -- statement_timeout never sees it. A source that stops, right after a flush, for longer than
   -- statement_timeout fails the bulk cleanly (57014, no rows), as an
   -- iterator slower than idle_in_transaction_timeout between two COPYs
   -- always did.

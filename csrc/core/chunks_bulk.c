@@ -9,10 +9,12 @@
 #include "pg_copy.h"
 #include "repo.h"
 
-/* A COPY that has been fed this long while the caller made rows is sent
- * to its end at once: a slow row source must not hold a statement open
- * (statement_timeout counts from its start). Seconds. */
-#define FEED_PATIENCE 0.25
+/* A row that comes this long after the previous one means a slow source:
+ * the COPYs under way are then sent to their end before the caller gets
+ * control back, since there is nothing to overlap with and a statement
+ * held open while the source works counts against statement_timeout.
+ * Seconds. */
+#define SLOW_SOURCE 0.05
 /* Encoded bytes, or seconds, between two looks at the connections'
  * sockets while rows come. */
 #define PUMP_EVERY ((size_t)64 << 10)
@@ -66,6 +68,7 @@ struct ss_bulk {
    * server's deadlock detector) */
   signed char *part_lane;
   double last_pump;   /* when the sockets were last looked at */
+  double last_row;    /* when the caller got control back after the last row */
   size_t buffered;    /* bytes of encoded rows in the partitions' buffers */
   size_t since_pump;  /* bytes encoded since the sockets were last looked at */
   long long *ids;     /* ids taken from the sequence, not yet used */
@@ -245,8 +248,7 @@ static int wait_lanes(ss_bulk *b, ss_error *err) {
   return n ? ss_pg_wait_any(pgs, write, n, err) : 0;
 }
 
-/* Moves every lane on without waiting; a COPY fed for longer than
- * FEED_PATIENCE is sent to its end, waiting if need be. */
+/* Moves every lane on without waiting, and keeps idle ones alive. */
 static int pump(ss_bulk *b, ss_error *err) {
   int i;
   double now = ss_monotonic();
@@ -255,9 +257,6 @@ static int pump(ss_bulk *b, ss_error *err) {
   for (i = 0; i < b->nlanes; i++) {
     lane *l = &b->lanes[i];
     if (lane_step(l, err)) return -1;
-    while (l->state == LANE_FEEDING && ss_monotonic() - l->since > FEED_PATIENCE) {
-      if (ss_pg_wait_any(&l->pg, (int[]){1}, 1, err) || lane_step(l, err)) return -1;
-    }
     /* one connection's partitions may get no rows for a while */
     if (l->state == LANE_IDLE && l->tx.open && b->nlanes > 1 && now - l->since > KEEPALIVE) {
       PGresult *res = ss_pg_exec(l->pg, "SELECT 1", err);
@@ -285,6 +284,19 @@ static lane *idle_lane(ss_bulk *b, ss_error *err) {
     }
     if (wait_lanes(b, err)) return NULL;
   }
+}
+
+/* Sends every COPY under way to its end, waiting for the sockets as need
+ * be (not for the server's outcome). */
+static int feed_all(ss_bulk *b, ss_error *err) {
+  int i;
+  for (i = 0; i < b->nlanes; i++) {
+    lane *l = &b->lanes[i];
+    while (l->state == LANE_FEEDING || l->state == LANE_ENDING) {
+      if (ss_pg_wait_any(&l->pg, (int[]){1}, 1, err) || lane_step(l, err)) return -1;
+    }
+  }
+  return 0;
 }
 
 /* Waits until every lane is done, reading every outcome. */
@@ -680,6 +692,7 @@ int ss_bulk_row(ss_bulk *b, ss_value *fields, long long *id, ss_error *err) {
   const ss_value *coll = &fields[SS_CHUNK_collection_id];
   ss_buf *out;
   size_t mark;
+  double now;
   int part, f;
   *id = 0;
   if (ss_bulk_check(b, fields, err)) return -1;
@@ -704,8 +717,11 @@ int ss_bulk_row(ss_bulk *b, ss_value *fields, long long *id, ss_error *err) {
   b->part_rows[part]++;
   b->buffered += out->len - mark;
   b->since_pump += out->len - mark;
-  if ((b->since_pump >= PUMP_EVERY || ss_monotonic() - b->last_pump > PUMP_AFTER) && pump(b, err)) goto fail;
+  now = ss_monotonic();
+  if ((b->since_pump >= PUMP_EVERY || now - b->last_pump > PUMP_AFTER) && pump(b, err)) goto fail;
   if (b->buffered > b->budget && flush_down_to(b, b->budget, err)) goto fail;
+  if (b->last_row > 0 && now - b->last_row > SLOW_SOURCE && feed_all(b, err)) goto fail;
+  b->last_row = ss_monotonic();
   return 0;
 oom:
   out->len = mark;
