@@ -220,4 +220,51 @@ print "SURVIVED"
     assert.is_truthy(r, tostring(err))
     assert.are.equal(7, r[3][1].b)
   end)
+  -- BUG 7. The same retry (a prepared statement whose table changed shape,
+  -- on an idle connection, one group) runs the whole pipeline again, on
+  -- the grounds that nothing of it can have committed. But not everything
+  -- a statement does is transactional: a PREPARE before the failing
+  -- statement stays on the server after the implicit transaction rolled
+  -- back, so the second run fails at statement 1 with 42P05 "prepared
+  -- statement "q" already exists", an error no single run of these
+  -- statements gives (ends_transactions in pg.c looks only for BEGIN,
+  -- COMMIT, ... before the failure). Expected: the pipeline succeeds (q
+  -- prepared once, the SELECT prepared again for the new shape).
+  it("the retry after a changed table does not run a PREPARE twice", function()
+    local conn = assert(db.pg:acquire())
+    assert(conn:query "select * from attack_t")
+    assert(conn:query "select * from attack_t") -- prepared now
+    assert(admin.pg:exec "alter table attack_t add column c int")
+    local r, err = conn:pipeline(function(p)
+      p:query "prepare attack_q as select 1 as one"
+      p:query "select * from attack_t"
+    end)
+    conn:release()
+    assert.is_truthy(r, tostring(err))
+    assert.are.same({ a = 1, c = semstore.null }, r[2][1])
+  end)
+
+  -- BUG 8. README (Pipelines): "In a transaction that already failed,
+  -- statement 1 fails with the server's 25P02." With a sync point that is
+  -- not so: the first group's statements come back PIPELINE_ABORTED (the
+  -- leading empty statement took the 25P02), the second group's first
+  -- statement gets a 25P02 of its own, and ss_pg_pipeline_run picks that as
+  -- the first failure (p->lead is only used when no statement failed).
+  -- Observed: err.statement == 2, "statement 2: current transaction is
+  -- aborted". Expected: err.statement == 1.
+  it("in a failed transaction a pipeline with a sync point names statement 1", function()
+    local conn = assert(db.pg:acquire())
+    assert(conn:exec "begin")
+    assert.is_nil((conn:query "select 1/0"))
+    local r, err = conn:pipeline(function(p)
+      p:query "select 1"
+      p:sync()
+      p:query "select 2"
+    end)
+    assert(conn:exec "rollback")
+    conn:release()
+    assert.is_nil(r)
+    assert.are.equal("25P02", err.code)
+    assert.are.equal(1, err.statement, tostring(err))
+  end)
 end)
