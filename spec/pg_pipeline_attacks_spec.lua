@@ -139,11 +139,42 @@ print "SURVIVED"
     assert.is_true(same, "the pool had to open another connection")
   end)
 
+  -- BUG 3, second face: since the cancel is spent on the PREPARE and its
+  -- error ignored, the pipeline is sent *after* its deadline has passed and
+  -- runs to its end if the lock goes within the 5 s grace: the call then
+  -- returns success at ~2 s under settimeout(1) and its INSERTs are
+  -- committed. Expected: nothing is sent once the deadline has passed; a
+  -- timeout error and no row inserted.
+  it("a pipeline whose prepare outlived conn:settimeout is not sent afterwards", function()
+    -- another session holds the lock for 2 s
+    local p = assert(io.popen(string.format(
+      "psql %s -qAtc 'begin; lock table attack_t in access exclusive mode; select pg_sleep(2); commit' 2>&1 &",
+      helpers.shell_quote(helpers.url))))
+    helpers.sleep(0.5)
+    local conn = assert(db.pg:acquire())
+    conn:settimeout(1)
+    local t0 = now()
+    local r, err = conn:pipeline(function(q)
+      q:query("insert into attack_t values ($1)", 2)
+      q:query("insert into attack_t values ($1)", 3)
+    end)
+    local elapsed = now() - t0
+    conn:release()
+    p:close()
+    local n = assert(db.pg:query "select count(*)::int as n from attack_t where a in (2, 3)")[1].n
+    assert.is_nil(r, "the pipeline succeeded after " .. elapsed .. " s under a 1 s timeout")
+    assert.are.equal("timeout", err.kind, tostring(err))
+    assert.are.equal(0, n, "rows committed by a pipeline past its deadline")
+  end)
+
   -- BUG 4. A pipeline of two groups (p:sync() between) past its timeout:
   -- the cancel hits group 1's statement, but group 2 still starts, and the
   -- wait goes on CANCEL_GRACE (5 s) more, then the connection is given up.
   -- Observed: ~6 s, nil, err with kind "timeout", and the connection is
-  -- dead afterwards ("connection to PostgreSQL lost" on the next query).
+  -- dead afterwards ("connection to PostgreSQL lost" on the next query):
+  -- the error's kind does not even say so (settimeout: "If the server does
+  -- not answer 5 s after the cancel, the connection is given up and the
+  -- error is connection").
   -- Expected: back after ~1 s with kind "timeout", connection usable (the
   -- README: "the whole pipeline is one call for conn:settimeout (past it the
   -- statement running is cancelled ...)"; settimeout: "the connection stays
