@@ -83,6 +83,28 @@ print "SURVIVED"
     assert.is_truthy(out:match "exit=0", out)
   end)
 
+  -- BUG 1, shortest form: on a new connection, "deallocate all" twice in
+  -- one pipeline. The prepare-ahead (pipeline_prepared) prepares the text on
+  -- its second use, so both statements run as that one prepared statement;
+  -- the first drops it on the server, the second gets 26000, and the same
+  -- freed stmt is forgotten again: SIGSEGV.
+  it("two DEALLOCATE ALL in one pipeline do not crash", function()
+    local out = child [[
+require "semstore.compat" ()
+local semstore = require "semstore"
+local db = assert(semstore.connect { name = "uaf2", postgres = arg[1], pool = { size = 1, max_overflow = 0 } })
+local r, err = db.pg:pipeline(function(p)
+  p:query "deallocate all"
+  p:query "deallocate all"
+end)
+print("pipeline:", r and "ok" or tostring(err))
+assert(db.pg:query "select 1")
+print "SURVIVED"
+]]
+    assert.is_truthy(out:match "SURVIVED", out)
+    assert.is_truthy(out:match "exit=0", out)
+  end)
+
   -- BUG 2. COPY is to be refused from the statement's text, "comments and
   -- case aside" (README, Pipelines): an input error, nothing sent. But
   -- starts_with_copy (pg.c) ends a "--" comment only at '\n', while the
