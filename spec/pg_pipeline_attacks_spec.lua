@@ -297,6 +297,28 @@ print "SURVIVED"
     assert.are.same({ a = 1, c = semstore.null }, r[2][1])
   end)
 
+  -- BUG 7, second face: a session-level advisory lock taken before the
+  -- failing statement is taken twice (the retry runs it again; advisory
+  -- locks ignore the rollback), so the caller's one pg_advisory_unlock
+  -- leaves it held and other sessions stay locked out while the connection
+  -- is borrowed. Expected: the pipeline's statements run once.
+  it("the retry after a changed table does not take an advisory lock twice", function()
+    local conn = assert(db.pg:acquire())
+    assert(conn:query "select * from attack_t")
+    assert(conn:query "select * from attack_t") -- prepared now
+    assert(admin.pg:exec "alter table attack_t add column c int")
+    local r, err = conn:pipeline(function(p)
+      p:query "select pg_advisory_lock(424242)"
+      p:query "select * from attack_t"
+    end)
+    assert.is_truthy(r, tostring(err))
+    assert(conn:query "select pg_advisory_unlock(424242)")
+    local other = assert(admin.pg:query "select pg_try_advisory_lock(424242) as got")[1].got
+    if other then assert(admin.pg:query "select pg_advisory_unlock(424242)") end
+    conn:release()
+    assert.is_true(other, "the lock is still held after the one unlock the caller owes")
+  end)
+
   -- BUG 8. README (Pipelines): "In a transaction that already failed,
   -- statement 1 fails with the server's 25P02." With a sync point that is
   -- not so: the first group's statements come back PIPELINE_ABORTED (the
