@@ -342,4 +342,30 @@ print "SURVIVED"
     assert.are.equal("25P02", err.code)
     assert.are.equal(1, err.statement, tostring(err))
   end)
+  -- BUG 9. In a failed transaction, a pipeline cannot recover it: a
+  -- pipeline whose statement 1 is ROLLBACK TO SAVEPOINT (or ROLLBACK) fails
+  -- with 25P02 and the transaction stays failed, because pipeline_send puts
+  -- an empty statement of its own first (the libpq 15 single-row-flag
+  -- workaround) and that one fails in the aborted transaction, so the
+  -- server skips everything up to the sync, the ROLLBACK included.
+  -- PostgreSQL takes ROLLBACK / ROLLBACK TO in an aborted transaction, and
+  -- conn:query does; a pipeline of the same statements through libpq alone
+  -- would too. (README's "In a transaction that already failed, statement
+  -- 1 fails with the server's 25P02" describes the symptom, not a reason
+  -- to refuse the statements that end the failure.) Expected: the savepoint
+  -- is rolled back to, the INSERT after it runs.
+  it("a pipeline starting with ROLLBACK TO SAVEPOINT recovers a failed transaction", function()
+    local conn = assert(db.pg:acquire())
+    assert(conn:exec "begin; insert into attack_t values (10); savepoint s")
+    assert.is_nil((conn:query "insert into attack_t values (10)"))
+    local r, err = conn:pipeline(function(p)
+      p:query "rollback to savepoint s"
+      p:query "insert into attack_t values (11)"
+    end)
+    local status = conn:transaction_status()
+    conn:exec "rollback"
+    conn:release()
+    assert.is_truthy(r, tostring(err))
+    assert.are.equal("in_transaction", status)
+  end)
 end)
