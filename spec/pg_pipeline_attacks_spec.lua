@@ -1,7 +1,10 @@
--- Attacks on the PostgreSQL pipeline mode (db.pg:pipeline, conn:pipeline):
--- each `it` reproduces one bug found on the current code and fails (or, run
--- in a child process, crashes) until it is fixed. The comment above each
--- says what is expected and where the cause seems to be.
+-- Regression tests for the PostgreSQL pipeline mode (db.pg:pipeline,
+-- conn:pipeline): each `it` reproduced a bug a bug hunt found (they failed,
+-- or crashed in a child process, at commit 6f293eb). The comment above each
+-- says what is expected and what the cause was in that code (the
+-- prepare-ahead, the plan-changed retry and the leading empty statement,
+-- all since removed: a pipeline's statements now go unnamed, are never
+-- retried, and a sync point goes first).
 require "semstore.compat" ()
 local semstore = require "semstore"
 local helpers = require "support.helpers"
@@ -29,7 +32,7 @@ local function child(script)
   return out
 end
 
-describe("pipeline attacks", function()
+describe("pipeline regressions", function()
   local db, admin
   setup(function()
     db = helpers.connect { size = 1, max_overflow = 0, timeout = 10 }
@@ -53,7 +56,7 @@ describe("pipeline attacks", function()
     helpers.assert_all_returned(admin)
   end)
 
-  -- BUG 1 (memory safety: use after free, segfault). A pipeline holding
+  -- REGRESSION 1 (fixed) (memory safety: use after free, segfault). A pipeline holding
   -- DEALLOCATE ALL followed by a statement the connection has prepared:
   -- the server answers 26000 for the latter; ss_pg_pipeline_run first notes
   -- every successful result (note_result -> forget_all frees every cached
@@ -83,7 +86,7 @@ print "SURVIVED"
     assert.is_truthy(out:match "exit=0", out)
   end)
 
-  -- BUG 1, shortest form: on a new connection, "deallocate all" twice in
+  -- REGRESSION 1 (fixed), shortest form: on a new connection, "deallocate all" twice in
   -- one pipeline. The prepare-ahead (pipeline_prepared) prepares the text on
   -- its second use, so both statements run as that one prepared statement;
   -- the first drops it on the server, the second gets 26000, and the same
@@ -105,7 +108,7 @@ print "SURVIVED"
     assert.is_truthy(out:match "exit=0", out)
   end)
 
-  -- BUG 2. COPY is to be refused from the statement's text, "comments and
+  -- REGRESSION 2 (fixed). COPY is to be refused from the statement's text, "comments and
   -- case aside" (README, Pipelines): an input error, nothing sent. But
   -- starts_with_copy (pg.c) ends a "--" comment only at '\n', while the
   -- server's lexer also ends it at '\r'. "-- x\rCOPY ... TO STDOUT" gets
@@ -124,7 +127,7 @@ print "SURVIVED"
     assert.are.equal(opened, db.pg:stats().opened, "the connection was given up")
   end)
 
-  -- BUG 3. conn:settimeout: "past it the statement running is cancelled ...
+  -- REGRESSION 3 (fixed). conn:settimeout: "past it the statement running is cancelled ...
   -- kind == 'timeout'; the connection stays usable". When a statement is
   -- used twice in a pipeline, pipeline_prepared (pg.c) prepares it in a
   -- round trip of its own before the pipeline goes out. A table locked by
@@ -135,7 +138,7 @@ print "SURVIVED"
   -- ~6 s, kind "connection" ("no answer from PostgreSQL after a cancel
   -- request"), connection closed. Expected: ~1 s, kind "timeout", the
   -- connection still usable (as conn:query gives on the same lock).
-  it("a pipeline whose prepare waits on a lock times out after conn:settimeout, connection kept", function()
+  it("a pipeline of a statement used twice, waiting on a lock, times out after conn:settimeout, connection kept", function()
     local locker = assert(admin.pg:acquire())
     assert(locker:exec "begin; lock table attack_t in access exclusive mode")
     local conn = assert(db.pg:acquire())
@@ -161,13 +164,13 @@ print "SURVIVED"
     assert.is_true(same, "the pool had to open another connection")
   end)
 
-  -- BUG 3, second face: since the cancel is spent on the PREPARE and its
+  -- REGRESSION 3 (fixed), second face: since the cancel is spent on the PREPARE and its
   -- error ignored, the pipeline is sent *after* its deadline has passed and
   -- runs to its end if the lock goes within the 5 s grace: the call then
   -- returns success at ~2 s under settimeout(1) and its INSERTs are
   -- committed. Expected: nothing is sent once the deadline has passed; a
   -- timeout error and no row inserted.
-  it("a pipeline whose prepare outlived conn:settimeout is not sent afterwards", function()
+  it("a pipeline blocked past conn:settimeout commits nothing", function()
     -- another session holds the lock for 2 s
     local p = assert(io.popen(string.format(
       "psql %s -qAtc 'begin; lock table attack_t in access exclusive mode; select pg_sleep(2); commit' 2>&1 &",
@@ -189,7 +192,7 @@ print "SURVIVED"
     assert.are.equal(0, n, "rows committed by a pipeline past its deadline")
   end)
 
-  -- BUG 4. A pipeline of two groups (p:sync() between) past its timeout:
+  -- REGRESSION 4 (fixed). A pipeline of two groups (p:sync() between) past its timeout:
   -- the cancel hits group 1's statement, but group 2 still starts, and the
   -- wait goes on CANCEL_GRACE (5 s) more, then the connection is given up.
   -- Observed: ~6 s, nil, err with kind "timeout", and the connection is
@@ -220,14 +223,14 @@ print "SURVIVED"
     assert.is_truthy(after, "the connection was given up: " .. tostring(aerr))
   end)
 
-  -- BUG 5. The retry after "cached plan must not change result type"
+  -- REGRESSION 5 (fixed). The retry after "cached plan must not change result type"
   -- calls start_call again (pg.c, end of the attempt loop in
   -- ss_pg_pipeline_run), so the deadline restarts and the pipeline may take
   -- up to twice conn:settimeout without being cancelled (query()'s own
   -- retry in run() keeps the first deadline). Observed: ~1.4 s and success
   -- with settimeout(1). Expected: the whole pipeline is one call: cancelled
   -- at 1 s with kind "timeout".
-  it("the retry after a changed table keeps the pipeline's deadline", function()
+  it("a pipeline reading a table changed since the connection prepared it keeps its deadline", function()
     local conn = assert(db.pg:acquire())
     assert(conn:query "select * from attack_t")
     assert(conn:query "select * from attack_t") -- prepared now
@@ -244,7 +247,7 @@ print "SURVIVED"
       tostring(r and "succeeded" or err))
   end)
 
-  -- BUG 6. pipeline_prepared prepares a statement on its second use in the
+  -- REGRESSION 6 (fixed). pipeline_prepared prepares a statement on its second use in the
   -- pipeline *before* any of it runs. A pipeline that changes a table's
   -- shape between two uses of "select *" then fails every time: statement
   -- 3 runs a plan prepared for the old shape (0A000 "cached plan must not
@@ -273,7 +276,7 @@ print "SURVIVED"
     assert.is_truthy(r, tostring(err))
     assert.are.equal(7, r[3][1].b)
   end)
-  -- BUG 7. The same retry (a prepared statement whose table changed shape,
+  -- REGRESSION 7 (fixed). The same retry (a prepared statement whose table changed shape,
   -- on an idle connection, one group) runs the whole pipeline again, on
   -- the grounds that nothing of it can have committed. But not everything
   -- a statement does is transactional: a PREPARE before the failing
@@ -283,7 +286,7 @@ print "SURVIVED"
   -- statements gives (ends_transactions in pg.c looks only for BEGIN,
   -- COMMIT, ... before the failure). Expected: the pipeline succeeds (q
   -- prepared once, the SELECT prepared again for the new shape).
-  it("the retry after a changed table does not run a PREPARE twice", function()
+  it("a pipeline reading a changed table runs its PREPARE once", function()
     local conn = assert(db.pg:acquire())
     assert(conn:query "select * from attack_t")
     assert(conn:query "select * from attack_t") -- prepared now
@@ -297,12 +300,12 @@ print "SURVIVED"
     assert.are.same({ a = 1, c = semstore.null }, r[2][1])
   end)
 
-  -- BUG 7, second face: a session-level advisory lock taken before the
+  -- REGRESSION 7 (fixed), second face: a session-level advisory lock taken before the
   -- failing statement is taken twice (the retry runs it again; advisory
   -- locks ignore the rollback), so the caller's one pg_advisory_unlock
   -- leaves it held and other sessions stay locked out while the connection
   -- is borrowed. Expected: the pipeline's statements run once.
-  it("the retry after a changed table does not take an advisory lock twice", function()
+  it("a pipeline reading a changed table takes its advisory lock once", function()
     local conn = assert(db.pg:acquire())
     assert(conn:query "select * from attack_t")
     assert(conn:query "select * from attack_t") -- prepared now
@@ -319,7 +322,7 @@ print "SURVIVED"
     assert.is_true(other, "the lock is still held after the one unlock the caller owes")
   end)
 
-  -- BUG 8. README (Pipelines): "In a transaction that already failed,
+  -- REGRESSION 8 (fixed). README (Pipelines): "In a transaction that already failed,
   -- statement 1 fails with the server's 25P02." With a sync point that is
   -- not so: the first group's statements come back PIPELINE_ABORTED (the
   -- leading empty statement took the 25P02), the second group's first
@@ -342,7 +345,7 @@ print "SURVIVED"
     assert.are.equal("25P02", err.code)
     assert.are.equal(1, err.statement, tostring(err))
   end)
-  -- BUG 9. In a failed transaction, a pipeline cannot recover it: a
+  -- REGRESSION 9 (fixed). In a failed transaction, a pipeline cannot recover it: a
   -- pipeline whose statement 1 is ROLLBACK TO SAVEPOINT (or ROLLBACK) fails
   -- with 25P02 and the transaction stays failed, because pipeline_send puts
   -- an empty statement of its own first (the libpq 15 single-row-flag

@@ -1478,15 +1478,30 @@ oom:
   return ss_error_set(err, SS_ERR_MEMORY, "out of memory queuing a statement");
 }
 
+/* Whether statement i repeats statement i - 1 (text and parameter types)
+ * in the same group: it then binds the unnamed statement i - 1 parsed,
+ * rather than parse and analyze the same text again (a pipeline of 10,000
+ * copies of one INSERT parses it once). Only in one group: after an error
+ * the server skips every message up to the group's sync point, the Parse
+ * that statement i - 1 sent included, so a Bind of the unnamed statement
+ * never reaches one that another text left there. The server checks the
+ * statement again before each use (a table it reads that changed is
+ * analyzed again), as for any prepared statement. */
+static int same_as_before(const ss_pg_pipeline *p, size_t i) {
+  const pl_stmt *s = &p->stmts[i], *b = i ? &p->stmts[i - 1] : NULL;
+  return b && !b->sync_after && b->n == s->n && strcmp(p->data.data + b->sql, p->data.data + s->sql) == 0 &&
+         (s->n == 0 || memcmp(p->types + b->param, p->types + s->param, (size_t)s->n * sizeof(Oid)) == 0);
+}
+
 /* Sends every statement, with a sync after each group, then waits until
  * libpq wrote it all. Non-blocking, and reading while it waits to write:
  * a server that blocks writing results while the client blocks writing
  * statements would wait for ever. -1 with the connection broken.
  *
- * Every statement goes unnamed (parse, bind, execute at its turn), so each
- * is planned when the server reaches it, after whatever the statements
- * before it changed, and the connection's prepared statements are neither
- * used nor touched: nothing a statement of the pipeline does to them
+ * Every statement goes unnamed (parse, bind, execute at its turn; a repeat
+ * binds the one before, see same_as_before), so each is analyzed when the
+ * server reaches it, after whatever the statements before it changed, and
+ * the connection's prepared statements are neither used nor touched: nothing a statement of the pipeline does to them
  * (DEALLOCATE ALL, DISCARD ALL) or to a table can make another fail, and a
  * failure is the statement's own, never retried. */
 static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int *lengths, int *syncs) {
@@ -1511,7 +1526,9 @@ static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int 
       values[k] = p->vlen[j] < 0 ? NULL : p->data.data + p->voff[j];
       lengths[k] = p->vlen[j] < 0 ? 0 : p->vlen[j];
     }
-    if (!PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0)) goto broken;
+    if (!(same_as_before(p, i) ? PQsendQueryPrepared(pg->conn, "", s->n, values, lengths, fmt, 0)
+                               : PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0)))
+      goto broken;
     if (s->sync_after || i + 1 == p->n) {
       if (!PQpipelineSync(pg->conn)) goto broken;
       ++*syncs;
