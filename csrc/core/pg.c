@@ -46,6 +46,9 @@ typedef struct stmt {
  * runs after the first cancel, and a request that reaches the server
  * between two statements is dropped by it. */
 #define RECANCEL_EVERY 0.2
+/* ... and at most this often when groups end one after another: the
+ * server forks a process for each cancel request. */
+#define RECANCEL_MIN 0.05
 
 /* Interrupts asked for (ss_pg_interrupt), counted by a signal handler. */
 static volatile sig_atomic_t interrupts;
@@ -65,7 +68,7 @@ struct ss_pg {
   int timed_out;         /* the current call passed its deadline and was cancelled */
   int interrupted;       /* the current call was cancelled by ss_pg_interrupt */
   int pipelining;        /* a pipeline is under way: after a timeout, every statement it still runs is cancelled */
-  double recancel_at;    /* then: when the next cancel request may go (monotonic) */
+  double cancelled_at;   /* then: when the last cancel request went (monotonic) */
   long interrupts_seen;  /* the interrupt count when the call started */
   double call_timeout;   /* seconds a call may wait for the server, 0 = no limit */
   double deadline;       /* of the call under way (monotonic), 0 = none */
@@ -387,7 +390,7 @@ static int wait_ms(ss_pg *pg) {
         pg->timed_out = 1;
         ss_pg_cancel(pg);
         pg->deadline = ss_monotonic() + CANCEL_GRACE;
-        pg->recancel_at = ss_monotonic() + RECANCEL_EVERY;
+        pg->cancelled_at = ss_monotonic();
         continue;
       }
       ms = (int)ceil(left * 1000);
@@ -395,9 +398,9 @@ static int wait_ms(ss_pg *pg) {
         /* the grace is the whole pipeline's, and what still runs of it is
          * cancelled again until its results are all in */
         double now = ss_monotonic();
-        if (now >= pg->recancel_at) {
-          if (!cancel_in_flight(pg)) ss_pg_cancel(pg);
-          pg->recancel_at = now + RECANCEL_EVERY;
+        if (now - pg->cancelled_at >= RECANCEL_EVERY && !cancel_in_flight(pg)) {
+          ss_pg_cancel(pg);
+          pg->cancelled_at = now;
         }
         if (ms > (int)(RECANCEL_EVERY * 1000)) ms = (int)(RECANCEL_EVERY * 1000);
       }
@@ -1568,9 +1571,10 @@ static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
     if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
       PQclear(res);
       /* past the deadline, the next group starts now: cancel it too */
-      if (--syncs > 0 && pg->timed_out && !cancel_in_flight(pg)) {
+      if (--syncs > 0 && pg->timed_out && ss_monotonic() - pg->cancelled_at >= RECANCEL_MIN &&
+          !cancel_in_flight(pg)) {
         ss_pg_cancel(pg);
-        pg->recancel_at = ss_monotonic() + RECANCEL_EVERY;
+        pg->cancelled_at = ss_monotonic();
       }
       continue;
     }

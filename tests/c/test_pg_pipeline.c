@@ -247,12 +247,27 @@ static void test_timeout_groups(void) {
   ss_pg_pipeline *p = ss_pg_pipeline_new();
   ss_error err;
   double t0 = ss_monotonic();
+  int i;
   add(p, "select pg_sleep(3)", NULL, NULL);
   ss_pg_pipeline_sync(p);
   add(p, "select pg_sleep(10)", NULL, NULL);
   ss_pg_pipeline_sync(p);
   add(p, "select pg_sleep(10)", NULL, NULL);
   ss_pg_set_timeout(pg, 0.3);
+  CHECK(ss_pg_pipeline_run(pg, p, &err) == -1);
+  CHECK(err.kind == SS_ERR_TIMEOUT && ss_pg_pipeline_failed(p) == 0);
+  CHECK(ss_monotonic() - t0 < 2.5);
+  CHECK(!ss_pg_is_broken(pg) && db_scalar(pg, "select 7") == 7);
+  ss_pg_pipeline_free(p);
+  /* many short groups after the cancelled one: they run or are cancelled,
+   * the error is the first group's, and the connection goes on */
+  p = ss_pg_pipeline_new();
+  t0 = ss_monotonic();
+  add(p, "select pg_sleep(3)", NULL, NULL);
+  for (i = 0; i < 3000; i++) {
+    ss_pg_pipeline_sync(p);
+    add(p, "select 1", NULL, NULL);
+  }
   CHECK(ss_pg_pipeline_run(pg, p, &err) == -1);
   CHECK(err.kind == SS_ERR_TIMEOUT && ss_pg_pipeline_failed(p) == 0);
   CHECK(ss_monotonic() - t0 < 2.5);
