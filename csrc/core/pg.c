@@ -41,6 +41,14 @@ typedef struct stmt {
 /* A wait on the server looks for an interrupt at least this often (ms),
  * since the signal may land on another thread and not cut its poll short. */
 #define INTERRUPT_POLL_MS 250
+/* In a pipeline past its deadline, how often (seconds) another cancel
+ * request goes while results are still to come: a later group's statement
+ * runs after the first cancel, and a request that reaches the server
+ * between two statements is dropped by it. */
+#define RECANCEL_EVERY 0.2
+/* ... and at most this often when groups end one after another: the
+ * server forks a process for each cancel request. */
+#define RECANCEL_MIN 0.05
 
 /* Interrupts asked for (ss_pg_interrupt), counted by a signal handler. */
 static volatile sig_atomic_t interrupts;
@@ -60,6 +68,8 @@ struct ss_pg {
   int timed_out;         /* the current call passed its deadline and was cancelled */
   int unresponsive;      /* given up: the server did not answer a cancel in time */
   int interrupted;       /* the current call was cancelled by ss_pg_interrupt */
+  int pipelining;        /* a pipeline is under way: after a timeout, every statement it still runs is cancelled */
+  double cancelled_at;   /* then: when the last cancel request went (monotonic) */
   long interrupts_seen;  /* the interrupt count when the call started */
   double call_timeout;   /* seconds a call may wait for the server, 0 = no limit */
   double deadline;       /* of the call under way (monotonic), 0 = none */
@@ -382,9 +392,20 @@ static int wait_ms(ss_pg *pg) {
         pg->timed_out = 1;
         ss_pg_cancel(pg);
         pg->deadline = ss_monotonic() + CANCEL_GRACE;
+        pg->cancelled_at = ss_monotonic();
         continue;
       }
       ms = (int)ceil(left * 1000);
+      if (pg->timed_out && pg->pipelining) {
+        /* the grace is the whole pipeline's, and what still runs of it is
+         * cancelled again until its results are all in */
+        double now = ss_monotonic();
+        if (now - pg->cancelled_at >= RECANCEL_EVERY && !cancel_in_flight(pg)) {
+          ss_pg_cancel(pg);
+          pg->cancelled_at = now;
+        }
+        if (ms > (int)(RECANCEL_EVERY * 1000)) ms = (int)(RECANCEL_EVERY * 1000);
+      }
     }
     if (PQsocket(pg->conn) < 0) {
       pg->broken = 1;
@@ -1340,8 +1361,6 @@ struct ss_pg_pipeline {
   size_t np, pcap;
   int max_params;
   PGresult **results;    /* after a run: one per statement, NULL where none came */
-  PGresult *lead;        /* the leading empty statement's result when it failed */
-  stmt **used;           /* during a run: the prepared statement each one runs as, or NULL */
   long failed;           /* the failing statement (from 0), -1 */
 };
 
@@ -1355,8 +1374,6 @@ ss_pg_pipeline *ss_pg_pipeline_new(void) {
 
 void ss_pg_pipeline_clear_results(ss_pg_pipeline *p) {
   size_t i;
-  PQclear(p->lead);
-  p->lead = NULL;
   if (!p->results) return;
   for (i = 0; i < p->n; i++) PQclear(p->results[i]);
   free(p->results);
@@ -1366,7 +1383,6 @@ void ss_pg_pipeline_clear_results(ss_pg_pipeline *p) {
 void ss_pg_pipeline_free(ss_pg_pipeline *p) {
   if (!p) return;
   ss_pg_pipeline_clear_results(p);
-  free(p->used);
   ss_buf_free(&p->data);
   free(p->stmts);
   free(p->voff);
@@ -1393,7 +1409,8 @@ static int starts_with_copy(const char *s) {
   for (;;) {
     while (isspace((unsigned char)*s)) s++;
     if (s[0] == '-' && s[1] == '-') {
-      while (*s && *s != '\n') s++;
+      /* the server's lexer ends a line comment at either */
+      while (*s && *s != '\n' && *s != '\r') s++;
     } else if (s[0] == '/' && s[1] == '*') {
       int depth = 0; /* SQL block comments nest */
       do {
@@ -1469,66 +1486,57 @@ oom:
   return ss_error_set(err, SS_ERR_MEMORY, "out of memory queuing a statement");
 }
 
-/* How many prepares one run may make before its statements go out (a
- * round trip each): statements used again (the second use, as ss_pg_query
- * counts) become prepared statements, but a pipeline of many distinct
- * statements, or one whose prepare fails, must not turn into as many
- * round trips. */
-#define PIPELINE_PREPARES 16
-
-/* Which statements run as prepared ones: first (on an idle connection
- * only, where a failed prepare aborts nothing) prepares those on their
- * second use, then looks each up, so a prepare that evicts another cannot
- * leave a statement pointing at a freed one. Nothing changes the cache
- * from then until the pipeline ends. */
-static void pipeline_prepared(ss_pg *pg, ss_pg_pipeline *p, int idle) {
-  size_t i;
-  int tries = 0;
-  for (i = 0; idle && i < p->n && tries < PIPELINE_PREPARES; i++) {
-    const pl_stmt *s = &p->stmts[i];
-    unsigned long before = pg->next_id;
-    ss_error ignored;
-    stmt *st;
-    prepared(pg, p->data.data + s->sql, s->n, p->types + s->param, &st, &ignored);
-    if (pg->next_id != before) tries++;
-    if (pg->broken) break;
-  }
-  for (i = 0; i < p->n; i++) {
-    const pl_stmt *s = &p->stmts[i];
-    size_t len;
-    char *key = make_key(p->data.data + s->sql, s->n, p->types + s->param, &len);
-    p->used[i] = key ? lookup(pg, key, len, fnv1a(key, len)) : NULL;
-    free(key);
-  }
+/* Whether statement i repeats statement i - 1 (text and parameter types)
+ * in the same group: it then binds the unnamed statement i - 1 parsed,
+ * rather than parse and analyze the same text again (a pipeline of 10,000
+ * copies of one INSERT parses it once). Only in one group: after an error
+ * the server skips every message up to the group's sync point, the Parse
+ * that statement i - 1 sent included, so a Bind of the unnamed statement
+ * never reaches one that another text left there. The server checks the
+ * statement again before each use (a table it reads that changed is
+ * analyzed again), as for any prepared statement. */
+static int same_as_before(const ss_pg_pipeline *p, size_t i) {
+  const pl_stmt *s = &p->stmts[i], *b = i ? &p->stmts[i - 1] : NULL;
+  return b && !b->sync_after && b->n == s->n && strcmp(p->data.data + b->sql, p->data.data + s->sql) == 0 &&
+         (s->n == 0 || memcmp(p->types + b->param, p->types + s->param, (size_t)s->n * sizeof(Oid)) == 0);
 }
 
 /* Sends every statement, with a sync after each group, then waits until
  * libpq wrote it all. Non-blocking, and reading while it waits to write:
  * a server that blocks writing results while the client blocks writing
- * statements would wait for ever. -1 with the connection broken. */
+ * statements would wait for ever. -1 with the connection broken.
+ *
+ * Every statement goes unnamed (parse, bind, execute at its turn; a repeat
+ * binds the one before, see same_as_before), so each is analyzed when the
+ * server reaches it, after whatever the statements before it changed, and
+ * the connection's prepared statements are neither used nor touched: nothing a statement of the pipeline does to them
+ * (DEALLOCATE ALL, DISCARD ALL) or to a table can make another fail, and a
+ * failure is the statement's own, never retried. */
 static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int *lengths, int *syncs) {
   size_t i;
   int k, r;
   *syncs = 0;
   if (PQsetnonblocking(pg->conn, 1) || !PQenterPipelineMode(pg->conn)) goto broken;
-  /* An empty statement first: libpq 15 keeps the single-row flag of a
-   * streamed statement that returned no row, and applies it to the first
-   * statement of a pipeline (its rows would come one result each); moving
-   * on to the next statement clears it. */
-  if (!PQsendQueryParams(pg->conn, "", 0, NULL, NULL, NULL, NULL, 0)) goto broken;
+  /* A sync point first: libpq 15 keeps the single-row flag of a streamed
+   * statement that returned no row, and applies it to the first statement
+   * of a pipeline (its rows would come one result each); a statement that
+   * comes after a sync result clears it (pqPipelineProcessQueue). A sync
+   * alone cannot fail, also in a failed transaction, where statement 1
+   * then gets the server's 25P02, or runs when it is a ROLLBACK. */
+  if (!PQpipelineSync(pg->conn)) goto broken;
+  ++*syncs;
   for (i = 0; i < p->n; i++) {
     const pl_stmt *s = &p->stmts[i];
     const char *sql = p->data.data + s->sql;
     const int *fmt = p->fmt + s->param;
-    int sent;
     for (k = 0; k < s->n; k++) {
       size_t j = s->param + (size_t)k;
       values[k] = p->vlen[j] < 0 ? NULL : p->data.data + p->voff[j];
       lengths[k] = p->vlen[j] < 0 ? 0 : p->vlen[j];
     }
-    sent = p->used[i] ? PQsendQueryPrepared(pg->conn, p->used[i]->name, s->n, values, lengths, fmt, 0)
-                      : PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0);
-    if (!sent) goto broken;
+    if (!(same_as_before(p, i) ? PQsendQueryPrepared(pg->conn, "", s->n, values, lengths, fmt, 0)
+                               : PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0)))
+      goto broken;
     if (s->sync_after || i + 1 == p->n) {
       if (!PQpipelineSync(pg->conn)) goto broken;
       ++*syncs;
@@ -1548,7 +1556,7 @@ broken:
  * gives the connection up. -1 with the connection broken. */
 static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
   size_t i = 0;
-  int nulls = 0, lead = 1;
+  int nulls = 0;
   while (i < p->n || syncs > 0) {
     PGresult *res = next_result(pg);
     if (pg->broken || PQstatus(pg->conn) == CONNECTION_BAD) {
@@ -1567,13 +1575,12 @@ static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
     nulls = 0;
     if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
       PQclear(res);
-      syncs--;
-      continue;
-    }
-    if (lead) { /* the empty statement's: it fails only in a failed transaction */
-      lead = 0;
-      if (result_ok(res)) PQclear(res);
-      else p->lead = res;
+      /* past the deadline, the next group starts now: cancel it too */
+      if (--syncs > 0 && pg->timed_out && ss_monotonic() - pg->cancelled_at >= RECANCEL_MIN &&
+          !cancel_in_flight(pg)) {
+        ss_pg_cancel(pg);
+        pg->cancelled_at = ss_monotonic();
+      }
       continue;
     }
     if (is_copy(res) || i >= p->n) {
@@ -1587,21 +1594,9 @@ static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
   return -1;
 }
 
-/* A transaction ended or began inside the pipeline, or a procedure that
- * may commit: running the pipeline again could run committed work twice. */
-static int ends_transactions(const PGresult *res) {
-  static const char *const tags[] = {"BEGIN", "START TRANSACTION", "COMMIT", "ROLLBACK", "PREPARE TRANSACTION",
-                                     "COMMIT PREPARED", "ROLLBACK PREPARED", "CALL", NULL};
-  const char *tag = PQcmdStatus((PGresult *)res);
-  int k;
-  for (k = 0; tags[k]; k++)
-    if (strcmp(tag, tags[k]) == 0) return 1;
-  return 0;
-}
-
 int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
   const char **values = NULL;
-  int *lengths = NULL, attempt;
+  int *lengths = NULL, syncs = 0;
   size_t i;
   ss_pg_pipeline_clear_results(p);
   p->failed = -1;
@@ -1611,72 +1606,41 @@ int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
   pg->ran_statement = 1;
   for (i = 0; i < p->n; i++)
     if (text_touches_session(p->data.data + p->stmts[i].sql)) pg->session_dirty = 1;
-  free(p->used);
   p->results = calloc(p->n, sizeof *p->results);
-  p->used = calloc(p->n, sizeof *p->used);
   values = calloc((size_t)p->max_params + 1, sizeof *values);
   lengths = calloc((size_t)p->max_params + 1, sizeof *lengths);
-  if (!p->results || !p->used || !values || !lengths) {
+  if (!p->results || !values || !lengths) {
     free(values);
     free(lengths);
     return ss_error_set(err, SS_ERR_MEMORY, "out of memory sending a pipeline");
   }
-  for (attempt = 0; attempt < 2; attempt++) {
-    int idle = PQtransactionStatus(pg->conn) == PQTRANS_IDLE, syncs = 0, retry = 0;
-    const PGresult *bad = NULL;
-    const char *code;
-    pipeline_prepared(pg, p, idle);
-    if (!pg->broken && !pipeline_send(pg, p, values, lengths, &syncs) && !pipeline_read(pg, p, syncs)) {
-      /* back to a plain connection; a broken one is closed as it is (a
-       * blocking flush of what it still holds could wait for ever) */
-      if (PQsetnonblocking(pg->conn, 0) || !PQexitPipelineMode(pg->conn)) pg->broken = 1;
-    }
-    /* what every statement that ran did to the session, a failure's later
-     * groups included; then the first failure, not the statements the
-     * server skipped after it */
-    for (i = 0; i < p->n && !pg->broken; i++)
-      if (p->results[i] && result_ok(p->results[i])) note_result(pg, p->results[i]);
-    for (i = 0; i < p->n && p->failed < 0; i++) {
-      PGresult *res = p->results[i];
-      if ((res && result_ok(res)) || (res && PQresultStatus(res) == PGRES_PIPELINE_ABORTED)) continue;
-      p->failed = (long)i;
-      bad = res;
-    }
-    if (p->failed < 0 && p->lead) { /* a failed transaction: every statement was skipped */
-      p->failed = 0;
-      bad = p->lead;
-    }
-    /* no answer at all after the last one that came, or skipped for no reason seen */
-    for (i = 0; i < p->n && p->failed < 0; i++)
-      if (!p->results[i] || !result_ok(p->results[i])) p->failed = (long)i;
-    if (p->failed < 0) break;
-    /* a prepared statement that vanished (26000) or whose result shape
-     * changed: prepared again, and the whole pipeline sent again when
-     * nothing of it can have been committed (one group on an idle
-     * connection, no transaction control before it) */
-    code = bad ? PQresultErrorField(bad, PG_DIAG_SQLSTATE) : NULL;
-    if (!pg->broken && p->used[p->failed] && code &&
-        (strcmp(code, "26000") == 0 || (strcmp(code, "0A000") == 0 && plan_changed(bad)))) {
-      retry = idle && syncs == 1 && attempt == 0;
-      for (i = 0; retry && i < (size_t)p->failed; i++) retry = !ends_transactions(p->results[i]);
-      forget(pg, p->used[p->failed], strcmp(code, "0A000") == 0);
-    }
-    if (!retry) break;
-    ss_pg_pipeline_clear_results(p);
-    if (!(p->results = calloc(p->n, sizeof *p->results))) break;
-    p->failed = -1;
-    start_call(pg, pg->call_timeout);
+  pg->pipelining = 1;
+  if (!pipeline_send(pg, p, values, lengths, &syncs) && !pipeline_read(pg, p, syncs)) {
+    /* back to a plain connection; a broken one is closed as it is (a
+     * blocking flush of what it still holds could wait for ever) */
+    if (PQsetnonblocking(pg->conn, 0) || !PQexitPipelineMode(pg->conn)) pg->broken = 1;
   }
+  pg->pipelining = 0;
   free(values);
   free(lengths);
-  free(p->used);
-  p->used = NULL;
-  if (!p->results) return ss_error_set(err, SS_ERR_MEMORY, "out of memory sending a pipeline");
+  /* what every statement that ran did to the session, a failure's later
+   * groups included (DEALLOCATE ALL: the cache forgets its statements,
+   * which no statement of the pipeline ran as); then the first failure,
+   * not the statements the server skipped after it */
+  for (i = 0; i < p->n && !pg->broken; i++)
+    if (p->results[i] && result_ok(p->results[i])) note_result(pg, p->results[i]);
+  for (i = 0; i < p->n && p->failed < 0; i++) {
+    PGresult *res = p->results[i];
+    if (res && (result_ok(res) || PQresultStatus(res) == PGRES_PIPELINE_ABORTED)) continue;
+    p->failed = (long)i;
+  }
+  /* no answer at all after the last one that came, or skipped for no reason seen */
+  for (i = 0; i < p->n && p->failed < 0; i++)
+    if (!p->results[i] || !result_ok(p->results[i])) p->failed = (long)i;
   if (p->failed < 0) return 0;
   {
     char why[sizeof err->message];
     PGresult *res = p->results[p->failed];
-    if (p->lead && (!res || PQresultStatus(res) == PGRES_PIPELINE_ABORTED)) res = p->lead;
     if (res && PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
       ss_error_set(err, SS_ERR_POSTGRES, "the server skipped the statement (the pipeline was aborted)");
     } else {

@@ -218,10 +218,12 @@ int ss_pg_pipeline_add(ss_pg_pipeline *p, const char *sql, int nparams, const Oi
 void ss_pg_pipeline_sync(ss_pg_pipeline *p);
 size_t ss_pg_pipeline_count(const ss_pg_pipeline *p);
 /* Sends every statement, then reads every result, each wait bounded by
- * the call's deadline (ss_pg_set_timeout) and ss_pg_interrupt. Statements
- * already prepared on the connection run as such; on an idle connection a
- * statement's second use prepares it first (at most 16 prepares per run).
- * Sending is non-blocking and reads while it waits, so a pipeline of any
+ * the call's deadline (ss_pg_set_timeout) and ss_pg_interrupt (past it
+ * every statement still running is cancelled until all results are in).
+ * Statements go unnamed, never as the connection's prepared statements
+ * (a repeat of the statement before it in its group binds that one's
+ * parse), and none is ever sent twice. A sync point goes first (libpq 15's
+ * single-row flag left by a stream is cleared by it). Sending is non-blocking and reads while it waits, so a pipeline of any
  * size cannot deadlock. Statements that change the session mark the
  * connection for a reset as ss_pg_query does. 0 when every statement
  * succeeded; -1 with err set to the first failure (its message begins

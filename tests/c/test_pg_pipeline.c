@@ -1,7 +1,6 @@
 /* Pipeline mode (ss_pg_pipeline_*) against a real server
  * (SEMSTORE_TEST_DATABASE_URL): results in order, what a failure does to
- * the statements around it with and without sync points, prepared
- * statements, COPY refused, a pipeline big enough to fill both socket
+ * the statements around it with and without sync points, COPY refused, a pipeline big enough to fill both socket
  * buffers, and the call's timeout. */
 #include <pthread.h>
 #include <stdlib.h>
@@ -58,12 +57,12 @@ static void test_results_in_order(void) {
   CHECK(strcmp(value(p, 1), "ab") == 0);
   CHECK(strcmp(value(p, 2), "f") == 0);
   CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE);
-  /* run again: the statements prepared on their second use, same answers */
+  /* run again: same answers, and nothing prepared (statements go unnamed) */
   for (i = 0; i < 2; i++) {
     CHECK(ss_pg_pipeline_run(pg, p, &err) == 0);
     CHECK(strcmp(value(p, 1), "ab") == 0);
   }
-  CHECK(db_scalar(pg, "select count(*) from pg_prepared_statements") == 3);
+  CHECK(db_scalar(pg, "select count(*) from pg_prepared_statements") == 0);
   ss_pg_pipeline_free(p);
   /* and the connection is a plain one again */
   CHECK(db_scalar(pg, "select 5") == 5);
@@ -138,7 +137,7 @@ static void test_failure_rolls_back_its_group(void) {
 }
 
 /* a statement the server cannot parse fails in its place, and the
- * connection stays usable, run after run (its prepare fails too) */
+ * connection stays usable, run after run */
 static void test_parse_error(void) {
   ss_pg *pg = connect_pg();
   ss_pg_pipeline *p = ss_pg_pipeline_new();
@@ -195,6 +194,8 @@ static void test_copy_refused(void) {
   CHECK(err.kind == SS_ERR_INPUT);
   CHECK(ss_pg_pipeline_add(p, " /* a /* nested */ comment */ -- and a line\n CoPy x from stdin", 0, NULL, none, NULL,
                            NULL, &err) == -1);
+  /* the server's lexer ends a line comment at a carriage return too */
+  CHECK(ss_pg_pipeline_add(p, "-- note\rCOPY x to stdout", 0, NULL, none, NULL, NULL, &err) == -1);
   CHECK(ss_pg_pipeline_add(p, "select 1 as copy", 0, NULL, none, NULL, NULL, &err) == 0);
   CHECK(ss_pg_pipeline_add(p, "copying", 0, NULL, none, NULL, NULL, &err) == 0); /* a word that starts with copy */
   CHECK(ss_pg_pipeline_count(p) == 2);
@@ -239,6 +240,79 @@ static void test_timeout(void) {
   ss_pg_close(pg);
 }
 
+/* past the timeout, a later group's statement is cancelled too: back in
+ * time, with the first group's 57014, and the connection goes on */
+static void test_timeout_groups(void) {
+  ss_pg *pg = connect_pg();
+  ss_pg_pipeline *p = ss_pg_pipeline_new();
+  ss_error err;
+  double t0 = ss_monotonic();
+  int i;
+  add(p, "select pg_sleep(3)", NULL, NULL);
+  ss_pg_pipeline_sync(p);
+  add(p, "select pg_sleep(10)", NULL, NULL);
+  ss_pg_pipeline_sync(p);
+  add(p, "select pg_sleep(10)", NULL, NULL);
+  ss_pg_set_timeout(pg, 0.3);
+  CHECK(ss_pg_pipeline_run(pg, p, &err) == -1);
+  CHECK(err.kind == SS_ERR_TIMEOUT && ss_pg_pipeline_failed(p) == 0);
+  CHECK(ss_monotonic() - t0 < 2.5);
+  CHECK(!ss_pg_is_broken(pg) && db_scalar(pg, "select 7") == 7);
+  ss_pg_pipeline_free(p);
+  /* many short groups after the cancelled one: they run or are cancelled,
+   * the error is the first group's, and the connection goes on */
+  p = ss_pg_pipeline_new();
+  t0 = ss_monotonic();
+  add(p, "select pg_sleep(3)", NULL, NULL);
+  for (i = 0; i < 3000; i++) {
+    ss_pg_pipeline_sync(p);
+    add(p, "select 1", NULL, NULL);
+  }
+  CHECK(ss_pg_pipeline_run(pg, p, &err) == -1);
+  CHECK(err.kind == SS_ERR_TIMEOUT && ss_pg_pipeline_failed(p) == 0);
+  CHECK(ss_monotonic() - t0 < 2.5);
+  ss_pg_set_timeout(pg, 0);
+  CHECK(!ss_pg_is_broken(pg) && db_scalar(pg, "select 7") == 7);
+  ss_pg_pipeline_free(p);
+  ss_pg_close(pg);
+}
+
+/* DEALLOCATE ALL inside a pipeline, after statements the connection
+ * prepared: the cache forgets them, and they are prepared again */
+static void test_deallocate_all(void) {
+  ss_pg *pg = connect_pg();
+  ss_pg_pipeline *p = ss_pg_pipeline_new();
+  ss_error err;
+  int i;
+  for (i = 0; i < 2; i++) CHECK(db_scalar(pg, "select 8") == 8); /* prepared on its second use */
+  add(p, "deallocate all", NULL, NULL);
+  add(p, "select 8", NULL, NULL);
+  add(p, "deallocate all", NULL, NULL);
+  CHECK(ss_pg_pipeline_run(pg, p, &err) == 0);
+  CHECK(strcmp(value(p, 1), "8") == 0);
+  for (i = 0; i < 3; i++) CHECK(db_scalar(pg, "select 8") == 8);
+  ss_pg_pipeline_free(p);
+  ss_pg_close(pg);
+}
+
+/* in a failed transaction, a pipeline's ROLLBACK runs: nothing of the
+ * pipeline's own goes before statement 1 */
+static void test_rollback_failed_transaction(void) {
+  ss_pg *pg = connect_pg();
+  ss_pg_pipeline *p = ss_pg_pipeline_new();
+  ss_error err;
+  CHECK(db_exec_ok(pg, "begin"));
+  CHECK(db_scalar(pg, "select 1/0") == -1);
+  CHECK(ss_pg_transaction_status(pg) == PQTRANS_INERROR);
+  add(p, "rollback", NULL, NULL);
+  add(p, "select 9", NULL, NULL);
+  CHECK(ss_pg_pipeline_run(pg, p, &err) == 0);
+  CHECK(strcmp(value(p, 1), "9") == 0);
+  CHECK(ss_pg_transaction_status(pg) == PQTRANS_IDLE);
+  ss_pg_pipeline_free(p);
+  ss_pg_close(pg);
+}
+
 static void *interrupt_soon(void *arg) {
   (void)arg;
   usleep(300000);
@@ -279,6 +353,9 @@ int main(void) {
   test_copy_refused();
   test_big_pipeline();
   test_timeout();
+  test_timeout_groups();
+  test_deallocate_all();
+  test_rollback_failed_transaction();
   test_interrupt();
   DONE();
 }
