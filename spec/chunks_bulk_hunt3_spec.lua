@@ -180,4 +180,67 @@ describe("create_chunks_bulk with parallel, third hunt", function()
     assert.are.same({ n = 200, err = "nil", rows = 200 }, results[1])
     assert.are.same({ n = 200, err = "nil", rows = 200 }, results[2])
   end)
+  -- BUG 3: a parallel bulk abandoned while a COPY is under way waits
+  -- without end for a server that stopped answering.
+  --
+  -- ss_bulk_abandon (csrc/core/chunks_bulk.c) bounds the statements that
+  -- settle an abandoned parallel bulk by SETTLE_TIMEOUT (5 s) when the
+  -- caller set no limit, and asks an unresponsive server nothing more.
+  -- But before either, it ends every lane's COPY: ss_pg_copy_done and
+  -- lane_outcome -> ss_pg_copy_result, with the lane's own call timeout,
+  -- which is 0 (no limit) on a pool's connection. A row source that fails
+  -- (a bad row, or a raise) while the server of a COPY under way has
+  -- stopped answering (SIGSTOP here; a host cut off the network alike,
+  -- where statement_timeout cannot fire) hangs create_chunks_bulk until
+  -- the server comes back. Expected: nil, the bad row's input error,
+  -- within about the 5 s settle bound plus the 5 s cancel grace; no rows.
+  -- Observed: it returns only when a safety net continues the backends,
+  -- 25 s later. (The trigger sleeping 2 s on one row only makes certain a
+  -- COPY is still under way when the backends stop.)
+  it("a bad row while a COPY is under way on a stopped server ends the bulk within the settle bound", function()
+    local by = leaves()
+    local a, b
+    for _, col in ipairs(collections) do
+      if not a then a = col
+      elseif by[tostring(col)] ~= by[tostring(a)] then b = col break end
+    end
+    local slow_leaf = by[tostring(a)]
+    assert(db.pg:exec [[CREATE FUNCTION spec_h3_slow2() RETURNS trigger LANGUAGE plpgsql AS
+      $$ BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$]])
+    assert(db.pg:exec("CREATE TRIGGER spec_h3_slow2 BEFORE INSERT ON " .. slow_leaf ..
+      " FOR EACH ROW WHEN (NEW.content LIKE '%slow') EXECUTE FUNCTION spec_h3_slow2()"))
+    local small = helpers.connect({ size = 2, max_overflow = 0, timeout = 10 }, { postgres = url })
+    local stopped
+    finally(function()
+      if stopped then os.execute("kill -CONT " .. stopped) end
+      small:close()
+      assert(db.pg:exec("DROP TRIGGER spec_h3_slow2 ON " .. slow_leaf))
+      assert(db.pg:exec "DROP FUNCTION spec_h3_slow2()")
+    end)
+    local big = string.rep("x", 1048576)
+    local i = 0
+    local started = require("semstore.core").monotime()
+    local n, err = small.chunks:create_chunks_bulk(function()
+      i = i + 1
+      if i <= 20 then
+        -- 20 rows of 1 MB over two leaves: past the 8 MB budget, COPYs start
+        return { collection_id = i % 2 == 1 and a or b, chunk_index = i, content = big .. (i == 1 and "slow" or i) }
+      end
+      -- every backend of the database stops; a safety net continues them
+      stopped = {}
+      for _, r in ipairs(assert(admin.pg:query([[SELECT pid FROM pg_stat_activity
+        WHERE datname = $1 AND backend_type = 'client backend']], name))) do stopped[#stopped + 1] = tostring(r.pid) end
+      stopped = table.concat(stopped, " ")
+      os.execute("kill -STOP " .. stopped .. "; (sleep 25; kill -CONT " .. stopped .. ") >/dev/null 2>&1 &")
+      return "not a chunk"
+    end, { parallel = 2 })
+    local took = require("semstore.core").monotime() - started
+    os.execute("kill -CONT " .. stopped)
+    stopped = nil
+    assert.is_nil(n)
+    assert.truthy(err and err.kind == "input", tostring(err))
+    assert.is_true(took < 15, "the abandoned bulk waited " .. took .. " s for a stopped server")
+    helpers.assert_all_returned(small)
+    assert.are.equal(0, count())
+  end)
 end)
