@@ -243,4 +243,63 @@ describe("create_chunks_bulk with parallel, third hunt", function()
     helpers.assert_all_returned(small)
     assert.are.equal(0, count())
   end)
+  -- BUG 4: an abandoned parallel bulk asks a server that did not answer a
+  -- cancel again, once per connection.
+  --
+  -- ss_bulk_abandon looks for an unresponsive connection (one given up
+  -- because the server did not answer a cancel) only once, before it
+  -- settles: "a server that did not even answer a cancel is asked nothing
+  -- more". When the server stops answering while it settles, each lane's
+  -- ROLLBACK (rollback_parts -> ss_pg_tx_end, bounded by SETTLE_TIMEOUT)
+  -- waits its own 5 s and then the 5 s cancel grace, one after the other:
+  -- 10 s per connection, 40 s with parallel = 4 for one failure of the
+  -- row source. Expected: the first connection found unresponsive ends
+  -- the asking (the others given up as when it is found before), so the
+  -- bulk returns in about 10 s with the bad row's error and no rows.
+  -- Observed: about 40 s.
+  it("a stopped server is given up at the first unresponsive connection, not once per connection", function()
+    local by = leaves()
+    local cols, seen = {}, {}
+    for _, col in ipairs(collections) do
+      local leaf = by[tostring(col)]
+      if not seen[leaf] and #cols < 4 then seen[leaf] = true cols[#cols + 1] = col end
+    end
+    assert.are.equal(4, #cols, "four collections on four leaves")
+    local small = helpers.connect({ size = 4, max_overflow = 0, timeout = 10 }, { postgres = url })
+    local stopped
+    finally(function()
+      if stopped then os.execute("kill -CONT " .. stopped) end
+      small:close()
+    end)
+    local big = string.rep("x", 1048576)
+    local i, open = 0, 0
+    local started = require("semstore.core").monotime()
+    local n, err = small.chunks:create_chunks_bulk(function()
+      i = i + 1
+      if i <= 48 then return { collection_id = cols[i % 4 + 1], chunk_index = i, content = big .. i } end
+      if i == 49 then
+        -- a slow row: the COPYs under way are sent to their end
+        helpers.sleep(0.5)
+        return { collection_id = cols[1], chunk_index = i, content = "small" }
+      end
+      helpers.sleep(0.5)
+      open = assert(admin.pg:query([[SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE datname = $1 AND backend_xid IS NOT NULL]], name))[1].n
+      stopped = {}
+      for _, r in ipairs(assert(admin.pg:query([[SELECT pid FROM pg_stat_activity
+        WHERE datname = $1 AND backend_type = 'client backend']], name))) do stopped[#stopped + 1] = tostring(r.pid) end
+      stopped = table.concat(stopped, " ")
+      os.execute("kill -STOP " .. stopped .. "; (sleep 60; kill -CONT " .. stopped .. ") >/dev/null 2>&1 &")
+      return "not a chunk"
+    end, { parallel = 4 })
+    local took = require("semstore.core").monotime() - started
+    os.execute("kill -CONT " .. stopped)
+    stopped = nil
+    assert.are.equal(4, open, "four connections with a transaction open")
+    assert.is_nil(n)
+    assert.truthy(err and err.kind == "input", tostring(err))
+    assert.is_true(took < 20, "the abandoned bulk took " .. took .. " s against a stopped server")
+    helpers.assert_all_returned(small)
+    assert.are.equal(0, count())
+  end)
 end)
