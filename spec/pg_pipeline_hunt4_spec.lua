@@ -171,4 +171,37 @@ describe("pipeline hunt 4", function()
     assert.is_truthy(after, "the connection was given up: " .. tostring(aerr))
     assert.are.equal(pid, after[1].p)
   end)
+
+  -- BUG 4. A backend that dies while the pipeline is still being sent (a
+  -- big pipeline: 20,000 statements with 2 kB values, 40 MB) is blamed on
+  -- statement 1, with the server's 57P01 lost, although the first 29
+  -- groups ran and committed. Observed: kind "connection", err.statement
+  -- == 1, "server closed the connection unexpectedly", hunt4_parent holds
+  -- 2,900 rows. Expected (README "A backend that dies midway gives a
+  -- `connection` error naming the statement it was running"): statement
+  -- 3000, code 57P01, so the caller can tell what committed.
+  -- Suspected cause: ss_pg_pipeline_run reads results only when
+  -- pipeline_send succeeded (`!pipeline_send(...) && !pipeline_read(...)`);
+  -- when the write fails, what the server answered (consumed into libpq's
+  -- buffer while sending) is never read, every slot stays NULL, and the
+  -- "no answer at all" loop names statement 1.
+  it("a backend killed while a big pipeline is still being sent names the statement it ran", function()
+    local big = string.rep("x", 2000)
+    local r, err = db.pg:pipeline(function(p)
+      for i = 1, 20000 do
+        if i == 3000 then
+          p:query "select pg_terminate_backend(pg_backend_pid())"
+        else
+          p:query("insert into hunt4_parent select $1::int where length($2) > 0", i, big)
+        end
+        if i % 100 == 0 then p:sync() end
+      end
+    end)
+    local n = assert(db.pg:query "select count(*)::int4 as n from hunt4_parent")[1].n
+    assert.is_nil(r)
+    assert.are.equal("connection", err.kind, tostring(err))
+    assert.are.equal(2900, n) -- the groups before the killed one committed
+    assert.are.equal(3000, err.statement, tostring(err))
+    assert.are.equal("57P01", err.code, tostring(err))
+  end)
 end)
