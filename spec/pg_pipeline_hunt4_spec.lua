@@ -204,4 +204,30 @@ describe("pipeline hunt 4", function()
     assert.are.equal(3000, err.statement, tostring(err))
     assert.are.equal("57P01", err.code, tostring(err))
   end)
+
+  -- BUG 5. A COPY behind a leading semicolon passes the COPY check and
+  -- costs the connection. The server's parser drops empty statements, so
+  -- "; copy t from stdin" is ONE statement, a COPY, and its CopyInResponse
+  -- reaches pipeline_read. Observed: nil, kind "connection" ("connection
+  -- to PostgreSQL lost", err.statement 2), the connection is broken (every
+  -- later call on it fails). Expected (README: "COPY is refused from the
+  -- statement's text ... an `input` error naming the statement", nothing
+  -- sent): kind "input", err.statement 2, the connection kept.
+  -- Suspected cause: starts_with_copy (pg.c) skips blanks and comments but
+  -- not the semicolons (empty statements) the server's lexer/grammar skip.
+  it("refuses a COPY behind a leading semicolon without losing the connection", function()
+    local conn = assert(db.pg:acquire())
+    local pid = backend_pid(conn)
+    local r, err = conn:pipeline(function(p)
+      p:query "select 1 as a"
+      p:query "; copy hunt4_parent from stdin"
+    end)
+    local after, aerr = conn:query "select pg_backend_pid() as p"
+    conn:release()
+    assert.is_nil(r)
+    assert.are.equal("input", err.kind, tostring(err))
+    assert.are.equal(2, err.statement, tostring(err))
+    assert.is_truthy(after, "the connection was given up: " .. tostring(aerr))
+    assert.are.equal(pid, after[1].p)
+  end)
 end)
