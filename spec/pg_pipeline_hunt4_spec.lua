@@ -230,4 +230,36 @@ describe("pipeline hunt 4", function()
     assert.is_truthy(after, "the connection was given up: " .. tostring(aerr))
     assert.are.equal(pid, after[1].p)
   end)
+
+  -- BUG 3b (same promise as BUG 3, a starker shape). After a timeout,
+  -- every later group whose statement blocks (pg_sleep(10) here; a lock
+  -- wait does the same) costs ~0.2 s: the cancel that ends one group's
+  -- statement makes its sync result arrive within RECANCEL_MIN (50 ms) of
+  -- that cancel, so no cancel goes when the next group starts, and that
+  -- group waits for wait_ms's next re-cancel (RECANCEL_EVERY, 0.2 s). 30
+  -- such groups exhaust the 5 s grace. Observed with settimeout(0.5): back
+  -- after ~5.5 s, then "connection to PostgreSQL lost". Expected (README):
+  -- back in about the timeout, the connection usable.
+  it("a timed-out pipeline of 31 blocking groups returns in about the timeout and keeps the connection", function()
+    local conn = assert(db.pg:acquire())
+    local pid = backend_pid(conn)
+    conn:settimeout(0.5)
+    local t0 = now()
+    local r, err = conn:pipeline(function(p)
+      p:query "select pg_sleep(10)"
+      for _ = 1, 30 do
+        p:sync()
+        p:query "select pg_sleep(10)"
+      end
+    end)
+    local elapsed = now() - t0
+    conn:settimeout(0)
+    local after, aerr = conn:query "select pg_backend_pid() as p"
+    conn:release()
+    assert.is_nil(r)
+    assert.are.equal("timeout", err.kind, tostring(err))
+    assert.is_true(elapsed < 2.5, "waited " .. elapsed .. " s for a 0.5 s timeout")
+    assert.is_truthy(after, "the connection was given up: " .. tostring(aerr))
+    assert.are.equal(pid, after[1].p)
+  end)
 end)
