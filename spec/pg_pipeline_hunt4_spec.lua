@@ -51,14 +51,18 @@ describe("pipeline hunt 4", function()
   -- BUG 1a (silent data loss). A group whose implicit transaction fails at
   -- its COMMIT (a deferred foreign key checked at the sync point) is
   -- reported as a success: pipeline() returns the results, yet nothing was
-  -- committed. Observed: a results table, err nil, hunt4_child empty.
-  -- Expected (README "All or nothing by default"): nil, err with the
-  -- server's 23503, as `query "insert ..."` outside a transaction gives it.
-  -- Suspected cause: the ErrorResponse comes in answer to the Sync, after
-  -- the last statement's result and its NULL; pipeline_read only expects
-  -- PGRES_PIPELINE_SYNC there, and libpq (in its idle state between the
-  -- statement and the sync) hands such an error to the notice processor
-  -- instead of returning it, so the error is lost.
+  -- committed, and the connection is silently given up (on an acquired
+  -- connection the NEXT call fails with "connection to PostgreSQL lost:
+  -- ERROR: insert or update on table ... violates foreign key constraint").
+  -- Observed: a results table, err nil, hunt4_child empty. Expected (README
+  -- "All or nothing by default"): nil, err with the server's 23503, as
+  -- `query "insert ..."` outside a transaction gives it, connection kept.
+  -- Suspected cause: the commit's ErrorResponse comes back as a result
+  -- before the group's PGRES_PIPELINE_SYNC; pipeline_read takes every
+  -- non-sync result as the next statement's, finds i >= p->n, breaks out
+  -- and marks the connection broken, but ss_pg_pipeline_run then only
+  -- looks for a failed slot: every slot holds an OK result, so it returns
+  -- 0 (success) although pipeline_read returned -1.
   it("a deferred constraint failing at the last group's commit fails the pipeline", function()
     local r, err = db.pg:pipeline(function(p)
       p:query "insert into hunt4_child values (1)"
