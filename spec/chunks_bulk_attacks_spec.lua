@@ -236,6 +236,7 @@ describe("create_chunks_bulk with parallel, attacked", function()
       local stopped = ""
       core.catch_interrupts(true)
       local t0 = os.time()
+      local took
       local ok, got, err = pcall(db.chunks.create_chunks_bulk, db.chunks, rows, { parallel = 2,
         on_step = function(step, k)
           if step .. " " .. k == at then
@@ -247,8 +248,11 @@ describe("create_chunks_bulk with parallel, attacked", function()
               .. stopped .. ") >/dev/null 2>&1 &")
           end
         end })
-      local took = os.time() - t0
-      core.catch_interrupts(false)
+      -- under LuaJIT the Ctrl-C the bulk already answered is raised once
+      -- more by the count hook at the next Lua instruction: swallowed here
+      pcall(function() took = os.time() - t0 end)
+      took = took or os.time() - t0
+      pcall(function() core.catch_interrupts(false) end)
       os.execute("kill -CONT " .. stopped)
       io.stdout:write("took ", took, " ", tostring(ok), " ", tostring(got), " ", tostring(err), "\n")
       spy:close()
