@@ -245,7 +245,8 @@ static int wait_lanes(ss_bulk *b, ss_error *err) {
       pgs[n] = b->lanes[i].pg;
       write[n++] = b->lanes[i].state != LANE_WAITING;
     }
-  return n ? ss_pg_wait_any(pgs, write, n, err) : 0;
+  /* idle connections in a transaction get their keepalive (pump) meanwhile */
+  return n ? ss_pg_wait_any(pgs, write, n, b->nlanes > 1 ? KEEPALIVE / 2 : 0, err) : 0;
 }
 
 /* Moves every lane on without waiting, and keeps idle ones alive. */
@@ -293,7 +294,7 @@ static int feed_all(ss_bulk *b, ss_error *err) {
   for (i = 0; i < b->nlanes; i++) {
     lane *l = &b->lanes[i];
     while (l->state == LANE_FEEDING || l->state == LANE_ENDING) {
-      if (ss_pg_wait_any(&l->pg, (int[]){1}, 1, err) || lane_step(l, err)) return -1;
+      if (ss_pg_wait_any(&l->pg, (int[]){1}, 1, b->nlanes > 1 ? KEEPALIVE / 2 : 0, err) || pump(b, err)) return -1;
     }
   }
   return 0;
@@ -417,6 +418,18 @@ static char decide(ss_pg *pg, const char *bulk_id, int parts, ss_error *err) {
   return got;
 }
 
+/* Whether a server of the bulk did not even answer a cancel (stopped, cut
+ * off): then it is asked nothing more. Every connection is given up; the
+ * server ends the transactions that are not prepared when it sees them
+ * go, and recovery settles the prepared ones. */
+static int give_up_if_unresponsive(ss_bulk *b) {
+  int k, unresponsive = 0;
+  for (k = 0; k < b->nlanes; k++) unresponsive |= ss_pg_unresponsive(b->lanes[k].pg);
+  if (unresponsive)
+    for (k = 0; k < b->nlanes; k++) ss_pg_give_up(b->lanes[k].pg);
+  return unresponsive;
+}
+
 /* Commits every prepared part; a part no connection could commit is left
  * for ss_bulk_recover, which finds the decision. */
 static int commit_parts(ss_bulk *b, ss_error *err) {
@@ -425,6 +438,7 @@ static int commit_parts(ss_bulk *b, ss_error *err) {
     lane *l = &b->lanes[k];
     char sql[128], name[80];
     if (!l->prepared) continue;
+    give_up_if_unresponsive(b); /* then the commit fails at once: recovery's */
     step(b, "commit", k);
     gid(b, k, name, sizeof name);
     snprintf(sql, sizeof sql, "COMMIT PREPARED '%s'", name);
@@ -450,6 +464,7 @@ static void rollback_parts(ss_bulk *b) {
   for (k = 0; k < b->nlanes; k++) {
     lane *l = &b->lanes[k];
     ss_error ignored;
+    give_up_if_unresponsive(b); /* then nothing more is asked: recovery's */
     if (l->prepared && !b->undecidable) {
       char sql[128], name[80];
       gid(b, k, name, sizeof name);
@@ -476,31 +491,6 @@ static void forget(ss_bulk *b) {
     PQclear(res);
     if (res) return;
   }
-}
-
-/* Whether all `parts` of the bulk are still prepared, after its commit
- * decision was written: a recovery that rolled them all back and deleted
- * its rollback row just before would leave none (it deletes a row only
- * when no part is left, so it is all or none). A connection that cannot
- * tell counts as yes: the decision stands, and recovery commits. */
-static int still_prepared(ss_bulk *b, int parts) {
-  char prefix[64];
-  const char *values[1] = {prefix};
-  ss_error ignored;
-  int k;
-  snprintf(prefix, sizeof prefix, "semstore:bulk:%s:%%", b->bulk_id);
-  for (k = 0; k < b->nlanes; k++) {
-    PGresult *res;
-    long n;
-    if (ss_pg_is_broken(b->lanes[k].pg)) continue;
-    res = ss_pg_query(b->lanes[k].pg, "SELECT count(*) FROM pg_prepared_xacts WHERE gid LIKE $1", 1, NULL, values,
-                      NULL, NULL, &ignored);
-    if (!res) continue;
-    n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return n > 0 || parts == 0;
-  }
-  return 1;
 }
 
 /* Every lane's COPYs are in: one connection commits; more prepare, decide
@@ -542,7 +532,6 @@ static int commit(ss_bulk *b, ss_error *err) {
      * written, and every part can roll back */
     if (!c && !ss_pg_is_broken(b->lanes[k].pg)) return -1;
   }
-  if (c == 'c' && !still_prepared(b, parts)) c = 'r';
   if (c == 'r')
     return ss_error_set(err, SS_ERR_POSTGRES, "the bulk was rolled back by recovery (semstore recover) before it "
                                               "could commit: its prepared parts were older than the grace period");
@@ -568,47 +557,34 @@ static int commit(ss_bulk *b, ss_error *err) {
 void ss_bulk_abandon(ss_bulk *b) {
   int k;
   ss_error ignored;
+  double limits[SS_BULK_MAX_CONNECTIONS];
   ss_error_clear(&ignored);
   if (b->committed) forget(b); /* on_step raised just before */
   if (b->over && !b->decided) return;
   b->over = 1;
   b->on_step = NULL; /* no caller's code runs while the bulk is undone */
-  /* the server must be done with every COPY before a transaction ends */
+  /* the statements that settle the bulk may not wait without end */
   for (k = 0; k < b->nlanes; k++) {
+    limits[k] = ss_pg_timeout(b->lanes[k].pg);
+    if (limits[k] <= 0 || limits[k] > SETTLE_TIMEOUT) ss_pg_set_timeout(b->lanes[k].pg, SETTLE_TIMEOUT);
+  }
+  /* the server must be done with every COPY before a transaction ends */
+  for (k = 0; k < b->nlanes && !give_up_if_unresponsive(b); k++) {
     lane *l = &b->lanes[k];
     /* a COPY still being fed fails on purpose; one whose end is queued
      * has it sent as the outcome is read */
+    if (l->state != LANE_IDLE) ss_pg_limit_call(l->pg, SETTLE_TIMEOUT);
     if (l->state == LANE_FEEDING) ss_pg_copy_done(l->pg, "semstore: the bulk was abandoned", &ignored);
     if (l->state != LANE_IDLE) lane_outcome(l, &ignored);
   }
-  if (b->nlanes > 1) {
-    int unresponsive = 0;
-    double limits[SS_BULK_MAX_CONNECTIONS];
-    /* a server that did not even answer a cancel is asked nothing more:
-     * the connections go, the server ends what is not prepared, and
-     * recovery settles what is */
-    for (k = 0; k < b->nlanes; k++) unresponsive |= ss_pg_unresponsive(b->lanes[k].pg);
-    if (unresponsive) {
-      for (k = 0; k < b->nlanes; k++) ss_pg_give_up(b->lanes[k].pg);
-      b->decided = 0;
-      return;
-    }
-    /* the statements that settle the bulk may not wait without end */
-    for (k = 0; k < b->nlanes; k++) {
-      limits[k] = ss_pg_timeout(b->lanes[k].pg);
-      if (limits[k] <= 0 || limits[k] > SETTLE_TIMEOUT) ss_pg_set_timeout(b->lanes[k].pg, SETTLE_TIMEOUT);
-    }
-    if (b->decided) {
-      /* past the decision every part commits, even when the caller raised */
-      if (commit_parts(b, &ignored) == 0) forget(b);
-    } else {
-      rollback_parts(b);
-    }
-    b->decided = 0;
-    for (k = 0; k < b->nlanes; k++) ss_pg_set_timeout(b->lanes[k].pg, limits[k]);
-    return;
+  if (b->decided) {
+    /* past the decision every part commits, even when the caller raised */
+    if (commit_parts(b, &ignored) == 0) forget(b);
+  } else {
+    rollback_parts(b);
   }
-  rollback_parts(b);
+  b->decided = 0;
+  for (k = 0; k < b->nlanes; k++) ss_pg_set_timeout(b->lanes[k].pg, limits[k]);
 }
 
 /* Takes `count` ids from the chunks' sequence in one round trip. */
@@ -750,6 +726,9 @@ long ss_bulk_failed_row(const ss_bulk *b, const char **field) {
 
 /* ---- recovery of bulks that died midway ---- */
 
+/* Seconds a rollback decision is kept after its parts are gone. */
+#define ROLLBACK_KEPT "86400"
+
 /* Whether gid is a bulk part's name, 'semstore:bulk:<uuid>:<k>': then
  * its uuid goes to bulk_id. Any other name is not ours to settle. */
 static int part_name(const char *gid, char bulk_id[37]) {
@@ -823,8 +802,11 @@ int ss_bulk_recover(ss_pg *pg, double grace, long *committed, long *rolled_back,
   PQclear(res);
   if (!ss_pg_is_broken(pg)) {
     ss_error del_err;
+    /* a rollback row outlives its bulk's coordinator by far (a day): while
+     * it stands, the coordinator's decision finds it and cannot commit */
     res = ss_pg_query(pg, "DELETE FROM semstore_bulk_decisions d WHERE decided_at <= now() - make_interval(secs => "
-                          "$1::float8) AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p WHERE p.gid LIKE "
+                          "CASE d.outcome WHEN 'commit' THEN $1::float8 ELSE greatest($1::float8, "
+                          ROLLBACK_KEPT ") END) AND NOT EXISTS (SELECT 1 FROM pg_prepared_xacts p WHERE p.gid LIKE "
                           "'semstore:bulk:' || d.bulk || ':%')",
                       1, NULL, values, NULL, NULL, &del_err);
     if (!res) {

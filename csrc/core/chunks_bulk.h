@@ -118,7 +118,9 @@ long ss_bulk_failed_row(const ss_bulk *b, const char **field);
  * prepared parts older than grace seconds are committed when their bulk
  * has a commit decision, and rolled back otherwise (a rollback decision is
  * written first, so a coordinator still alive cannot commit after);
- * decision rows older than grace with no part left are deleted. Parts
+ * commit decisions older than grace with no part left are deleted, and
+ * rollback decisions once a day old (a coordinator taken for dead must
+ * still find its bulk's). Parts
  * another role prepared are left alone (only it, or a superuser, may
  * finish them). Counts go to *committed, *rolled_back and *forgotten (may
  * be NULL). 0, or -1 with err set to the first failure: the parts after a

@@ -863,6 +863,14 @@ static int exec_internal(ss_pg *pg, const char *sql, ss_error *err) {
 void ss_pg_set_timeout(ss_pg *pg, double seconds) { pg->call_timeout = seconds > 0 ? seconds : 0; }
 double ss_pg_timeout(const ss_pg *pg) { return pg->call_timeout; }
 
+void ss_pg_limit_call(ss_pg *pg, double seconds) {
+  double until = ss_monotonic() + seconds;
+  if (pg->deadline == 0 || pg->deadline > until) {
+    pg->deadline = until;
+    pg->limit = seconds;
+  }
+}
+
 /* ---- transactions: nesting follows the server's transaction status ---- */
 
 int ss_pg_tx_begin(ss_pg *pg, ss_pg_tx *tx, const char *mode, ss_error *err) {
@@ -1071,12 +1079,18 @@ int ss_pg_busy(ss_pg *pg, ss_error *err) {
   return PQisBusy(pg->conn);
 }
 
-int ss_pg_wait_any(ss_pg *const *pgs, const int *want_write, int n, ss_error *err) {
+int ss_pg_wait_any(ss_pg *const *pgs, const int *want_write, int n, double most, ss_error *err) {
   struct pollfd pfd[SS_PG_WAIT_MAX];
   int i, ms, r;
+  double until = most > 0 ? ss_monotonic() + most : 0;
   if (n > SS_PG_WAIT_MAX) n = SS_PG_WAIT_MAX;
   for (;;) {
     ms = INTERRUPT_POLL_MS;
+    if (until > 0) {
+      double left = until - ss_monotonic();
+      if (left <= 0) return 0;
+      if (left * 1000 < ms) ms = (int)ceil(left * 1000);
+    }
     for (i = 0; i < n; i++) {
       int m = wait_ms(pgs[i]);
       if (m == -2) return ss_pg_fail(pgs[i], NULL, err);

@@ -87,6 +87,9 @@ int ss_pg_fail(ss_pg *pg, const PGresult *res, ss_error *err);
  * given up. The pool sets it back to 0 when the connection is returned. */
 void ss_pg_set_timeout(ss_pg *pg, double seconds);
 double ss_pg_timeout(const ss_pg *pg);
+/* Bounds the call under way (a COPY being fed, say) to `seconds` from now,
+ * unless its own deadline comes sooner. */
+void ss_pg_limit_call(ss_pg *pg, double seconds);
 /* Asks the server to cancel what this connection runs (PQcancel: a
  * connection of its own; safe from another thread). 0 if the request was
  * delivered. */
@@ -141,9 +144,11 @@ int ss_pg_copy_flushed(ss_pg *pg, ss_error *err);
 int ss_pg_busy(ss_pg *pg, ss_error *err);
 /* Waits until one of n connections (SS_PG_WAIT_MAX at most) is writable
  * (want_write[i]) or readable, each wait bounded by its own call's
- * deadline and cancelled as a single call's is. 0, or -1 with err set. */
+ * deadline and cancelled as a single call's is, and the whole wait by
+ * `most` seconds when > 0 (then 0 may mean nothing happened yet). 0, or -1
+ * with err set. */
 #define SS_PG_WAIT_MAX 64
-int ss_pg_wait_any(ss_pg *const *pgs, const int *want_write, int n, ss_error *err);
+int ss_pg_wait_any(ss_pg *const *pgs, const int *want_write, int n, double most, ss_error *err);
 
 /* COPY ... TO STDOUT. begin runs the statement; next hands out the data
  * piece by piece: its length with *data set (free it with PQfreemem), 0
