@@ -12,40 +12,16 @@ local COLLECTIONS = 12
 describe("create_chunks_bulk with parallel, attacked", function()
   local name, url, db, admin, collections
 
-  local function count(where, ...)
-    return assert(db.pg:query("SELECT count(*)::int AS n FROM chunks " .. (where or ""), ...))[1].n
-  end
-  local function prepared()
-    return assert(admin.pg:query([[SELECT count(*)::int AS n FROM pg_prepared_xacts
-      WHERE database = $1 AND gid LIKE 'semstore:bulk:%']], name))[1].n
-  end
-  -- commit decisions left (rollback decisions stay a day by design)
-  local function decisions()
-    return assert(db.pg:query "SELECT count(*)::int AS n FROM semstore_bulk_decisions WHERE outcome = 'commit'")[1].n
-  end
-  -- the backends of the spec's database (the admin pool is on another one)
-  local function backends()
-    local got = assert(admin.pg:query([[SELECT pid FROM pg_stat_activity
-      WHERE datname = $1 AND backend_type = 'client backend' ORDER BY pid]], name))
-    local pids = {}
-    for i, r in ipairs(got) do pids[i] = tostring(r.pid) end
-    return table.concat(pids, " ")
-  end
-
-  local function chunk(i, size)
-    return { collection_id = collections[i % #collections + 1], chunk_index = i,
-      content = size and string.rep(string.char(65 + i % 26), size) or ("chunk " .. i) }
-  end
-  local function rows_of(n, size)
-    local rows = {}
-    for i = 1, n do rows[i] = chunk(i, size) end
-    return rows
-  end
-
-  local fixture
+  local fixture, count, prepared, decisions, backends, chunk, rows_of
   setup(function()
     fixture = helpers.chunk_schema(COLLECTIONS)
     name, url, db, admin, collections = fixture.name, fixture.url, fixture.db, fixture.admin, fixture.collections
+    count = fixture.count
+    prepared = fixture.prepared
+    decisions = fixture.decisions
+    backends = fixture.backends
+    chunk = fixture.chunk
+    rows_of = fixture.rows_of
   end)
   teardown(function() fixture.close() end)
 

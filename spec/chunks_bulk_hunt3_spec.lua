@@ -13,22 +13,6 @@ local COLLECTIONS = 12
 describe("create_chunks_bulk with parallel, attacked again", function()
   local name, url, db, admin, collections
 
-  local function count(where, ...)
-    return assert(db.pg:query("SELECT count(*)::int AS n FROM chunks " .. (where or ""), ...))[1].n
-  end
-  local function prepared()
-    return assert(admin.pg:query([[SELECT count(*)::int AS n FROM pg_prepared_xacts
-      WHERE database = $1 AND gid LIKE 'semstore:bulk:%']], name))[1].n
-  end
-  local function chunk(i, size)
-    return { collection_id = collections[i % #collections + 1], chunk_index = i,
-      content = size and string.rep(string.char(65 + i % 26), size) or ("chunk " .. i) }
-  end
-  local function rows_of(n, size)
-    local rows = {}
-    for i = 1, n do rows[i] = chunk(i, size) end
-    return rows
-  end
   -- the leaf table each collection's rows go to
   local function leaves()
     local rows = {}
@@ -41,10 +25,14 @@ describe("create_chunks_bulk with parallel, attacked again", function()
     return by
   end
 
-  local fixture
+  local fixture, count, prepared, chunk, rows_of
   setup(function()
     fixture = helpers.chunk_schema(COLLECTIONS)
     name, url, db, admin, collections = fixture.name, fixture.url, fixture.db, fixture.admin, fixture.collections
+    count = fixture.count
+    prepared = fixture.prepared
+    chunk = fixture.chunk
+    rows_of = fixture.rows_of
   end)
   teardown(function() fixture.close() end)
 

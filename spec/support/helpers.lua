@@ -133,6 +133,38 @@ function helpers.chunk_schema(collections)
     f.collections[i] = assert(f.db.pg:query([[INSERT INTO collections (name, owner_id, vector_store_name, embedding_model)
       VALUES ($1, $2, $1, 'bge-small') RETURNING id]], "c" .. i, f.owner))[1].id
   end
+  -- chunks rows (with a WHERE clause and its parameters), the bulks'
+  -- prepared parts, and the commit decisions left (rollback decisions
+  -- stay a day by design)
+  function f.count(where, ...)
+    return assert(f.db.pg:query("SELECT count(*)::int AS n FROM chunks " .. (where or ""), ...))[1].n
+  end
+  function f.prepared()
+    return assert(f.admin.pg:query([[SELECT count(*)::int AS n FROM pg_prepared_xacts
+      WHERE database = $1 AND gid LIKE 'semstore:bulk:%']], f.name))[1].n
+  end
+  function f.decisions()
+    return assert(f.db.pg:query "SELECT count(*)::int AS n FROM semstore_bulk_decisions WHERE outcome = 'commit'")[1].n
+  end
+  -- the client backends on the database, as "pid pid ..."
+  function f.backends()
+    local got = assert(f.admin.pg:query([[SELECT pid FROM pg_stat_activity
+      WHERE datname = $1 AND backend_type = 'client backend' ORDER BY pid]], f.name))
+    local pids = {}
+    for i, r in ipairs(got) do pids[i] = tostring(r.pid) end
+    return table.concat(pids, " ")
+  end
+  -- chunk i (in collection i mod n; `size` bytes of content when given),
+  -- and n of them
+  function f.chunk(i, size)
+    return { collection_id = f.collections[i % #f.collections + 1], chunk_index = i,
+      content = size and string.rep(string.char(65 + i % 26), size) or ("chunk " .. i) }
+  end
+  function f.rows_of(n, size)
+    local rows = {}
+    for i = 1, n do rows[i] = f.chunk(i, size) end
+    return rows
+  end
   function f.close()
     helpers.assert_all_returned(f.db)
     f.db:close()
