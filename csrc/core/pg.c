@@ -46,9 +46,9 @@ typedef struct stmt {
  * runs after the first cancel, and a request that reaches the server
  * between two statements is dropped by it. */
 #define RECANCEL_EVERY 0.2
-/* ... and at most this often when groups end one after another: the
- * server forks a process for each cancel request. */
-#define RECANCEL_MIN 0.05
+/* A group that starts while the cancel request for the one before is still
+ * on its way gets its own as soon as that one arrived: looked at this often (ms). */
+#define RECANCEL_POLL_MS 2
 
 /* Interrupts asked for (ss_pg_interrupt), counted by a signal handler. */
 static volatile sig_atomic_t interrupts;
@@ -70,6 +70,7 @@ struct ss_pg {
   int interrupted;       /* the current call was cancelled by ss_pg_interrupt */
   int pipelining;        /* a pipeline is under way: after a timeout, every statement it still runs is cancelled */
   double cancelled_at;   /* then: when the last cancel request went (monotonic) */
+  int recancel;          /* then: a group started while a cancel was on its way: another goes once it arrived */
   long interrupts_seen;  /* the interrupt count when the call started */
   double call_timeout;   /* seconds a call may wait for the server, 0 = no limit */
   double deadline;       /* of the call under way (monotonic), 0 = none */
@@ -400,11 +401,14 @@ static int wait_ms(ss_pg *pg) {
         /* the grace is the whole pipeline's, and what still runs of it is
          * cancelled again until its results are all in */
         double now = ss_monotonic();
-        if (now - pg->cancelled_at >= RECANCEL_EVERY && !cancel_in_flight(pg)) {
+        if ((pg->recancel || now - pg->cancelled_at >= RECANCEL_EVERY) && !cancel_in_flight(pg)) {
           ss_pg_cancel(pg);
           pg->cancelled_at = now;
+          pg->recancel = 0;
         }
         if (ms > (int)(RECANCEL_EVERY * 1000)) ms = (int)(RECANCEL_EVERY * 1000);
+        /* the request on its way arrives within a few ms: look again soon */
+        if (pg->recancel && ms > RECANCEL_POLL_MS) ms = RECANCEL_POLL_MS;
       }
     }
     if (PQsocket(pg->conn) < 0) {
@@ -1362,6 +1366,7 @@ struct ss_pg_pipeline {
   int max_params;
   PGresult **results;    /* after a run: one per statement, NULL where none came */
   long failed;           /* the failing statement (from 0), -1 */
+  size_t unsynced;       /* after a read that failed: the statement to name if every result came */
 };
 
 ss_pg_pipeline *ss_pg_pipeline_new(void) {
@@ -1400,14 +1405,15 @@ void ss_pg_pipeline_sync(ss_pg_pipeline *p) {
   if (p->n) p->stmts[p->n - 1].sync_after = 1;
 }
 
-/* Whether a statement's text starts with the keyword COPY (after blanks
- * and comments): its CopyInResponse would stop the pipeline, so it is
- * refused before anything is sent. The extended protocol takes one
- * statement per text, and a function cannot COPY to or from the client,
- * so the first keyword decides. */
+/* Whether a statement's text starts with the keyword COPY (after blanks,
+ * comments and semicolons: the server's parser drops the empty statements
+ * they end, so "; copy ..." is one statement, a COPY): its CopyInResponse
+ * would stop the pipeline, so it is refused before anything is sent. The
+ * extended protocol takes one statement per text, and a function cannot
+ * COPY to or from the client, so the first keyword decides. */
 static int starts_with_copy(const char *s) {
   for (;;) {
-    while (isspace((unsigned char)*s)) s++;
+    while (isspace((unsigned char)*s) || *s == ';') s++;
     if (s[0] == '-' && s[1] == '-') {
       /* the server's lexer ends a line comment at either */
       while (*s && *s != '\n' && *s != '\r') s++;
@@ -1486,29 +1492,15 @@ oom:
   return ss_error_set(err, SS_ERR_MEMORY, "out of memory queuing a statement");
 }
 
-/* Whether statement i repeats statement i - 1 (text and parameter types)
- * in the same group: it then binds the unnamed statement i - 1 parsed,
- * rather than parse and analyze the same text again (a pipeline of 10,000
- * copies of one INSERT parses it once). Only in one group: after an error
- * the server skips every message up to the group's sync point, the Parse
- * that statement i - 1 sent included, so a Bind of the unnamed statement
- * never reaches one that another text left there. The server checks the
- * statement again before each use (a table it reads that changed is
- * analyzed again), as for any prepared statement. */
-static int same_as_before(const ss_pg_pipeline *p, size_t i) {
-  const pl_stmt *s = &p->stmts[i], *b = i ? &p->stmts[i - 1] : NULL;
-  return b && !b->sync_after && b->n == s->n && strcmp(p->data.data + b->sql, p->data.data + s->sql) == 0 &&
-         (s->n == 0 || memcmp(p->types + b->param, p->types + s->param, (size_t)s->n * sizeof(Oid)) == 0);
-}
-
 /* Sends every statement, with a sync after each group, then waits until
  * libpq wrote it all. Non-blocking, and reading while it waits to write:
  * a server that blocks writing results while the client blocks writing
  * statements would wait for ever. -1 with the connection broken.
  *
- * Every statement goes unnamed (parse, bind, execute at its turn; a repeat
- * binds the one before, see same_as_before), so each is analyzed when the
- * server reaches it, after whatever the statements before it changed, and
+ * Every statement goes unnamed (parse, bind, execute at its turn, a repeat
+ * of the statement before it too: a parse re-used would be checked against
+ * its first analysis, and fail with 0A000 where running the statements one
+ * by one works), so each is analyzed when the server reaches it, after whatever the statements before it changed, and
  * the connection's prepared statements are neither used nor touched: nothing a statement of the pipeline does to them
  * (DEALLOCATE ALL, DISCARD ALL) or to a table can make another fail, and a
  * failure is the statement's own, never retried. */
@@ -1534,9 +1526,7 @@ static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int 
       values[k] = p->vlen[j] < 0 ? NULL : p->data.data + p->voff[j];
       lengths[k] = p->vlen[j] < 0 ? 0 : p->vlen[j];
     }
-    if (!(same_as_before(p, i) ? PQsendQueryPrepared(pg->conn, "", s->n, values, lengths, fmt, 0)
-                               : PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0)))
-      goto broken;
+    if (!PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0)) goto broken;
     if (s->sync_after || i + 1 == p->n) {
       if (!PQpipelineSync(pg->conn)) goto broken;
       ++*syncs;
@@ -1550,53 +1540,117 @@ broken:
   return -1;
 }
 
-/* Reads each statement's result (one, then the NULL that ends it; a
- * PGRES_PIPELINE_SYNC at each sync point) into p->results. A COPY's answer
- * (which starts_with_copy keeps from being sent) or anything out of step
- * gives the connection up. -1 with the connection broken. */
-static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
-  size_t i = 0;
-  int nulls = 0;
-  while (i < p->n || syncs > 0) {
-    PGresult *res = next_result(pg);
-    if (pg->broken || PQstatus(pg->conn) == CONNECTION_BAD) {
-      /* a FATAL the server sent before it closed (57P01) is the statement's answer */
-      if (res && i < p->n && !p->results[i]) p->results[i] = res;
-      else PQclear(res);
-      pg->broken = 1;
-      return -1;
-    }
-    if (!res) {
-      /* exactly one NULL ends each statement's results: two in a row
-       * would mean libpq and the server are out of step */
-      if (++nulls > 1) break;
-      continue;
-    }
-    nulls = 0;
-    if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
-      PQclear(res);
-      /* past the deadline, the next group starts now: cancel it too */
-      if (--syncs > 0 && pg->timed_out && ss_monotonic() - pg->cancelled_at >= RECANCEL_MIN &&
-          !cancel_in_flight(pg)) {
+/* Where reading a pipeline's results stands. */
+typedef struct {
+  size_t i;       /* statements answered */
+  size_t end;     /* end (exclusive) of the group being answered */
+  int syncs;      /* sync results still to come */
+  int nulls;      /* NULLs in a row */
+  int group_err;  /* the group being answered failed at its sync point */
+} pl_read;
+
+/* The end (exclusive) of the group that starts at statement i. */
+static size_t group_end(const ss_pg_pipeline *p, size_t i) {
+  while (i < p->n && !p->stmts[i].sync_after && i + 1 < p->n) i++;
+  return i < p->n ? i + 1 : p->n;
+}
+
+/* Takes one result (NULL: the end of a statement's). Per group: each
+ * statement's result, then the group's PGRES_PIPELINE_SYNC; an error that
+ * comes after all its statements answered and before its sync result is
+ * the group's own (its implicit COMMIT failed: a deferred constraint) and
+ * goes to its last statement, whose OK result the rollback undid. A COPY's
+ * answer (which starts_with_copy keeps from being sent) or anything out of
+ * step: -1 (res freed). */
+static int pipeline_take(ss_pg *pg, ss_pg_pipeline *p, pl_read *rd, PGresult *res) {
+  if (!res) {
+    /* exactly one NULL ends each statement's results (an error at a sync
+     * point may have one too): two in a row would mean libpq and the
+     * server are out of step */
+    return ++rd->nulls > 1 ? -1 : 0;
+  }
+  rd->nulls = 0;
+  if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+    PQclear(res);
+    if (rd->i != rd->end) return -1;
+    rd->syncs--;
+    rd->end = group_end(p, rd->i);
+    rd->group_err = 0;
+    /* past the deadline, the next group starts now: cancel it at once */
+    if (rd->syncs > 0 && pg->timed_out) {
+      if (cancel_in_flight(pg)) {
+        pg->recancel = 1; /* as soon as the one on its way arrived (wait_ms) */
+      } else {
         ss_pg_cancel(pg);
         pg->cancelled_at = ss_monotonic();
       }
-      continue;
     }
-    if (is_copy(res) || i >= p->n) {
-      PQclear(res);
-      break;
-    }
-    p->results[i++] = res;
+    return 0;
   }
-  if (i == p->n && syncs == 0) return 0;
+  if (is_copy(res)) {
+    PQclear(res);
+    return -1;
+  }
+  if (rd->i < rd->end) {
+    p->results[rd->i++] = res;
+    return 0;
+  }
+  if (rd->end > 0 && !rd->group_err && PQresultStatus(res) == PGRES_FATAL_ERROR) {
+    PQclear(p->results[rd->end - 1]);
+    p->results[rd->end - 1] = res;
+    rd->group_err = 1;
+    return 0;
+  }
+  PQclear(res);
+  return -1;
+}
+
+/* Reads each statement's result into p->results, up to the last sync
+ * result. On a connection that failed (a backend that died, maybe while
+ * the pipeline was still being sent) what libpq already holds is read all
+ * the same, without waiting, so the statement the backend ran when it died
+ * gets its FATAL (57P01) and the statements before it their results. -1
+ * with the connection broken. */
+static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
+  pl_read rd = {0, 0, 0, 0, 0};
+  rd.syncs = syncs;
+  while (rd.syncs > 0) {
+    PGresult *res;
+    if (pg->broken || PQstatus(pg->conn) == CONNECTION_BAD) {
+      /* no waiting: libpq parses what it holds; once that is all, it
+       * makes up a "connection lost" result (no SQLSTATE), the end */
+      if (PQstatus(pg->conn) != CONNECTION_BAD && PQisBusy(pg->conn)) break;
+      res = PQgetResult(pg->conn);
+      if (res && PQresultStatus(res) == PGRES_FATAL_ERROR && !PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
+        PQclear(res);
+        break;
+      }
+    } else {
+      res = next_result(pg);
+      if (pg->broken || PQstatus(pg->conn) == CONNECTION_BAD) {
+        /* a FATAL the server sent before it closed (57P01) is the statement's answer */
+        if (res && PQresultErrorField(res, PG_DIAG_SQLSTATE) && rd.i < rd.end && !p->results[rd.i])
+          p->results[rd.i] = res;
+        else
+          PQclear(res);
+        pg->broken = 1;
+        break;
+      }
+    }
+    if (pipeline_take(pg, p, &rd, res)) break;
+  }
+  pg->recancel = 0;
+  if (rd.syncs == 0 && !pg->broken) return 0;
   pg->broken = 1;
+  /* the statement named when every one that came answered: the last of
+   * the group left without its sync result */
+  p->unsynced = rd.end > rd.i ? rd.i : rd.end ? rd.end - 1 : 0;
   return -1;
 }
 
 int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
   const char **values = NULL;
-  int *lengths = NULL, syncs = 0;
+  int *lengths = NULL, syncs = 0, read_failed = 0, lost = 0;
   size_t i;
   ss_pg_pipeline_clear_results(p);
   p->failed = -1;
@@ -1615,10 +1669,16 @@ int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
     return ss_error_set(err, SS_ERR_MEMORY, "out of memory sending a pipeline");
   }
   pg->pipelining = 1;
-  if (!pipeline_send(pg, p, values, lengths, &syncs) && !pipeline_read(pg, p, syncs)) {
+  pg->recancel = 0;
+  /* what was sent is read even when sending failed: a backend that died
+   * midway answered the statements before the one it ran */
+  pipeline_send(pg, p, values, lengths, &syncs);
+  if (!pipeline_read(pg, p, syncs)) {
     /* back to a plain connection; a broken one is closed as it is (a
      * blocking flush of what it still holds could wait for ever) */
     if (PQsetnonblocking(pg->conn, 0) || !PQexitPipelineMode(pg->conn)) pg->broken = 1;
+  } else {
+    read_failed = 1;
   }
   pg->pipelining = 0;
   free(values);
@@ -1637,10 +1697,16 @@ int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
   /* no answer at all after the last one that came, or skipped for no reason seen */
   for (i = 0; i < p->n && p->failed < 0; i++)
     if (!p->results[i] || !result_ok(p->results[i])) p->failed = (long)i;
+  /* every statement answered, but the read stopped before the end (its
+   * group's sync result never came): never a success */
+  if (p->failed < 0 && read_failed) {
+    p->failed = (long)p->unsynced;
+    lost = 1;
+  }
   if (p->failed < 0) return 0;
   {
     char why[sizeof err->message];
-    PGresult *res = p->results[p->failed];
+    PGresult *res = lost ? NULL : p->results[p->failed];
     if (res && PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
       ss_error_set(err, SS_ERR_POSTGRES, "the server skipped the statement (the pipeline was aborted)");
     } else {
