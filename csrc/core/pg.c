@@ -1492,59 +1492,12 @@ oom:
   return ss_error_set(err, SS_ERR_MEMORY, "out of memory queuing a statement");
 }
 
-/* Sends every statement, with a sync after each group, then waits until
- * libpq wrote it all. Non-blocking, and reading while it waits to write:
- * a server that blocks writing results while the client blocks writing
- * statements would wait for ever. -1 with the connection broken.
- *
- * Every statement goes unnamed (parse, bind, execute at its turn, a repeat
- * of the statement before it too: a parse re-used would be checked against
- * its first analysis, and fail with 0A000 where running the statements one
- * by one works), so each is analyzed when the server reaches it, after whatever the statements before it changed, and
- * the connection's prepared statements are neither used nor touched: nothing a statement of the pipeline does to them
- * (DEALLOCATE ALL, DISCARD ALL) or to a table can make another fail, and a
- * failure is the statement's own, never retried. */
-static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int *lengths, int *syncs) {
-  size_t i;
-  int k, r;
-  *syncs = 0;
-  if (PQsetnonblocking(pg->conn, 1) || !PQenterPipelineMode(pg->conn)) goto broken;
-  /* A sync point first: libpq 15 keeps the single-row flag of a streamed
-   * statement that returned no row, and applies it to the first statement
-   * of a pipeline (its rows would come one result each); a statement that
-   * comes after a sync result clears it (pqPipelineProcessQueue). A sync
-   * alone cannot fail, also in a failed transaction, where statement 1
-   * then gets the server's 25P02, or runs when it is a ROLLBACK. */
-  if (!PQpipelineSync(pg->conn)) goto broken;
-  ++*syncs;
-  for (i = 0; i < p->n; i++) {
-    const pl_stmt *s = &p->stmts[i];
-    const char *sql = p->data.data + s->sql;
-    const int *fmt = p->fmt + s->param;
-    for (k = 0; k < s->n; k++) {
-      size_t j = s->param + (size_t)k;
-      values[k] = p->vlen[j] < 0 ? NULL : p->data.data + p->voff[j];
-      lengths[k] = p->vlen[j] < 0 ? 0 : p->vlen[j];
-    }
-    if (!PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0)) goto broken;
-    if (s->sync_after || i + 1 == p->n) {
-      if (!PQpipelineSync(pg->conn)) goto broken;
-      ++*syncs;
-    }
-  }
-  while ((r = PQflush(pg->conn)) == 1)
-    if (wait_socket(pg, 1) || !PQconsumeInput(pg->conn)) goto broken;
-  if (r == 0) return 0;
-broken:
-  pg->broken = 1;
-  return -1;
-}
-
 /* Where reading a pipeline's results stands. */
 typedef struct {
+  size_t sent;    /* statements sent */
   size_t i;       /* statements answered */
   size_t end;     /* end (exclusive) of the group being answered */
-  int syncs;      /* sync results still to come */
+  int syncs;      /* sync results still to come (of the sync points sent) */
   int nulls;      /* NULLs in a row */
   int group_err;  /* the group being answered failed at its sync point */
 } pl_read;
@@ -1605,15 +1558,73 @@ static int pipeline_take(ss_pg *pg, ss_pg_pipeline *p, pl_read *rd, PGresult *re
   return -1;
 }
 
+/* Takes the results libpq already holds, without waiting, while the
+ * pipeline is being sent: a backend that dies midway closes the
+ * connection, and libpq then drops what it has not given out yet. -1 out
+ * of step (the caller gives the connection up). */
+static int pipeline_poll(ss_pg *pg, ss_pg_pipeline *p, pl_read *rd) {
+  while ((rd->syncs > 0 || rd->i < rd->sent) && PQstatus(pg->conn) != CONNECTION_BAD && !PQisBusy(pg->conn))
+    if (pipeline_take(pg, p, rd, PQgetResult(pg->conn))) return -1;
+  return 0;
+}
+
+/* Sends every statement, with a sync after each group, then waits until
+ * libpq wrote it all. Non-blocking, and reading while it waits to write:
+ * a server that blocks writing results while the client blocks writing
+ * statements would wait for ever. -1 with the connection broken.
+ *
+ * Every statement goes unnamed (parse, bind, execute at its turn, a repeat
+ * of the statement before it too: a parse re-used would be checked against
+ * its first analysis, and fail with 0A000 where running the statements one
+ * by one works), so each is analyzed when the server reaches it, after whatever the statements before it changed, and
+ * the connection's prepared statements are neither used nor touched: nothing a statement of the pipeline does to them
+ * (DEALLOCATE ALL, DISCARD ALL) or to a table can make another fail, and a
+ * failure is the statement's own, never retried. */
+static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int *lengths, pl_read *rd) {
+  size_t i;
+  int k, r;
+  if (PQsetnonblocking(pg->conn, 1) || !PQenterPipelineMode(pg->conn)) goto broken;
+  /* A sync point first: libpq 15 keeps the single-row flag of a streamed
+   * statement that returned no row, and applies it to the first statement
+   * of a pipeline (its rows would come one result each); a statement that
+   * comes after a sync result clears it (pqPipelineProcessQueue). A sync
+   * alone cannot fail, also in a failed transaction, where statement 1
+   * then gets the server's 25P02, or runs when it is a ROLLBACK. */
+  if (!PQpipelineSync(pg->conn)) goto broken;
+  rd->syncs++;
+  for (i = 0; i < p->n; i++) {
+    const pl_stmt *s = &p->stmts[i];
+    const char *sql = p->data.data + s->sql;
+    const int *fmt = p->fmt + s->param;
+    for (k = 0; k < s->n; k++) {
+      size_t j = s->param + (size_t)k;
+      values[k] = p->vlen[j] < 0 ? NULL : p->data.data + p->voff[j];
+      lengths[k] = p->vlen[j] < 0 ? 0 : p->vlen[j];
+    }
+    if (!PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0)) goto broken;
+    rd->sent++;
+    if (s->sync_after || i + 1 == p->n) {
+      if (!PQpipelineSync(pg->conn)) goto broken;
+      rd->syncs++;
+    }
+    if (pipeline_poll(pg, p, rd)) goto broken;
+  }
+  while ((r = PQflush(pg->conn)) == 1)
+    if (wait_socket(pg, 1) || !PQconsumeInput(pg->conn) || pipeline_poll(pg, p, rd)) goto broken;
+  if (r == 0) return 0;
+broken:
+  pg->broken = 1;
+  return -1;
+}
+
 /* Reads each statement's result into p->results, up to the last sync
  * result. On a connection that failed (a backend that died, maybe while
  * the pipeline was still being sent) what libpq already holds is read all
  * the same, without waiting, so the statement the backend ran when it died
  * gets its FATAL (57P01) and the statements before it their results. -1
  * with the connection broken. */
-static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
-  pl_read rd = {0, 0, 0, 0, 0};
-  rd.syncs = syncs;
+static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, pl_read *rdp) {
+  pl_read rd = *rdp;
   while (rd.syncs > 0) {
     PGresult *res;
     if (pg->broken || PQstatus(pg->conn) == CONNECTION_BAD) {
@@ -1650,7 +1661,8 @@ static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
 
 int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
   const char **values = NULL;
-  int *lengths = NULL, syncs = 0, read_failed = 0, lost = 0;
+  int *lengths = NULL, read_failed = 0, lost = 0;
+  pl_read rd = {0, 0, 0, 0, 0, 0};
   size_t i;
   ss_pg_pipeline_clear_results(p);
   p->failed = -1;
@@ -1672,8 +1684,8 @@ int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
   pg->recancel = 0;
   /* what was sent is read even when sending failed: a backend that died
    * midway answered the statements before the one it ran */
-  pipeline_send(pg, p, values, lengths, &syncs);
-  if (!pipeline_read(pg, p, syncs)) {
+  pipeline_send(pg, p, values, lengths, &rd);
+  if (!pipeline_read(pg, p, &rd)) {
     /* back to a plain connection; a broken one is closed as it is (a
      * blocking flush of what it still holds could wait for ever) */
     if (PQsetnonblocking(pg->conn, 0) || !PQexitPipelineMode(pg->conn)) pg->broken = 1;
