@@ -140,7 +140,10 @@ describe("pipeline regressions, round 2", function()
     conn:release()
     assert.is_nil(r)
     assert.are.equal("timeout", err.kind, tostring(err))
-    assert.is_true(elapsed < 2.5, "waited " .. elapsed .. " s for a 0.5 s timeout")
+    -- each of the 500 groups still costs a cancel request's trip (~1.5 ms
+    -- here, more when valgrind slows the client)
+    local limit = helpers.under_valgrind and 4 or 2.5
+    assert.is_true(elapsed < limit, "waited " .. elapsed .. " s for a 0.5 s timeout")
     assert.is_truthy(after, "the connection was given up: " .. tostring(aerr))
     assert.are.equal(pid, after[1].p)
   end)

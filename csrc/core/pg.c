@@ -186,11 +186,12 @@ ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err) {
 
 struct ss_cancel_req;
 static void cancel_unref(struct ss_cancel_req *r);
+static void cancel_release_all(ss_pg *pg);
 
 void ss_pg_close(ss_pg *pg) {
   int i;
   if (!pg) return;
-  if (pg->cancel) cancel_unref(pg->cancel);
+  cancel_release_all(pg);
   for (i = 0; i < BUCKETS; i++) {
     stmt *st = pg->buckets[i];
     while (st) {
@@ -275,6 +276,7 @@ struct ss_cancel_req {
   int refs, done;
   pthread_mutex_t lock;
   pthread_cond_t delivered;
+  struct ss_cancel_req *next; /* the connection's one sent before, maybe still on its way */
 };
 
 static void cancel_unref(struct ss_cancel_req *r) {
@@ -289,6 +291,14 @@ static void cancel_unref(struct ss_cancel_req *r) {
   free(r);
 }
 
+static void cancel_release_all(ss_pg *pg) {
+  while (pg->cancel) {
+    struct ss_cancel_req *next = pg->cancel->next;
+    cancel_unref(pg->cancel);
+    pg->cancel = next;
+  }
+}
+
 static void *send_cancel(void *arg) {
   struct ss_cancel_req *r = arg;
   char msg[256];
@@ -301,51 +311,79 @@ static void *send_cancel(void *arg) {
   return NULL;
 }
 
-/* Before the connection runs anything else, a cancel request sent for it
- * must have arrived, or it would cancel that instead. It normally has
- * (the server answered the cancelled statement); one still on its way
- * after CANCEL_SETTLE seconds means the server cannot take it: the
+static int cancel_done(struct ss_cancel_req *r) {
+  int done;
+  pthread_mutex_lock(&r->lock);
+  done = r->done;
+  pthread_mutex_unlock(&r->lock);
+  return done;
+}
+
+/* Lets go of the requests that arrived; how many are still on their way. */
+static int cancel_prune(ss_pg *pg) {
+  struct ss_cancel_req **at = &pg->cancel;
+  int left = 0;
+  while (*at) {
+    struct ss_cancel_req *r = *at;
+    if (cancel_done(r)) {
+      *at = r->next;
+      cancel_unref(r);
+    } else {
+      left++;
+      at = &r->next;
+    }
+  }
+  return left;
+}
+
+/* Before the connection runs anything else, every cancel request sent for
+ * it must have arrived, or it would cancel that instead. They normally
+ * have (the server answered the cancelled statement); one still on its
+ * way after CANCEL_SETTLE seconds means the server cannot take it: the
  * connection is given up. */
 #define CANCEL_SETTLE 1.0
 static void settle_cancel(ss_pg *pg) {
-  struct ss_cancel_req *r = pg->cancel;
+  struct ss_cancel_req *r;
   struct timespec ts;
-  if (!r) return;
+  if (!pg->cancel) return;
   clock_gettime(CLOCK_REALTIME, &ts);
   ts.tv_sec += (time_t)CANCEL_SETTLE;
-  pthread_mutex_lock(&r->lock);
-  while (!r->done)
-    if (pthread_cond_timedwait(&r->delivered, &r->lock, &ts) == ETIMEDOUT) break;
-  if (!r->done) pg->broken = 1;
-  pthread_mutex_unlock(&r->lock);
-  if (!pg->broken) {
-    cancel_unref(r);
-    pg->cancel = NULL;
+  for (r = pg->cancel; r; r = r->next) {
+    pthread_mutex_lock(&r->lock);
+    while (!r->done)
+      if (pthread_cond_timedwait(&r->delivered, &r->lock, &ts) == ETIMEDOUT) break;
+    if (!r->done) pg->broken = 1;
+    pthread_mutex_unlock(&r->lock);
+    if (pg->broken) return;
   }
+  cancel_prune(pg);
 }
 
 /* Whether a cancel request sent for this connection may still arrive: it
  * would then cancel whatever the connection runs next, so such a
  * connection is not used again. */
 static int cancel_in_flight(const ss_pg *pg) {
-  int done;
-  if (!pg->cancel) return 0;
-  pthread_mutex_lock(&pg->cancel->lock);
-  done = pg->cancel->done;
-  pthread_mutex_unlock(&pg->cancel->lock);
-  return !done;
+  struct ss_cancel_req *r;
+  for (r = pg->cancel; r; r = r->next)
+    if (!cancel_done(r)) return 1;
+  return 0;
 }
 
-int ss_pg_cancel(ss_pg *pg) {
+/* At most this many cancel requests on their way at once (a pipeline past
+ * its deadline sends one as each group starts, not waiting for the one
+ * before to arrive: the server's process for it takes a while to go). */
+#define CANCELS_IN_FLIGHT 8
+
+/* Sends a cancel request, on a thread of its own. When one is on its way,
+ * none more (0), unless `another` (up to CANCELS_IN_FLIGHT; 1 when that
+ * many are). -1 when it could not go. */
+static int cancel_request(ss_pg *pg, int another) {
   struct ss_cancel_req *r;
   pthread_attr_t attr;
   pthread_t t;
-  int ok;
-  if (cancel_in_flight(pg)) return 0; /* one is on its way */
-  if (pg->cancel) {
-    cancel_unref(pg->cancel);
-    pg->cancel = NULL;
-  }
+  int ok, left = cancel_prune(pg);
+  if (left && !another) return 0; /* one is on its way */
+  if (left >= CANCELS_IN_FLIGHT) return 1;
   if (!(r = calloc(1, sizeof *r))) return -1;
   if (!(r->cancel = PQgetCancel(pg->conn))) {
     free(r);
@@ -363,9 +401,12 @@ int ss_pg_cancel(ss_pg *pg) {
     cancel_unref(r);
     return -1;
   }
+  r->next = pg->cancel;
   pg->cancel = r;
   return 0;
 }
+
+int ss_pg_cancel(ss_pg *pg) { return cancel_request(pg, 0) < 0 ? -1 : 0; }
 
 /* How long the call under way may still wait, in ms (-1: no limit),
  * with INTERRUPT_POLL_MS at most so that an interrupt is seen. Past the
@@ -401,8 +442,8 @@ static int wait_ms(ss_pg *pg) {
         /* the grace is the whole pipeline's, and what still runs of it is
          * cancelled again until its results are all in */
         double now = ss_monotonic();
-        if ((pg->recancel || now - pg->cancelled_at >= RECANCEL_EVERY) && !cancel_in_flight(pg)) {
-          ss_pg_cancel(pg);
+        if (pg->recancel ? cancel_request(pg, 1) != 1
+                         : now - pg->cancelled_at >= RECANCEL_EVERY && !cancel_in_flight(pg) && !ss_pg_cancel(pg)) {
           pg->cancelled_at = now;
           pg->recancel = 0;
         }
@@ -1531,10 +1572,10 @@ static int pipeline_take(ss_pg *pg, ss_pg_pipeline *p, pl_read *rd, PGresult *re
     rd->group_err = 0;
     /* past the deadline, the next group starts now: cancel it at once */
     if (rd->syncs > 0 && pg->timed_out) {
-      if (cancel_in_flight(pg)) {
-        pg->recancel = 1; /* as soon as the one on its way arrived (wait_ms) */
+      if (cancel_request(pg, 1) == 1) {
+        pg->recancel = 1; /* as soon as one on its way arrived (wait_ms) */
       } else {
-        ss_pg_cancel(pg);
+        pg->recancel = 0;
         pg->cancelled_at = ss_monotonic();
       }
     }
