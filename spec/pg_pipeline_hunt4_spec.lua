@@ -228,4 +228,39 @@ describe("pipeline regressions, round 2", function()
     assert.is_truthy(after, "the connection was given up: " .. tostring(aerr))
     assert.are.equal(pid, after[1].p)
   end)
+
+  -- Past the deadline, the groups not sent yet are not sent: a pipeline of
+  -- 1000 groups with 20 kB values behind a statement that blocks stops at
+  -- the group boundary after the timeout (only whole groups go, so none
+  -- commits in part), comes back in about the timeout (not after a cancel
+  -- request for each of the 1000 groups), and the connection stays
+  -- usable.
+  it("a timed-out pipeline still being sent sends no more groups", function()
+    local big = string.rep("y", 20000)
+    local conn = assert(db.pg:acquire())
+    local pid = backend_pid(conn)
+    conn:settimeout(0.5)
+    local t0 = now()
+    local r, err = conn:pipeline(function(p)
+      p:query "select pg_sleep(3)"
+      for i = 1, 1000 do
+        p:sync()
+        p:query("insert into hunt4_parent select $1::int where length($2) > 0", i, big)
+      end
+    end)
+    local elapsed = now() - t0
+    conn:settimeout(0)
+    local n = assert(conn:query "select count(*)::int4 as n from hunt4_parent")[1].n
+    local after, aerr = conn:query "select pg_backend_pid() as p"
+    conn:release()
+    assert.is_nil(r)
+    assert.are.equal("timeout", err.kind, tostring(err))
+    assert.are.equal(1, err.statement, tostring(err))
+    assert.is_true(elapsed < (helpers.under_valgrind and 3 or 1.2), "waited " .. elapsed .. " s for a 0.5 s timeout")
+    -- what went before the timeout (the socket buffers hold a few MB, ~200
+    -- groups here) ran; all 1000 went before, and ~980 then ran
+    assert.is_true(n < 800, n .. " groups ran: the rest was sent all the same")
+    assert.is_truthy(after, "the connection was given up: " .. tostring(aerr))
+    assert.are.equal(pid, after[1].p)
+  end)
 end)

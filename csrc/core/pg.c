@@ -1609,6 +1609,9 @@ static int pipeline_poll(ss_pg *pg, ss_pg_pipeline *p, pl_read *rd) {
   return 0;
 }
 
+/* How much a pipeline queues before it waits for libpq to have written it. */
+#define PIPELINE_FLUSH_BYTES (256 * 1024)
+
 /* Sends every statement, with a sync after each group, then waits until
  * libpq wrote it all. Non-blocking, and reading while it waits to write:
  * a server that blocks writing results while the client blocks writing
@@ -1622,7 +1625,7 @@ static int pipeline_poll(ss_pg *pg, ss_pg_pipeline *p, pl_read *rd) {
  * (DEALLOCATE ALL, DISCARD ALL) or to a table can make another fail, and a
  * failure is the statement's own, never retried. */
 static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int *lengths, pl_read *rd) {
-  size_t i;
+  size_t i, queued = 0;
   int k, r;
   if (PQsetnonblocking(pg->conn, 1) || !PQenterPipelineMode(pg->conn)) goto broken;
   /* A sync point first: libpq 15 keeps the single-row flag of a streamed
@@ -1641,14 +1644,27 @@ static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int 
       size_t j = s->param + (size_t)k;
       values[k] = p->vlen[j] < 0 ? NULL : p->data.data + p->voff[j];
       lengths[k] = p->vlen[j] < 0 ? 0 : p->vlen[j];
+      queued += (size_t)lengths[k];
     }
     if (!PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0)) goto broken;
     rd->sent++;
+    queued += strlen(sql) + 64;
     if (s->sync_after || i + 1 == p->n) {
       if (!PQpipelineSync(pg->conn)) goto broken;
       rd->syncs++;
+      /* past the deadline (or interrupted), the groups not sent yet never
+       * go: only whole groups, so none commits in part */
+      if (pg->timed_out) break;
     }
     if (pipeline_poll(pg, p, rd)) goto broken;
+    /* what libpq holds goes out as it goes, so that a timeout can keep the
+     * rest from being sent (and libpq's buffer stays small) */
+    if (queued >= PIPELINE_FLUSH_BYTES) {
+      queued = 0;
+      while ((r = PQflush(pg->conn)) == 1)
+        if (wait_socket(pg, 1) || !PQconsumeInput(pg->conn) || pipeline_poll(pg, p, rd)) goto broken;
+      if (r < 0) goto broken;
+    }
   }
   while ((r = PQflush(pg->conn)) == 1)
     if (wait_socket(pg, 1) || !PQconsumeInput(pg->conn) || pipeline_poll(pg, p, rd)) goto broken;
@@ -1762,6 +1778,14 @@ int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
     PGresult *res = lost ? NULL : p->results[p->failed];
     if (res && PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
       ss_error_set(err, SS_ERR_POSTGRES, "the server skipped the statement (the pipeline was aborted)");
+    } else if (!res && !pg->broken && pg->timed_out) {
+      /* a later group, not sent: the call ran out of time or was interrupted first */
+      if (pg->interrupted) {
+        ss_error_set(err, SS_ERR_POSTGRES, "not sent: the call was interrupted");
+      } else {
+        ss_error_set(err, SS_ERR_TIMEOUT, "not sent: the pipeline ran past the call's timeout of %g s", pg->limit);
+      }
+      ss_strlcpy(err->code, "57014", sizeof err->code);
     } else {
       ss_pg_fail(pg, res, err);
     }
