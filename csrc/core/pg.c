@@ -46,8 +46,9 @@ typedef struct stmt {
  * runs after the first cancel, and a request that reaches the server
  * between two statements is dropped by it. */
 #define RECANCEL_EVERY 0.2
-/* A group that starts while the cancel request for the one before is still
- * on its way gets its own as soon as that one arrived: looked at this often (ms). */
+/* A group that starts while CANCELS_IN_FLIGHT cancel requests are still on
+ * their way gets its own as soon as one of them arrived: looked at this
+ * often (ms). */
 #define RECANCEL_POLL_MS 2
 
 /* Interrupts asked for (ss_pg_interrupt), counted by a signal handler. */
@@ -70,7 +71,7 @@ struct ss_pg {
   int interrupted;       /* the current call was cancelled by ss_pg_interrupt */
   int pipelining;        /* a pipeline is under way: after a timeout, every statement it still runs is cancelled */
   double cancelled_at;   /* then: when the last cancel request went (monotonic) */
-  int recancel;          /* then: a group started while a cancel was on its way: another goes once it arrived */
+  int recancel;          /* then: a group started while CANCELS_IN_FLIGHT requests were on their way: its own goes once one arrived */
   long interrupts_seen;  /* the interrupt count when the call started */
   double call_timeout;   /* seconds a call may wait for the server, 0 = no limit */
   double deadline;       /* of the call under way (monotonic), 0 = none */
