@@ -46,9 +46,10 @@ typedef struct stmt {
  * runs after the first cancel, and a request that reaches the server
  * between two statements is dropped by it. */
 #define RECANCEL_EVERY 0.2
-/* ... and at most this often when groups end one after another: the
- * server forks a process for each cancel request. */
-#define RECANCEL_MIN 0.05
+/* A group that starts while CANCELS_IN_FLIGHT cancel requests are still on
+ * their way gets its own as soon as one of them arrived: looked at this
+ * often (ms). */
+#define RECANCEL_POLL_MS 2
 
 /* Interrupts asked for (ss_pg_interrupt), counted by a signal handler. */
 static volatile sig_atomic_t interrupts;
@@ -70,6 +71,7 @@ struct ss_pg {
   int interrupted;       /* the current call was cancelled by ss_pg_interrupt */
   int pipelining;        /* a pipeline is under way: after a timeout, every statement it still runs is cancelled */
   double cancelled_at;   /* then: when the last cancel request went (monotonic) */
+  int recancel;          /* then: a group started while CANCELS_IN_FLIGHT requests were on their way: its own goes once one arrived */
   long interrupts_seen;  /* the interrupt count when the call started */
   double call_timeout;   /* seconds a call may wait for the server, 0 = no limit */
   double deadline;       /* of the call under way (monotonic), 0 = none */
@@ -185,11 +187,12 @@ ss_pg *ss_pg_connect(const ss_pg_settings *s, ss_error *err) {
 
 struct ss_cancel_req;
 static void cancel_unref(struct ss_cancel_req *r);
+static void cancel_release_all(ss_pg *pg);
 
 void ss_pg_close(ss_pg *pg) {
   int i;
   if (!pg) return;
-  if (pg->cancel) cancel_unref(pg->cancel);
+  cancel_release_all(pg);
   for (i = 0; i < BUCKETS; i++) {
     stmt *st = pg->buckets[i];
     while (st) {
@@ -274,6 +277,7 @@ struct ss_cancel_req {
   int refs, done;
   pthread_mutex_t lock;
   pthread_cond_t delivered;
+  struct ss_cancel_req *next; /* the connection's one sent before, maybe still on its way */
 };
 
 static void cancel_unref(struct ss_cancel_req *r) {
@@ -288,6 +292,14 @@ static void cancel_unref(struct ss_cancel_req *r) {
   free(r);
 }
 
+static void cancel_release_all(ss_pg *pg) {
+  while (pg->cancel) {
+    struct ss_cancel_req *next = pg->cancel->next;
+    cancel_unref(pg->cancel);
+    pg->cancel = next;
+  }
+}
+
 static void *send_cancel(void *arg) {
   struct ss_cancel_req *r = arg;
   char msg[256];
@@ -300,51 +312,79 @@ static void *send_cancel(void *arg) {
   return NULL;
 }
 
-/* Before the connection runs anything else, a cancel request sent for it
- * must have arrived, or it would cancel that instead. It normally has
- * (the server answered the cancelled statement); one still on its way
- * after CANCEL_SETTLE seconds means the server cannot take it: the
+static int cancel_done(struct ss_cancel_req *r) {
+  int done;
+  pthread_mutex_lock(&r->lock);
+  done = r->done;
+  pthread_mutex_unlock(&r->lock);
+  return done;
+}
+
+/* Lets go of the requests that arrived; how many are still on their way. */
+static int cancel_prune(ss_pg *pg) {
+  struct ss_cancel_req **at = &pg->cancel;
+  int left = 0;
+  while (*at) {
+    struct ss_cancel_req *r = *at;
+    if (cancel_done(r)) {
+      *at = r->next;
+      cancel_unref(r);
+    } else {
+      left++;
+      at = &r->next;
+    }
+  }
+  return left;
+}
+
+/* Before the connection runs anything else, every cancel request sent for
+ * it must have arrived, or it would cancel that instead. They normally
+ * have (the server answered the cancelled statement); one still on its
+ * way after CANCEL_SETTLE seconds means the server cannot take it: the
  * connection is given up. */
 #define CANCEL_SETTLE 1.0
 static void settle_cancel(ss_pg *pg) {
-  struct ss_cancel_req *r = pg->cancel;
+  struct ss_cancel_req *r;
   struct timespec ts;
-  if (!r) return;
+  if (!pg->cancel) return;
   clock_gettime(CLOCK_REALTIME, &ts);
   ts.tv_sec += (time_t)CANCEL_SETTLE;
-  pthread_mutex_lock(&r->lock);
-  while (!r->done)
-    if (pthread_cond_timedwait(&r->delivered, &r->lock, &ts) == ETIMEDOUT) break;
-  if (!r->done) pg->broken = 1;
-  pthread_mutex_unlock(&r->lock);
-  if (!pg->broken) {
-    cancel_unref(r);
-    pg->cancel = NULL;
+  for (r = pg->cancel; r; r = r->next) {
+    pthread_mutex_lock(&r->lock);
+    while (!r->done)
+      if (pthread_cond_timedwait(&r->delivered, &r->lock, &ts) == ETIMEDOUT) break;
+    if (!r->done) pg->broken = 1;
+    pthread_mutex_unlock(&r->lock);
+    if (pg->broken) return;
   }
+  cancel_prune(pg);
 }
 
 /* Whether a cancel request sent for this connection may still arrive: it
  * would then cancel whatever the connection runs next, so such a
  * connection is not used again. */
 static int cancel_in_flight(const ss_pg *pg) {
-  int done;
-  if (!pg->cancel) return 0;
-  pthread_mutex_lock(&pg->cancel->lock);
-  done = pg->cancel->done;
-  pthread_mutex_unlock(&pg->cancel->lock);
-  return !done;
+  struct ss_cancel_req *r;
+  for (r = pg->cancel; r; r = r->next)
+    if (!cancel_done(r)) return 1;
+  return 0;
 }
 
-int ss_pg_cancel(ss_pg *pg) {
+/* At most this many cancel requests on their way at once (a pipeline past
+ * its deadline sends one as each group starts, not waiting for the one
+ * before to arrive: the server's process for it takes a while to go). */
+#define CANCELS_IN_FLIGHT 8
+
+/* Sends a cancel request, on a thread of its own. When one is on its way,
+ * none more (0), unless `another` (up to CANCELS_IN_FLIGHT; 1 when that
+ * many are). -1 when it could not go. */
+static int cancel_request(ss_pg *pg, int another) {
   struct ss_cancel_req *r;
   pthread_attr_t attr;
   pthread_t t;
-  int ok;
-  if (cancel_in_flight(pg)) return 0; /* one is on its way */
-  if (pg->cancel) {
-    cancel_unref(pg->cancel);
-    pg->cancel = NULL;
-  }
+  int ok, left = cancel_prune(pg);
+  if (left && !another) return 0; /* one is on its way */
+  if (left >= CANCELS_IN_FLIGHT) return 1;
   if (!(r = calloc(1, sizeof *r))) return -1;
   if (!(r->cancel = PQgetCancel(pg->conn))) {
     free(r);
@@ -362,9 +402,12 @@ int ss_pg_cancel(ss_pg *pg) {
     cancel_unref(r);
     return -1;
   }
+  r->next = pg->cancel;
   pg->cancel = r;
   return 0;
 }
+
+int ss_pg_cancel(ss_pg *pg) { return cancel_request(pg, 0) < 0 ? -1 : 0; }
 
 /* How long the call under way may still wait, in ms (-1: no limit),
  * with INTERRUPT_POLL_MS at most so that an interrupt is seen. Past the
@@ -400,11 +443,14 @@ static int wait_ms(ss_pg *pg) {
         /* the grace is the whole pipeline's, and what still runs of it is
          * cancelled again until its results are all in */
         double now = ss_monotonic();
-        if (now - pg->cancelled_at >= RECANCEL_EVERY && !cancel_in_flight(pg)) {
-          ss_pg_cancel(pg);
+        if (pg->recancel ? cancel_request(pg, 1) != 1
+                         : now - pg->cancelled_at >= RECANCEL_EVERY && !cancel_in_flight(pg) && !ss_pg_cancel(pg)) {
           pg->cancelled_at = now;
+          pg->recancel = 0;
         }
         if (ms > (int)(RECANCEL_EVERY * 1000)) ms = (int)(RECANCEL_EVERY * 1000);
+        /* the request on its way arrives within a few ms: look again soon */
+        if (pg->recancel && ms > RECANCEL_POLL_MS) ms = RECANCEL_POLL_MS;
       }
     }
     if (PQsocket(pg->conn) < 0) {
@@ -1376,6 +1422,7 @@ struct ss_pg_pipeline {
   int max_params;
   PGresult **results;    /* after a run: one per statement, NULL where none came */
   long failed;           /* the failing statement (from 0), -1 */
+  size_t unsynced;       /* after a read that failed: the statement to name if every result came */
 };
 
 ss_pg_pipeline *ss_pg_pipeline_new(void) {
@@ -1414,14 +1461,15 @@ void ss_pg_pipeline_sync(ss_pg_pipeline *p) {
   if (p->n) p->stmts[p->n - 1].sync_after = 1;
 }
 
-/* Whether a statement's text starts with the keyword COPY (after blanks
- * and comments): its CopyInResponse would stop the pipeline, so it is
- * refused before anything is sent. The extended protocol takes one
- * statement per text, and a function cannot COPY to or from the client,
- * so the first keyword decides. */
+/* Whether a statement's text starts with the keyword COPY (after blanks,
+ * comments and semicolons: the server's parser drops the empty statements
+ * they end, so "; copy ..." is one statement, a COPY): its CopyInResponse
+ * would stop the pipeline, so it is refused before anything is sent. The
+ * extended protocol takes one statement per text, and a function cannot
+ * COPY to or from the client, so the first keyword decides. */
 static int starts_with_copy(const char *s) {
   for (;;) {
-    while (isspace((unsigned char)*s)) s++;
+    while (isspace((unsigned char)*s) || *s == ';') s++;
     if (s[0] == '-' && s[1] == '-') {
       /* the server's lexer ends a line comment at either */
       while (*s && *s != '\n' && *s != '\r') s++;
@@ -1500,36 +1548,100 @@ oom:
   return ss_error_set(err, SS_ERR_MEMORY, "out of memory queuing a statement");
 }
 
-/* Whether statement i repeats statement i - 1 (text and parameter types)
- * in the same group: it then binds the unnamed statement i - 1 parsed,
- * rather than parse and analyze the same text again (a pipeline of 10,000
- * copies of one INSERT parses it once). Only in one group: after an error
- * the server skips every message up to the group's sync point, the Parse
- * that statement i - 1 sent included, so a Bind of the unnamed statement
- * never reaches one that another text left there. The server checks the
- * statement again before each use (a table it reads that changed is
- * analyzed again), as for any prepared statement. */
-static int same_as_before(const ss_pg_pipeline *p, size_t i) {
-  const pl_stmt *s = &p->stmts[i], *b = i ? &p->stmts[i - 1] : NULL;
-  return b && !b->sync_after && b->n == s->n && strcmp(p->data.data + b->sql, p->data.data + s->sql) == 0 &&
-         (s->n == 0 || memcmp(p->types + b->param, p->types + s->param, (size_t)s->n * sizeof(Oid)) == 0);
+/* Where reading a pipeline's results stands. */
+typedef struct {
+  size_t sent;    /* statements sent */
+  size_t i;       /* statements answered */
+  size_t end;     /* end (exclusive) of the group being answered */
+  int syncs;      /* sync results still to come (of the sync points sent) */
+  int nulls;      /* NULLs in a row */
+  int group_err;  /* the group being answered failed at its sync point */
+} pl_read;
+
+/* The end (exclusive) of the group that starts at statement i. */
+static size_t group_end(const ss_pg_pipeline *p, size_t i) {
+  while (i < p->n && !p->stmts[i].sync_after && i + 1 < p->n) i++;
+  return i < p->n ? i + 1 : p->n;
 }
+
+/* Takes one result (NULL: the end of a statement's). Per group: each
+ * statement's result, then the group's PGRES_PIPELINE_SYNC; an error that
+ * comes after all its statements answered and before its sync result is
+ * the group's own (its implicit COMMIT failed: a deferred constraint) and
+ * goes to its last statement, whose OK result the rollback undid. A COPY's
+ * answer (which starts_with_copy keeps from being sent) or anything out of
+ * step: -1 (res freed). */
+static int pipeline_take(ss_pg *pg, ss_pg_pipeline *p, pl_read *rd, PGresult *res) {
+  if (!res) {
+    /* exactly one NULL ends each statement's results (an error at a sync
+     * point may have one too): two in a row would mean libpq and the
+     * server are out of step */
+    return ++rd->nulls > 1 ? -1 : 0;
+  }
+  rd->nulls = 0;
+  if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+    PQclear(res);
+    if (rd->i != rd->end) return -1;
+    rd->syncs--;
+    rd->end = group_end(p, rd->i);
+    rd->group_err = 0;
+    /* past the deadline, the next group starts now: cancel it at once */
+    if (rd->syncs > 0 && pg->timed_out) {
+      if (cancel_request(pg, 1) == 1) {
+        pg->recancel = 1; /* as soon as one on its way arrived (wait_ms) */
+      } else {
+        pg->recancel = 0;
+        pg->cancelled_at = ss_monotonic();
+      }
+    }
+    return 0;
+  }
+  if (is_copy(res)) {
+    PQclear(res);
+    return -1;
+  }
+  if (rd->i < rd->end) {
+    p->results[rd->i++] = res;
+    return 0;
+  }
+  if (rd->end > 0 && !rd->group_err && PQresultStatus(res) == PGRES_FATAL_ERROR) {
+    PQclear(p->results[rd->end - 1]);
+    p->results[rd->end - 1] = res;
+    rd->group_err = 1;
+    return 0;
+  }
+  PQclear(res);
+  return -1;
+}
+
+/* Takes the results libpq already holds, without waiting, while the
+ * pipeline is being sent: a backend that dies midway closes the
+ * connection, and libpq then drops what it has not given out yet. -1 out
+ * of step (the caller gives the connection up). */
+static int pipeline_poll(ss_pg *pg, ss_pg_pipeline *p, pl_read *rd) {
+  while ((rd->syncs > 0 || rd->i < rd->sent) && PQstatus(pg->conn) != CONNECTION_BAD && !PQisBusy(pg->conn))
+    if (pipeline_take(pg, p, rd, PQgetResult(pg->conn))) return -1;
+  return 0;
+}
+
+/* How much a pipeline queues before it waits for libpq to have written it. */
+#define PIPELINE_FLUSH_BYTES (256 * 1024)
 
 /* Sends every statement, with a sync after each group, then waits until
  * libpq wrote it all. Non-blocking, and reading while it waits to write:
  * a server that blocks writing results while the client blocks writing
  * statements would wait for ever. -1 with the connection broken.
  *
- * Every statement goes unnamed (parse, bind, execute at its turn; a repeat
- * binds the one before, see same_as_before), so each is analyzed when the
- * server reaches it, after whatever the statements before it changed, and
+ * Every statement goes unnamed (parse, bind, execute at its turn, a repeat
+ * of the statement before it too: a parse re-used would be checked against
+ * its first analysis, and fail with 0A000 where running the statements one
+ * by one works), so each is analyzed when the server reaches it, after whatever the statements before it changed, and
  * the connection's prepared statements are neither used nor touched: nothing a statement of the pipeline does to them
  * (DEALLOCATE ALL, DISCARD ALL) or to a table can make another fail, and a
  * failure is the statement's own, never retried. */
-static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int *lengths, int *syncs) {
-  size_t i;
+static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int *lengths, pl_read *rd) {
+  size_t i, queued = 0;
   int k, r;
-  *syncs = 0;
   if (PQsetnonblocking(pg->conn, 1) || !PQenterPipelineMode(pg->conn)) goto broken;
   /* A sync point first: libpq 15 keeps the single-row flag of a streamed
    * statement that returned no row, and applies it to the first statement
@@ -1538,7 +1650,7 @@ static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int 
    * alone cannot fail, also in a failed transaction, where statement 1
    * then gets the server's 25P02, or runs when it is a ROLLBACK. */
   if (!PQpipelineSync(pg->conn)) goto broken;
-  ++*syncs;
+  rd->syncs++;
   for (i = 0; i < p->n; i++) {
     const pl_stmt *s = &p->stmts[i];
     const char *sql = p->data.data + s->sql;
@@ -1547,70 +1659,82 @@ static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int 
       size_t j = s->param + (size_t)k;
       values[k] = p->vlen[j] < 0 ? NULL : p->data.data + p->voff[j];
       lengths[k] = p->vlen[j] < 0 ? 0 : p->vlen[j];
+      queued += (size_t)lengths[k];
     }
-    if (!(same_as_before(p, i) ? PQsendQueryPrepared(pg->conn, "", s->n, values, lengths, fmt, 0)
-                               : PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0)))
-      goto broken;
+    if (!PQsendQueryParams(pg->conn, sql, s->n, p->types + s->param, values, lengths, fmt, 0)) goto broken;
+    rd->sent++;
+    queued += strlen(sql) + 64;
     if (s->sync_after || i + 1 == p->n) {
       if (!PQpipelineSync(pg->conn)) goto broken;
-      ++*syncs;
+      rd->syncs++;
+      /* past the deadline (or interrupted), the groups not sent yet never
+       * go: only whole groups, so none commits in part */
+      if (pg->timed_out) break;
+    }
+    if (pipeline_poll(pg, p, rd)) goto broken;
+    /* what libpq holds goes out as it goes, so that a timeout can keep the
+     * rest from being sent (and libpq's buffer stays small) */
+    if (queued >= PIPELINE_FLUSH_BYTES) {
+      queued = 0;
+      while ((r = PQflush(pg->conn)) == 1)
+        if (wait_socket(pg, 1) || !PQconsumeInput(pg->conn) || pipeline_poll(pg, p, rd)) goto broken;
+      if (r < 0) goto broken;
     }
   }
   while ((r = PQflush(pg->conn)) == 1)
-    if (wait_socket(pg, 1) || !PQconsumeInput(pg->conn)) goto broken;
+    if (wait_socket(pg, 1) || !PQconsumeInput(pg->conn) || pipeline_poll(pg, p, rd)) goto broken;
   if (r == 0) return 0;
 broken:
   pg->broken = 1;
   return -1;
 }
 
-/* Reads each statement's result (one, then the NULL that ends it; a
- * PGRES_PIPELINE_SYNC at each sync point) into p->results. A COPY's answer
- * (which starts_with_copy keeps from being sent) or anything out of step
- * gives the connection up. -1 with the connection broken. */
-static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, int syncs) {
-  size_t i = 0;
-  int nulls = 0;
-  while (i < p->n || syncs > 0) {
-    PGresult *res = next_result(pg);
+/* Reads each statement's result into p->results, up to the last sync
+ * result. On a connection that failed (a backend that died, maybe while
+ * the pipeline was still being sent) what libpq already holds is read all
+ * the same, without waiting, so the statement the backend ran when it died
+ * gets its FATAL (57P01) and the statements before it their results. -1
+ * with the connection broken. */
+static int pipeline_read(ss_pg *pg, ss_pg_pipeline *p, pl_read *rdp) {
+  pl_read rd = *rdp;
+  while (rd.syncs > 0) {
+    PGresult *res;
     if (pg->broken || PQstatus(pg->conn) == CONNECTION_BAD) {
-      /* a FATAL the server sent before it closed (57P01) is the statement's answer */
-      if (res && i < p->n && !p->results[i]) p->results[i] = res;
-      else PQclear(res);
-      pg->broken = 1;
-      return -1;
-    }
-    if (!res) {
-      /* exactly one NULL ends each statement's results: two in a row
-       * would mean libpq and the server are out of step */
-      if (++nulls > 1) break;
-      continue;
-    }
-    nulls = 0;
-    if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
-      PQclear(res);
-      /* past the deadline, the next group starts now: cancel it too */
-      if (--syncs > 0 && pg->timed_out && ss_monotonic() - pg->cancelled_at >= RECANCEL_MIN &&
-          !cancel_in_flight(pg)) {
-        ss_pg_cancel(pg);
-        pg->cancelled_at = ss_monotonic();
+      /* no waiting: libpq parses what it holds; once that is all, it
+       * makes up a "connection lost" result (no SQLSTATE), the end */
+      if (PQstatus(pg->conn) != CONNECTION_BAD && PQisBusy(pg->conn)) break;
+      res = PQgetResult(pg->conn);
+      if (res && PQresultStatus(res) == PGRES_FATAL_ERROR && !PQresultErrorField(res, PG_DIAG_SQLSTATE)) {
+        PQclear(res);
+        break;
       }
-      continue;
+    } else {
+      res = next_result(pg);
+      if (pg->broken || PQstatus(pg->conn) == CONNECTION_BAD) {
+        /* a FATAL the server sent before it closed (57P01) is the statement's answer */
+        if (res && PQresultErrorField(res, PG_DIAG_SQLSTATE) && rd.i < rd.end && !p->results[rd.i])
+          p->results[rd.i] = res;
+        else
+          PQclear(res);
+        pg->broken = 1;
+        break;
+      }
     }
-    if (is_copy(res) || i >= p->n) {
-      PQclear(res);
-      break;
-    }
-    p->results[i++] = res;
+    if (pipeline_take(pg, p, &rd, res)) break;
   }
-  if (i == p->n && syncs == 0) return 0;
+  pg->recancel = 0;
+  if (rd.syncs == 0 && !pg->broken) return 0;
   pg->broken = 1;
+  /* the statement named when every one that came answered: the last of
+   * the group left without its sync result */
+  p->unsynced = rd.end > rd.i ? rd.i : rd.end ? rd.end - 1 : 0;
   return -1;
 }
 
 int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
   const char **values = NULL;
-  int *lengths = NULL, syncs = 0;
+  int *lengths = NULL, read_failed = 0, lost = 0;
+  pl_read rd = {0, 0, 0, 0, 0, 0};
   size_t i;
   ss_pg_pipeline_clear_results(p);
   p->failed = -1;
@@ -1629,10 +1753,16 @@ int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
     return ss_error_set(err, SS_ERR_MEMORY, "out of memory sending a pipeline");
   }
   pg->pipelining = 1;
-  if (!pipeline_send(pg, p, values, lengths, &syncs) && !pipeline_read(pg, p, syncs)) {
+  pg->recancel = 0;
+  /* what was sent is read even when sending failed: a backend that died
+   * midway answered the statements before the one it ran */
+  pipeline_send(pg, p, values, lengths, &rd);
+  if (!pipeline_read(pg, p, &rd)) {
     /* back to a plain connection; a broken one is closed as it is (a
      * blocking flush of what it still holds could wait for ever) */
     if (PQsetnonblocking(pg->conn, 0) || !PQexitPipelineMode(pg->conn)) pg->broken = 1;
+  } else {
+    read_failed = 1;
   }
   pg->pipelining = 0;
   free(values);
@@ -1651,12 +1781,26 @@ int ss_pg_pipeline_run(ss_pg *pg, ss_pg_pipeline *p, ss_error *err) {
   /* no answer at all after the last one that came, or skipped for no reason seen */
   for (i = 0; i < p->n && p->failed < 0; i++)
     if (!p->results[i] || !result_ok(p->results[i])) p->failed = (long)i;
+  /* every statement answered, but the read stopped before the end (its
+   * group's sync result never came): never a success */
+  if (p->failed < 0 && read_failed) {
+    p->failed = (long)p->unsynced;
+    lost = 1;
+  }
   if (p->failed < 0) return 0;
   {
     char why[sizeof err->message];
-    PGresult *res = p->results[p->failed];
+    PGresult *res = lost ? NULL : p->results[p->failed];
     if (res && PQresultStatus(res) == PGRES_PIPELINE_ABORTED) {
       ss_error_set(err, SS_ERR_POSTGRES, "the server skipped the statement (the pipeline was aborted)");
+    } else if (!res && !pg->broken && pg->timed_out) {
+      /* a later group, not sent: the call ran out of time or was interrupted first */
+      if (pg->interrupted) {
+        ss_error_set(err, SS_ERR_POSTGRES, "not sent: the call was interrupted");
+      } else {
+        ss_error_set(err, SS_ERR_TIMEOUT, "not sent: the pipeline ran past the call's timeout of %g s", pg->limit);
+      }
+      ss_strlcpy(err->code, "57014", sizeof err->code);
     } else {
       ss_pg_fail(pg, res, err);
     }

@@ -1,6 +1,7 @@
 /* Pipeline mode (ss_pg_pipeline_*) against a real server
  * (SEMSTORE_TEST_DATABASE_URL): results in order, what a failure does to
- * the statements around it with and without sync points, COPY refused, a pipeline big enough to fill both socket
+ * the statements around it with and without sync points, a group failing at its commit, a repeated statement
+ * parsed again, COPY refused, a pipeline big enough to fill both socket
  * buffers, and the call's timeout. */
 #include <pthread.h>
 #include <stdlib.h>
@@ -196,10 +197,70 @@ static void test_copy_refused(void) {
                            NULL, &err) == -1);
   /* the server's lexer ends a line comment at a carriage return too */
   CHECK(ss_pg_pipeline_add(p, "-- note\rCOPY x to stdout", 0, NULL, none, NULL, NULL, &err) == -1);
+  /* the server's parser drops the empty statements semicolons end */
+  CHECK(ss_pg_pipeline_add(p, "; copy x from stdin", 0, NULL, none, NULL, NULL, &err) == -1);
+  CHECK(ss_pg_pipeline_add(p, ";;  -- c\n ; /* c */;copy x to stdout", 0, NULL, none, NULL, NULL, &err) == -1);
   CHECK(ss_pg_pipeline_add(p, "select 1 as copy", 0, NULL, none, NULL, NULL, &err) == 0);
   CHECK(ss_pg_pipeline_add(p, "copying", 0, NULL, none, NULL, NULL, &err) == 0); /* a word that starts with copy */
   CHECK(ss_pg_pipeline_count(p) == 2);
   ss_pg_pipeline_free(p);
+}
+
+/* A group that fails at its commit (a deferred constraint checked at the
+ * sync point) is its own group's failure, named by its last statement; the
+ * later groups' results stay theirs, and the connection is kept. */
+static void test_commit_failure(void) {
+  ss_pg *pg = connect_pg();
+  ss_pg_pipeline *p = ss_pg_pipeline_new();
+  ss_error err;
+  int pid = ss_pg_backend_pid(pg);
+  CHECK(db_exec_ok(pg, "drop table if exists pl_c; drop table if exists pl_p; create table pl_p (a int primary key);"
+                       "create table pl_c (a int references pl_p deferrable initially deferred)"));
+  add(p, "select 1", NULL, NULL);
+  add(p, "insert into pl_c values (1)", NULL, NULL);
+  ss_pg_pipeline_sync(p);
+  add(p, "insert into pl_p values (5)", NULL, NULL);
+  add(p, "select 7", NULL, NULL);
+  CHECK(ss_pg_pipeline_run(pg, p, &err) == -1);
+  CHECK(ss_pg_pipeline_failed(p) == 1);
+  CHECK(strcmp(err.code, "23503") == 0);
+  CHECK(err.kind == SS_ERR_POSTGRES);
+  CHECK(status(p, 2) == PGRES_COMMAND_OK);
+  CHECK(strcmp(value(p, 3), "7") == 0);
+  CHECK(!ss_pg_is_broken(pg) && ss_pg_backend_pid(pg) == pid);
+  CHECK(db_scalar(pg, "select count(*) from pl_c") == 0);
+  CHECK(db_scalar(pg, "select count(*) from pl_p") == 1);
+  ss_pg_pipeline_free(p);
+  /* the last group: never a success */
+  p = ss_pg_pipeline_new();
+  add(p, "insert into pl_c values (2)", NULL, NULL);
+  CHECK(ss_pg_pipeline_run(pg, p, &err) == -1);
+  CHECK(ss_pg_pipeline_failed(p) == 0 && strcmp(err.code, "23503") == 0);
+  CHECK(!ss_pg_is_broken(pg) && db_scalar(pg, "select 5") == 5);
+  ss_pg_pipeline_free(p);
+  CHECK(db_exec_ok(pg, "drop table pl_c; drop table pl_p"));
+  ss_pg_close(pg);
+}
+
+/* A statement repeated right after itself is parsed again: one whose
+ * analysis the first run changed (its search_path) runs as through query. */
+static void test_repeat_parsed_again(void) {
+  ss_pg *pg = connect_pg();
+  ss_pg_pipeline *p = ss_pg_pipeline_new();
+  ss_error err;
+  const char *S = "select set_config('search_path', $1, false) as sp, * from pl_t";
+  CHECK(db_exec_ok(pg, "drop schema if exists pl_s1 cascade; drop schema if exists pl_s2 cascade;"
+                       "create schema pl_s1; create schema pl_s2; create table pl_s1.pl_t (a int); insert into pl_s1.pl_t values (1);"
+                       "create table pl_s2.pl_t (a int, b text); insert into pl_s2.pl_t values (2, 'two')"));
+  add(p, "set search_path = pl_s1", NULL, NULL);
+  add(p, S, "pl_s2", NULL);
+  add(p, S, "pl_s2", NULL);
+  CHECK(ss_pg_pipeline_run(pg, p, &err) == 0);
+  if (ss_pg_pipeline_failed(p) >= 0) printf("  %s\n", err.message);
+  CHECK(status(p, 2) == PGRES_TUPLES_OK && PQnfields(*ss_pg_pipeline_slot(p, 2)) == 3);
+  ss_pg_pipeline_free(p);
+  CHECK(db_exec_ok(pg, "reset search_path; drop schema pl_s1 cascade; drop schema pl_s2 cascade"));
+  ss_pg_close(pg);
 }
 
 static void test_big_pipeline(void) {
@@ -351,6 +412,8 @@ int main(void) {
   test_parse_error();
   test_after_a_stream();
   test_copy_refused();
+  test_commit_failure();
+  test_repeat_parsed_again();
   test_big_pipeline();
   test_timeout();
   test_timeout_groups();
