@@ -73,4 +73,36 @@ describe("pipeline regressions, round 3", function()
     assert.is_truthy(r, "reported failed although every group committed: " .. tostring(err))
     assert.are.equal(6, #r)
   end)
+  -- README "### Pipelines": "once the deadline passed (or Ctrl-C) the
+  -- groups not sent yet are not sent: it stops at the next sync point".
+  -- Group 1 here is larger than the socket buffers (a 20 MB value behind
+  -- a pg_sleep(1)), so the client waits to write it and the 0.2 s
+  -- deadline passes during that wait, before group 2 is even queued.
+  --
+  -- Expected: group 2 (queued after the deadline) is not sent: nil, a
+  -- `timeout` naming statement 1, and nothing of group 2 committed.
+  --
+  -- Observed: group 2 goes and commits its row, every time. In
+  -- pipeline_send the `if (pg->timed_out) break;` comes right after the
+  -- sync point is queued, before the 256 kB flush where wait_socket sees
+  -- the deadline pass; the loop then queues and sends the next group
+  -- before it looks again (at that group's own sync point).
+  it("a group queued after the deadline passed while the group before it was being flushed is not sent", function()
+    local big = string.rep("b", 20 * 1024 * 1024)
+    local conn = assert(db.pg:acquire())
+    conn:settimeout(0.2)
+    local r, err = conn:pipeline(function(p)
+      p:query "select pg_sleep(1)"
+      p:query("select length($1::text) as n", big)
+      p:sync()
+      p:query "insert into hunt5_t values (2)"
+    end)
+    conn:settimeout(0)
+    local n = assert(conn:query "select count(*)::int4 as n from hunt5_t")[1].n
+    conn:release()
+    assert.is_nil(r)
+    assert.are.equal("timeout", err.kind, tostring(err))
+    assert.are.equal(1, err.statement, tostring(err))
+    assert.are.equal(0, n, "group 2, queued after the deadline, was sent and committed")
+  end)
 end)
