@@ -1641,7 +1641,7 @@ static int pipeline_poll(ss_pg *pg, ss_pg_pipeline *p, pl_read *rd) {
  * failure is the statement's own, never retried. */
 static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int *lengths, pl_read *rd) {
   size_t i, queued = 0;
-  int k, r;
+  int k, r, group_start = 1;
   if (PQsetnonblocking(pg->conn, 1) || !PQenterPipelineMode(pg->conn)) goto broken;
   /* A sync point first: libpq 15 keeps the single-row flag of a streamed
    * statement that returned no row, and applies it to the first statement
@@ -1655,6 +1655,10 @@ static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int 
     const pl_stmt *s = &p->stmts[i];
     const char *sql = p->data.data + s->sql;
     const int *fmt = p->fmt + s->param;
+    /* a deadline found passed while the last group went out (flushing it)
+     * keeps the next group from going at all */
+    if (group_start && pg->timed_out) break;
+    group_start = 0;
     for (k = 0; k < s->n; k++) {
       size_t j = s->param + (size_t)k;
       values[k] = p->vlen[j] < 0 ? NULL : p->data.data + p->voff[j];
@@ -1670,6 +1674,7 @@ static int pipeline_send(ss_pg *pg, ss_pg_pipeline *p, const char **values, int 
       /* past the deadline (or interrupted), the groups not sent yet never
        * go: only whole groups, so none commits in part */
       if (pg->timed_out) break;
+      group_start = 1;
     }
     if (pipeline_poll(pg, p, rd)) goto broken;
     /* what libpq holds goes out as it goes, so that a timeout can keep the
