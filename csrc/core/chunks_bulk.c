@@ -8,6 +8,7 @@
 #include "hashtext.h"
 #include "pg_copy.h"
 #include "repo.h"
+#include "repo_rules.h"
 
 /* A row that comes this long after the previous one means a slow source:
  * the COPYs under way are then sent to their end before the caller gets
@@ -735,12 +736,8 @@ static int part_name(const char *gid, char bulk_id[37]) {
   static const char prefix[] = "semstore:bulk:";
   const char *p = gid + sizeof prefix - 1;
   int i;
-  if (strncmp(gid, prefix, sizeof prefix - 1) != 0) return 0;
-  for (i = 0; i < 36; i++) {
-    char c = p[i];
-    int dash = i == 8 || i == 13 || i == 18 || i == 23;
-    if (dash ? c != '-' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return 0;
-  }
+  /* ss_is_uuid stops at the first byte that is not the uuid's, a NUL too */
+  if (strncmp(gid, prefix, sizeof prefix - 1) != 0 || !ss_is_uuid(p, 36)) return 0;
   if (p[36] != ':' || !p[37]) return 0;
   for (i = 37; p[i]; i++)
     if (p[i] < '0' || p[i] > '9' || i > 40) return 0;
