@@ -1,0 +1,75 @@
+-- semstore.services.documents (lua/semstore/services.lua): the third bug
+-- hunt over the workflows. Each test failed on the code it was written
+-- against, for the reason its name gives.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
+local semstore = require "semstore"
+local core = require "semstore.core"
+local fixture = require "support.services_fixture"
+
+describe("semstore.services.documents, third hunt", function()
+  local fx = fixture.lazy(lazy_setup, lazy_teardown)
+
+  -- local_hash's vectors (dense and sparse), with hook(texts) run before each dense() call
+  local function hooked_embedder(hook)
+    local base = semstore.embedders.local_hash()
+    return setmetatable({
+      dim = base.dim,
+      dense = function(_, texts) hook(texts); return base:dense(texts) end,
+      sparse = function(_, texts) return base:sparse(texts) end,
+    }, { __tostring = function() return "hooked" end })
+  end
+
+  it("index_collection marks the collection 'error', not 'degraded', when the embedder fails", function()
+    local col = fx.new_collection()
+    local svc = assert(semstore.services.documents(fx.db, { embedder = hooked_embedder(function(texts)
+      if texts[1] ~= "semstore" then error("the model crashed") end
+    end) }))
+    local res, err = svc:index_collection(col.id, fx.corpus(3))
+    -- its queued jobs would fail every later worker: not this test's subject
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    assert.is_nil(res)
+    assert.are.equal("embedder", err.kind)
+    -- README: `error` (a bad document, the embedder, PostgreSQL); `degraded` is for Qdrant failures
+    assert.are.equal("error", assert(fx.db.collections:get_by_uuid(col.id)).status)
+  end)
+
+  it("worker{timeout} returns near its timeout instead of running every due job first", function()
+    local col = fx.new_collection()
+    fx.while_qdrant_down(function(down)
+      for i = 1, 6 do assert(down:create_document(col.id, "a queued document, number " .. i)) end
+    end)
+    fx.make_due(col.id)
+    -- each job takes 0.5 s (a slow embedder, or a slow Qdrant)
+    local slow = assert(semstore.services.documents(fx.db, { embedder = hooked_embedder(function() core.sleep(0.5) end) }))
+    local started = core.monotime()
+    local total = assert(slow:worker { timeout = 0.5 })
+    local took = core.monotime() - started
+    fx.make_due(col.id)
+    assert(fx.svc:retry_pending { collection_id = col.id })
+    -- one job may be under way when the timeout passes; six in a row is 3 s
+    assert.is_true(took < 1.6, string.format("worker{ timeout = 0.5 } returned after %.2f s, having run %d jobs",
+      took, total.done + total.failed))
+  end)
+
+  if fixture.standin then
+    it("retry_pending that heals a degraded collection leaves it 'ready', as a rerun would", function()
+      local col = fx.new_collection()
+      assert(fx.svc:index_collection(col.id, fx.corpus(2)))
+      local flaky = fx.no_retries()
+      fx.faults("POST", { kind = "503", count = 50, path = "/points" })
+      local res = assert(semstore.services.documents(flaky)):index_collection(col.id, fx.corpus(10))
+      fx.faults("DELETE")
+      flaky:close()
+      assert.is_nil(res)
+      assert.are.equal("degraded", assert(fx.db.collections:get_by_uuid(col.id)).status)
+      fx.make_due(col.id)
+      assert(fx.svc:retry_pending { collection_id = col.id })
+      -- everything is indexed again
+      assert.are.equal(0, fx.jobs(col.id))
+      assert.are.equal(fx.chunks_of(col), fx.points(col))
+      assert.are.equal(0, fx.count("SELECT count(*) AS n FROM documents WHERE collection_id = $1 AND status <> 'completed'", col.id))
+      assert.are.equal("ready", assert(fx.db.collections:get_by_uuid(col.id)).status,
+        "the collection is still 'degraded' though the queue healed it")
+    end)
+  end
+end)
