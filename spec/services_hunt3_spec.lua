@@ -72,4 +72,24 @@ describe("semstore.services.documents, third hunt", function()
         "the collection is still 'degraded' though the queue healed it")
     end)
   end
+  it("hybrid search of a query with no sparse terms ('?', '!!!') answers (dense) instead of a Qdrant format error", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(4)))
+    for _, q in ipairs { "?", "!!!" } do
+      assert.are.equal(0, #fx.svc.embedder.sparse({ q })[1].indices) -- nothing for the sparse side
+      local hits, err = fx.svc:search(col.id, q, { user_id = fx.owner.id, mode = "hybrid" })
+      assert.is_table(hits, "hybrid search of " .. q .. ": " .. tostring(err and err.message))
+      assert.is_true(#hits > 0)
+    end
+  end)
+
+  it("create_document refuses a zero byte in the metadata with an input error, not a PostgreSQL error", function()
+    local col = fx.new_collection()
+    for _, meta in ipairs { { tag = "a\0b" }, { ["a\0b"] = 1 } } do
+      local doc, err = fx.svc:create_document(col.id, "a document with odd metadata", meta)
+      assert.is_nil(doc)
+      assert.are.equal("input", err.kind, err.kind .. ": " .. err.message)
+    end
+    assert.are.equal(0, fx.db.pg:stats().in_use)
+  end)
 end)
