@@ -111,4 +111,19 @@ describe("semstore.services.documents, third hunt", function()
     -- the second filter's key must not be the first's
     assert.are.equal("cats purr in the sun, account two", search(100000000000002))
   end)
+  it("a misspelt upsert option is an input error, not every document queued and the collection degraded", function()
+    local col = fx.new_collection()
+    local svc, err = semstore.services.documents(fx.db, { upsert = { batchsize = 10 } })
+    if svc then
+      -- accepted: then the first write must say so, rather than queue the work forever
+      local doc, queued = svc:create_document(col.id, "a document written with a misspelt upsert option")
+      local last = fx.db.pg:query("SELECT last_error FROM reindex_jobs WHERE collection_id = $1", col.id)
+      assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+      assert.is_nil(doc, string.format("create_document gave a %s document, queued = %s; the job's last_error: %s",
+        doc and doc.status, tostring(queued), last and last[1] and last[1].last_error))
+      err = queued
+    end
+    assert.are.equal("input", err.kind)
+    assert.truthy(err.message:find("batchsize", 1, true), err.message)
+  end)
 end)
