@@ -126,4 +126,32 @@ describe("semstore.services.documents, third hunt", function()
     assert.are.equal("input", err.kind)
     assert.truthy(err.message:find("batchsize", 1, true), err.message)
   end)
+  if fixture.standin then
+    it("a zero-downtime rebuild whose alias listing fails does not delete the live collection (row a generation behind)", function()
+      local col = fx.new_collection()
+      assert(fx.svc:index_collection(col.id, fx.corpus(40)))
+      -- the state a rebuild killed between its alias swap and the row's update
+      -- leaves (services_recovery_spec): the alias points to _v2, the row says 1
+      assert(fx.svc:rebuild_vector_index(col.id, { zero_downtime = true }))
+      local s = assert(fx.db.collections:get_by_uuid(col.id)).qdrant_collections
+      assert.are.equal(2, s.generation)
+      assert(fx.db.collections:update(col.id, { qdrant_collections = { generation = 1, dense = s.dense, sparse = s.sparse } }))
+      assert(fx.svc:search(col.id, "cats purr", { user_id = fx.owner.id }))
+      -- one failed GET /aliases (a 503 once, a client that does not retry)
+      local flaky = fx.no_retries()
+      fx.faults("POST", { kind = "503", count = 1, path = "/aliases", method = "GET" })
+      local failures, n = {}, 0
+      local svc = assert(semstore.services.documents(flaky, { batch_size = 8 }))
+      local ok, res, err = pcall(svc.rebuild_vector_index, svc, col.id, { zero_downtime = true, progress = function()
+        n = n + 1
+        local hits, serr = fx.svc:search(col.id, "rockets burn fuel " .. n, { user_id = fx.owner.id })
+        if not hits then failures[#failures + 1] = tostring(serr and serr.message) end
+      end })
+      fx.faults("DELETE")
+      flaky:close()
+      assert.is_true(ok, tostring(res))
+      -- failing the rebuild is fine; searches failing during it (the live index deleted) is not
+      assert.are.same({}, failures)
+    end)
+  end
 end)
