@@ -154,4 +154,23 @@ describe("semstore.services.documents, third hunt", function()
       assert.are.same({}, failures)
     end)
   end
+  it("a service whose embedder has sparse() writes to a collection indexed dense-only, or refuses before writing", function()
+    local col = fx.new_collection()
+    local base = semstore.embedders.local_hash()
+    local dense_only = assert(semstore.services.documents(fx.db, { embedder = function(texts) return base:dense(texts) end }))
+    assert(dense_only:index_collection(col.id, fx.corpus(4)))
+    local before = fx.count("SELECT count(*) AS n FROM documents WHERE collection_id = $1", col.id)
+    -- fx.svc: local_hash, dense and sparse, of the same dimension
+    local doc, queued = fx.svc:create_document(col.id, "written by a service with a sparse embedder")
+    local last = fx.db.pg:query("SELECT last_error FROM reindex_jobs WHERE collection_id = $1", col.id)
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    if doc then
+      assert.are.equal("completed", doc.status, string.format("the document is %s, queued = %s: %s", doc.status,
+        tostring(queued), tostring(last and last[1] and last[1].last_error)))
+    else
+      -- refused, like an embedder of another dimension: before anything is written
+      assert.are.equal("input", queued.kind)
+      assert.are.equal(before, fx.count("SELECT count(*) AS n FROM documents WHERE collection_id = $1", col.id))
+    end
+  end)
 end)
