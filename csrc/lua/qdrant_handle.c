@@ -600,29 +600,47 @@ static int upsert_run(lua_State *L) {
 /* h:upsert(path, points, opts, dims) -> report | nil, err. points: an
  * array or an iterator function; dims: the collection's vector sizes
  * ({[""] = 512} or {dense = 512, text = "sparse"}), nil when unknown. */
+/* The upsert options at idx (a table or nil) into o; -1 with err set for a
+ * value out of its range. */
+static int read_upsert_opts(lua_State *L, int idx, ss_qdrant *q, ss_qdrant_upsert_opts *o, ss_error *err) {
+  double batch, bytes, parallel;
+  ss_qdrant_upsert_opts_defaults(o, q);
+  if (read_limits(L, idx, ss_qdrant_defaults(q), &o->limits, err)) return -1;
+  if (lua_isnil(L, idx)) return 0;
+  if (ss_opt_number(L, idx, "batch_size", (double)o->batch_size, 1, 1000000, 1, &batch, err) ||
+      ss_opt_number(L, idx, "max_bytes", (double)o->max_bytes, 1024, (double)SS_QDRANT_MAX_BODY, 1, &bytes, err) ||
+      ss_opt_number(L, idx, "parallel", o->parallel, 1, SS_QDRANT_MAX_PARALLEL, 1, &parallel, err))
+    return -1;
+  o->batch_size = (size_t)batch;
+  o->max_bytes = (size_t)bytes;
+  o->parallel = (int)parallel;
+  return 0;
+}
+
+/* h:check_upsert_options(opts) -> true | nil, err: what upsert would say of
+ * opts' values, without a request (a service checks its options once). */
+static int qdrant_check_upsert_options(lua_State *L) {
+  ss_qdrant *q = check_qdrant(L);
+  ss_qdrant_upsert_opts o;
+  ss_error err;
+  ss_error_clear(&err);
+  lua_settop(L, 2);
+  if (read_upsert_opts(L, 2, q, &o, &err)) return ss_push_fail(L, &err);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
 static int qdrant_upsert(lua_State *L) {
   ss_qdrant *q = check_qdrant(L);
   const char *path = luaL_checkstring(L, 2);
   ss_qdrant_upsert_opts o;
   ss_error err;
   upsert_ud *b;
-  double batch, bytes, parallel;
   int status;
   ss_error_clear(&err);
   lua_settop(L, 5);
   luaL_argexpected(L, lua_istable(L, 3) || lua_isfunction(L, 3), 3, "an array of points or an iterator");
-  ss_qdrant_upsert_opts_defaults(&o, q);
-  if (read_limits(L, 4, ss_qdrant_defaults(q), &o.limits, &err)) return ss_push_fail(L, &err);
-  if (!lua_isnil(L, 4) &&
-      (ss_opt_number(L, 4, "batch_size", (double)o.batch_size, 1, 1000000, 1, &batch, &err) ||
-       ss_opt_number(L, 4, "max_bytes", (double)o.max_bytes, 1024, (double)SS_QDRANT_MAX_BODY, 1, &bytes, &err) ||
-       ss_opt_number(L, 4, "parallel", o.parallel, 1, SS_QDRANT_MAX_PARALLEL, 1, &parallel, &err)))
-    return ss_push_fail(L, &err);
-  if (!lua_isnil(L, 4)) {
-    o.batch_size = (size_t)batch;
-    o.max_bytes = (size_t)bytes;
-    o.parallel = (int)parallel;
-  }
+  if (read_upsert_opts(L, 4, q, &o, &err)) return ss_push_fail(L, &err);
   b = ss_newuserdata(L, sizeof *b); /* 6: frees the upsert if anything raises */
   b->u = NULL;
   luaL_setmetatable(L, SS_UPSERT_MT);
@@ -668,6 +686,7 @@ static int qdrant_url(lua_State *L) {
 void ss_open_qdrant(lua_State *L) {
   static const luaL_Reg methods[] = {{"request", qdrant_request},
                                      {"upsert", qdrant_upsert},
+                                     {"check_upsert_options", qdrant_check_upsert_options},
                                      {"url", qdrant_url},
                                      {"close", qdrant_close},
                                      {NULL, NULL}};

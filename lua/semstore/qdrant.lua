@@ -273,15 +273,30 @@ end
 -- points: an array, or an iterator function returning one point a call
 -- (nil at the end). Returns { points, batches, retries, seconds }; when a
 -- batch finally fails, nil and the error, whose `report` lists failed_ids.
+local function upsert_options(opts)
+  local err
+  opts, err = check(opts, UPSERT_OPTIONS, "upsert's options")
+  if not opts then return nil, err end
+  if opts.wait ~= nil and type(opts.wait) ~= "boolean" then return input_error("wait must be true or false") end
+  return opts
+end
+
+-- q:check_upsert_options(opts) -> true | nil, err: what upsert would say of
+-- opts (names and values), without a request.
+function Qdrant:check_upsert_options(opts)
+  local ok, err = upsert_options(opts)
+  if not ok then return nil, err end
+  return self.handle:check_upsert_options(opts)
+end
+
 function Qdrant:upsert(name, points, opts)
   local path, err = segment(name)
   if not path then return nil, err end
-  opts, err = check(opts, UPSERT_OPTIONS, "upsert's options")
+  opts, err = upsert_options(opts)
   if not opts then return nil, err end
   if type(points) ~= "table" and type(points) ~= "function" then
     return input_error("points must be an array of points or an iterator function")
   end
-  if opts.wait ~= nil and type(opts.wait) ~= "boolean" then return input_error("wait must be true or false") end
   local dims, kept
   dims, kept = self:_dims(name, opts)
   if not dims then return nil, kept end

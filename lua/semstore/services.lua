@@ -51,6 +51,18 @@ local function message_of(err)
   return tostring(err)
 end
 
+-- A failure in Qdrant is tagged err.store = "qdrant": an operation that
+-- failed there leaves its collection `degraded` (PostgreSQL holds the
+-- documents, the queue or a rerun heals it), any other failure `error`.
+local function qdrant_failure(err)
+  if type(err) == "table" then err.store = "qdrant" end
+  return nil, err
+end
+
+local function failed_status(err)
+  return type(err) == "table" and err.store == "qdrant" and "degraded" or "error"
+end
+
 -- ---- embedding --------------------------------------------------------
 
 -- The embedder as { dense = fn(texts), sparse = fn(texts) or nil, dim }.
@@ -158,16 +170,16 @@ function Documents:_ensure_qdrant(col)
   local info
   info, err = q:get_collection(col.vector_store_name)
   if not info then
-    if err.kind ~= "qdrant" or err.status ~= 404 then return nil, err end
+    if err.kind ~= "qdrant" or err.status ~= 404 then return qdrant_failure(err) end
     local name = physical(col, s.generation)
     if not q:get_collection(name) then
       local ok
       ok, err = create_physical(q, name, s)
-      if not ok then return nil, err end
+      if not ok then return qdrant_failure(err) end
     end
     local ok
     ok, err = q:update_aliases { { create = { alias = col.vector_store_name, collection = name } } }
-    if not ok and not q:get_collection(col.vector_store_name) then return nil, err end
+    if not ok and not q:get_collection(col.vector_store_name) then return qdrant_failure(err) end
   end
   self.ensured[col.id] = true
   return s
@@ -215,7 +227,9 @@ function Documents:_index_chunks(col, chunks, docs, targets)
   local dense, err = embed_with(self.embedder.dense, texts, "dense")
   if not dense then return nil, err end
   local sparse
-  if self.embedder.sparse then
+  -- a collection made by a dense-only embedder has no sparse vector to fill
+  local settings = col.qdrant_collections
+  if self.embedder.sparse and type(settings) == "table" and settings.sparse then
     sparse, err = embed_with(self.embedder.sparse, texts, "sparse")
     if not sparse then return nil, err end
   end
@@ -238,7 +252,7 @@ function Documents:_index_chunks(col, chunks, docs, targets)
     ok, err = self.db.qdrant:upsert(name, points, self.upsert_options)
     if not ok then
       self:_unsure(col)
-      return nil, err
+      return qdrant_failure(err)
     end
   end
   local n
@@ -267,7 +281,7 @@ function Documents:_drop_orphans(col, points, targets)
   if #gone == 0 then return true end
   for _, name in ipairs(targets) do
     local ok, derr = self.db.qdrant:delete_points(name, gone)
-    if not ok then return nil, derr end
+    if not ok then return qdrant_failure(derr) end
   end
   return true
 end
@@ -380,6 +394,17 @@ end
 
 local DOCUMENT_FIELDS = { "content", "file_name", "file_path", "mime_type", "metadata" }
 
+-- Whether a string in v (keys included) has a zero byte; v has no cycle
+-- (json_encode took it).
+local function has_zero_byte(v)
+  if type(v) == "string" then return v:find("\0", 1, true) ~= nil end
+  if type(v) ~= "table" then return false end
+  for k, x in pairs(v) do
+    if has_zero_byte(k) or has_zero_byte(x) then return true end
+  end
+  return false
+end
+
 -- A document's row fields, checked; nil, err for a bad one.
 local function document_fields(col, d, where)
   if type(d) ~= "table" then return input_error("%s is a %s, not a table", where, type(d)) end
@@ -392,6 +417,20 @@ local function document_fields(col, d, where)
     end
   end
   if d.metadata ~= nil and type(d.metadata) ~= "table" then return input_error("%s: metadata must be a table", where) end
+  for _, k in ipairs(DOCUMENT_FIELDS) do
+    if k ~= "metadata" and type(d[k]) == "string" and d[k]:find("\0", 1, true) then
+      return input_error("%s: %s has a zero byte, which PostgreSQL's text cannot hold", where, k)
+    end
+  end
+  if d.metadata ~= nil then
+    -- what jsonb would refuse (a cycle, invalid UTF-8, a zero byte), refused
+    -- before anything is written
+    local json, jerr = core.json_encode(d.metadata)
+    if not json then return input_error("%s: metadata: %s", where, message_of(jerr)) end
+    if has_zero_byte(d.metadata) then
+      return input_error("%s: metadata has a zero byte, which PostgreSQL's jsonb cannot hold", where)
+    end
+  end
   local hash = core.sha256(d.content)
   local name = d.file_name or ("document-" .. hash:sub(1, 12) .. ".txt")
   local chunks = core.chunk_text(d.content, col.chunk_size, math.min(col.chunk_overlap, col.chunk_size - 1))
@@ -549,10 +588,16 @@ function Documents:retry_pending(opts)
   local limit
   limit, err = positive_integer(opts.limit, "limit", math.huge)
   if not limit then return nil, err end
+  return self:_drain(opts.collection_id, limit)
+end
+
+-- retry_pending's loop; no job is begun after `deadline` (core.monotime()).
+function Documents:_drain(collection_id, limit, deadline)
+  local err
   local report, seen = { done = 0, failed = 0 }, {}
-  while report.done + report.failed < limit do
+  while report.done + report.failed < limit and not (deadline and core.monotime() >= deadline) do
     local job
-    job, err = self:_claim(opts.collection_id)
+    job, err = self:_claim(collection_id)
     if job == nil then return nil, err end
     if not job or seen[job.id] then
       -- a job failed here comes back only after its backoff; seeing it
@@ -563,14 +608,31 @@ function Documents:retry_pending(opts)
     seen[job.id] = true
     local ok, jerr = self:_run_job(job)
     self:_settle_job(job.id, ok, jerr)
-    if ok then report.done = report.done + 1 else report.failed = report.failed + 1 end
+    if ok then
+      report.done = report.done + 1
+      self:_heal_status(job.collection_id)
+    else
+      report.failed = report.failed + 1
+    end
   end
   local rows
   rows, err = self.db.pg:query("SELECT count(*) AS n FROM reindex_jobs WHERE $1::text IS NULL OR collection_id = $1",
-    opts.collection_id or core.null)
+    collection_id or core.null)
   if not rows then return nil, err end
   report.left = rows[1].n
   return report
+end
+
+-- A degraded collection that the queue made whole (no job left, every
+-- document completed) is ready again, as a rerun would leave it; a
+-- collection in any other state (an index_collection under way) is left.
+function Documents:_heal_status(collection_id)
+  return self.db.pg:query([[
+    UPDATE collections c SET status = 'ready', status_message = NULL, updated_at = now()
+    WHERE c.id = $1 AND c.status = 'degraded'
+      AND NOT EXISTS (SELECT 1 FROM reindex_jobs j WHERE j.collection_id = $1)
+      AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.collection_id = $1 AND d.status IN ('pending', 'processing'))]],
+    collection_id)
 end
 
 -- svc:worker{ timeout =, on_batch = } : drains the queue, then sleeps in
@@ -592,7 +654,7 @@ function Documents:worker(opts)
   local total = { done = 0, failed = 0, left = 0 }
   local backoff = BACKOFF_FIRST
   while true do
-    local r, rerr = self:retry_pending()
+    local r, rerr = self:_drain(nil, math.huge, deadline)
     if r then
       total.done, total.failed, total.left = total.done + r.done, total.failed + r.failed, r.left
       if opts.on_batch and (r.done + r.failed) > 0 then opts.on_batch(r) end
@@ -759,7 +821,7 @@ function Documents:index_collection(collection_id, documents, opts)
     function(op)
       report.operation = op.uuid
       local ok, qerr = self:_ensure_qdrant(col)
-      if not ok then return nil, qerr, qerr.kind == "input" and "error" or "degraded" end
+      if not ok then return nil, qerr, failed_status(qerr) end
       local seen, finished = 0, false
       while not finished do
         -- a batch of documents and their chunks in one transaction: a crash
@@ -799,7 +861,7 @@ function Documents:index_collection(collection_id, documents, opts)
           if iok then iok, ierr = self:_update_stats(col) end
           if not iok then
             self:_release_jobs(col, ierr)
-            return nil, ierr, "degraded"
+            return nil, ierr, failed_status(ierr)
           end
         end
       end
@@ -807,10 +869,10 @@ function Documents:index_collection(collection_id, documents, opts)
       if iok then iok, ierr = self:_finish_documents(col) end
       if not iok then
         self:_release_jobs(col, ierr)
-        return nil, ierr, "degraded"
+        return nil, ierr, failed_status(ierr)
       end
       iok, ierr = self:_update_stats(col)
-      if not iok then return nil, ierr, "degraded" end
+      if not iok then return nil, ierr, failed_status(ierr) end
       return report
     end)
 end
@@ -848,11 +910,16 @@ function Documents:rebuild_vector_index(collection_id, opts)
   return table.unpack(res, 2, res.n)
 end
 
--- The collection an alias points to, or nil.
+-- The collection an alias points to, false when none does, or nil, err
+-- when Qdrant could not say (never a guess: a rebuild deletes what is not
+-- the alias's).
 local function alias_target(q, alias)
-  for _, a in ipairs(q:list_aliases() or {}) do
+  local aliases, err = q:list_aliases()
+  if not aliases then return qdrant_failure(err) end
+  for _, a in ipairs(aliases) do
     if a.alias == alias then return a.collection end
   end
+  return false
 end
 
 function Documents:_rebuild(col, opts)
@@ -870,7 +937,8 @@ function Documents:_rebuild(col, opts)
         if not ok then return nil, qerr, "degraded" end
         -- a rebuild killed after its alias swap left the row one generation
         -- behind: the collection the alias points to is live, never a leftover
-        live = alias_target(q, col.vector_store_name)
+        live, qerr = alias_target(q, col.vector_store_name)
+        if live == nil then return nil, qerr, "degraded" end
         staging_gen = s.generation + 1
         while physical(col, staging_gen) == live do staging_gen = staging_gen + 1 end
         target = physical(col, staging_gen)
@@ -890,10 +958,14 @@ function Documents:_rebuild(col, opts)
         target = col.vector_store_name
       end
       local function fail(e)
-        -- never the collection the alias points to (a swap whose answer was lost)
-        if report.zero_downtime and alias_target(q, col.vector_store_name) ~= target then
-          q:delete_collection(target)
-          self.db.collections:update(col.id, { qdrant_staging = core.null })
+        -- never the collection the alias points to (a swap whose answer was
+        -- lost), nor one Qdrant could not say the alias does not point to
+        if report.zero_downtime then
+          local current = alias_target(q, col.vector_store_name)
+          if current ~= nil and current ~= target then
+            q:delete_collection(target)
+            self.db.collections:update(col.id, { qdrant_staging = core.null })
+          end
         end
         return nil, e, report.zero_downtime and "degraded" or "error"
       end
@@ -1010,6 +1082,11 @@ function Documents:search(collection_id, query_text, opts)
   local col
   col, err = self.db.collections:get_by_uuid_with_permission_check(collection_id, opts.user_id)
   if not col then return nil, err end
+  local settings = col.qdrant_collections
+  if mode == "hybrid" and type(settings) == "table" and not settings.sparse then
+    return input_error("collection %s has no sparse vectors (its embedder was dense-only): search it with mode = \"dense\"",
+      col.name)
+  end
 
   local compute = function()
     local dense, e = embed_with(self.embedder.dense, { query_text }, "dense")
@@ -1022,9 +1099,14 @@ function Documents:search(collection_id, query_text, opts)
       sparse, e = embed_with(self.embedder.sparse, { query_text }, "sparse")
       if not sparse then return nil, e end
       local deep = math.max(limit * 5, 50)
-      q = { prefetch = { { query = dense[1], using = DENSE, limit = deep, filter = opts.filter },
-                         { query = sparse[1], using = SPARSE, limit = deep, filter = opts.filter } },
-            fusion = "rrf", limit = limit, filter = opts.filter }
+      -- a query with no terms ("?") has nothing to match sparsely: dense alone
+      if #sparse[1].indices == 0 then
+        q = { query = dense[1], using = DENSE, limit = limit, filter = opts.filter }
+      else
+        q = { prefetch = { { query = dense[1], using = DENSE, limit = deep, filter = opts.filter },
+                           { query = sparse[1], using = SPARSE, limit = deep, filter = opts.filter } },
+              fusion = "rrf", limit = limit, filter = opts.filter }
+      end
     end
     local found
     found, e = self.db.qdrant:query(col.vector_store_name, q)
@@ -1097,7 +1179,13 @@ function M.documents(db, opts)
   if opts.cache_ttl ~= nil and not (type(opts.cache_ttl) == "number" and opts.cache_ttl > 0) then
     return input_error("cache_ttl must be a positive number of seconds")
   end
-  if opts.upsert ~= nil and type(opts.upsert) ~= "table" then return input_error("upsert must be a table of upsert options") end
+  if opts.upsert ~= nil then
+    if type(opts.upsert) ~= "table" then return input_error("upsert must be a table of upsert options") end
+    -- a typo would otherwise fail every write later and queue it for ever
+    local ok
+    ok, err = db.qdrant:check_upsert_options(opts.upsert)
+    if not ok then return nil, err end
+  end
   return setmetatable({
     db = db, embedder = embedder, batch_size = batch, cache_ttl = opts.cache_ttl or 60,
     upsert_options = opts.upsert or { batch_size = 256, parallel = 4 },
