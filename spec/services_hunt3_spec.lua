@@ -173,4 +173,17 @@ describe("semstore.services.documents, third hunt", function()
       assert.are.equal(before, fx.count("SELECT count(*) AS n FROM documents WHERE collection_id = $1", col.id))
     end
   end)
+  it("create_document of content already queued says the document is queued (never pending with queued == false)", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(2)))
+    local first, q1 = fx.while_qdrant_down(function(down) return down:create_document(col.id, "written while Qdrant was down") end)
+    assert.are.equal("pending", first.status)
+    assert.is_true(q1)
+    -- Qdrant is back; the same content again is the same document
+    local again, q2 = fx.svc:create_document(col.id, "written while Qdrant was down")
+    assert.are.equal(first.id, again.id)
+    -- README: the document is completed, or pending and queued == true
+    assert.is_true(again.status == "completed" or q2 == true,
+      string.format("the document is %s and queued = %s", again.status, tostring(q2)))
+  end)
 end)
