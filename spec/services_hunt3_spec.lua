@@ -186,4 +186,23 @@ describe("semstore.services.documents, third hunt", function()
     assert.is_true(again.status == "completed" or q2 == true,
       string.format("the document is %s and queued = %s", again.status, tostring(q2)))
   end)
+  it("an embedder whose vectors are not of its dimension is an embedder error from index_collection, not an input error", function()
+    local col = fx.new_collection()
+    local base = semstore.embedders.local_hash()
+    -- says 256 (base.dim), gives 255 numbers
+    local liar = assert(semstore.services.documents(fx.db, { embedder = setmetatable({
+      dim = base.dim,
+      dense = function(_, texts)
+        local v = base:dense(texts)
+        for i = 1, #v do table.remove(v[i]) end
+        return v
+      end,
+    }, { __tostring = function() return "liar" end }) }))
+    local res, err = liar:index_collection(col.id, fx.corpus(2))
+    local queued = fx.jobs(col.id)
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    assert.is_nil(res)
+    -- the caller's arguments were fine: the embedder's output was not (and the queue retries it forever)
+    assert.are.equal("embedder", err.kind, string.format("%s: %s (%d jobs queued)", err.kind, err.message, queued))
+  end)
 end)
