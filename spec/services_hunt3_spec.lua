@@ -205,4 +205,23 @@ describe("semstore.services.documents, third hunt", function()
     -- the caller's arguments were fine: the embedder's output was not (and the queue retries it forever)
     assert.are.equal("embedder", err.kind, string.format("%s: %s (%d jobs queued)", err.kind, err.message, queued))
   end)
+  it("create_document and retry_pending embed in batches of the service's batch_size, not a whole document at once", function()
+    local col = fx.new_collection()
+    local largest = 0
+    local svc = assert(semstore.services.documents(fx.db, { batch_size = 16, embedder = hooked_embedder(function(texts)
+      if #texts > largest then largest = #texts end
+    end) }))
+    -- about 60 chunks of 120 bytes
+    local text = string.rep("Words that fill a long document, sentence after sentence. ", 120)
+    local doc = assert(svc:create_document(col.id, text))
+    assert.is_true(doc.chunk_count > 16)
+    assert.is_true(largest <= 16, string.format("the embedder was given %d texts at once (batch_size = 16)", largest))
+    -- the queue's path
+    largest = 0
+    fx.while_qdrant_down(function(down) return assert(down:create_document(col.id, text .. " Another one.")) end)
+    fx.make_due(col.id)
+    local r = assert(svc:retry_pending { collection_id = col.id })
+    assert.are.equal(1, r.done)
+    assert.is_true(largest <= 16, string.format("retry_pending gave the embedder %d texts at once (batch_size = 16)", largest))
+  end)
 end)
