@@ -224,4 +224,31 @@ describe("semstore.services.documents, third hunt", function()
     assert.are.equal(1, r.done)
     assert.is_true(largest <= 16, string.format("retry_pending gave the embedder %d texts at once (batch_size = 16)", largest))
   end)
+  it("the first writer's Qdrant settings are not overwritten by a second writer with another embedder (a race)", function()
+    local col = fx.new_collection()
+    local a = fx.svc -- local_hash, 256 numbers
+    local small = semstore.embedders.local_hash { dim = 32 }
+    local raced, first = false, nil
+    -- b reads the collection row (no settings yet), then asks its embedder for
+    -- its dimension; meanwhile a writes the row's settings and indexes a document
+    local b = assert(semstore.services.documents(fx.db, { embedder = setmetatable({
+      dense = function(_, texts)
+        if not raced then
+          raced = true
+          first = a:create_document(col.id, "the first writer's document")
+        end
+        return small:dense(texts)
+      end,
+      sparse = function(_, texts) return small:sparse(texts) end,
+    }, { __tostring = function() return "small" end }) }))
+    local doc, err = b:create_document(col.id, "the second writer's document")
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    assert.are.equal("completed", first.status) -- a's vectors, 256 numbers, are in Qdrant
+    local settings = assert(fx.db.collections:get_by_uuid(col.id)).qdrant_collections
+    -- b must be refused (its vectors do not fit what a made), and the row keep a's settings
+    assert.are.equal(256, settings.dense.size,
+      "the row now says " .. settings.dense.size .. " numbers while Qdrant's collection holds a's 256")
+    assert.is_nil(doc)
+    assert.are.equal("input", err.kind)
+  end)
 end)
