@@ -251,4 +251,24 @@ describe("semstore.services.documents, third hunt", function()
     assert.is_nil(doc)
     assert.are.equal("input", err.kind)
   end)
+  it("a plain rebuild after a zero-downtime rebuild killed midway deletes the staging collection it left", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(40)))
+    local code = fx.run_script([[
+      local semstore = require "semstore"
+      local svc = assert(semstore.services.documents(db, { batch_size = 4 }))
+      local batches = 0
+      svc:rebuild_vector_index(arg[1], { zero_downtime = true, progress = function()
+        batches = batches + 1
+        if batches == 3 then os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n")) end
+      end })
+    ]], { col.id })
+    assert.are_not.equal(0, code)
+    local leftover = col.vector_store_name .. "_v2"
+    assert.is_true(fx.db.qdrant:collection_exists(leftover))
+    -- README: "the next rebuild deletes what it left"
+    assert(fx.svc:rebuild_vector_index(col.id))
+    assert.are.equal(fx.chunks_of(col), fx.points(col))
+    assert.is_false(fx.db.qdrant:collection_exists(leftover), leftover .. " (a partial copy) is still in Qdrant")
+  end)
 end)
