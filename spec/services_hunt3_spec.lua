@@ -271,4 +271,16 @@ describe("semstore.services.documents, third hunt", function()
     assert.are.equal(fx.chunks_of(col), fx.points(col))
     assert.is_false(fx.db.qdrant:collection_exists(leftover), leftover .. " (a partial copy) is still in Qdrant")
   end)
+  it("a job that failed more than 1024 times is still rescheduled with its error (no overflow in the backoff)", function()
+    local col = fx.new_collection()
+    fx.while_qdrant_down(function(down) assert(down:create_document(col.id, "a document Qdrant never takes")) end)
+    -- a poison job, days old
+    assert(fx.db.pg:query("UPDATE reindex_jobs SET attempts = 1100, last_error = 'old', next_attempt_at = now() WHERE collection_id = $1", col.id))
+    local r = assert(fx.while_qdrant_down(function(down) return down:retry_pending { collection_id = col.id } end))
+    assert.are.equal(1, r.failed)
+    local job = assert(fx.db.pg:query("SELECT last_error FROM reindex_jobs WHERE collection_id = $1", col.id))[1]
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    -- 2 ^ 1099 seconds overflows double precision: the UPDATE fails and the attempt goes unrecorded
+    assert.are_not.equal("old", job.last_error)
+  end)
 end)
