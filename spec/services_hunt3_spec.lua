@@ -283,4 +283,15 @@ describe("semstore.services.documents, third hunt", function()
     -- 2 ^ 1099 seconds overflows double precision: the UPDATE fails and the attempt goes unrecorded
     assert.are_not.equal("old", job.last_error)
   end)
+  it("documents() refuses cache_ttl = math.huge, as search does, rather than every search failing", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(2)))
+    local svc, err = semstore.services.documents(fx.db, { cache_ttl = math.huge })
+    if svc then
+      local hits, serr = svc:search(col.id, "cats", { user_id = fx.owner.id })
+      assert.is_table(hits, "the service took cache_ttl = inf, and its searches fail: " .. tostring(serr and serr.message))
+    else
+      assert.are.equal("input", err.kind)
+    end
+  end)
 end)
