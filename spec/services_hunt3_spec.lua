@@ -173,4 +173,125 @@ describe("semstore.services.documents, third hunt", function()
       assert.are.equal(before, fx.count("SELECT count(*) AS n FROM documents WHERE collection_id = $1", col.id))
     end
   end)
+  it("create_document of content already queued says the document is queued (never pending with queued == false)", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(2)))
+    local first, q1 = fx.while_qdrant_down(function(down) return down:create_document(col.id, "written while Qdrant was down") end)
+    assert.are.equal("pending", first.status)
+    assert.is_true(q1)
+    -- Qdrant is back; the same content again is the same document
+    local again, q2 = fx.svc:create_document(col.id, "written while Qdrant was down")
+    assert.are.equal(first.id, again.id)
+    -- README: the document is completed, or pending and queued == true
+    assert.is_true(again.status == "completed" or q2 == true,
+      string.format("the document is %s and queued = %s", again.status, tostring(q2)))
+  end)
+  it("an embedder whose vectors are not of its dimension is an embedder error from index_collection, not an input error", function()
+    local col = fx.new_collection()
+    local base = semstore.embedders.local_hash()
+    -- says 256 (base.dim), gives 255 numbers
+    local liar = assert(semstore.services.documents(fx.db, { embedder = setmetatable({
+      dim = base.dim,
+      dense = function(_, texts)
+        local v = base:dense(texts)
+        for i = 1, #v do table.remove(v[i]) end
+        return v
+      end,
+    }, { __tostring = function() return "liar" end }) }))
+    local res, err = liar:index_collection(col.id, fx.corpus(2))
+    local queued = fx.jobs(col.id)
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    assert.is_nil(res)
+    -- the caller's arguments were fine: the embedder's output was not (and the queue retries it forever)
+    assert.are.equal("embedder", err.kind, string.format("%s: %s (%d jobs queued)", err.kind, err.message, queued))
+  end)
+  it("create_document and retry_pending embed in batches of the service's batch_size, not a whole document at once", function()
+    local col = fx.new_collection()
+    local largest = 0
+    local svc = assert(semstore.services.documents(fx.db, { batch_size = 16, embedder = hooked_embedder(function(texts)
+      if #texts > largest then largest = #texts end
+    end) }))
+    -- about 60 chunks of 120 bytes
+    local text = string.rep("Words that fill a long document, sentence after sentence. ", 120)
+    local doc = assert(svc:create_document(col.id, text))
+    assert.is_true(doc.chunk_count > 16)
+    assert.is_true(largest <= 16, string.format("the embedder was given %d texts at once (batch_size = 16)", largest))
+    -- the queue's path
+    largest = 0
+    fx.while_qdrant_down(function(down) return assert(down:create_document(col.id, text .. " Another one.")) end)
+    fx.make_due(col.id)
+    local r = assert(svc:retry_pending { collection_id = col.id })
+    assert.are.equal(1, r.done)
+    assert.is_true(largest <= 16, string.format("retry_pending gave the embedder %d texts at once (batch_size = 16)", largest))
+  end)
+  it("the first writer's Qdrant settings are not overwritten by a second writer with another embedder (a race)", function()
+    local col = fx.new_collection()
+    local a = fx.svc -- local_hash, 256 numbers
+    local small = semstore.embedders.local_hash { dim = 32 }
+    local raced, first = false, nil
+    -- b reads the collection row (no settings yet), then asks its embedder for
+    -- its dimension; meanwhile a writes the row's settings and indexes a document
+    local b = assert(semstore.services.documents(fx.db, { embedder = setmetatable({
+      dense = function(_, texts)
+        if not raced then
+          raced = true
+          first = a:create_document(col.id, "the first writer's document")
+        end
+        return small:dense(texts)
+      end,
+      sparse = function(_, texts) return small:sparse(texts) end,
+    }, { __tostring = function() return "small" end }) }))
+    local doc, err = b:create_document(col.id, "the second writer's document")
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    assert.are.equal("completed", first.status) -- a's vectors, 256 numbers, are in Qdrant
+    local settings = assert(fx.db.collections:get_by_uuid(col.id)).qdrant_collections
+    -- b must be refused (its vectors do not fit what a made), and the row keep a's settings
+    assert.are.equal(256, settings.dense.size,
+      "the row now says " .. settings.dense.size .. " numbers while Qdrant's collection holds a's 256")
+    assert.is_nil(doc)
+    assert.are.equal("input", err.kind)
+  end)
+  it("a plain rebuild after a zero-downtime rebuild killed midway deletes the staging collection it left", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(40)))
+    local code = fx.run_script([[
+      local semstore = require "semstore"
+      local svc = assert(semstore.services.documents(db, { batch_size = 4 }))
+      local batches = 0
+      svc:rebuild_vector_index(arg[1], { zero_downtime = true, progress = function()
+        batches = batches + 1
+        if batches == 3 then os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n")) end
+      end })
+    ]], { col.id })
+    assert.are_not.equal(0, code)
+    local leftover = col.vector_store_name .. "_v2"
+    assert.is_true(fx.db.qdrant:collection_exists(leftover))
+    -- README: "the next rebuild deletes what it left"
+    assert(fx.svc:rebuild_vector_index(col.id))
+    assert.are.equal(fx.chunks_of(col), fx.points(col))
+    assert.is_false(fx.db.qdrant:collection_exists(leftover), leftover .. " (a partial copy) is still in Qdrant")
+  end)
+  it("a job that failed more than 1024 times is still rescheduled with its error (no overflow in the backoff)", function()
+    local col = fx.new_collection()
+    fx.while_qdrant_down(function(down) assert(down:create_document(col.id, "a document Qdrant never takes")) end)
+    -- a poison job, days old
+    assert(fx.db.pg:query("UPDATE reindex_jobs SET attempts = 1100, last_error = 'old', next_attempt_at = now() WHERE collection_id = $1", col.id))
+    local r = assert(fx.while_qdrant_down(function(down) return down:retry_pending { collection_id = col.id } end))
+    assert.are.equal(1, r.failed)
+    local job = assert(fx.db.pg:query("SELECT last_error FROM reindex_jobs WHERE collection_id = $1", col.id))[1]
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    -- 2 ^ 1099 seconds overflows double precision: the UPDATE fails and the attempt goes unrecorded
+    assert.are_not.equal("old", job.last_error)
+  end)
+  it("documents() refuses cache_ttl = math.huge, as search does, rather than every search failing", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(2)))
+    local svc, err = semstore.services.documents(fx.db, { cache_ttl = math.huge })
+    if svc then
+      local hits, serr = svc:search(col.id, "cats", { user_id = fx.owner.id })
+      assert.is_table(hits, "the service took cache_ttl = inf, and its searches fail: " .. tostring(serr and serr.message))
+    else
+      assert.are.equal("input", err.kind)
+    end
+  end)
 end)
