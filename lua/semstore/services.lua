@@ -83,10 +83,20 @@ local function wrap_embedder(e)
   }
 end
 
--- Calls fn(texts) and checks it gave one table per text. What the embedder
--- raises becomes an `embedder` error rather than going up through the
--- workflow's bookkeeping.
-local function embed_with(fn, texts, what)
+-- Whether every v[1..size] is a finite number.
+local function finite_numbers(v, size)
+  for j = 1, size do
+    local x = v[j]
+    if type(x) ~= "number" or x ~= x or x == math.huge or x == -math.huge then return false end
+  end
+  return true
+end
+
+-- Calls fn(texts) and checks it gave one table per text, of `size` finite
+-- numbers each when size is given. What the embedder raises, or a vector
+-- that does not fit, becomes an `embedder` error rather than going up
+-- through the workflow's bookkeeping (or to a queue that retries it for ever).
+local function embed_with(fn, texts, what, size)
   local ok, vectors = pcall(fn, texts)
   if not ok then return nil, core.error { kind = "embedder", message = what .. " embedder failed: " .. message_of(vectors) } end
   if type(vectors) ~= "table" or #vectors ~= #texts then
@@ -97,6 +107,10 @@ local function embed_with(fn, texts, what)
     local v = vectors[i]
     if type(v) ~= "table" then
       return nil, core.error { kind = "embedder", message = string.format("the %s embedder's vector %d is a %s", what, i, type(v)) }
+    end
+    if size and (#v ~= size or not finite_numbers(v, size)) then
+      return nil, core.error { kind = "embedder", message = string.format(
+        "the %s embedder's vector %d is not %d finite numbers (it has %d entries)", what, i, size, #v) }
     end
     if what == "sparse" and (type(v.indices) ~= "table" or type(v.values) ~= "table" or #v.indices ~= #v.values) then
       return nil, core.error { kind = "embedder",
@@ -139,9 +153,22 @@ function Documents:_settings(col)
     return s
   end
   s = { generation = 1, dense = { size = dim, distance = "Cosine" }, sparse = self.embedder.sparse ~= nil }
-  local row
-  row, err = self.db.collections:update(col.id, { qdrant_collections = s })
-  if not row then return nil, err end
+  -- only while the row has none: another writer may have made them since
+  -- the row was read, and its vectors are what Qdrant holds
+  local rows
+  rows, err = self.db.pg:query([[UPDATE collections SET qdrant_collections = $2::jsonb, updated_at = now()
+    WHERE id = $1 AND qdrant_collections IS NULL RETURNING id]], col.id, s)
+  if not rows then return nil, err end
+  if #rows == 0 then
+    local fresh
+    fresh, err = self.db.collections:get_by_uuid(col.id)
+    if not fresh then return nil, err end
+    if fresh.qdrant_collections == nil or fresh.qdrant_collections == core.null then
+      return input_error("collection %s's qdrant_collections was cleared while it was being set", col.name)
+    end
+    col.qdrant_collections = fresh.qdrant_collections
+    return self:_settings(col)
+  end
   col.qdrant_collections = s
   return s
 end
@@ -224,7 +251,7 @@ function Documents:_index_chunks(col, chunks, docs, targets)
   if #chunks == 0 then return 0 end
   local texts = {}
   for i, c in ipairs(chunks) do texts[i] = c.content end
-  local dense, err = embed_with(self.embedder.dense, texts, "dense")
+  local dense, err = embed_with(self.embedder.dense, texts, "dense", col.qdrant_collections.dense.size)
   if not dense then return nil, err end
   local sparse
   -- a collection made by a dense-only embedder has no sparse vector to fill
@@ -241,7 +268,7 @@ function Documents:_index_chunks(col, chunks, docs, targets)
     points[i] = { id = c.id, vector = vector, payload = {
       collection_id = col.id, document_id = c.document_id, chunk_index = c.chunk_index,
       file_name = d.file_name, metadata = d.meta } }
-    items[i] = { chunk_id = c.id, collection_id = col.id, vector_id = tostring(c.id) }
+    items[i] = { chunk_id = c.id, collection_id = col.id, vector_id = type(c.id) == "number" and string.format("%d", c.id) or c.id }
   end
   if not targets then
     targets, err = self:_write_targets(col)
@@ -310,9 +337,13 @@ function Documents:_index_document(col, doc)
   local chunks
   chunks, err = self.db.chunks:get_chunks_by_document(doc.id, col.id, MAX_CHUNKS_PER_DOCUMENT)
   if not chunks then return nil, err end
-  local n
-  n, err = self:_index_chunks(col, chunks, { [doc.id] = { file_name = doc.file_name, meta = doc.meta ~= core.null and doc.meta or nil } })
-  if not n then return nil, err end
+  local docs = { [doc.id] = { file_name = doc.file_name, meta = doc.meta ~= core.null and doc.meta or nil } }
+  -- the embedder gets batch_size texts at a time, as everywhere
+  for first = 1, #chunks, self.batch_size do
+    local n
+    n, err = self:_index_chunks(col, table.move(chunks, first, math.min(first + self.batch_size - 1, #chunks), 1, {}), docs)
+    if not n then return nil, err end
+  end
   return self:_finish_documents(col, doc.id)
 end
 
@@ -383,7 +414,7 @@ function Documents:_settle_job(id, ok, err)
   if ok then return self.db.pg:query("DELETE FROM reindex_jobs WHERE id = $1", id) end
   local updated, uerr = self.db.pg:query([[
     UPDATE reindex_jobs SET last_error = $2, updated_at = now(), attempts = greatest(attempts, 1),
-      next_attempt_at = now() + least($3, 2 ^ greatest(attempts - 1, 0)) * (0.5 + random() / 2) * interval '1 second'
+      next_attempt_at = now() + least($3, 2 ^ least(greatest(attempts - 1, 0), 20)) * (0.5 + random() / 2) * interval '1 second'
     WHERE id = $1]], id, message_of(err), BACKOFF_MAX)
   if not updated then return nil, uerr end
   -- a waiting worker learns when the job falls due
@@ -490,7 +521,8 @@ function Documents:create_document(collection_id, content, metadata)
     return { doc = doc, job = jobs[1] }
   end)
   if not res then return nil, err end
-  if not res.job then return res.doc, false end
+  -- the same content again: a pending document is still in the queue
+  if not res.job then return res.doc, res.doc.status ~= "completed" end
   ok, err = self:_index_document(col, res.doc)
   self:_settle_job(res.job, ok, err)
   self:_update_stats(col)
@@ -922,6 +954,17 @@ local function alias_target(q, alias)
   return false
 end
 
+-- What a rebuild killed midway left: its staging collection (never the one
+-- the alias points to, `live`). The caller holds the collection's rebuild
+-- lock, so no rebuild is filling it.
+function Documents:_drop_stale_staging(col, live)
+  local staging = col.qdrant_staging
+  if type(staging) ~= "table" or type(staging.name) ~= "string" then return true end
+  if staging.name ~= live then self.db.qdrant:delete_collection(staging.name) end
+  col.qdrant_staging = core.null
+  return self.db.collections:update(col.id, { qdrant_staging = core.null })
+end
+
 function Documents:_rebuild(col, opts)
   local q = self.db.qdrant
   local report = { vectors = 0, zero_downtime = opts.zero_downtime == true }
@@ -939,6 +982,8 @@ function Documents:_rebuild(col, opts)
         -- behind: the collection the alias points to is live, never a leftover
         live, qerr = alias_target(q, col.vector_store_name)
         if live == nil then return nil, qerr, "degraded" end
+        ok, qerr = self:_drop_stale_staging(col, live)
+        if not ok then return nil, qerr, "degraded" end
         staging_gen = s.generation + 1
         while physical(col, staging_gen) == live do staging_gen = staging_gen + 1 end
         target = physical(col, staging_gen)
@@ -950,10 +995,15 @@ function Documents:_rebuild(col, opts)
         ok, qerr = self.db.collections:update(col.id, { qdrant_staging = col.qdrant_staging })
         if not ok then return nil, qerr, "degraded" end
       else
+        local live, qerr = alias_target(q, col.vector_store_name)
+        if live == nil then return nil, qerr, "error" end
+        local ok
+        ok, qerr = self:_drop_stale_staging(col, live)
+        if not ok then return nil, qerr, "error" end
         -- start again from an empty collection under the alias
         q:delete_collection(physical(col, s.generation))
         self:_unsure(col)
-        local ok, qerr = self:_ensure_qdrant(col)
+        ok, qerr = self:_ensure_qdrant(col)
         if not ok then return nil, qerr, "error" end
         target = col.vector_store_name
       end
@@ -1031,7 +1081,9 @@ local function canonical(v, out, depth)
   local t = type(v)
   if t ~= "table" then
     local text = tostring(v)
-    if math.type(v) == "float" then text = string.format("%.17g", v) end
+    -- every digit (LuaJIT's tostring keeps 14)
+    if math.type(v) == "integer" then text = string.format("%d", v)
+    elseif math.type(v) == "float" then text = string.format("%.17g", v) end
     out[#out + 1] = string.format("%s%d:%s", t:sub(1, 1), #text, text)
     return true
   end
@@ -1089,7 +1141,8 @@ function Documents:search(collection_id, query_text, opts)
   end
 
   local compute = function()
-    local dense, e = embed_with(self.embedder.dense, { query_text }, "dense")
+    local dense, e = embed_with(self.embedder.dense, { query_text }, "dense",
+      type(settings) == "table" and type(settings.dense) == "table" and settings.dense.size or nil)
     if not dense then return nil, e end
     local q
     if mode == "dense" then
@@ -1176,7 +1229,7 @@ function M.documents(db, opts)
   batch, err = positive_integer(opts.batch_size, "batch_size", 64)
   if not batch then return nil, err end
   if batch > 10000 then return input_error("batch_size must be at most 10000") end
-  if opts.cache_ttl ~= nil and not (type(opts.cache_ttl) == "number" and opts.cache_ttl > 0) then
+  if opts.cache_ttl ~= nil and not (type(opts.cache_ttl) == "number" and opts.cache_ttl > 0 and opts.cache_ttl < math.huge) then
     return input_error("cache_ttl must be a positive number of seconds")
   end
   if opts.upsert ~= nil then
