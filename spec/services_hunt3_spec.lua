@@ -294,4 +294,13 @@ describe("semstore.services.documents, third hunt", function()
       assert.are.equal("input", err.kind)
     end
   end)
+  it("documents() checks its upsert options' values too, as upsert would, before any write", function()
+    for _, bad in ipairs { { batch_size = 0 }, { parallel = 1e9 }, { max_bytes = 0 / 0 }, { wait = "yes" } } do
+      local svc, err = semstore.services.documents(fx.db, { upsert = bad })
+      assert.is_nil(svc)
+      assert.are.equal("input", err.kind)
+      assert.truthy(err.message:find((next(bad)), 1, true), err.message)
+    end
+    assert(semstore.services.documents(fx.db, { upsert = { batch_size = 10, parallel = 2, wait = true } }))
+  end)
 end)
