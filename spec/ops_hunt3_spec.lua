@@ -180,6 +180,43 @@ describe("ops hunt 3: db:health", function()
   end)
 end)
 
+describe("ops hunt 3: db:health on a stalled PostgreSQL", function()
+  it("returns within seconds when the pool's connection goes to a backend that stopped answering", function()
+    local dir = helpers.tmpdir()
+    local pidf = dir .. "/backend.pid"
+    finally(function()
+      local f = io.open(pidf)
+      local pid = f and f:read "a":match "%d+"
+      if f then f:close() end
+      if pid then os.execute("kill -CONT " .. pid .. " 2>/dev/null") end
+      helpers.rmdir(dir)
+    end)
+    -- the script stops its own pooled connection's backend (SIGCONT comes
+    -- 20 s later whatever happens), then asks db:health()
+    helpers.write_file(dir .. "/health.lua", string.format([[
+      local semstore = require "semstore"
+      local core = require "semstore.core"
+      local db = assert(semstore.connect { name = "stopped", postgres = %q, pool = { size = 1, max_overflow = 0 } })
+      local pid = assert(db.pg:query "SELECT pg_backend_pid() AS p")[1].p
+      local f = assert(io.open(%q, "w")) f:write(pid) f:close()
+      os.execute("kill -STOP " .. pid .. "; (sleep 20; kill -CONT " .. pid .. ") >/dev/null 2>&1 &")
+      local t0 = core.monotime()
+      local r = db:health()
+      print(string.format("took %%.1f s, ok %%s, postgres %%s", core.monotime() - t0, tostring(r.ok), r.postgres.status))
+    ]], helpers.url, pidf))
+    local out = os.tmpname()
+    local started = monotime()
+    local _, _, code = os.execute(string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s timeout 9 %s %s >%s 2>&1",
+      helpers.shell_quote(helpers.root), helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
+      helpers.shell_quote(helpers.cpath), helpers.lua_bin, dir .. "/health.lua", out))
+    local took = monotime() - started
+    local text = helpers.read_file(out)
+    os.remove(out)
+    assert.are_not.equal(124, code, string.format("db:health() was still waiting after %.1f s\n%s", took, text))
+    assert.truthy(text:find("ok false, postgres unhealthy", 1, true), text)
+  end)
+end)
+
 describe("ops hunt 3: the local embedder", function()
   it("does not drop texts after a hole in silence (one vector per text, or an error)", function()
     local emb = semstore.embedders.local_hash { dim = 8 }
