@@ -217,6 +217,35 @@ describe("ops hunt 3: db:health on a stalled PostgreSQL", function()
   end)
 end)
 
+describe("ops hunt 3: db:health on a stalled Qdrant", function()
+  it("returns within seconds with the client's default settings (a probe is one attempt, not the retry budget)", function()
+    local s = stalled_server()
+    local dir = helpers.tmpdir()
+    finally(function()
+      s.stop()
+      helpers.rmdir(dir)
+    end)
+    helpers.write_file(dir .. "/health.lua", string.format([[
+      local semstore = require "semstore"
+      local core = require "semstore.core"
+      local db = assert(semstore.connect { name = "stalled-qdrant", postgres = %q, qdrant = "http://127.0.0.1:%d" })
+      local t0 = core.monotime()
+      local r = db:health()
+      print(string.format("took %%.1f s, ok %%s, qdrant %%s", core.monotime() - t0, tostring(r.ok), r.qdrant.status))
+    ]], helpers.url, s.port))
+    local out = os.tmpname()
+    local started = monotime()
+    local _, _, code = os.execute(string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s timeout 9 %s %s >%s 2>&1",
+      helpers.shell_quote(helpers.root), helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
+      helpers.shell_quote(helpers.cpath), helpers.lua_bin, dir .. "/health.lua", out))
+    local took = monotime() - started
+    local text = helpers.read_file(out)
+    os.remove(out)
+    assert.are_not.equal(124, code, string.format("db:health() was still waiting after %.1f s\n%s", took, text))
+    assert.truthy(text:find("ok false, qdrant unhealthy", 1, true), text)
+  end)
+end)
+
 describe("ops hunt 3: the local embedder", function()
   it("does not drop texts after a hole in silence (one vector per text, or an error)", function()
     local emb = semstore.embedders.local_hash { dim = 8 }
