@@ -264,13 +264,17 @@ end)
 
 describe("ops hunt 3: chunk_text", function()
   it("keeps every chunk within size characters when the text has stray UTF-8 continuation bytes", function()
-    -- 100 bytes 0x80..0xBF with no lead byte: invalid UTF-8 (Latin-1 text,
-    -- binary), each byte is one character or one replacement character
-    local text = ("\194\128"):sub(2):rep(100)
+    -- the README: "chunks of at most `size` characters (UTF-8 code points;
+    -- an invalid byte counts as one)". 100 bytes 0x80 with no lead byte
+    -- (Latin-1 text, binary) are 100 invalid bytes: ten chunks of 10.
+    local text = string.rep(string.char(0x80), 100)
     local chunks = semstore.chunk_text(text, 10, 0)
     for i, c in ipairs(chunks) do
-      assert.is_true(#c.content <= 10 * 4, string.format("chunk %d is %d bytes for a size of 10 characters", i, #c.content))
+      assert.is_true(#c.content <= 10, string.format("chunk %d is %d invalid bytes for a size of 10 characters", i, #c.content))
     end
-    assert.is_true(#chunks >= 3, #chunks .. " chunk(s) of a 100-byte text at size 10")
+    assert.are.equal(10, #chunks)
+    -- the same after a valid character: "é" and then stray continuation bytes
+    chunks = semstore.chunk_text("\195\169" .. string.rep(string.char(0x80), 30), 10, 0)
+    assert.is_true(#chunks[1].content <= 2 + 9, #chunks[1].content .. " bytes in the first chunk")
   end)
 end)
