@@ -278,3 +278,17 @@ describe("ops hunt 3: chunk_text", function()
     assert.is_true(#chunks[1].content <= 2 + 9, #chunks[1].content .. " bytes in the first chunk")
   end)
 end)
+
+describe("ops hunt 3: chunk_text's overlap", function()
+  it("still overlaps when the overlap reaches back past the start of a chunk its cut made shorter", function()
+    -- size 10: the first chunk is cut after the space, "aaaaaaaa " (9
+    -- characters). Overlap 8 starts the next chunk 8 characters back;
+    -- overlap 9 reaches the chunk's own start, and then the next chunk
+    -- starts where this one ends: no overlap at all.
+    local eight = semstore.chunk_text("aaaaaaaa bbbbbbbbbb", 10, 8)
+    assert.is_true(eight[2].start_offset < eight[1].end_offset) -- overlap 8 overlaps
+    local nine = semstore.chunk_text("aaaaaaaa bbbbbbbbbb", 10, 9)
+    assert.is_true(nine[2].start_offset < nine[1].end_offset,
+      string.format("overlap 9: chunk 2 starts at %d, where chunk 1 ends (%d)", nine[2].start_offset, nine[1].end_offset))
+  end)
+end)
