@@ -180,6 +180,30 @@ describe("ops hunt 3: db:health", function()
   end)
 end)
 
+describe("ops hunt 3: health against a server on Qdrant's port that answers 200 with another shape", function()
+  it("reports qdrant unhealthy instead of raising (a {\"result\": null} answer)", function()
+    local dir = helpers.tmpdir()
+    local port = helpers.free_port()
+    -- an HTTP server that answers every request 200 {"result":null,"status":"ok"}
+    helpers.write_file(dir .. "/server.js", string.format([[
+      require('http').createServer((q, s) => { s.setHeader('content-type', 'application/json');
+        s.end('{"result":null,"status":"ok"}') }).listen(%d, '127.0.0.1')]], port))
+    assert(os.execute(string.format("node %s >/dev/null 2>&1 & echo $! > %s", dir .. "/server.js", dir .. "/pid")))
+    finally(function()
+      os.execute("kill " .. helpers.read_file(dir .. "/pid"):match "%d+" .. " 2>/dev/null")
+      helpers.rmdir(dir)
+    end)
+    for _ = 1, 50 do
+      if os.execute(string.format("curl -s -o /dev/null http://127.0.0.1:%d/", port)) then break end
+      helpers.sleep(0.1)
+    end
+    local code, out, err = cli_within(20, { "health" }, { DATABASE_URL = helpers.url, QDRANT_URL = "http://127.0.0.1:" .. port })
+    assert.falsy(err:find("stack traceback", 1, true), err)
+    assert.are.equal(1, code, out .. err)
+    assert.truthy(out:find("qdrant%s+unhealthy"), out)
+  end)
+end)
+
 describe("ops hunt 3: db:health on a stalled PostgreSQL", function()
   it("returns within seconds when the pool's connection goes to a backend that stopped answering", function()
     local dir = helpers.tmpdir()
