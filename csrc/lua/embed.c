@@ -9,13 +9,22 @@
 
 /* Checks texts (an array of strings) at idx; returns how many. */
 static lua_Integer check_texts(lua_State *L, int idx) {
-  lua_Integer n, i;
+  lua_Integer n, i, entries = 0;
   luaL_checktype(L, idx, LUA_TTABLE);
   n = (lua_Integer)lua_rawlen(L, idx);
   for (i = 1; i <= n; i++) {
     if (lua_rawgeti(L, idx, i) != LUA_TSTRING) luaL_error(L, "texts[%d] is a %s, not a string", (int)i, luaL_typename(L, -1));
     lua_pop(L, 1);
   }
+  /* a text after a hole would be dropped in silence: one vector per text */
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    entries++;
+    lua_pop(L, 1);
+  }
+  if (entries != n)
+    luaL_error(L, "texts must be an array of strings: %d entries are not texts[1..%d] (a hole?)", (int)(entries - n),
+               (int)n);
   return n;
 }
 

@@ -213,9 +213,14 @@ end
 local SMALL_POOL = { size = 1, max_overflow = 1 }
 local STORES = { "postgres", "redis", "qdrant" }
 
--- How long one attempt of `wait` may take at most: a server that drops
--- packets must not hold a short --timeout for the default 5-10 s.
-local function probe_seconds(timeout) return math.max(1, math.min(5, math.ceil(timeout))) end
+-- How long one attempt of `wait` at one of `stores` stores may take: a
+-- round that asks each in turn fits a short --timeout (servers that drop
+-- packets must not hold it for the default 5-10 s each); --timeout 0 is
+-- one attempt of 1 s each.
+local function probe_seconds(timeout, stores)
+  if timeout == 0 then return 1 end
+  return math.max(0.5, math.min(5, timeout / stores))
+end
 
 -- A --timeout value: seconds, 0 or more and finite; nil when it is not.
 local function seconds(text)
@@ -226,7 +231,8 @@ end
 
 -- A db for probing the servers: each check is one attempt of at most
 -- `probe` seconds (Qdrant's client would otherwise retry for minutes on a
--- server that accepts and never answers).
+-- server that accepts and never answers). `check` counts Qdrant's points
+-- through it too.
 local function connect_probe(probe)
   local qdrant_opts, err = config.qdrant()
   if qdrant_opts == nil then return nil, err end
@@ -350,7 +356,7 @@ function Command:health(args)
   if not opts then return status end
   local db, err = connect_probe(5)
   if not db then return self:failed(err) end
-  local report = db:health()
+  local report = db:health(nil, { timeout = 5 })
   db:close()
   local rows = { { "store", "status", "ms", "target", "detail" } }
   for _, store in ipairs(STORES) do
@@ -370,24 +376,34 @@ function Command:wait(args)
   if not timeout then
     return self:usage("--timeout takes a number of seconds, 0 or more, not " .. opts.timeout, "wait")
   end
-  -- the loop below retries, so each attempt is one request
-  local db, err = connect_probe(probe_seconds(timeout))
-  if not db then return self:failed(err) end
+  local qdrant_opts, err = config.qdrant()
+  if qdrant_opts == nil then return self:failed(err) end
   local pending = { "postgres", "redis" }
-  if db.qdrant ~= qdrant.unconfigured then pending[3] = "qdrant" end
+  if qdrant_opts then pending[3] = "qdrant" end
+  -- the loop below retries, so each attempt is one request
+  local probe = probe_seconds(timeout, #pending)
+  local db
+  db, err = connect_probe(probe)
+  if not db then return self:failed(err) end
   local started = core.monotime()
-  local deadline, delay, last_note, last_error = started + timeout, 0.1, nil, {}
+  local deadline, delay, last_note, last_error, first = started + timeout, 0.1, nil, {}, true
   while true do
-    local report = db:health(pending)
     local still = {}
+    -- one store at a time, each timed on its own; after the first round
+    -- none is asked once the deadline has passed
     for _, store in ipairs(pending) do
-      local h = report[store]
-      if h.ok then
-        self:out("%s answers after %.1f s: %s (%s)", store, core.monotime() - started, h.info, h.target)
+      if not first and core.monotime() >= deadline then
+        still[#still + 1] = store
       else
-        still[#still + 1], last_error[store] = store, h.error
+        local h = db:health({ store }, { timeout = probe })[store]
+        if h.ok then
+          self:out("%s answers after %.1f s: %s (%s)", store, core.monotime() - started, h.info, h.target)
+        else
+          still[#still + 1], last_error[store] = store, h.error
+        end
       end
     end
+    first = false
     pending = still
     local now = core.monotime()
     if #pending == 0 or now >= deadline then break end
@@ -443,28 +459,33 @@ end
 -- Per collection, in one pass over chunks: the chunks without a vector and
 -- those with one (what Qdrant should hold).
 local CHUNK_COUNTS = [[
-  SELECT k.collection_id, coalesce(col.name, '(no collection row) ' || k.collection_id) AS name,
-         col.vector_store_name, k.missing, k.embedded
+  SELECT coalesce(k.collection_id, col.id) AS collection_id,
+         coalesce(col.name, '(no collection row) ' || k.collection_id) AS name,
+         col.vector_store_name, coalesce(k.missing, 0) AS missing, coalesce(k.embedded, 0) AS embedded
   FROM (SELECT collection_id, count(*) FILTER (WHERE embedding_vector_id IS NULL) AS missing,
                count(embedding_vector_id) AS embedded
         FROM chunks GROUP BY collection_id) k
-  LEFT JOIN collections col ON col.id = k.collection_id
+  FULL JOIN collections col ON col.id = k.collection_id
   ORDER BY 2]]
 
 -- Each collection's embedded chunks against the points of its Qdrant
--- collection: the mismatches, as examples. A failure other than a missing
--- collection ends the comparison: an unreachable Qdrant would otherwise
--- cost each collection its own round of retries.
+-- collection (every collection: points with no embedded chunk are stale),
+-- the mismatches, as examples. A failure other than a missing collection
+-- ends the comparison: an unreachable Qdrant would otherwise cost each
+-- collection its own attempt.
 local function qdrant_mismatches(db, counts)
   local found = {}
   for _, c in ipairs(counts) do
-    if c.embedded > 0 then
+    if c.embedded > 0 or c.vector_store_name ~= semstore.null then
       if c.vector_store_name == semstore.null then
         found[#found + 1] = string.format("%s: %d embedded chunks and no collection row to find them in Qdrant", c.name, c.embedded)
       else
         local points, err = db.qdrant:count(c.vector_store_name)
         if points == nil and type(err) == "table" and err.status == 404 then
-          found[#found + 1] = string.format("%s: %d embedded chunks, Qdrant collection %s is missing", c.name, c.embedded, c.vector_store_name)
+          if c.embedded > 0 then
+            found[#found + 1] = string.format("%s: %d embedded chunks, Qdrant collection %s is missing", c.name,
+              c.embedded, c.vector_store_name)
+          end
         elseif points == nil then
           found[#found + 1] = string.format("%s: could not count Qdrant's %s, comparison stopped: %s", c.name,
             c.vector_store_name, one_line(err))
@@ -481,7 +502,9 @@ end
 function Command:check(args)
   local opts, status = self:options("check", args)
   if not opts then return status end
-  local db, err = connect(SMALL_POOL)
+  -- Qdrant's counts are one attempt of at most 5 s each: a stalled Qdrant
+  -- is a finding, not a hang
+  local db, err = connect_probe(5)
   if not db then return self:failed(err) end
   -- one snapshot, so the checks see the same data
   local results, counts = {}, nil
@@ -685,13 +708,23 @@ function Command:worker(args)
   if opts.timeout and not timeout then
     return self:usage("--timeout takes a number of seconds, 0 or more, not " .. opts.timeout, "worker")
   end
-  local db, err = connect()
+  local qdrant_opts, err = config.qdrant()
+  if qdrant_opts == nil then return self:failed(err) end
+  if qdrant_opts and timeout then
+    -- a job begun just before the end gives up on a stalled Qdrant within
+    -- the timeout, rather than after the client's whole retry budget
+    local bound = math.max(1, timeout)
+    qdrant_opts.timeout = math.min(qdrant_opts.timeout or bound, bound)
+    qdrant_opts.retry_timeout = math.min(qdrant_opts.retry_timeout or bound, bound)
+  end
+  local db
+  db, err = connect(nil, { qdrant = qdrant_opts or nil })
   if not db then return self:failed(err) end
   local svc
   svc, err = semstore.services.documents(db)
   local report
   if svc and opts.once then
-    report, err = svc:retry_pending()
+    report, err = svc:retry_pending { timeout = timeout }
   elseif svc then
     report, err = svc:worker { timeout = timeout, on_batch = function(r)
       if r.error then
@@ -704,6 +737,8 @@ function Command:worker(args)
   db:close()
   if not report then return self:failed(err) end
   self:out("%d done, %d failed, %d left", report.done, report.failed, report.left)
+  -- a worker that never could read the queue failed
+  if report.rounds and report.errors == report.rounds then return self:failed(report.error) end
   return opts.once and report.failed > 0 and 1 or 0
 end
 

@@ -129,10 +129,12 @@ local function printable(err)
 end
 
 -- Times one check: { ok, status, ms, info, target } or { ok = false,
--- status, error, ms, target }.
+-- status, error, ms, target }. A check that raises (a server answering in
+-- a shape nobody expects) is unhealthy too.
 local function check(target, fn)
   local started = core.monotime()
-  local info, err = fn()
+  local ran, info, err = pcall(fn)
+  if not ran then info, err = nil, info end
   local ms = (core.monotime() - started) * 1000
   if info == nil then return { ok = false, status = "unhealthy", error = printable(err), ms = ms, target = target } end
   return { ok = true, status = "healthy", ms = ms, info = info, target = target }
@@ -142,12 +144,24 @@ local HEALTH_STORES = { "postgres", "redis", "qdrant" }
 local IS_HEALTH_STORE = {}
 for _, store in ipairs(HEALTH_STORES) do IS_HEALTH_STORE[store] = true end
 
--- db:health(stores) -> { ok =, postgres = {...}, redis = {...}, qdrant = {...} }:
+-- db:health(stores, { timeout = 5 }) -> { ok =, postgres = {...}, redis = {...}, qdrant = {...} }:
 -- one round trip to each store (Qdrant only when it is configured); each
 -- entry has ok, status ("healthy" or "unhealthy"), ms, target (printable:
 -- no password) and info or error. `stores`, a list of names, checks only
--- those (`semstore wait` asks again only for the ones still silent).
-function DB:health(stores)
+-- those (`semstore wait` asks one at a time). Each check is one attempt
+-- of at most `timeout` seconds (PostgreSQL's is cancelled then, and given
+-- up 5 s later if the server does not even answer that): a stalled server
+-- is unhealthy, not a hang.
+function DB:health(stores, opts)
+  if stores ~= nil and type(stores) ~= "table" then
+    error("health takes a list of store names ({ \"redis\" }), not a " .. type(stores), 2)
+  end
+  local ok, err = core.check_keys(opts or {}, { "timeout" }, "health's options")
+  if not ok then error(err.message, 2) end
+  local timeout = opts and opts.timeout or 5
+  if type(timeout) ~= "number" or not (timeout > 0 and timeout < math.huge) then
+    error("health's timeout must be a positive number of seconds", 2)
+  end
   local wanted = {}
   for _, store in ipairs(stores or HEALTH_STORES) do
     if not IS_HEALTH_STORE[store] then
@@ -158,16 +172,21 @@ function DB:health(stores)
   local report = { ok = true }
   if wanted.postgres then
     report.postgres = check(self.target, function()
-      local rows, err = self.pg:query "SELECT current_setting('server_version') AS version, current_database() AS db"
-      if not rows then return nil, err end
-      return string.format("PostgreSQL %s, database %s", rows[1].version, rows[1].db)
+      local conn, cerr = self.pg:acquire()
+      if not conn then return nil, cerr end
+      return compat.closing(conn, function()
+        conn:settimeout(timeout)
+        local rows, qerr = conn:query "SELECT current_setting('server_version') AS version, current_database() AS db"
+        if not rows then return nil, qerr end
+        return string.format("PostgreSQL %s, database %s", rows[1].version, rows[1].db)
+      end)
     end)
   end
   if wanted.redis then report.redis = check(self.redis_target, function() return self.redis:call "PING" end) end
   if wanted.qdrant and self.qdrant ~= qdrant.unconfigured then
     report.qdrant = check(self.qdrant:url(), function()
-      local names, err = self.qdrant:list_collections()
-      if not names then return nil, err end
+      local names, qerr = self.qdrant:list_collections { max_retries = 0, timeout = timeout, connect_timeout = timeout }
+      if not names then return nil, qerr end
       return string.format("%d collections", #names)
     end)
   end

@@ -176,11 +176,26 @@ function Qdrant:delete_collection(name)
   return self:_call("DELETE", "/collections/" .. path)
 end
 
-function Qdrant:list_collections()
-  local result, err = self:_call("GET", "/collections")
+-- opts: the limits for this call (timeout, connect_timeout, max_retries,
+-- retry_timeout).
+function Qdrant:list_collections(opts)
+  local err
+  opts, err = check(opts, LIMIT_OPTIONS, "list_collections' options")
+  if not opts then return nil, err end
+  local result
+  result, err = self:_call("GET", "/collections", nil, opts)
   if not result then return nil, err end
+  -- a server on Qdrant's port that is not Qdrant: an error, not a raise
+  if type(result) ~= "table" or (result.collections ~= nil and type(result.collections) ~= "table") then
+    return nil, core.error { kind = "qdrant", message = "GET /collections answered without a list of collections: not Qdrant?" }
+  end
   local names = {}
-  for i, c in ipairs(result.collections or {}) do names[i] = c.name end
+  for i, c in ipairs(result.collections or {}) do
+    if type(c) ~= "table" or type(c.name) ~= "string" then
+      return nil, core.error { kind = "qdrant", message = "GET /collections answered a collection without a name: not Qdrant?" }
+    end
+    names[i] = c.name
+  end
   table.sort(names)
   return names
 end

@@ -609,18 +609,27 @@ function Documents:_run_job(job)
   return true
 end
 
--- svc:retry_pending{ limit =, collection_id = } -> { done =, failed =, left = }:
+local function check_timeout(v)
+  if v ~= nil and not (type(v) == "number" and v >= 0) then return input_error("timeout must be a number of seconds >= 0") end
+  return true
+end
+
+-- svc:retry_pending{ limit =, collection_id =, timeout = } -> { done =, failed =, left = }:
 -- runs the jobs that are due (of one collection, when given), each once,
--- until none is due (or `limit` ran).
+-- until none is due (or `limit` ran, or `timeout` seconds passed: no job is
+-- begun after it).
 function Documents:retry_pending(opts)
   local err
-  opts, err = check_options(opts, { "limit", "collection_id" }, "retry_pending's options")
+  opts, err = check_options(opts, { "limit", "collection_id", "timeout" }, "retry_pending's options")
   if not opts then return nil, err end
   if opts.collection_id ~= nil and type(opts.collection_id) ~= "string" then return input_error("collection_id must be a string") end
   local limit
   limit, err = positive_integer(opts.limit, "limit", math.huge)
   if not limit then return nil, err end
-  return self:_drain(opts.collection_id, limit)
+  local ok
+  ok, err = check_timeout(opts.timeout)
+  if not ok then return nil, err end
+  return self:_drain(opts.collection_id, limit, opts.timeout and core.monotime() + opts.timeout)
 end
 
 -- retry_pending's loop; no job is begun after `deadline` (core.monotime()).
@@ -674,24 +683,29 @@ function Documents:worker(opts)
   local err
   opts, err = check_options(opts, { "timeout", "on_batch", "max_wait" }, "worker's options")
   if not opts then return nil, err end
-  if opts.timeout ~= nil and not (type(opts.timeout) == "number" and opts.timeout >= 0) then
-    return input_error("timeout must be a number of seconds >= 0")
-  end
+  local ok
+  ok, err = check_timeout(opts.timeout)
+  if not ok then return nil, err end
   if opts.max_wait ~= nil and not (type(opts.max_wait) == "number" and opts.max_wait > 0 and opts.max_wait < math.huge) then
     return input_error("max_wait must be a positive number of seconds")
   end
   if opts.on_batch ~= nil and type(opts.on_batch) ~= "function" then return input_error("on_batch must be a function") end
   local max_wait = opts.max_wait or 30
   local deadline = opts.timeout and core.monotime() + opts.timeout
-  local total = { done = 0, failed = 0, left = 0 }
+  -- rounds: how many times the queue was read; errors: how many of those
+  -- failed (error: the last failure), so a worker pointed at the wrong
+  -- database does not look like one with an empty queue
+  local total = { done = 0, failed = 0, left = 0, rounds = 0, errors = 0 }
   local backoff = BACKOFF_FIRST
   while true do
     local r, rerr = self:_drain(nil, math.huge, deadline)
+    total.rounds = total.rounds + 1
     if r then
       total.done, total.failed, total.left = total.done + r.done, total.failed + r.failed, r.left
       if opts.on_batch and (r.done + r.failed) > 0 then opts.on_batch(r) end
-    elseif opts.on_batch then
-      opts.on_batch { error = rerr }
+    else
+      total.errors, total.error = total.errors + 1, rerr
+      if opts.on_batch then opts.on_batch { error = rerr } end
     end
     local wait = max_wait
     if deadline then

@@ -36,6 +36,26 @@ int main(void) {
   /* a long word with no space is cut at the size; overlap >= size is capped */
   n = ss_chunk_text("abcdefghij", 10, 4, 9, c, 64);
   CHECK(n >= 3 && c[0].end == 4 && c[n - 1].end == 10);
+  /* an invalid byte is a character of its own: stray continuation bytes
+   * (no lead), and those beyond what a lead announces */
+  {
+    char stray[100];
+    memset(stray, 0x80, sizeof stray);
+    n = ss_chunk_text(stray, sizeof stray, 10, 0, c, 64);
+    CHECK(n == 10);
+    for (i = 0; i < n; i++) CHECK(c[i].end - c[i].start == 10);
+    memcpy(stray, "\xc3\xa9", 2); /* "é", then 98 stray bytes */
+    n = ss_chunk_text(stray, sizeof stray, 10, 0, c, 64);
+    CHECK(n == 10 && c[0].end == 11 && c[1].end - c[1].start == 10);
+    /* a valid character after stray bytes is still never cut */
+    n = ss_chunk_text("\x80\xe2\x82\xac\x80", 5, 1, 0, c, 64);
+    CHECK(n == 3 && c[0].end == 1 && c[1].end == 4 && c[2].end == 5);
+  }
+  /* an overlap reaching back to a chunk's start (its cut made it short)
+   * still overlaps: the next chunk starts one character in */
+  n = ss_chunk_text("aaaaaaaa bbbbbbbbbb", 19, 10, 9, c, 64);
+  CHECK(n >= 2 && c[0].end == 9 && c[1].start == 1);
+  for (i = 1; i < n; i++) CHECK(c[i].start > c[i - 1].start && c[i].start < c[i - 1].end);
   /* room for fewer: the count says how many there are */
   CHECK(ss_chunk_text("abcdefghij", 10, 2, 0, c, 1) == 5 && c[0].end == 2);
   DONE();
