@@ -27,6 +27,20 @@ local function cli_within(seconds, args, env)
   return code, stdout, stderr, took
 end
 
+-- Runs a Lua script under `timeout SECONDS`: the exit code (124 when it was
+-- stopped), what it printed, and the seconds it took.
+local function run_within(seconds, script)
+  local out = os.tmpname()
+  local started = monotime()
+  local _, _, code = os.execute(string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s timeout %d %s %s >%s 2>&1",
+    helpers.shell_quote(helpers.root), helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
+    helpers.shell_quote(helpers.cpath), seconds, helpers.lua_bin, script, out))
+  local took = monotime() - started
+  local text = helpers.read_file(out)
+  os.remove(out)
+  return code, text, took
+end
+
 -- A server that accepts connections and never answers: a redis-server of
 -- the spec's own, stopped with SIGSTOP (the kernel still completes the
 -- handshakes). Any client (libpq, hiredis, libcurl) connects and waits.
@@ -228,14 +242,7 @@ describe("ops hunt 3: db:health on a stalled PostgreSQL", function()
       local r = db:health()
       print(string.format("took %%.1f s, ok %%s, postgres %%s", core.monotime() - t0, tostring(r.ok), r.postgres.status))
     ]], helpers.url, pidf))
-    local out = os.tmpname()
-    local started = monotime()
-    local _, _, code = os.execute(string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s timeout 15 %s %s >%s 2>&1",
-      helpers.shell_quote(helpers.root), helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-      helpers.shell_quote(helpers.cpath), helpers.lua_bin, dir .. "/health.lua", out))
-    local took = monotime() - started
-    local text = helpers.read_file(out)
-    os.remove(out)
+    local code, text, took = run_within(15, dir .. "/health.lua")
     assert.are_not.equal(124, code, string.format("db:health() was still waiting after %.1f s (its bound: 5 s, then 5 s for the cancel)\n%s", took, text))
     assert.truthy(text:find("ok false, postgres unhealthy", 1, true), text)
     -- the 5 s probe, then at most the 5 s a cancelled call waits for the server
@@ -259,14 +266,7 @@ describe("ops hunt 3: db:health on a stalled Qdrant", function()
       local r = db:health()
       print(string.format("took %%.1f s, ok %%s, qdrant %%s", core.monotime() - t0, tostring(r.ok), r.qdrant.status))
     ]], helpers.url, s.port))
-    local out = os.tmpname()
-    local started = monotime()
-    local _, _, code = os.execute(string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s timeout 9 %s %s >%s 2>&1",
-      helpers.shell_quote(helpers.root), helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-      helpers.shell_quote(helpers.cpath), helpers.lua_bin, dir .. "/health.lua", out))
-    local took = monotime() - started
-    local text = helpers.read_file(out)
-    os.remove(out)
+    local code, text, took = run_within(9, dir .. "/health.lua")
     assert.are_not.equal(124, code, string.format("db:health() was still waiting after %.1f s\n%s", took, text))
     assert.truthy(text:find("ok false, qdrant unhealthy", 1, true), text)
   end)

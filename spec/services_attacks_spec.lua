@@ -9,15 +9,7 @@ local fixture = require "support.services_fixture"
 describe("semstore.services.documents under attack", function()
   local fx = fixture.lazy(lazy_setup, lazy_teardown)
 
-  -- local_hash's vectors, with a hook run before each dense() call
-  local function hooked_embedder(hook)
-    local base = semstore.embedders.local_hash()
-    return setmetatable({
-      dim = base.dim,
-      dense = function(_, texts) hook(texts); return base:dense(texts) end,
-      sparse = function(_, texts) return base:sparse(texts) end,
-    }, { __tostring = function() return "hooked" end })
-  end
+  local hooked_embedder = fixture.hooked_embedder
 
   it("index_collection refuses a document array with holes instead of silently dropping what follows the hole", function()
     local col = fx.new_collection()

@@ -9,15 +9,7 @@ local fixture = require "support.services_fixture"
 describe("semstore.services.documents, third hunt", function()
   local fx = fixture.lazy(lazy_setup, lazy_teardown)
 
-  -- local_hash's vectors (dense and sparse), with hook(texts) run before each dense() call
-  local function hooked_embedder(hook)
-    local base = semstore.embedders.local_hash()
-    return setmetatable({
-      dim = base.dim,
-      dense = function(_, texts) hook(texts); return base:dense(texts) end,
-      sparse = function(_, texts) return base:sparse(texts) end,
-    }, { __tostring = function() return "hooked" end })
-  end
+  local hooked_embedder = fixture.hooked_embedder
 
   it("index_collection marks the collection 'error', not 'degraded', when the embedder fails", function()
     local col = fx.new_collection()
@@ -254,15 +246,7 @@ describe("semstore.services.documents, third hunt", function()
   it("a plain rebuild after a zero-downtime rebuild killed midway deletes the staging collection it left", function()
     local col = fx.new_collection()
     assert(fx.svc:index_collection(col.id, fx.corpus(40)))
-    local code = fx.run_script([[
-      local semstore = require "semstore"
-      local svc = assert(semstore.services.documents(db, { batch_size = 4 }))
-      local batches = 0
-      svc:rebuild_vector_index(arg[1], { zero_downtime = true, progress = function()
-        batches = batches + 1
-        if batches == 3 then os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n")) end
-      end })
-    ]], { col.id })
+    local code = fx.kill_rebuild_midway(col)
     assert.are_not.equal(0, code)
     local leftover = col.vector_store_name .. "_v2"
     assert.is_true(fx.db.qdrant:collection_exists(leftover))

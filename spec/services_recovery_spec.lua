@@ -32,15 +32,7 @@ describe("semstore.services.documents through crashes, dead connections and smal
   it("a zero-downtime rebuild killed with kill -9 leaves no stale staging that breaks later writes", function()
     local col = fx.new_collection()
     assert(fx.svc:index_collection(col.id, fx.corpus(40)))
-    local code = fx.run_script([[
-      local semstore = require "semstore"
-      local svc = assert(semstore.services.documents(db, { batch_size = 4 }))
-      local batches = 0
-      svc:rebuild_vector_index(arg[1], { zero_downtime = true, progress = function()
-        batches = batches + 1
-        if batches == 3 then os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n")) end
-      end })
-    ]], { col.id })
+    local code = fx.kill_rebuild_midway(col)
     assert.are_not.equal(0, code)
     -- Qdrant restarts empty: the README says writers heal it from the row
     for _, name in ipairs(assert(fx.db.qdrant:list_collections())) do

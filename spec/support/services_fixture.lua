@@ -102,6 +102,20 @@ function fixture.open()
     return code, out, err
   end
 
+  -- kills (kill -9) a zero-downtime rebuild of `col` in a process of its
+  -- own after its third batch of 4; returns the exit code
+  function fx.kill_rebuild_midway(col)
+    return fx.run_script([[
+      local semstore = require "semstore"
+      local svc = assert(semstore.services.documents(db, { batch_size = 4 }))
+      local batches = 0
+      svc:rebuild_vector_index(arg[1], { zero_downtime = true, progress = function()
+        batches = batches + 1
+        if batches == 3 then os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n")) end
+      end })
+    ]], { col.id })
+  end
+
   function fx.close()
     if fixture.standin then db.qdrant.handle:request("DELETE", "/__standin/faults") end
     helpers.assert_all_returned(db)
@@ -109,6 +123,17 @@ function fixture.open()
     helpers.drop_database(fx.db_name)
   end
   return fx
+end
+
+-- An embedder with local_hash's vectors (dense and sparse) that runs
+-- hook(texts) before each dense() call.
+function fixture.hooked_embedder(hook)
+  local base = semstore.embedders.local_hash()
+  return setmetatable({
+    dim = base.dim,
+    dense = function(_, texts) hook(texts); return base:dense(texts) end,
+    sparse = function(_, texts) return base:sparse(texts) end,
+  }, { __tostring = function() return "hooked" end })
 end
 
 -- The fixture of a describe block: an empty table now, filled by its
