@@ -1,0 +1,66 @@
+-- semstore.services.documents (lua/semstore/services.lua): the fourth bug
+-- hunt over the workflows, after the third hunt's fixes. Each test failed
+-- on the code it was written against, for the reason its name gives.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
+local semstore = require "semstore"
+local core = require "semstore.core"
+local fixture = require "support.services_fixture"
+
+describe("semstore.services.documents, fourth hunt", function()
+  local fx = fixture.lazy(lazy_setup, lazy_teardown)
+
+  it("a sparse embedder's NaN value is an embedder error and leaves the collection 'error', not a Qdrant failure queued for ever", function()
+    local col = fx.new_collection()
+    local base = semstore.embedders.local_hash()
+    local bad = assert(semstore.services.documents(fx.db, { embedder = setmetatable({
+      dim = base.dim,
+      dense = function(_, texts) return base:dense(texts) end,
+      sparse = function(_, texts)
+        local out = {}
+        for i = 1, #texts do out[i] = { indices = { 1, 2 }, values = { 0 / 0, 1 } } end
+        return out
+      end,
+    }, { __tostring = function() return "nan-sparse" end }) }))
+    local res, err = bad:index_collection(col.id, fx.corpus(2))
+    local status = assert(fx.db.collections:get_by_uuid(col.id)).status
+    local queued = fx.jobs(col.id)
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    assert.is_nil(res)
+    -- Qdrant was never asked: the embedder's output is what is wrong, and a
+    -- queue that retries it fails for ever
+    assert.are.equal("embedder", err.kind, string.format("%s (store %s): %s; collection %s, %d jobs queued",
+      err.kind, tostring(err.store), err.message, status, queued))
+    assert.are.equal("error", status)
+  end)
+
+  it("a create_document refused for its content does not fix the new collection's Qdrant settings to its embedder", function()
+    local col = fx.new_collection()
+    local small = assert(semstore.services.documents(fx.db, { embedder = semstore.embedders.local_hash { dim = 32 } }))
+    local doc, err = small:create_document(col.id, "a zero byte \0 here")
+    assert.is_nil(doc)
+    assert.are.equal("input", err.kind)
+    -- nothing was written, nothing indexed: another embedder may still index the collection
+    local doc2, err2 = fx.svc:create_document(col.id, "a proper document, by the 256-number embedder")
+    assert.is_table(doc2, "refused: " .. tostring(err2 and err2.message))
+    assert.are.equal("completed", doc2.status)
+  end)
+
+  if fixture.standin then
+    it("a plain rebuild empties the live collection even when the row is a generation behind its alias", function()
+      local col = fx.new_collection()
+      assert(fx.svc:index_collection(col.id, fx.corpus(10)))
+      -- the state a rebuild killed between its alias swap and the row's update
+      -- leaves (services_recovery_spec): the alias points to _v2, the row says 1
+      assert(fx.svc:rebuild_vector_index(col.id, { zero_downtime = true }))
+      local s = assert(fx.db.collections:get_by_uuid(col.id)).qdrant_collections
+      assert(fx.db.collections:update(col.id, { qdrant_collections = { generation = 1, dense = s.dense, sparse = s.sparse } }))
+      -- a point whose chunk PostgreSQL no longer has (a lost delete, say)
+      local v = fx.svc.embedder.dense({ "stray" })[1]
+      assert(fx.db.qdrant:upsert(col.vector_store_name, { { id = 999999, vector = { dense = v },
+        payload = { collection_id = col.id, document_id = "gone" } } }))
+      assert(fx.svc:rebuild_vector_index(col.id))
+      -- README: "Without zero_downtime it empties the collection first"
+      assert.are.equal(fx.chunks_of(col), fx.points(col), "the stray point survived the rebuild")
+    end)
+  end
+end)
