@@ -63,4 +63,28 @@ describe("semstore.services.documents, fourth hunt", function()
       assert.are.equal(fx.chunks_of(col), fx.points(col), "the stray point survived the rebuild")
     end)
   end
+  it("after an index_collection killed with kill -9, the queue that finishes its documents leaves the collection 'ready', not 'processing'", function()
+    local col = fx.new_collection()
+    local code = fx.run_script([[
+      local semstore = require "semstore"
+      local svc = assert(semstore.services.documents(db, { batch_size = 4 }))
+      local calls = 0
+      svc:index_collection(arg[1], { { content = string.rep("Words of a long document, sentence after sentence. ", 40) } },
+        { progress = function()
+          calls = calls + 1
+          if calls == 2 then os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n")) end
+        end })
+    ]], { col.id })
+    assert.are_not.equal(0, code)
+    assert.are.equal(1, fx.jobs(col.id))
+    -- the 300 s lease, as if it had passed
+    fx.make_due(col.id)
+    local r = assert(fx.svc:retry_pending { collection_id = col.id })
+    assert.are.equal(1, r.done)
+    assert.are.equal(0, fx.count("SELECT count(*) AS n FROM documents WHERE collection_id = $1 AND status <> 'completed'", col.id))
+    assert.are.equal(fx.chunks_of(col), fx.points(col))
+    -- README: the queue "heals the collection as a rerun would, and so it does after a run that was killed"
+    local status = assert(fx.db.collections:get_by_uuid(col.id)).status
+    assert.are.equal("ready", status, "the collection stays '" .. status .. "' for ever")
+  end)
 end)
