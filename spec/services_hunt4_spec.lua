@@ -108,4 +108,24 @@ describe("semstore.services.documents, fourth hunt", function()
     assert.are.equal(fx.chunks_of(col), fx.points(col), string.format(
       "the document is completed with %d points in the live collection: its chunks' vectors were only in the dropped staging collection", mine))
   end)
+  it("after a plain rebuild that failed midway, a rerun of index_collection does not call the half-empty collection 'ready'", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(40)))
+    local svc = assert(semstore.services.documents(fx.db, { batch_size = 4 }))
+    local batches = 0
+    -- the collection is emptied, then the rebuild dies after two batches
+    assert.has_error(function()
+      svc:rebuild_vector_index(col.id, { progress = function()
+        batches = batches + 1
+        if batches == 2 then error("stop") end
+      end })
+    end, "stop")
+    assert.are.equal("error", assert(fx.db.collections:get_by_uuid(col.id)).status)
+    -- the README's way to finish an interrupted run: run it again
+    assert(fx.svc:index_collection(col.id, {}))
+    local status = assert(fx.db.collections:get_by_uuid(col.id)).status
+    local points, chunks = fx.points(col), fx.chunks_of(col)
+    assert.is_false(status == "ready" and points < chunks, string.format(
+      "the collection is '%s' with %d points for %d chunks: every chunk still counts as embedded", status, points, chunks))
+  end)
 end)
