@@ -128,4 +128,16 @@ describe("semstore.services.documents, fourth hunt", function()
     assert.is_false(status == "ready" and points < chunks, string.format(
       "the collection is '%s' with %d points for %d chunks: every chunk still counts as embedded", status, points, chunks))
   end)
+  it("index_collection with an embedder of another dimension is refused without marking the healthy collection 'error'", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(4)))
+    local small = assert(semstore.services.documents(fx.db, { embedder = semstore.embedders.local_hash { dim = 32 } }))
+    local res, err = small:index_collection(col.id, fx.corpus(6))
+    assert.is_nil(res)
+    assert.are.equal("input", err.kind)
+    -- README: "An embedder whose dimension differs from the row's is refused before anything is written"
+    local after = assert(fx.db.collections:get_by_uuid(col.id))
+    assert.are.equal("ready", after.status, "the collection, whose 4 documents are all searchable, is now '"
+      .. after.status .. "': " .. tostring(after.status_message))
+  end)
 end)
