@@ -140,4 +140,20 @@ describe("semstore.services.documents, fourth hunt", function()
     assert.are.equal("ready", after.status, "the collection, whose 4 documents are all searchable, is now '"
       .. after.status .. "': " .. tostring(after.status_message))
   end)
+  it("rebuild_vector_index{ zero_downtime = 'true' } (a string, from a config) is refused, not run as a rebuild that empties the live index", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(40)))
+    local svc = assert(semstore.services.documents(fx.db, { batch_size = 8 }))
+    local empty = 0
+    local res, err = svc:rebuild_vector_index(col.id, { zero_downtime = "true", progress = function()
+      local hits = fx.svc:search(col.id, "rockets burn fuel " .. empty, { user_id = fx.owner.id, limit = 20 })
+      if not hits or #hits < 20 then empty = empty + 1 end
+    end })
+    if res then
+      assert.is_true(res.zero_downtime, string.format(
+        "zero_downtime = 'true' ran a plain rebuild: %d searches during it saw a partial index", empty))
+    else
+      assert.are.equal("input", err.kind)
+    end
+  end)
 end)
