@@ -156,4 +156,20 @@ describe("semstore.services.documents, fourth hunt", function()
       assert.are.equal("input", err.kind)
     end
   end)
+  it("index_collection whose progress callback raises releases its documents' jobs, as a returned failure does, not after the 300 s lease", function()
+    local col = fx.new_collection()
+    -- raises right after the first transaction committed 6 documents, before they are embedded
+    assert.has_error(function()
+      fx.svc:index_collection(col.id, fx.corpus(6), { progress = function() error("the caller's callback broke") end })
+    end, "the caller's callback broke")
+    assert.are.equal(0, fx.db.pg:stats().in_use)
+    local pending = fx.count("SELECT count(*) AS n FROM documents WHERE collection_id = $1 AND status = 'pending'", col.id)
+    assert.are.equal(6, pending)
+    local soon = fx.count([[SELECT count(*) AS n FROM reindex_jobs WHERE collection_id = $1
+      AND next_attempt_at <= now() + interval '5 seconds']], col.id)
+    fx.make_due(col.id)
+    assert(fx.svc:retry_pending { collection_id = col.id })
+    -- README: what the caller's code raises "goes on up after the same bookkeeping"
+    assert.are.equal(pending, soon, "the pending documents wait out the 300 s lease before the queue indexes them")
+  end)
 end)
