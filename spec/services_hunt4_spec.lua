@@ -172,4 +172,20 @@ describe("semstore.services.documents, fourth hunt", function()
     -- README: what the caller's code raises "goes on up after the same bookkeeping"
     assert.are.equal(pending, soon, "the pending documents wait out the 300 s lease before the queue indexes them")
   end)
+  it("a worker whose rounds fail (a read-only standby) while a job is due backs off instead of spinning", function()
+    local helpers = require "support.helpers"
+    local col = fx.new_collection()
+    fx.while_qdrant_down(function(down) assert(down:create_document(col.id, "queued while Qdrant was down")) end)
+    fx.make_due(col.id)
+    -- every session read-only, as on a hot standby: the claim's UPDATE fails, the wait's SELECT works
+    local ro = helpers.connect(nil, { postgres = fx.url .. "?options=-c%20default_transaction_read_only%3Don" })
+    local w = assert(semstore.services.documents(ro))
+    local total = w:worker { timeout = 1 }
+    ro:close()
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    assert.is_true(total.errors > 0)
+    -- backing off from 0.1 s, a second holds a handful of rounds
+    assert.is_true(total.rounds <= 20, string.format("the worker read the queue %d times in 1 s (%d failed: %s)",
+      total.rounds, total.errors, tostring(total.error and total.error.message)))
+  end)
 end)
