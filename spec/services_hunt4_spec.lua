@@ -188,4 +188,19 @@ describe("semstore.services.documents, fourth hunt", function()
     assert.is_true(total.rounds <= 20, string.format("the worker read the queue %d times in 1 s (%d failed: %s)",
       total.rounds, total.errors, tostring(total.error and total.error.message)))
   end)
+  it("an index_collection that succeeds after a concurrent call failed leaves the collection 'ready', not stuck in 'error'", function()
+    local col = fx.new_collection()
+    local other
+    -- while A runs, B (another process, say) is refused for a bad document
+    local report = assert(fx.svc:index_collection(col.id, fx.corpus(8), { documents_per_transaction = 4, progress = function()
+      if not other then other = { fx.svc:index_collection(col.id, { { content = 5 } }) } end
+    end }))
+    assert.is_nil(other[1])
+    assert.are.equal(8, report.documents)
+    assert.are.equal(fx.chunks_of(col), fx.points(col))
+    -- A's own ending moves error -> ready, which the repository refuses, and _operation ignores it
+    local after = assert(fx.db.collections:get_by_uuid(col.id))
+    assert.are.equal("ready", after.status, string.format("A indexed everything, and the collection is '%s': %s",
+      after.status, tostring(after.status_message)))
+  end)
 end)
