@@ -203,4 +203,26 @@ describe("semstore.services.documents, fourth hunt", function()
     assert.are.equal("ready", after.status, string.format("A indexed everything, and the collection is '%s': %s",
       after.status, tostring(after.status_message)))
   end)
+  it("a plain rebuild after a zero-downtime rebuild killed before it noted its staging collection deletes that collection", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(8)))
+    -- the process dies (kill -9) after creating _v2, before the row's qdrant_staging names it
+    local code = fx.run_script([[
+      local semstore = require "semstore"
+      local svc = assert(semstore.services.documents(db))
+      local update = db.collections.update
+      db.collections.update = function(self, id, fields)
+        if type(fields.qdrant_staging) == "table" then os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n")) end
+        return update(self, id, fields)
+      end
+      svc:rebuild_vector_index(arg[1], { zero_downtime = true })
+    ]], { col.id })
+    assert.are_not.equal(0, code)
+    local leftover = col.vector_store_name .. "_v2"
+    assert.is_true(fx.db.qdrant:collection_exists(leftover))
+    -- README: after a rebuild killed midway, "the next rebuild, with zero_downtime or without, deletes what it left"
+    assert(fx.svc:rebuild_vector_index(col.id))
+    assert.are.equal(fx.chunks_of(col), fx.points(col))
+    assert.is_false(fx.db.qdrant:collection_exists(leftover), leftover .. " stays in Qdrant, a collection nothing uses")
+  end)
 end)
