@@ -225,4 +225,18 @@ describe("semstore.services.documents, fourth hunt", function()
     assert.are.equal(fx.chunks_of(col), fx.points(col))
     assert.is_false(fx.db.qdrant:collection_exists(leftover), leftover .. " stays in Qdrant, a collection nothing uses")
   end)
+  it("documents() refuses a cache_ttl the cache cannot take (1e13 s, past 2^53 ms), rather than every search failing", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(2)))
+    local svc, err = semstore.services.documents(fx.db, { cache_ttl = 1e13 })
+    if svc then
+      local hits, serr = svc:search(col.id, "cats", { user_id = fx.owner.id })
+      assert.is_table(hits, "the service took cache_ttl = 1e13, and its searches fail: " .. tostring(serr and serr.message))
+    else
+      assert.are.equal("input", err.kind)
+    end
+    -- and search's own option, which it checks the same way
+    local hits, serr = fx.svc:search(col.id, "cats", { user_id = fx.owner.id, cache_ttl = 1e13 })
+    assert.is_true(hits ~= nil or serr.message:find("cache_ttl", 1, true) ~= nil, tostring(serr and serr.message))
+  end)
 end)
