@@ -239,4 +239,38 @@ describe("semstore.services.documents, fourth hunt", function()
     local hits, serr = fx.svc:search(col.id, "cats", { user_id = fx.owner.id, cache_ttl = 1e13 })
     assert.is_true(hits ~= nil or serr.message:find("cache_ttl", 1, true) ~= nil, tostring(serr and serr.message))
   end)
+  it("worker{ max_wait = 2e9 } is refused, or waits in LISTEN, rather than every wait failing into ever longer deaf sleeps", function()
+    local helpers = require "support.helpers"
+    local col = fx.new_collection()
+    -- another process queues a job in a second, and notifies (so a worker that waits properly wakes)
+    local dir = helpers.tmpdir()
+    helpers.write_file(dir .. "/queue.lua", [[
+      require("semstore.core").sleep(0.3)
+      assert(db.pg:query("INSERT INTO reindex_jobs (action, collection_id, document_id) VALUES ('delete', $1, $2)",
+        arg[1], "00000000-0000-4000-8000-000000000001"))
+      assert(db.pg:query("SELECT pg_notify('semstore_reindex', $1)", arg[1]))
+    ]])
+    os.execute(fx.semstore_run_command(dir .. "/queue.lua", col.id) .. " >/dev/null 2>&1 &")
+    local w = assert(semstore.services.documents(fx.db))
+    local reported
+    -- on_batch hears of the job done (a worker that waited), or of a failed wait
+    local ok, res, err = pcall(w.worker, w, { timeout = 2e9, max_wait = 2e9, on_batch = function(r)
+      reported = r
+      error("stop")
+    end })
+    -- the job, whoever ran it
+    for _ = 1, 30 do
+      if fx.jobs(col.id) > 0 then break end
+      core.sleep(0.1)
+    end
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    helpers.rmdir(dir)
+    if ok and res == nil then
+      assert.are.equal("input", err.kind) -- refused up front: fine
+    else
+      -- each failed wait is followed by core.sleep(backoff), doubling up to max_wait: a worker deaf for hours
+      assert.is_nil(reported and reported.error, "the worker's wait failed: "
+        .. tostring(reported and reported.error and reported.error.message))
+    end
+  end)
 end)
