@@ -69,6 +69,33 @@ local function stalled_server()
   return s
 end
 
+-- A fresh database with the built-in schema, a user and a collection.
+local function migrated()
+  local name, url = helpers.fresh_database()
+  local code, out, err = helpers.cli({ "migrate", "up" }, { env = { DATABASE_URL = url } })
+  assert(code == 0, out .. err)
+  local db = helpers.connect(nil, { postgres = url })
+  local user = assert(db.users:create { username = helpers.unique "ops", email = helpers.unique "ops" .. "@example.org",
+    password = "pw" })
+  local col = assert(db.collections:create { name = helpers.unique "opscol", owner_id = user.id, embedding_model = "local" })
+  return { name = name, url = url, db = db, col = col,
+    close = function()
+      db:close()
+      helpers.drop_database(name)
+    end }
+end
+
+-- A document written while Qdrant was down: its index job is queued, due now.
+local function queued_job(m)
+  local down = assert(semstore.connect { name = helpers.unique "down", postgres = m.url,
+    qdrant = { url = "http://127.0.0.1:1", max_retries = 0 } })
+  local _, queued = assert(assert(semstore.services.documents(down)):create_document(m.col.id, "hello queued world",
+    { file_name = "a.md" }))
+  down:close()
+  assert(queued)
+  assert(m.db.pg:query "UPDATE reindex_jobs SET next_attempt_at = now()")
+end
+
 describe("ops hunt 4: db:health's timeout", function()
   it("bounds the Redis check by the timeout (db:health({'redis'}, {timeout = 1}) on a stalled Redis)", function()
     local s = stalled_server()
@@ -155,5 +182,35 @@ describe("ops hunt 4: chunk_text with no overlap", function()
     for i = 2, #chunks do
       assert.are.equal(chunks[i - 1].end_offset, chunks[i].start_offset, "overlap 0: " .. table.concat(parts, ", "))
     end
+  end)
+end)
+
+describe("ops hunt 4: semstore worker --timeout", function()
+  it("stops after --timeout when PostgreSQL accepts connections and never answers", function()
+    local s = stalled_server()
+    finally(s.stop)
+    -- help: "--timeout N  stop after N seconds"; the pool connects under
+    -- its connect_timeout (10 s), which --timeout does not bound
+    local code, out, err, took = cli_within(8, { "worker", "--timeout", "2" },
+      { DATABASE_URL = "postgresql://app@127.0.0.1:" .. s.port .. "/app" })
+    assert.are_not.equal(124, code, string.format("worker --timeout 2 was still running after %.1f s\n%s%s", took, out, err))
+    assert.are.equal(1, code, out .. err)
+    assert.is_true(took < 5, string.format("worker --timeout 2 took %.1f s", took))
+  end)
+
+  it("stops after --timeout while a job's cache invalidation waits on a Redis that never answers", function()
+    local m = migrated()
+    local s = stalled_server()
+    finally(function()
+      s.stop()
+      m.close()
+    end)
+    queued_job(m)
+    -- the job indexes the document, then cache:delete("doc:...") waits on
+    -- Redis for its command_timeout (30 s): --timeout bounds Qdrant only
+    local code, out, err, took = cli_within(9, { "worker", "--timeout", "2" },
+      { DATABASE_URL = m.url, QDRANT_URL = os.getenv "QDRANT_URL", REDIS_URL = "redis://127.0.0.1:" .. s.port .. "/0" })
+    assert.are_not.equal(124, code, string.format("worker --timeout 2 was still running after %.1f s\n%s%s", took, out, err))
+    assert.is_true(took < 6, string.format("worker --timeout 2 took %.1f s", took))
   end)
 end)
