@@ -155,6 +155,21 @@ describe("ops hunt 4: db:health's timeout", function()
   end)
 end)
 
+describe("ops hunt 4: db:health with a long timeout", function()
+  it("does not report a healthy Qdrant unhealthy for a timeout it accepted (timeout = 100000)", function()
+    local db = helpers.connect(nil, { qdrant = os.getenv "QDRANT_URL" })
+    finally(function() db:close() end)
+    assert.is_true(db:health({ "qdrant" }).ok)
+    -- health accepts any positive finite timeout (a bad one raises), then
+    -- passes it to list_collections, whose limit is 86400 s: Qdrant comes
+    -- out "unhealthy" with an input error about options nobody gave
+    local ok, r = pcall(db.health, db, { "qdrant" }, { timeout = 100000 })
+    if ok then
+      assert.is_true(r.ok, "qdrant: " .. tostring(r.qdrant.error))
+    end
+  end)
+end)
+
 describe("ops hunt 4: semstore wait", function()
   it("keeps a stalled PostgreSQL's attempt within --timeout (wait --timeout 1)", function()
     local s = stalled_server()
