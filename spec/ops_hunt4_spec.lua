@@ -1,0 +1,231 @@
+-- Ops hunt 4: failing specs for bugs in what ops hunt 3's fixes touched
+-- (db:health's timeout, semstore wait, chunk_text). Each `it` is one bug;
+-- each fails on the code it was written against.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
+local semstore = require "semstore"
+local helpers = require "support.helpers"
+local monotime = require("semstore.core").monotime
+
+-- like helpers.cli, under `timeout SECONDS`: the exit code (124 when it was
+-- stopped), stdout, stderr, and the seconds it took
+local function cli_within(seconds, args, env)
+  local out, err = os.tmpname(), os.tmpname()
+  local sets = {}
+  for k, v in pairs(env or {}) do sets[#sets + 1] = k .. "=" .. helpers.shell_quote(v) end
+  local words = {}
+  for i, a in ipairs(args) do words[i] = helpers.shell_quote(a) end
+  local cmd = string.format("cd %s && env %s LUA_PATH=%s LUA_CPATH=%s timeout %d %s bin/semstore %s >%s 2>%s",
+    helpers.shell_quote(helpers.root), table.concat(sets, " "),
+    helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
+    helpers.shell_quote(helpers.cpath), seconds, helpers.lua_bin, table.concat(words, " "), out, err)
+  local started = monotime()
+  local _, _, code = os.execute(cmd)
+  local took = monotime() - started
+  local stdout, stderr = helpers.read_file(out), helpers.read_file(err)
+  os.remove(out)
+  os.remove(err)
+  return code, stdout, stderr, took
+end
+
+-- Runs a Lua script (text) in a subprocess under `timeout SECONDS`: the
+-- exit code (124 when it was stopped) and its output.
+local function script_within(seconds, text)
+  local dir = helpers.tmpdir()
+  helpers.write_file(dir .. "/script.lua", text)
+  local out = os.tmpname()
+  local _, _, code = os.execute(string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s timeout %d %s %s >%s 2>&1",
+    helpers.shell_quote(helpers.root), helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
+    helpers.shell_quote(helpers.cpath), seconds, helpers.lua_bin, dir .. "/script.lua", out))
+  local output = helpers.read_file(out)
+  os.remove(out)
+  helpers.rmdir(dir)
+  return code, output
+end
+
+-- A server that accepts connections and never answers: a redis-server of
+-- the spec's own, stopped with SIGSTOP (the kernel still completes the
+-- handshakes). Any client (libpq, hiredis, libcurl) connects and waits.
+local function stalled_server()
+  local dir = helpers.tmpdir()
+  local port = helpers.free_port()
+  assert(os.execute(string.format(
+    "redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s --daemonize yes --pidfile %s/redis.pid >/dev/null 2>&1",
+    port, helpers.shell_quote(dir), helpers.shell_quote(dir))))
+  local pid
+  for _ = 1, 50 do
+    local f = io.open(dir .. "/redis.pid")
+    pid = f and f:read "a":match "%d+"
+    if f then f:close() end
+    if pid then break end
+    helpers.sleep(0.1)
+  end
+  assert(pid, "redis-server did not start")
+  assert(os.execute("kill -STOP " .. pid))
+  local s = { port = port }
+  function s.stop()
+    os.execute("kill -CONT " .. pid .. " 2>/dev/null; kill " .. pid .. " 2>/dev/null")
+    helpers.rmdir(dir)
+  end
+  return s
+end
+
+-- A fresh database with the built-in schema, a user and a collection.
+local function migrated()
+  local name, url = helpers.fresh_database()
+  local code, out, err = helpers.cli({ "migrate", "up" }, { env = { DATABASE_URL = url } })
+  assert(code == 0, out .. err)
+  local db = helpers.connect(nil, { postgres = url })
+  local user = assert(db.users:create { username = helpers.unique "ops", email = helpers.unique "ops" .. "@example.org",
+    password = "pw" })
+  local col = assert(db.collections:create { name = helpers.unique "opscol", owner_id = user.id, embedding_model = "local" })
+  return { name = name, url = url, db = db, col = col,
+    close = function()
+      db:close()
+      helpers.drop_database(name)
+    end }
+end
+
+-- A document written while Qdrant was down: its index job is queued, due now.
+local function queued_job(m)
+  local down = assert(semstore.connect { name = helpers.unique "down", postgres = m.url,
+    qdrant = { url = "http://127.0.0.1:1", max_retries = 0 } })
+  local _, queued = assert(assert(semstore.services.documents(down)):create_document(m.col.id, "hello queued world",
+    { file_name = "a.md" }))
+  down:close()
+  assert(queued)
+  assert(m.db.pg:query "UPDATE reindex_jobs SET next_attempt_at = now()")
+end
+
+describe("ops hunt 4: db:health's timeout", function()
+  it("bounds the Redis check by the timeout (db:health({'redis'}, {timeout = 1}) on a stalled Redis)", function()
+    local s = stalled_server()
+    finally(s.stop)
+    -- the doc comment: "Each check is one attempt of at most `timeout`
+    -- seconds ... a stalled server is unhealthy, not a hang". The Redis
+    -- check is a plain PING under the client's command_timeout (30 s).
+    local code, out = script_within(8, string.format([[
+      local semstore = require "semstore"
+      local core = require "semstore.core"
+      local db = assert(semstore.connect { name = "stalled-redis", postgres = %q, redis = "redis://127.0.0.1:%d/0" })
+      local t0 = core.monotime()
+      local r = db:health({ "redis" }, { timeout = 1 })
+      print(string.format("took %%.1f s, redis %%s", core.monotime() - t0, r.redis.status))
+    ]], helpers.url, s.port))
+    assert.are_not.equal(124, code, "db:health({'redis'}, {timeout = 1}) was still waiting after 8 s\n" .. out)
+    assert.truthy(out:find("redis unhealthy", 1, true), out)
+    assert.is_true(tonumber(out:match "took ([%d.]+) s") < 2, out)
+  end)
+
+  it("bounds PostgreSQL's connection attempt by the timeout (a fresh pool, a server that never answers)", function()
+    local s = stalled_server()
+    finally(s.stop)
+    -- "Each check is one attempt of at most `timeout` seconds (PostgreSQL's
+    -- is cancelled then, and given up 5 s later ...)": at most 6 s for a
+    -- timeout of 1. The pool opens the connection under its own
+    -- connect_timeout (10 s by default), which the check does not bound.
+    local code, out = script_within(9, string.format([[
+      local semstore = require "semstore"
+      local core = require "semstore.core"
+      local db = assert(semstore.connect { name = "stalled-pg", postgres = "postgresql://app@127.0.0.1:%d/app" })
+      local t0 = core.monotime()
+      local r = db:health({ "postgres" }, { timeout = 1 })
+      print(string.format("took %%.1f s, postgres %%s", core.monotime() - t0, r.postgres.status))
+    ]], s.port))
+    assert.are_not.equal(124, code, "db:health({'postgres'}, {timeout = 1}) was still waiting after 9 s\n" .. out)
+    assert.truthy(out:find("postgres unhealthy", 1, true), out)
+    assert.is_true(tonumber(out:match "took ([%d.]+) s") < 6, out)
+  end)
+
+  it("does not wait the pool's whole acquire timeout when every connection is lent out", function()
+    -- a health endpoint of a busy service: the pool's one connection is in
+    -- use; the check waits for a free one for the pool's timeout (6 s here,
+    -- 30 s by default), not the 1 s it was given
+    local db = helpers.connect({ size = 1, max_overflow = 0, timeout = 6 })
+    local conn = assert(db.pg:acquire())
+    finally(function()
+      conn:release()
+      db:close()
+    end)
+    local t0 = monotime()
+    local r = db:health({ "postgres" }, { timeout = 1 })
+    local took = monotime() - t0
+    assert.is_false(r.ok)
+    assert.is_true(took < 2.5, string.format("db:health({'postgres'}, {timeout = 1}) took %.1f s: %s", took,
+      tostring(r.postgres.error)))
+  end)
+end)
+
+describe("ops hunt 4: db:health with a long timeout", function()
+  it("does not report a healthy Qdrant unhealthy for a timeout it accepted (timeout = 100000)", function()
+    local db = helpers.connect(nil, { qdrant = os.getenv "QDRANT_URL" })
+    finally(function() db:close() end)
+    assert.is_true(db:health({ "qdrant" }).ok)
+    -- health accepts any positive finite timeout (a bad one raises), then
+    -- passes it to list_collections, whose limit is 86400 s: Qdrant comes
+    -- out "unhealthy" with an input error about options nobody gave
+    local ok, r = pcall(db.health, db, { "qdrant" }, { timeout = 100000 })
+    if ok then
+      assert.is_true(r.ok, "qdrant: " .. tostring(r.qdrant.error))
+    end
+  end)
+end)
+
+describe("ops hunt 4: semstore wait", function()
+  it("keeps a stalled PostgreSQL's attempt within --timeout (wait --timeout 1)", function()
+    local s = stalled_server()
+    finally(s.stop)
+    -- Redis and Qdrant answer at once; PostgreSQL's probe is 0.5 s
+    -- (probe_seconds), but the pool gets connect_timeout = 1 (an integer
+    -- of at least 1) and libpq waits at least 2 s: --timeout 1 takes 2 s
+    local code, out, err, took = cli_within(20, { "wait", "--timeout", "1" }, {
+      DATABASE_URL = "postgresql://app@127.0.0.1:" .. s.port .. "/app", REDIS_URL = os.getenv "REDIS_URL",
+      QDRANT_URL = os.getenv "QDRANT_URL" })
+    assert.are.equal(1, code, out .. err)
+    assert.is_true(took < 1.7, string.format("wait --timeout 1 took %.1f s\n%s%s", took, out, err))
+  end)
+end)
+
+describe("ops hunt 4: chunk_text with no overlap", function()
+  it("does not repeat text in the next chunk when the overlap is 0", function()
+    -- size 10: "abcdefg hi" is cut at the size (the space is not in the
+    -- last fifth, "hi"); the next chunk should start at the cut, but the
+    -- word-start search looks one character further back than the cut's
+    -- search did, finds the space and starts at "hi": "hi" is in both
+    local chunks = semstore.chunk_text("abcdefg hijklmnop", 10, 0)
+    local parts = {}
+    for i, c in ipairs(chunks) do parts[i] = string.format("%d-%d %q", c.start_offset, c.end_offset, c.content) end
+    for i = 2, #chunks do
+      assert.are.equal(chunks[i - 1].end_offset, chunks[i].start_offset, "overlap 0: " .. table.concat(parts, ", "))
+    end
+  end)
+end)
+
+describe("ops hunt 4: semstore worker --timeout", function()
+  it("stops after --timeout when PostgreSQL accepts connections and never answers", function()
+    local s = stalled_server()
+    finally(s.stop)
+    -- help: "--timeout N  stop after N seconds"; the pool connects under
+    -- its connect_timeout (10 s), which --timeout does not bound
+    local code, out, err, took = cli_within(8, { "worker", "--timeout", "2" },
+      { DATABASE_URL = "postgresql://app@127.0.0.1:" .. s.port .. "/app" })
+    assert.are_not.equal(124, code, string.format("worker --timeout 2 was still running after %.1f s\n%s%s", took, out, err))
+    assert.are.equal(1, code, out .. err)
+    assert.is_true(took < 5, string.format("worker --timeout 2 took %.1f s", took))
+  end)
+
+  it("stops after --timeout while a job's cache invalidation waits on a Redis that never answers", function()
+    local m = migrated()
+    local s = stalled_server()
+    finally(function()
+      s.stop()
+      m.close()
+    end)
+    queued_job(m)
+    -- the job indexes the document, then cache:delete("doc:...") waits on
+    -- Redis for its command_timeout (30 s): --timeout bounds Qdrant only
+    local code, out, err, took = cli_within(9, { "worker", "--timeout", "2" },
+      { DATABASE_URL = m.url, QDRANT_URL = os.getenv "QDRANT_URL", REDIS_URL = "redis://127.0.0.1:" .. s.port .. "/0" })
+    assert.are_not.equal(124, code, string.format("worker --timeout 2 was still running after %.1f s\n%s%s", took, out, err))
+    assert.is_true(took < 6, string.format("worker --timeout 2 took %.1f s", took))
+  end)
+end)
