@@ -28,6 +28,10 @@ local LEASE_SECONDS = 300
 local BACKOFF_MAX = 300
 -- the worker's first wait after it lost its server, doubling to max_wait
 local BACKOFF_FIRST = 0.1
+-- the longest one wait for a notification may be (a day)
+local MAX_WAIT = 86400
+-- the cache keeps values at most 2^53 ms
+local MAX_TTL = 2 ^ 53 / 1000
 -- get_chunks_by_document's limit: a document has at most this many chunks.
 local MAX_CHUNKS_PER_DOCUMENT = 10000
 local DENSE, SPARSE = "dense", "text"
@@ -55,7 +59,8 @@ end
 -- failed there leaves its collection `degraded` (PostgreSQL holds the
 -- documents, the queue or a rerun heals it), any other failure `error`.
 local function qdrant_failure(err)
-  if type(err) == "table" then err.store = "qdrant" end
+  -- the client's refusal of what it was given is not Qdrant failing
+  if type(err) == "table" and err.kind ~= "input" then err.store = "qdrant" end
   return nil, err
 end
 
@@ -112,20 +117,29 @@ local function embed_with(fn, texts, what, size)
       return nil, core.error { kind = "embedder", message = string.format(
         "the %s embedder's vector %d is not %d finite numbers (it has %d entries)", what, i, size, #v) }
     end
-    if what == "sparse" and (type(v.indices) ~= "table" or type(v.values) ~= "table" or #v.indices ~= #v.values) then
+    if what == "sparse" and (type(v.indices) ~= "table" or type(v.values) ~= "table" or #v.indices ~= #v.values
+                             or not finite_numbers(v.values, #v.values)) then
       return nil, core.error { kind = "embedder",
-        message = string.format("the sparse embedder's vector %d is not { indices =, values = } of one length", i) }
+        message = string.format("the sparse embedder's vector %d is not { indices =, values = } of one length, "
+          .. "its values finite numbers", i) }
     end
   end
   return vectors
 end
 
+-- The dense vectors' size, from one probe text (once per service): an
+-- embedder's own `dim` is checked against it before any settings are
+-- written from it.
 function Documents:_dim()
-  if not self.embedder.dim then
+  if not self.embedder.probed then
     local v, err = embed_with(self.embedder.dense, { "semstore" }, "dense")
     if not v then return nil, err end
     if #v[1] < 1 then return nil, core.error { kind = "embedder", message = "the dense embedder gave an empty vector" } end
-    self.embedder.dim = #v[1]
+    if self.embedder.dim and self.embedder.dim ~= #v[1] then
+      return nil, core.error { kind = "embedder", message = string.format(
+        "the embedder says dim = %d but gives vectors of %d numbers", self.embedder.dim, #v[1]) }
+    end
+    self.embedder.dim, self.embedder.probed = #v[1], true
   end
   return self.embedder.dim
 end
@@ -246,8 +260,11 @@ end
 -- Embeds chunks and writes them as points (id = the chunk's id, so a retry
 -- overwrites rather than duplicates), then records their vector ids.
 -- `docs` maps document ids to { file_name, meta }; `targets` (the alias and
--- any staging collection, read afresh when not given) are the collections written.
-function Documents:_index_chunks(col, chunks, docs, targets)
+-- any staging collection, read afresh when not given) are the collections
+-- written. With `deferred` (a zero-downtime rebuild's staging collection,
+-- which may never go live), nothing is recorded: the vector ids of chunks
+-- that had none are appended to it, to be recorded once they are live.
+function Documents:_index_chunks(col, chunks, docs, targets, deferred)
   if #chunks == 0 then return 0 end
   local texts = {}
   for i, c in ipairs(chunks) do texts[i] = c.content end
@@ -283,16 +300,23 @@ function Documents:_index_chunks(col, chunks, docs, targets)
     end
   end
   local n
-  n, err = self.db.chunks:update_chunk_embeddings(items)
-  if not n then return nil, err end
-  if n < #items then
+  if deferred then
+    for i, c in ipairs(chunks) do
+      if c.embedding_vector_id == nil or c.embedding_vector_id == core.null then deferred[#deferred + 1] = items[i] end
+    end
+    n = #items + 1 -- whether a chunk went meanwhile is not known: look
+  else
+    n, err = self.db.chunks:update_chunk_embeddings(items)
+    if not n then return nil, err end
+  end
+  if n ~= #items then
     -- chunks deleted while they were embedded: their delete may have run
     -- before this upsert, so their points go now
     local ok
     ok, err = self:_drop_orphans(col, points, targets)
     if not ok then return nil, err end
   end
-  return n
+  return math.min(n, #items)
 end
 
 -- Deletes the points among `points` whose chunk PostgreSQL no longer has.
@@ -500,15 +524,16 @@ function Documents:create_document(collection_id, content, metadata)
   if metadata ~= nil and type(metadata) ~= "table" then return input_error("metadata must be a table") end
   local col, err = self.db.collections:get_by_uuid(collection_id)
   if not col then return nil, err end
-  -- an embedder that does not fit the collection is refused before anything is written
-  local ok
-  ok, err = self:_settings(col)
-  if not ok then return nil, err end
   metadata = metadata or {}
   local f
   f, err = document_fields(col, { content = content, file_name = metadata.file_name, file_path = metadata.file_path,
     mime_type = metadata.mime_type, metadata = next(metadata) and metadata or nil }, "the document")
   if not f then return nil, err end
+  -- an embedder that does not fit the collection is refused before
+  -- anything is written (and a refused document fixes no settings)
+  local ok
+  ok, err = self:_settings(col)
+  if not ok then return nil, err end
   -- the document, its chunks and its job in one transaction; the job is
   -- leased to this call, and comes back to a worker if this process dies
   local res
@@ -665,12 +690,13 @@ function Documents:_drain(collection_id, limit, deadline)
 end
 
 -- A degraded collection that the queue made whole (no job left, every
--- document completed) is ready again, as a rerun would leave it; a
--- collection in any other state (an index_collection under way) is left.
+-- document completed) is ready again, as a rerun would leave it; so is one
+-- left `processing` by a run that was killed (a live run's documents hold
+-- jobs until they are completed, and it sets its own status at its end).
 function Documents:_heal_status(collection_id)
   return self.db.pg:query([[
     UPDATE collections c SET status = 'ready', status_message = NULL, updated_at = now()
-    WHERE c.id = $1 AND c.status = 'degraded'
+    WHERE c.id = $1 AND c.status IN ('degraded', 'processing')
       AND NOT EXISTS (SELECT 1 FROM reindex_jobs j WHERE j.collection_id = $1)
       AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.collection_id = $1 AND d.status IN ('pending', 'processing'))]],
     collection_id)
@@ -686,8 +712,8 @@ function Documents:worker(opts)
   local ok
   ok, err = check_timeout(opts.timeout)
   if not ok then return nil, err end
-  if opts.max_wait ~= nil and not (type(opts.max_wait) == "number" and opts.max_wait > 0 and opts.max_wait < math.huge) then
-    return input_error("max_wait must be a positive number of seconds")
+  if opts.max_wait ~= nil and not (type(opts.max_wait) == "number" and opts.max_wait > 0 and opts.max_wait <= MAX_WAIT) then
+    return input_error("max_wait must be a positive number of seconds, at most %d", MAX_WAIT)
   end
   if opts.on_batch ~= nil and type(opts.on_batch) ~= "function" then return input_error("on_batch must be a function") end
   local max_wait = opts.max_wait or 30
@@ -712,13 +738,20 @@ function Documents:worker(opts)
       wait = math.min(wait, deadline - core.monotime())
       if wait <= 0 then return total end
     end
-    local ok, werr = self:_wait_for_jobs(wait)
+    -- a round that failed backs off, even when a job is due (a standby
+    -- that refuses the claim would otherwise be asked without a pause)
+    local ok, werr
+    if r then
+      ok, werr = self:_wait_for_jobs(wait)
+    else
+      ok, werr = false, nil
+    end
     if ok then
       backoff = BACKOFF_FIRST
     else
       -- the server is away (a restart, a dropped connection): back off
       -- rather than spin, and listen again on a fresh connection
-      if opts.on_batch then opts.on_batch { error = werr } end
+      if opts.on_batch and werr then opts.on_batch { error = werr } end
       core.sleep(math.min(backoff, deadline and math.max(0, deadline - core.monotime()) or backoff))
       backoff = math.min(backoff * 2, max_wait)
     end
@@ -776,6 +809,19 @@ local function each_document(documents)
   end, n
 end
 
+-- Sets the collection's status at an operation's end. Another call may
+-- have moved it meanwhile (to `error`, from which only `processing` leads
+-- on): this operation's outcome is the newer news, so it goes through
+-- `processing`.
+function Documents:_set_status(col, status, message)
+  local ok, err = self.db.collections:update_status(col.id, status, message)
+  if not ok and err.kind == "invalid_transition" then
+    ok, err = self.db.collections:update_status(col.id, "processing")
+    if ok then ok, err = self.db.collections:update_status(col.id, status, message) end
+  end
+  return ok, err
+end
+
 -- Runs `body` as an operation on the collection: the operation goes
 -- pending -> processing -> completed or failed, the collection
 -- -> processing -> ready, degraded or error. body returns the report and
@@ -800,11 +846,11 @@ function Documents:_operation(col, kind, user_id, config, body)
     report, err, status = nil, res[2], "error"
   end
   if report then
-    self.db.collections:update_status(col.id, "ready")
+    self:_set_status(col, "ready")
     self.db.operations:update_status(op.uuid, "completed")
     return report
   end
-  self.db.collections:update_status(col.id, status or "error", message_of(err))
+  self:_set_status(col, status or "error", message_of(err))
   self.db.operations:update_status(op.uuid, "failed", { error_message = message_of(err) })
   -- what the caller's code raised (an iterator, a progress callback) goes on up
   if not res[1] then error(err, 0) end
@@ -862,65 +908,82 @@ function Documents:index_collection(collection_id, documents, opts)
   local function progress()
     if opts.progress then opts.progress(report) end
   end
+  -- an embedder that does not fit is refused before the operation begins:
+  -- the collection keeps its status
+  local ok
+  ok, err = self:_settings(col)
+  if not ok then return nil, err end
   return self:_operation(col, "index", opts.user_id, { batch_size = batch_size, chunk_size = col.chunk_size,
       chunk_overlap = col.chunk_overlap, embedder = self.embedder.name },
     function(op)
-      report.operation = op.uuid
-      local ok, qerr = self:_ensure_qdrant(col)
-      if not ok then return nil, qerr, failed_status(qerr) end
-      local seen, finished = 0, false
-      while not finished do
-        -- a batch of documents and their chunks in one transaction: a crash
-        -- leaves whole documents, whose chunks the next run embeds
-        local batch = {}
-        while #batch < per_tx do
-          local d = next_document()
-          if d == nil then
-            finished = true
-            break
-          end
-          seen = seen + 1
-          local f, ferr = document_fields(col, d, "document " .. seen)
-          if not f then return nil, ferr, "error" end
-          batch[#batch + 1] = f
-        end
-        if #batch > 0 then
-          local res, terr = self.db.pg:transaction(function(tx)
-            local repo, created, chunks = repositories(tx), {}, 0
-            for _, f in ipairs(batch) do
-              local doc, new = store_document(repo, col, f)
-              if not doc then return nil, new end
-              if new then created[#created + 1], chunks = doc.id, chunks + #f.chunks end
-            end
-            local ok, qerr = enqueue(tx, "index", col.id, created)
-            if not ok then return nil, qerr end
-            return { created = #created, chunks = chunks }
-          end)
-          if not res then return nil, terr, "error" end
-          report.documents = report.documents + res.created
-          report.skipped = report.skipped + #batch - res.created
-          report.chunks = report.chunks + res.chunks
-          progress()
-          local iok, ierr = self:_index_pending(col, report, progress, batch_size)
-          if iok then iok, ierr = self:_finish_documents(col) end
-          -- the counters, and updated_at, which keys the search cache
-          if iok then iok, ierr = self:_update_stats(col) end
-          if not iok then
-            self:_release_jobs(col, ierr)
-            return nil, ierr, failed_status(ierr)
-          end
-        end
+      -- what the caller's code raises (iterator, progress) releases the
+      -- jobs of the documents stored so far, as a failure does
+      local res = table.pack(pcall(self._index_run, self, col, op, report, next_document, progress, per_tx, batch_size))
+      if not res[1] then
+        self:_release_jobs(col, res[2])
+        error(res[2], 0)
       end
+      return table.unpack(res, 2, res.n)
+    end)
+end
+
+-- index_collection's work, inside its operation.
+function Documents:_index_run(col, op, report, next_document, progress, per_tx, batch_size)
+  report.operation = op.uuid
+  local ok, qerr = self:_ensure_qdrant(col)
+  if not ok then return nil, qerr, failed_status(qerr) end
+  local seen, finished = 0, false
+  while not finished do
+    -- a batch of documents and their chunks in one transaction: a crash
+    -- leaves whole documents, whose chunks the next run embeds
+    local batch = {}
+    while #batch < per_tx do
+      local d = next_document()
+      if d == nil then
+        finished = true
+        break
+      end
+      seen = seen + 1
+      local f, ferr = document_fields(col, d, "document " .. seen)
+      if not f then return nil, ferr, "error" end
+      batch[#batch + 1] = f
+    end
+    if #batch > 0 then
+      local res, terr = self.db.pg:transaction(function(tx)
+        local repo, created, chunks = repositories(tx), {}, 0
+        for _, f in ipairs(batch) do
+          local doc, new = store_document(repo, col, f)
+          if not doc then return nil, new end
+          if new then created[#created + 1], chunks = doc.id, chunks + #f.chunks end
+        end
+        local ok, qerr = enqueue(tx, "index", col.id, created)
+        if not ok then return nil, qerr end
+        return { created = #created, chunks = chunks }
+      end)
+      if not res then return nil, terr, "error" end
+      report.documents = report.documents + res.created
+      report.skipped = report.skipped + #batch - res.created
+      report.chunks = report.chunks + res.chunks
+      progress()
       local iok, ierr = self:_index_pending(col, report, progress, batch_size)
       if iok then iok, ierr = self:_finish_documents(col) end
+      -- the counters, and updated_at, which keys the search cache
+      if iok then iok, ierr = self:_update_stats(col) end
       if not iok then
         self:_release_jobs(col, ierr)
         return nil, ierr, failed_status(ierr)
       end
-      iok, ierr = self:_update_stats(col)
-      if not iok then return nil, ierr, failed_status(ierr) end
-      return report
-    end)
+    end
+  end
+  local iok, ierr = self:_index_pending(col, report, progress, batch_size)
+  if iok then iok, ierr = self:_finish_documents(col) end
+  if not iok then
+    self:_release_jobs(col, ierr)
+    return nil, ierr, failed_status(ierr)
+  end
+  iok, ierr = self:_update_stats(col)
+  if not iok then return nil, ierr, failed_status(ierr) end
+  return report
 end
 
 -- ---- rebuilding the vector index -------------------------------------------
@@ -931,6 +994,10 @@ function Documents:rebuild_vector_index(collection_id, opts)
   opts, err = check_options(opts, { "zero_downtime", "progress", "user_id" }, "rebuild_vector_index's options")
   if not opts then return nil, err end
   if opts.progress ~= nil and type(opts.progress) ~= "function" then return input_error("progress must be a function") end
+  -- a string "true" from a config must not run the rebuild that empties the live index
+  if opts.zero_downtime ~= nil and type(opts.zero_downtime) ~= "boolean" then
+    return input_error("zero_downtime must be true or false")
+  end
   local col
   col, err = self.db.collections:get_by_uuid(collection_id)
   if not col then return nil, err end
@@ -949,7 +1016,16 @@ function Documents:rebuild_vector_index(collection_id, opts)
     conn:release()
     return nil, err or core.error { kind = "conflict", message = "collection " .. col.id .. " is being rebuilt by another process" }
   end
-  local res = table.pack(pcall(self._rebuild, self, col, opts))
+  local res = table.pack(pcall(function()
+    -- the row as it is now that no other rebuild runs (one that just
+    -- finished moved its generation)
+    local fresh, ferr = self.db.collections:get_by_uuid(col.id)
+    if not fresh then return nil, ferr end
+    -- an embedder that does not fit is refused before the operation begins
+    local ok, serr = self:_settings(fresh)
+    if not ok then return nil, serr end
+    return self:_rebuild(fresh, opts)
+  end))
   conn:query("SELECT pg_advisory_unlock($1::int4, hashtext($2))", REBUILD_LOCK, col.id)
   conn:release()
   if not res[1] then error(res[2], 0) end
@@ -968,15 +1044,37 @@ local function alias_target(q, alias)
   return false
 end
 
--- What a rebuild killed midway left: its staging collection (never the one
--- the alias points to, `live`). The caller holds the collection's rebuild
--- lock, so no rebuild is filling it.
-function Documents:_drop_stale_staging(col, live)
-  local staging = col.qdrant_staging
-  if type(staging) ~= "table" or type(staging.name) ~= "string" then return true end
-  if staging.name ~= live then self.db.qdrant:delete_collection(staging.name) end
-  col.qdrant_staging = core.null
-  return self.db.collections:update(col.id, { qdrant_staging = core.null })
+-- Deletes the collection's physical collections (vector_store_name_vN)
+-- other than `keep`: what rebuilds killed midway left, noted in the row's
+-- qdrant_staging or not (killed before they noted it). The caller holds the
+-- collection's rebuild lock, so no rebuild is filling any of them.
+function Documents:_drop_physical(col, keep)
+  local q = self.db.qdrant
+  local names, err = q:list_collections()
+  if not names then return qdrant_failure(err) end
+  local prefix = col.vector_store_name .. "_v"
+  for _, name in ipairs(names) do
+    if name ~= keep and name:sub(1, #prefix) == prefix and name:sub(#prefix + 1):match "^%d+$" then
+      local ok
+      ok, err = q:delete_collection(name)
+      if not ok and not (err.kind == "qdrant" and err.status == 404) then return qdrant_failure(err) end
+    end
+  end
+  if type(col.qdrant_staging) == "table" then
+    col.qdrant_staging = core.null
+    return self.db.collections:update(col.id, { qdrant_staging = core.null })
+  end
+  return true
+end
+
+-- Records the vector ids a zero-downtime rebuild deferred, now that its
+-- collection is live.
+function Documents:_record(items)
+  for first = 1, #items, 10000 do
+    local ok, err = self.db.chunks:update_chunk_embeddings(table.move(items, first, math.min(first + 9999, #items), 1, {}))
+    if not ok then return nil, err end
+  end
+  return true
 end
 
 function Documents:_rebuild(col, opts)
@@ -986,9 +1084,8 @@ function Documents:_rebuild(col, opts)
       embedder = self.embedder.name },
     function(op)
       report.operation = op.uuid
-      local s, serr = self:_settings(col)
-      if not s then return nil, serr, "error" end
-      local target, staging_gen, live
+      local s = col.qdrant_collections
+      local target, staging_gen, live, deferred
       if report.zero_downtime then
         local ok, qerr = self:_ensure_qdrant(col)
         if not ok then return nil, qerr, "degraded" end
@@ -996,26 +1093,31 @@ function Documents:_rebuild(col, opts)
         -- behind: the collection the alias points to is live, never a leftover
         live, qerr = alias_target(q, col.vector_store_name)
         if live == nil then return nil, qerr, "degraded" end
-        ok, qerr = self:_drop_stale_staging(col, live)
+        ok, qerr = self:_drop_physical(col, live)
         if not ok then return nil, qerr, "degraded" end
         staging_gen = s.generation + 1
         while physical(col, staging_gen) == live do staging_gen = staging_gen + 1 end
         target = physical(col, staging_gen)
-        q:delete_collection(target) -- left by a rebuild that died
         ok, qerr = create_physical(q, target, s)
         if not ok then return nil, qerr, "degraded" end
         -- writers now also write to the new collection
         col.qdrant_staging = { name = target, generation = staging_gen }
         ok, qerr = self.db.collections:update(col.id, { qdrant_staging = col.qdrant_staging })
         if not ok then return nil, qerr, "degraded" end
+        -- vector ids of chunks that had none are recorded once the new
+        -- collection is live: a rebuild that fails or dies leaves them to
+        -- the queue, not marked as if the live index had them
+        deferred = {}
       else
-        local live, qerr = alias_target(q, col.vector_store_name)
-        if live == nil then return nil, qerr, "error" end
-        local ok
-        ok, qerr = self:_drop_stale_staging(col, live)
+        -- the chunks count as without a vector until this rebuild writes
+        -- theirs: one that fails midway leaves the rest to a rerun or the queue
+        local ok, qerr = self.db.pg:query([[UPDATE chunks SET embedding_vector_id = NULL
+          WHERE collection_id = $1 AND partition_key = chunk_partition_key($1) AND embedding_vector_id IS NOT NULL]], col.id)
         if not ok then return nil, qerr, "error" end
-        -- start again from an empty collection under the alias
-        q:delete_collection(physical(col, s.generation))
+        -- start again from empty: every physical collection, the live one
+        -- included (which may be a generation ahead of the row)
+        ok, qerr = self:_drop_physical(col, nil)
+        if not ok then return nil, qerr, "error" end
         self:_unsure(col)
         ok, qerr = self:_ensure_qdrant(col)
         if not ok then return nil, qerr, "error" end
@@ -1045,7 +1147,7 @@ function Documents:_rebuild(col, opts)
           docs, e = self:_document_info(chunks)
           if not docs then return nil, e end
           local n
-          n, e = self:_index_chunks(col, chunks, docs, { target })
+          n, e = self:_index_chunks(col, chunks, docs, { target }, deferred)
           if not n then return nil, e end
           report.vectors = report.vectors + n
           after = chunks[#chunks].id
@@ -1070,6 +1172,8 @@ function Documents:_rebuild(col, opts)
         ok, aerr = self.db.collections:update(col.id, { qdrant_collections = settings, qdrant_staging = core.null })
         if not ok then return nil, aerr, "degraded" end
         col.qdrant_collections, col.qdrant_staging = settings, nil
+        ok, aerr = self:_record(deferred)
+        if not ok then return nil, aerr, "degraded" end
         q:delete_collection(old)
         -- a generation a killed rebuild left between the two
         if old ~= physical(col, s.generation) then q:delete_collection(physical(col, s.generation)) end
@@ -1137,8 +1241,8 @@ function Documents:search(collection_id, query_text, opts)
   if not limit then return nil, err end
   if limit > 1000 then return input_error("limit must be at most 1000") end
   if opts.filter ~= nil and type(opts.filter) ~= "table" then return input_error("filter must be a Qdrant filter table") end
-  if opts.cache_ttl ~= nil and not (type(opts.cache_ttl) == "number" and opts.cache_ttl > 0 and opts.cache_ttl < math.huge) then
-    return input_error("cache_ttl must be a positive number of seconds")
+  if opts.cache_ttl ~= nil and not (type(opts.cache_ttl) == "number" and opts.cache_ttl > 0 and opts.cache_ttl <= MAX_TTL) then
+    return input_error("cache_ttl must be a positive number of seconds, at most 2^53 ms")
   end
   -- the cache key's text, which also refuses a cyclic filter before Qdrant sees it
   local key_parts = { mode, "|", tostring(limit), "|", query_text, "|" }
@@ -1243,8 +1347,8 @@ function M.documents(db, opts)
   batch, err = positive_integer(opts.batch_size, "batch_size", 64)
   if not batch then return nil, err end
   if batch > 10000 then return input_error("batch_size must be at most 10000") end
-  if opts.cache_ttl ~= nil and not (type(opts.cache_ttl) == "number" and opts.cache_ttl > 0 and opts.cache_ttl < math.huge) then
-    return input_error("cache_ttl must be a positive number of seconds")
+  if opts.cache_ttl ~= nil and not (type(opts.cache_ttl) == "number" and opts.cache_ttl > 0 and opts.cache_ttl <= MAX_TTL) then
+    return input_error("cache_ttl must be a positive number of seconds, at most 2^53 ms")
   end
   if opts.upsert ~= nil then
     if type(opts.upsert) ~= "table" then return input_error("upsert must be a table of upsert options") end
