@@ -68,10 +68,11 @@ size_t ss_chunk_text(const char *text, size_t len, size_t size, size_t overlap, 
     /* an overlap that reaches back to this chunk's start (its cut made it
      * shorter than size) overlaps all but its first character */
     if (overlap > 0 && next == start) next = next_char(s, len, start);
-    /* and at a word's start: the start of the word it falls in, when that
+    /* and, with an overlap (without one the next chunk starts at the cut,
+     * repeating nothing), at a word's start: the start of the word it falls in, when that
      * is at most a fifth of a chunk further back, else the next word's
      * start within the overlap */
-    if (next > 0 && !is_space(s[prev_char(s, next)])) {
+    if (overlap > 0 && next > 0 && !is_space(s[prev_char(s, next)])) {
       size_t p = next, k, look = size / 5 ? size / 5 : 1;
       for (k = 0; k < look && p > start && !is_space(s[prev_char(s, p)]); k++) p = prev_char(s, p);
       if (p > start && is_space(s[prev_char(s, p)])) {

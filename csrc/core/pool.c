@@ -245,8 +245,12 @@ static int healthy(ss_pool *p, ss_pool_lease *it, double invalid_before) {
   return 1;
 }
 
-ss_pool_lease *ss_pool_acquire(ss_pool *p, ss_error *err) {
-  double deadline = ss_monotonic() + p->cfg.timeout;
+ss_pool_lease *ss_pool_acquire(ss_pool *p, ss_error *err) { return ss_pool_acquire_within(p, -1, err); }
+
+ss_pool_lease *ss_pool_acquire_within(ss_pool *p, double wait, ss_error *err) {
+  double deadline;
+  if (wait < 0 || wait > p->cfg.timeout) wait = p->cfg.timeout;
+  deadline = ss_monotonic() + wait;
   for (;;) {
     ss_pool_lease *it = NULL, *dead = NULL;
     int may_open = 0;
@@ -301,7 +305,7 @@ ss_pool_lease *ss_pool_acquire(ss_pool *p, ss_error *err) {
         pthread_cond_destroy(&w.cv);
         ss_error_set(err, SS_ERR_POOL,
                      "pool '%s' exhausted: no connection free within %.3g s (%d + %d overflow in use)",
-                     p->name, p->cfg.timeout, p->cfg.size, p->cfg.max_overflow);
+                     p->name, wait, p->cfg.size, p->cfg.max_overflow);
         return NULL;
       }
       pthread_cond_destroy(&w.cv);

@@ -79,6 +79,9 @@ void ss_pool_unref(ss_pool *pool);
 /* Borrows a connection, waiting up to cfg.timeout. NULL with err set on
  * failure (SS_ERR_POOL on timeout, or the error of ops->open). */
 ss_pool_lease *ss_pool_acquire(ss_pool *pool, ss_error *err);
+/* ss_pool_acquire waiting at most `wait` seconds for a free connection
+ * (never longer than the pool's own timeout; negative: the pool's). */
+ss_pool_lease *ss_pool_acquire_within(ss_pool *pool, double wait, ss_error *err);
 /* Returns a borrowed connection: reset, then kept, handed to a waiter, or
  * closed (broken, past its lifetime, or beyond `size`). */
 void ss_pool_release(ss_pool *pool, ss_pool_lease *lease);

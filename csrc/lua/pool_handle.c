@@ -132,10 +132,20 @@ static int pool_exec(lua_State *L) {
 }
 
 static int pool_acquire(lua_State *L) {
+  static const char *const keys[] = {"timeout", NULL};
   ss_error err;
-  ss_conn_handle *c = ss_conn_new(L, check_pool(L), 0);
+  ss_conn_handle *c;
+  double wait = -1;
   ss_error_clear(&err);
-  if (!(c->lease = ss_pool_acquire(c->pool, &err))) return ss_push_fail(L, &err);
+  check_pool(L);
+  lua_settop(L, 2);
+  /* opts.timeout: how long to wait for a free connection, at most the pool's */
+  luaL_argexpected(L, lua_isnil(L, 2) || lua_istable(L, 2), 2, "a table of options");
+  if (!lua_isnil(L, 2) && (ss_check_keys(L, 2, keys, "acquire's options", &err) ||
+                           ss_opt_number(L, 2, "timeout", 1e9, 0, 1e9, 0, &wait, &err)))
+    return ss_push_fail(L, &err);
+  c = ss_conn_new(L, check_pool(L), 0);
+  if (!(c->lease = ss_pool_acquire_within(c->pool, wait, &err))) return ss_push_fail(L, &err);
   return 1;
 }
 

@@ -710,15 +710,25 @@ function Command:worker(args)
   end
   local qdrant_opts, err = config.qdrant()
   if qdrant_opts == nil then return self:failed(err) end
-  if qdrant_opts and timeout then
-    -- a job begun just before the end gives up on a stalled Qdrant within
-    -- the timeout, rather than after the client's whole retry budget
+  local redis_opts
+  redis_opts, err = config.redis()
+  if not redis_opts then return self:failed(err) end
+  local pool
+  if timeout then
+    -- a job begun just before the end gives up on a stalled server within
+    -- the timeout (at least 1 s; PostgreSQL's connect at least libpq's 2 s),
+    -- rather than after a client's whole retry budget or its defaults
     local bound = math.max(1, timeout)
-    qdrant_opts.timeout = math.min(qdrant_opts.timeout or bound, bound)
-    qdrant_opts.retry_timeout = math.min(qdrant_opts.retry_timeout or bound, bound)
+    if qdrant_opts then
+      qdrant_opts.timeout = math.min(qdrant_opts.timeout or bound, bound)
+      qdrant_opts.retry_timeout = math.min(qdrant_opts.retry_timeout or bound, bound)
+    end
+    redis_opts.connect_timeout = math.min(redis_opts.connect_timeout or bound, bound)
+    redis_opts.command_timeout = math.min(redis_opts.command_timeout or bound, bound)
+    pool = { connect_timeout = math.max(2, math.ceil(bound)) }
   end
   local db
-  db, err = connect(nil, { qdrant = qdrant_opts or nil })
+  db, err = connect(pool, { qdrant = qdrant_opts or nil, redis = redis_opts })
   if not db then return self:failed(err) end
   local svc
   svc, err = semstore.services.documents(db)

@@ -148,10 +148,12 @@ for _, store in ipairs(HEALTH_STORES) do IS_HEALTH_STORE[store] = true end
 -- one round trip to each store (Qdrant only when it is configured); each
 -- entry has ok, status ("healthy" or "unhealthy"), ms, target (printable:
 -- no password) and info or error. `stores`, a list of names, checks only
--- those (`semstore wait` asks one at a time). Each check is one attempt
--- of at most `timeout` seconds (PostgreSQL's is cancelled then, and given
--- up 5 s later if the server does not even answer that): a stalled server
--- is unhealthy, not a hang.
+-- those (`semstore wait` asks one at a time). Each check is one attempt:
+-- PostgreSQL's waits at most `timeout` seconds for a free connection and
+-- for its query (then cancelled, and given up 5 s later if the server does
+-- not even answer that; opening a connection is the pool's connect_timeout),
+-- Qdrant's at most `timeout` seconds, no retries, Redis's its client's
+-- command_timeout: a stalled server is unhealthy, not a hang.
 function DB:health(stores, opts)
   if stores ~= nil and type(stores) ~= "table" then
     error("health takes a list of store names ({ \"redis\" }), not a " .. type(stores), 2)
@@ -172,7 +174,8 @@ function DB:health(stores, opts)
   local report = { ok = true }
   if wanted.postgres then
     report.postgres = check(self.target, function()
-      local conn, cerr = self.pg:acquire()
+      -- a busy pool is not waited on longer than the check's own time
+      local conn, cerr = self.pg:acquire { timeout = timeout }
       if not conn then return nil, cerr end
       return compat.closing(conn, function()
         conn:settimeout(timeout)
@@ -185,7 +188,9 @@ function DB:health(stores, opts)
   if wanted.redis then report.redis = check(self.redis_target, function() return self.redis:call "PING" end) end
   if wanted.qdrant and self.qdrant ~= qdrant.unconfigured then
     report.qdrant = check(self.qdrant:url(), function()
-      local names, qerr = self.qdrant:list_collections { max_retries = 0, timeout = timeout, connect_timeout = timeout }
+      -- Qdrant's client takes at most a day per request
+      local t = math.min(timeout, 86400)
+      local names, qerr = self.qdrant:list_collections { max_retries = 0, timeout = t, connect_timeout = t }
       if not names then return nil, qerr end
       return string.format("%d collections", #names)
     end)

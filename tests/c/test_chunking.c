@@ -56,6 +56,10 @@ int main(void) {
   n = ss_chunk_text("aaaaaaaa bbbbbbbbbb", 19, 10, 9, c, 64);
   CHECK(n >= 2 && c[0].end == 9 && c[1].start == 1);
   for (i = 1; i < n; i++) CHECK(c[i].start > c[i - 1].start && c[i].start < c[i - 1].end);
+  /* no overlap: each chunk starts where the one before ends, even when
+   * that cut fell inside a word */
+  n = ss_chunk_text("abcdefg hijklmnop", 17, 10, 0, c, 64);
+  CHECK(n == 2 && c[0].end == 10 && c[1].start == 10);
   /* room for fewer: the count says how many there are */
   CHECK(ss_chunk_text("abcdefghij", 10, 2, 0, c, 1) == 5 && c[0].end == 2);
   DONE();
