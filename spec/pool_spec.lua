@@ -292,4 +292,26 @@ describe("pool options", function()
       assert.truthy(err.message:find(k, 1, true), err.message)
     end
   end)
+
+  it("acquire{ timeout } waits at most that long for a free connection (the pool's timeout bounds it too)", function()
+    local db = helpers.connect { size = 1, max_overflow = 0, timeout = 5 }
+    local held = assert(db.pg:acquire())
+    local t0 = require("semstore.core").monotime()
+    local conn, err = db.pg:acquire { timeout = 0.3 }
+    local took = require("semstore.core").monotime() - t0
+    assert.is_nil(conn)
+    assert.are.equal("pool", err.kind)
+    assert.truthy(err.message:find("0.3 s", 1, true), err.message)
+    assert.is_true(took >= 0.25 and took < 2, "waited " .. took .. " s")
+    for _, bad in ipairs { { timeout = -1 }, { timeout = 0 / 0 }, { timeout = "1" }, { timout = 1 } } do
+      local c, e = db.pg:acquire(bad)
+      assert.is_nil(c)
+      assert.are.equal("input", e.kind)
+    end
+    assert.has_error(function() db.pg:acquire(5) end)
+    held:release()
+    local again = assert(db.pg:acquire { timeout = 0.3 })
+    again:release()
+    db:close()
+  end)
 end)
