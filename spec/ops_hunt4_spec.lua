@@ -136,6 +136,37 @@ describe("ops hunt 4: db:health's timeout", function()
     assert.is_true(tonumber(out:match "took ([%d.]+) s") < 6, out)
   end)
 
+  it("bounds the pool's ping of an idle connection whose backend stopped answering", function()
+    -- ops hunt 3's spec asks right after a query; a health endpoint asks a
+    -- connection idle for seconds, which acquire pings first (pre_ping,
+    -- ping_after_idle 1 s) under the pool's own 10 s limit and the 5 s a
+    -- cancel gets: 15 s for a timeout of 1, where the doc promises at most
+    -- the timeout and 5 s
+    local dir = helpers.tmpdir()
+    local pidf = dir .. "/backend.pid"
+    finally(function()
+      local f = io.open(pidf)
+      local pid = f and f:read "a":match "%d+"
+      if f then f:close() end
+      if pid then os.execute("kill -CONT " .. pid .. " 2>/dev/null") end
+      helpers.rmdir(dir)
+    end)
+    local code, out = script_within(9, string.format([[
+      local semstore = require "semstore"
+      local core = require "semstore.core"
+      local db = assert(semstore.connect { name = "idle-stopped", postgres = %q, pool = { size = 1, max_overflow = 0 } })
+      local pid = assert(db.pg:query "SELECT pg_backend_pid() AS p")[1].p
+      local f = assert(io.open(%q, "w")) f:write(pid) f:close()
+      core.sleep(1.5)
+      os.execute("kill -STOP " .. pid .. "; (sleep 20; kill -CONT " .. pid .. ") >/dev/null 2>&1 &")
+      local t0 = core.monotime()
+      local r = db:health({ "postgres" }, { timeout = 1 })
+      print(string.format("took %%.1f s, postgres %%s", core.monotime() - t0, r.postgres.status))
+    ]], helpers.url, pidf))
+    assert.are_not.equal(124, code, "db:health({'postgres'}, {timeout = 1}) was still waiting after 9 s\n" .. out)
+    assert.is_true(tonumber(out:match "took ([%d.]+) s") < 7, out)
+  end)
+
   it("does not wait the pool's whole acquire timeout when every connection is lent out", function()
     -- a health endpoint of a busy service: the pool's one connection is in
     -- use; the check waits for a free one for the pool's timeout (6 s here,
