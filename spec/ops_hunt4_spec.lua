@@ -260,3 +260,29 @@ describe("ops hunt 4: semstore worker --timeout", function()
     assert.is_true(took < 6, string.format("worker --timeout 2 took %.1f s", took))
   end)
 end)
+
+describe("ops hunt 4: health against a server on Qdrant's port that is not Qdrant", function()
+  it("reports qdrant unhealthy when GET /collections answers 200 {\"status\":\"ok\"} (no result, no collections)", function()
+    local dir = helpers.tmpdir()
+    local port = helpers.free_port()
+    -- an HTTP server that answers every request 200 {"status":"ok"}, as
+    -- many a health endpoint does
+    helpers.write_file(dir .. "/server.js", string.format([[
+      require('http').createServer((q, s) => { s.setHeader('content-type', 'application/json');
+        s.end('{"status":"ok"}') }).listen(%d, '127.0.0.1')]], port))
+    assert(os.execute(string.format("node %s >/dev/null 2>&1 & echo $! > %s", dir .. "/server.js", dir .. "/pid")))
+    finally(function()
+      os.execute("kill " .. helpers.read_file(dir .. "/pid"):match "%d+" .. " 2>/dev/null")
+      helpers.rmdir(dir)
+    end)
+    for _ = 1, 50 do
+      if os.execute(string.format("curl -s -o /dev/null http://127.0.0.1:%d/", port)) then break end
+      helpers.sleep(0.1)
+    end
+    -- list_collections' new shape check lets an answer without
+    -- `collections` through as "0 collections": health says healthy, exit 0
+    local code, out, err = cli_within(20, { "health" }, { DATABASE_URL = helpers.url, QDRANT_URL = "http://127.0.0.1:" .. port })
+    assert.are.equal(1, code, out .. err)
+    assert.truthy(out:find("qdrant%s+unhealthy"), out)
+  end)
+end)
