@@ -286,3 +286,17 @@ describe("ops hunt 4: health against a server on Qdrant's port that is not Qdran
     assert.truthy(out:find("qdrant%s+unhealthy"), out)
   end)
 end)
+
+describe("ops hunt 4: db:health's store list", function()
+  it("does not report ok for stores given as a set ({ redis = true }): it checks nothing", function()
+    local db = helpers.connect(nil, { redis = "redis://127.0.0.1:1/0" })
+    finally(function() db:close() end)
+    assert.is_false(db:health({ "redis" }).ok) -- Redis is down
+    -- ops hunt 3 refused a string; a table without an array part gets
+    -- through: ipairs sees no store, nothing is checked, and ok is true
+    local ok, report = pcall(db.health, db, { redis = true })
+    if ok then
+      assert.is_false(report.ok, "db:health({ redis = true }) says ok while Redis is down: nothing was checked")
+    end
+  end)
+end)
