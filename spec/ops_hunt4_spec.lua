@@ -218,10 +218,13 @@ end)
 
 describe("ops hunt 4: chunk_text with no overlap", function()
   it("does not repeat text in the next chunk when the overlap is 0", function()
-    -- size 10: "abcdefg hi" is cut at the size (the space is not in the
-    -- last fifth, "hi"); the next chunk should start at the cut, but the
-    -- word-start search looks one character further back than the cut's
-    -- search did, finds the space and starts at "hi": "hi" is in both
+    -- size 10: the cut looks 2 characters (a fifth) back for a space, sees
+    -- "h" and "i", and cuts at the size: "abcdefg hi". The next start's
+    -- word search looks one character further (the space before "hi") and
+    -- starts at "hi": "hi" is in both chunks although the overlap is 0.
+    -- tests/c/test_chunking.c expects overlap 0 to give contiguous chunks
+    -- (c[i].start == c[i - 1].end); had the cut looked as far, it would
+    -- have fallen after the space and the chunks would not overlap.
     local chunks = semstore.chunk_text("abcdefg hijklmnop", 10, 0)
     local parts = {}
     for i, c in ipairs(chunks) do parts[i] = string.format("%d-%d %q", c.start_offset, c.end_offset, c.content) end
