@@ -303,3 +303,32 @@ describe("ops hunt 4: db:health's store list", function()
     end
   end)
 end)
+
+describe("ops hunt 4: check against a server on Qdrant's port that answers 200 with another shape", function()
+  it("reports the count it could not make instead of raising (a {\"result\": null} answer)", function()
+    local m = migrated()
+    local dir = helpers.tmpdir()
+    local port = helpers.free_port()
+    -- ops hunt 3's server: every request answered 200 {"result":null,"status":"ok"}
+    helpers.write_file(dir .. "/server.js", string.format([[
+      require('http').createServer((q, s) => { s.setHeader('content-type', 'application/json');
+        s.end('{"result":null,"status":"ok"}') }).listen(%d, '127.0.0.1')]], port))
+    assert(os.execute(string.format("node %s >/dev/null 2>&1 & echo $! > %s", dir .. "/server.js", dir .. "/pid")))
+    finally(function()
+      os.execute("kill " .. helpers.read_file(dir .. "/pid"):match "%d+" .. " 2>/dev/null")
+      helpers.rmdir(dir)
+      m.close()
+    end)
+    for _ = 1, 50 do
+      if os.execute(string.format("curl -s -o /dev/null http://127.0.0.1:%d/", port)) then break end
+      helpers.sleep(0.1)
+    end
+    -- health was made to say "unhealthy" for this server; check's
+    -- Qdrant:count indexes the null result: "attempt to index a userdata
+    -- value (local 'result')" and a stack traceback
+    local code, out, err = cli_within(20, { "check" }, { DATABASE_URL = m.url, QDRANT_URL = "http://127.0.0.1:" .. port })
+    assert.falsy(err:find("stack traceback", 1, true), err)
+    assert.are.equal(1, code, out .. err)
+    assert.truthy(out:find("could not count Qdrant's", 1, true), out)
+  end)
+end)
