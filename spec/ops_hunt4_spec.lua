@@ -332,3 +332,32 @@ describe("ops hunt 4: check against a server on Qdrant's port that answers 200 w
     assert.truthy(out:find("could not count Qdrant's", 1, true), out)
   end)
 end)
+
+describe("ops hunt 4: semstore worker --timeout and Qdrant's own limits", function()
+  it("never loosens the Qdrant client's defaults (30 s a request, 120 s of retries) for a long --timeout", function()
+    -- cli.worker sets timeout = min(opts.timeout or bound, bound): the
+    -- environment gives no timeout, so a worker run with --timeout 3600
+    -- waits up to an hour on one request of a stalled Qdrant (the default
+    -- is 30 s), and --timeout 86401 cannot start at all
+    local cli = require "semstore.cli"
+    local real = semstore.connect
+    local seen
+    semstore.connect = function(opts)
+      seen = opts.qdrant
+      return nil, "stopped by the spec"
+    end
+    local out, err = {}, {}
+    local sink = function(t) return { write = function(_, ...) for _, s in ipairs { ... } do t[#t + 1] = s end end, flush = function() end } end
+    local ok, code = pcall(cli.main, { "worker", "--timeout", "3600" }, sink(out), sink(err))
+    semstore.connect = real
+    assert(ok, code)
+    assert.truthy(seen, "worker did not pass Qdrant settings: " .. table.concat(err))
+    -- and a run of a day and a second is refused by Qdrant's option check
+    local code2, out2, err2 = cli_within(8, { "worker", "--once", "--timeout", "86401" },
+      { DATABASE_URL = helpers.url, QDRANT_URL = os.getenv "QDRANT_URL" })
+    assert.is_true(seen.timeout == nil or seen.timeout <= 30, "a request may take " .. tostring(seen.timeout) .. " s")
+    assert.is_true(seen.retry_timeout == nil or seen.retry_timeout <= 120,
+      "retries may take " .. tostring(seen.retry_timeout) .. " s")
+    assert.falsy(err2:find("must be a number from 0.001 to 86400", 1, true), tostring(code2) .. out2 .. err2)
+  end)
+end)
