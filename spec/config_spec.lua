@@ -42,6 +42,10 @@ describe("config", function()
     assert.are.same({ 600, 1, 10, 10, 60, 256, "semstore" }, { defaults.idle_timeout, defaults.ping_after_idle,
       defaults.connect_timeout, defaults.lock_timeout, defaults.idle_in_transaction_timeout,
       defaults.statement_cache_size, defaults.application_name })
+    -- the Qdrant and Redis clients' own, which the worker's --timeout never loosens
+    assert.are.same({ 30, 5, 6, 120, 5, 30 }, { defaults.qdrant.timeout, defaults.qdrant.connect_timeout,
+      defaults.qdrant.max_retries, defaults.qdrant.retry_timeout, defaults.redis.connect_timeout,
+      defaults.redis.command_timeout })
   end)
 
   it("rejects malformed variables with an input error naming them", function()

@@ -1322,7 +1322,7 @@ static void op_close(void *ctx, void *conn) {
   ss_pg_close(conn);
 }
 
-static int op_ping(void *ctx, void *conn, int deep) {
+static int op_ping(void *ctx, void *conn, int deep, double limit) {
   ss_pg *pg = conn;
   struct pollfd pfd;
   (void)ctx;
@@ -1342,7 +1342,7 @@ static int op_ping(void *ctx, void *conn, int deep) {
   }
   if (deep) {
     ss_error ignored;
-    start_call(pg, pg->service_timeout);
+    start_call(pg, limit > 0 && (pg->service_timeout <= 0 || limit < pg->service_timeout) ? limit : pg->service_timeout);
     if (exec_internal(pg, "", &ignored)) return -1;
   }
   return 0;

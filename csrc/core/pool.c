@@ -236,11 +236,11 @@ static void forget_closed(ss_pool *p, long n, int evicted) {
   pthread_mutex_unlock(&p->lock);
 }
 
-static int healthy(ss_pool *p, ss_pool_lease *it, double invalid_before) {
+static int healthy(ss_pool *p, ss_pool_lease *it, double invalid_before, double limit) {
   double now = ss_monotonic();
   int deep = it->verified <= invalid_before ||
              (p->cfg.pre_ping && now - it->last_used >= p->cfg.ping_after_idle);
-  if (p->ops->ping(p->ctx, it->conn, deep) != 0) return 0;
+  if (p->ops->ping(p->ctx, it->conn, deep, limit) != 0) return 0;
   if (deep) it->verified = now;
   return 1;
 }
@@ -249,6 +249,8 @@ ss_pool_lease *ss_pool_acquire(ss_pool *p, ss_error *err) { return ss_pool_acqui
 
 ss_pool_lease *ss_pool_acquire_within(ss_pool *p, double wait, ss_error *err) {
   double deadline;
+  /* a caller's own wait also bounds the ping of an idle connection */
+  double ping_limit = wait >= 0 ? (wait > 0.001 ? wait : 0.001) : 0;
   if (wait < 0 || wait > p->cfg.timeout) wait = p->cfg.timeout;
   deadline = ss_monotonic() + wait;
   for (;;) {
@@ -321,7 +323,7 @@ ss_pool_lease *ss_pool_acquire_within(ss_pool *p, double wait, ss_error *err) {
         forget_closed(p, 1, 0);
         return NULL;
       }
-    } else if (!healthy(p, it, invalid_before)) {
+    } else if (!healthy(p, it, invalid_before, ping_limit)) {
       it->next = NULL;
       close_all(p, it);
       pthread_mutex_lock(&p->lock);

@@ -19,8 +19,9 @@ typedef struct {
   void *(*open)(void *ctx, ss_error *err);
   void (*close)(void *ctx, void *conn);
   /* 0 when the connection is usable. `deep` asks for a round trip to the
-   * server; otherwise only a check that costs no round trip. */
-  int (*ping)(void *ctx, void *conn, int deep);
+   * server, given at most `limit` seconds when limit > 0 (a caller's shorter
+   * wait); otherwise only a check that costs no round trip. */
+  int (*ping)(void *ctx, void *conn, int deep, double limit);
   /* Called on release: returns the connection to a clean state (an open
    * transaction is rolled back). 0 if reusable, -1 if it must be closed. */
   int (*reset)(void *ctx, void *conn);
@@ -80,7 +81,8 @@ void ss_pool_unref(ss_pool *pool);
  * failure (SS_ERR_POOL on timeout, or the error of ops->open). */
 ss_pool_lease *ss_pool_acquire(ss_pool *pool, ss_error *err);
 /* ss_pool_acquire waiting at most `wait` seconds for a free connection
- * (never longer than the pool's own timeout; negative: the pool's). */
+ * (never longer than the pool's own timeout; negative: the pool's), and
+ * giving an idle connection's ping at most `wait` seconds too. */
 ss_pool_lease *ss_pool_acquire_within(ss_pool *pool, double wait, ss_error *err);
 /* Returns a borrowed connection: reset, then kept, handed to a waiter, or
  * closed (broken, past its lifetime, or beyond `size`). */

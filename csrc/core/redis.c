@@ -451,7 +451,7 @@ static void op_close(void *ctx, void *conn) {
   ss_redis_close(conn);
 }
 
-static int op_ping(void *ctx, void *conn, int deep) {
+static int op_ping(void *ctx, void *conn, int deep, double limit) {
   ss_redis *r = conn;
   static const char *ping[] = {"PING"};
   static const size_t len[] = {4};
@@ -459,6 +459,7 @@ static int op_ping(void *ctx, void *conn, int deep) {
   redisReply *reply;
   ss_error err;
   (void)ctx;
+  (void)limit; /* the connection's command_timeout bounds it */
   if (r->broken) return -1;
   if (!deep) return 0;
   if (ss_redis_run(r, 1, argc, ping, len, &reply, &err)) return -1;

@@ -3,6 +3,8 @@
  * error of the library reads alike), libpq's own list of connection
  * keywords, and the pool's defaults as the core defines them. */
 #include "binding.h"
+#include "qdrant.h"
+#include "redis.h"
 
 /* core.check_keys(t, names, what): true, or nil and an input error naming
  * the first key of t that is not one of the strings in the array names
@@ -104,6 +106,24 @@ static void push_defaults(lua_State *L) {
   set_number(L, "recover_grace", s.recover_grace);
   lua_pushstring(L, s.application_name);
   lua_setfield(L, -2, "application_name");
+  /* the Qdrant and Redis clients' own, so a caller that bounds them (the
+   * worker's --timeout) never loosens them */
+  {
+    ss_qdrant_limits q;
+    ss_redis_settings r;
+    ss_qdrant_limits_defaults(&q);
+    ss_redis_settings_defaults(&r);
+    lua_createtable(L, 0, 4);
+    set_number(L, "timeout", q.timeout_ms / 1000.0);
+    set_number(L, "connect_timeout", q.connect_timeout_ms / 1000.0);
+    set_number(L, "max_retries", q.max_retries);
+    set_number(L, "retry_timeout", q.retry_timeout);
+    lua_setfield(L, -2, "qdrant");
+    lua_createtable(L, 0, 2);
+    set_number(L, "connect_timeout", r.connect_timeout);
+    set_number(L, "command_timeout", r.command_timeout);
+    lua_setfield(L, -2, "redis");
+  }
 }
 
 void ss_open_config(lua_State *L) {

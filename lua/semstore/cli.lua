@@ -719,12 +719,14 @@ function Command:worker(args)
     -- the timeout (at least 1 s; PostgreSQL's connect at least libpq's 2 s),
     -- rather than after a client's whole retry budget or its defaults
     local bound = math.max(1, timeout)
+    -- never looser than the clients' own defaults
+    local defaults = core.defaults
     if qdrant_opts then
-      qdrant_opts.timeout = math.min(qdrant_opts.timeout or bound, bound)
-      qdrant_opts.retry_timeout = math.min(qdrant_opts.retry_timeout or bound, bound)
+      qdrant_opts.timeout = math.min(qdrant_opts.timeout or defaults.qdrant.timeout, bound)
+      qdrant_opts.retry_timeout = math.min(qdrant_opts.retry_timeout or defaults.qdrant.retry_timeout, bound)
     end
-    redis_opts.connect_timeout = math.min(redis_opts.connect_timeout or bound, bound)
-    redis_opts.command_timeout = math.min(redis_opts.command_timeout or bound, bound)
+    redis_opts.connect_timeout = math.min(redis_opts.connect_timeout or defaults.redis.connect_timeout, bound)
+    redis_opts.command_timeout = math.min(redis_opts.command_timeout or defaults.redis.command_timeout, bound)
     pool = { connect_timeout = math.max(2, math.ceil(bound)) }
   end
   local db

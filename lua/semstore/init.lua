@@ -164,6 +164,11 @@ function DB:health(stores, opts)
   if type(timeout) ~= "number" or not (timeout > 0 and timeout < math.huge) then
     error("health's timeout must be a positive number of seconds", 2)
   end
+  -- a list of names: a set ({ redis = true }) or an empty list would check
+  -- nothing and say ok
+  if stores ~= nil and (#stores == 0 or next(stores, #stores) ~= nil or stores[#stores + 1] ~= nil) then
+    error("health takes a non-empty list of store names ({ \"redis\" })", 2)
+  end
   local wanted = {}
   for _, store in ipairs(stores or HEALTH_STORES) do
     if not IS_HEALTH_STORE[store] then

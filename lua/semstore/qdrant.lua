@@ -40,6 +40,12 @@ local function limits(opts)
   return l
 end
 
+-- The error for an answer in a shape Qdrant never gives (another server on
+-- its port): an error, never a raise in the caller.
+local function not_qdrant(request, what)
+  return nil, core.error { kind = "qdrant", message = request .. " answered without " .. what .. ": not Qdrant?" }
+end
+
 -- Sends one request; the answer's `result`, or nil, err.
 function Qdrant:_call(method, path, body, opts)
   local answer, err = self.handle:request(method, path, body, opts)
@@ -185,15 +191,12 @@ function Qdrant:list_collections(opts)
   local result
   result, err = self:_call("GET", "/collections", nil, opts)
   if not result then return nil, err end
-  -- a server on Qdrant's port that is not Qdrant: an error, not a raise
-  if type(result) ~= "table" or (result.collections ~= nil and type(result.collections) ~= "table") then
-    return nil, core.error { kind = "qdrant", message = "GET /collections answered without a list of collections: not Qdrant?" }
+  if type(result) ~= "table" or type(result.collections) ~= "table" then
+    return not_qdrant("GET /collections", "a list of collections")
   end
   local names = {}
-  for i, c in ipairs(result.collections or {}) do
-    if type(c) ~= "table" or type(c.name) ~= "string" then
-      return nil, core.error { kind = "qdrant", message = "GET /collections answered a collection without a name: not Qdrant?" }
-    end
+  for i, c in ipairs(result.collections) do
+    if type(c) ~= "table" or type(c.name) ~= "string" then return not_qdrant("GET /collections", "collection names") end
     names[i] = c.name
   end
   table.sort(names)
@@ -499,6 +502,7 @@ function Qdrant:count(name, filter)
   local result
   result, err = self:_call("POST", "/collections/" .. path .. "/points/count", { filter = filter, exact = true })
   if not result then return nil, err end
+  if type(result) ~= "table" or math.type(result.count) ~= "integer" then return not_qdrant("POST points/count", "a count") end
   return result.count
 end
 

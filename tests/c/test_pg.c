@@ -117,7 +117,7 @@ static void test_terminated_backend(void) {
   PQclear(res);
   usleep(100000);
   /* the free check (no round trip) sees the server's goodbye */
-  CHECK(ss_pg_pool_ops.ping(NULL, victim, 0) != 0);
+  CHECK(ss_pg_pool_ops.ping(NULL, victim, 0, 0) != 0);
   CHECK(ss_pg_pool_ops.broken(NULL, victim));
   ss_pg_close(victim);
 
@@ -129,7 +129,7 @@ static void test_terminated_backend(void) {
   CHECK(res == NULL && err.kind == SS_ERR_CONNECTION);
   CHECK(ss_pg_is_broken(other));
   ss_pg_close(other);
-  CHECK(ss_pg_pool_ops.ping(NULL, admin, 1) == 0);
+  CHECK(ss_pg_pool_ops.ping(NULL, admin, 1, 0) == 0 && ss_pg_pool_ops.ping(NULL, admin, 1, 0.5) == 0);
   ss_pg_close(admin);
 }
 

@@ -46,8 +46,9 @@ static void fake_close(void *ctx, void *conn) {
   free(conn);
 }
 
-static int fake_ping(void *ctx, void *conn, int deep) {
+static int fake_ping(void *ctx, void *conn, int deep, double limit) {
   world *w = ctx;
+  (void)limit;
   pthread_mutex_lock(&w->lock);
   w->deep_pings += deep;
   pthread_mutex_unlock(&w->lock);
