@@ -273,4 +273,20 @@ describe("semstore.services.documents, fourth hunt", function()
         .. tostring(reported and reported.error and reported.error.message))
     end
   end)
+  it("an embedder whose dim field is wrong is refused without fixing the new collection's settings to that dim", function()
+    local col = fx.new_collection()
+    local base = semstore.embedders.local_hash()
+    -- says 384, gives local_hash's 256 numbers
+    local wrong = assert(semstore.services.documents(fx.db, { embedder = setmetatable({
+      dim = 384,
+      dense = function(_, texts) return base:dense(texts) end,
+      sparse = function(_, texts) return base:sparse(texts) end,
+    }, { __tostring = function() return "wrong-dim" end }) }))
+    local doc, queued = wrong:create_document(col.id, "written by an embedder with a wrong dim")
+    assert(fx.db.pg:query("DELETE FROM reindex_jobs WHERE collection_id = $1", col.id))
+    assert.is_true(doc == nil or queued == true) -- its vectors never fit: refused, or at best queued
+    -- no vector was ever written; the right embedder (256 numbers, as the wrong one's vectors) must still be able to index
+    local res, err = fx.svc:index_collection(col.id, fx.corpus(2))
+    assert.is_table(res, "refused: " .. tostring(err and err.message))
+  end)
 end)
