@@ -17,11 +17,14 @@
 #                                     /search through nginx (examples/openresty), worker threads vs the
 #                                     request phase; needs nginx-light, libnginx-mod-http-lua and wrk,
 #                                     builds build-luajit too; not part of the default run
+#   bash bench/run.sh workflows [ARGS]  only workflows_bench.lua [documents] [rounds]: index_collection,
+#                                     dense and hybrid searches, a zero-downtime rebuild (rates, no peer);
+#                                     not part of the default run
 # SEMSTORE_BENCH_BUILD names the build folder (default build).
 set -euo pipefail
 bench=all
 case "${1:-}" in
-  query|pipeline|chunks|qdrant|redis|openresty) bench=$1; shift ;;
+  query|pipeline|chunks|qdrant|redis|openresty|workflows) bench=$1; shift ;;
 esac
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -114,6 +117,7 @@ case "$bench" in
   query) taskset -c 0 lua5.4 bench/pg_query_bench.lua "$@" ;;
   pipeline) taskset -c 0 lua5.4 bench/pg_pipeline_bench.lua "$@" ;;
   chunks) unpin_pg; lua5.4 bench/chunks_bench.lua "$@" ;;
+  workflows) unpin_pg; lua5.4 bench/workflows_bench.lua "$@" ;;
   qdrant) qdrant "$@" ;;
   redis) redis "$@" ;;
   all)
