@@ -5,96 +5,9 @@ require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
 local semstore = require "semstore"
 local helpers = require "support.helpers"
 local monotime = require("semstore.core").monotime
-
--- like helpers.cli, under `timeout SECONDS`: the exit code (124 when it was
--- stopped), stdout, stderr, and the seconds it took
-local function cli_within(seconds, args, env)
-  local out, err = os.tmpname(), os.tmpname()
-  local sets = {}
-  for k, v in pairs(env or {}) do sets[#sets + 1] = k .. "=" .. helpers.shell_quote(v) end
-  local words = {}
-  for i, a in ipairs(args) do words[i] = helpers.shell_quote(a) end
-  local cmd = string.format("cd %s && env %s LUA_PATH=%s LUA_CPATH=%s timeout %d %s bin/semstore %s >%s 2>%s",
-    helpers.shell_quote(helpers.root), table.concat(sets, " "),
-    helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-    helpers.shell_quote(helpers.cpath), seconds, helpers.lua_bin, table.concat(words, " "), out, err)
-  local started = monotime()
-  local _, _, code = os.execute(cmd)
-  local took = monotime() - started
-  local stdout, stderr = helpers.read_file(out), helpers.read_file(err)
-  os.remove(out)
-  os.remove(err)
-  return code, stdout, stderr, took
-end
-
--- Runs a Lua script (text) in a subprocess under `timeout SECONDS`: the
--- exit code (124 when it was stopped) and its output.
-local function script_within(seconds, text)
-  local dir = helpers.tmpdir()
-  helpers.write_file(dir .. "/script.lua", text)
-  local out = os.tmpname()
-  local _, _, code = os.execute(string.format("cd %s && LUA_PATH=%s LUA_CPATH=%s timeout %d %s %s >%s 2>&1",
-    helpers.shell_quote(helpers.root), helpers.shell_quote(helpers.root .. "/lua/?.lua;" .. helpers.root .. "/lua/?/init.lua;;"),
-    helpers.shell_quote(helpers.cpath), seconds, helpers.lua_bin, dir .. "/script.lua", out))
-  local output = helpers.read_file(out)
-  os.remove(out)
-  helpers.rmdir(dir)
-  return code, output
-end
-
--- A server that accepts connections and never answers: a redis-server of
--- the spec's own, stopped with SIGSTOP (the kernel still completes the
--- handshakes). Any client (libpq, hiredis, libcurl) connects and waits.
-local function stalled_server()
-  local dir = helpers.tmpdir()
-  local port = helpers.free_port()
-  assert(os.execute(string.format(
-    "redis-server --port %d --bind 127.0.0.1 --save '' --appendonly no --dir %s --daemonize yes --pidfile %s/redis.pid >/dev/null 2>&1",
-    port, helpers.shell_quote(dir), helpers.shell_quote(dir))))
-  local pid
-  for _ = 1, 50 do
-    local f = io.open(dir .. "/redis.pid")
-    pid = f and f:read "a":match "%d+"
-    if f then f:close() end
-    if pid then break end
-    helpers.sleep(0.1)
-  end
-  assert(pid, "redis-server did not start")
-  assert(os.execute("kill -STOP " .. pid))
-  local s = { port = port }
-  function s.stop()
-    os.execute("kill -CONT " .. pid .. " 2>/dev/null; kill " .. pid .. " 2>/dev/null")
-    helpers.rmdir(dir)
-  end
-  return s
-end
-
--- A fresh database with the built-in schema, a user and a collection.
-local function migrated()
-  local name, url = helpers.fresh_database()
-  local code, out, err = helpers.cli({ "migrate", "up" }, { env = { DATABASE_URL = url } })
-  assert(code == 0, out .. err)
-  local db = helpers.connect(nil, { postgres = url })
-  local user = assert(db.users:create { username = helpers.unique "ops", email = helpers.unique "ops" .. "@example.org",
-    password = "pw" })
-  local col = assert(db.collections:create { name = helpers.unique "opscol", owner_id = user.id, embedding_model = "local" })
-  return { name = name, url = url, db = db, col = col,
-    close = function()
-      db:close()
-      helpers.drop_database(name)
-    end }
-end
-
--- A document written while Qdrant was down: its index job is queued, due now.
-local function queued_job(m)
-  local down = assert(semstore.connect { name = helpers.unique "down", postgres = m.url,
-    qdrant = { url = "http://127.0.0.1:1", max_retries = 0 } })
-  local _, queued = assert(assert(semstore.services.documents(down)):create_document(m.col.id, "hello queued world",
-    { file_name = "a.md" }))
-  down:close()
-  assert(queued)
-  assert(m.db.pg:query "UPDATE reindex_jobs SET next_attempt_at = now()")
-end
+local ops = require "support.ops_fixture"
+local cli_within, run_within, script_within = ops.cli_within, ops.run_within, ops.script_within
+local stalled_server, migrated, queued_job = ops.stalled_server, ops.migrated, ops.queued_job
 
 describe("ops hunt 4: db:health's timeout", function()
   it("bounds PostgreSQL's connection attempt by the pool's connect_timeout (a fresh pool, a server that never answers)", function()
@@ -247,25 +160,15 @@ end)
 
 describe("ops hunt 4: health against a server on Qdrant's port that is not Qdrant", function()
   it("reports qdrant unhealthy when GET /collections answers 200 {\"status\":\"ok\"} (no result, no collections)", function()
-    local dir = helpers.tmpdir()
-    local port = helpers.free_port()
     -- an HTTP server that answers every request 200 {"status":"ok"}, as
     -- many a health endpoint does
-    helpers.write_file(dir .. "/server.js", string.format([[
-      require('http').createServer((q, s) => { s.setHeader('content-type', 'application/json');
-        s.end('{"status":"ok"}') }).listen(%d, '127.0.0.1')]], port))
-    assert(os.execute(string.format("node %s >/dev/null 2>&1 & echo $! > %s", dir .. "/server.js", dir .. "/pid")))
+    local qdrant_url, stop = ops.http_answering '{"status":"ok"}'
     finally(function()
-      os.execute("kill " .. helpers.read_file(dir .. "/pid"):match "%d+" .. " 2>/dev/null")
-      helpers.rmdir(dir)
+      stop()
     end)
-    for _ = 1, 50 do
-      if os.execute(string.format("curl -s -o /dev/null http://127.0.0.1:%d/", port)) then break end
-      helpers.sleep(0.1)
-    end
     -- list_collections' new shape check lets an answer without
     -- `collections` through as "0 collections": health says healthy, exit 0
-    local code, out, err = cli_within(20, { "health" }, { DATABASE_URL = helpers.url, QDRANT_URL = "http://127.0.0.1:" .. port })
+    local code, out, err = cli_within(20, { "health" }, { DATABASE_URL = helpers.url, QDRANT_URL = qdrant_url })
     assert.are.equal(1, code, out .. err)
     assert.truthy(out:find("qdrant%s+unhealthy"), out)
   end)
@@ -288,26 +191,16 @@ end)
 describe("ops hunt 4: check against a server on Qdrant's port that answers 200 with another shape", function()
   it("reports the count it could not make instead of raising (a {\"result\": null} answer)", function()
     local m = migrated()
-    local dir = helpers.tmpdir()
-    local port = helpers.free_port()
     -- ops hunt 3's server: every request answered 200 {"result":null,"status":"ok"}
-    helpers.write_file(dir .. "/server.js", string.format([[
-      require('http').createServer((q, s) => { s.setHeader('content-type', 'application/json');
-        s.end('{"result":null,"status":"ok"}') }).listen(%d, '127.0.0.1')]], port))
-    assert(os.execute(string.format("node %s >/dev/null 2>&1 & echo $! > %s", dir .. "/server.js", dir .. "/pid")))
+    local qdrant_url, stop = ops.http_answering '{"result":null,"status":"ok"}'
     finally(function()
-      os.execute("kill " .. helpers.read_file(dir .. "/pid"):match "%d+" .. " 2>/dev/null")
-      helpers.rmdir(dir)
+      stop()
       m.close()
     end)
-    for _ = 1, 50 do
-      if os.execute(string.format("curl -s -o /dev/null http://127.0.0.1:%d/", port)) then break end
-      helpers.sleep(0.1)
-    end
     -- health was made to say "unhealthy" for this server; check's
     -- Qdrant:count indexes the null result: "attempt to index a userdata
     -- value (local 'result')" and a stack traceback
-    local code, out, err = cli_within(20, { "check" }, { DATABASE_URL = m.url, QDRANT_URL = "http://127.0.0.1:" .. port })
+    local code, out, err = cli_within(20, { "check" }, { DATABASE_URL = m.url, QDRANT_URL = qdrant_url })
     assert.falsy(err:find("stack traceback", 1, true), err)
     assert.are.equal(1, code, out .. err)
     assert.truthy(out:find("could not count Qdrant's", 1, true), out)
