@@ -31,4 +31,31 @@ describe("fifth hunt", function()
     -- collection is not ready while it runs
     assert.are.equal("processing", seen)
   end)
+  it("after a plain rebuild killed midway, the queue does not mark the collection 'ready' with chunks left without vectors", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(12)))
+    local code = fx.run_script([[
+      local semstore = require "semstore"
+      local svc = assert(semstore.services.documents(db, { batch_size = 4 }))
+      local batches = 0
+      svc:rebuild_vector_index(arg[1], { progress = function()
+        batches = batches + 1
+        if batches == 1 then os.execute("kill -9 " .. io.open("/proc/self/stat"):read("n")) end
+      end })
+    ]], { col.id })
+    assert.are_not.equal(0, code)
+    local missing = fx.count("SELECT count(*) AS n FROM chunks WHERE collection_id = $1 AND embedding_vector_id IS NULL", col.id)
+    assert.is_true(missing > 0, "the rebuild was killed after it finished")
+    -- a later job of the collection's, run by the queue
+    local doc = assert(fx.db.pg:query("SELECT id FROM documents WHERE collection_id = $1 LIMIT 1", col.id))[1]
+    assert(fx.db.pg:query([[INSERT INTO reindex_jobs (action, collection_id, document_id, next_attempt_at)
+      VALUES ('index', $1, $2, now())]], col.id, doc.id))
+    assert(fx.svc:retry_pending { collection_id = col.id })
+    local status = assert(fx.db.collections:get_by_uuid(col.id)).status
+    missing = fx.count("SELECT count(*) AS n FROM chunks WHERE collection_id = $1 AND embedding_vector_id IS NULL", col.id)
+    -- ready means searchable: either every chunk has its vector again, or the status says otherwise
+    assert.is_false(status == "ready" and missing > 0,
+      string.format("status %s with %d of %d chunks without a vector, %d points in Qdrant", status, missing,
+        fx.chunks_of(col), fx.points(col)))
+  end)
 end)
