@@ -59,3 +59,27 @@ describe("fifth hunt", function()
         fx.chunks_of(col), fx.points(col)))
   end)
 end)
+
+describe("fifth hunt: semstore worker --timeout", function()
+  it("never loosens PostgreSQL's connect_timeout (core.defaults.connect_timeout, 10 s) for a long --timeout", function()
+    -- cli.worker sets pool.connect_timeout = max(2, ceil(timeout)) with no
+    -- min against the default: a worker run with --timeout 3600 waits up to
+    -- an hour for a PostgreSQL that accepts and never answers
+    local core = require "semstore.core"
+    local cli = require "semstore.cli"
+    local real = semstore.connect
+    local seen
+    semstore.connect = function(opts)
+      seen = opts.pool or {}
+      return nil, "stopped by the spec"
+    end
+    local sink = function(t) return { write = function(_, ...) for _, x in ipairs { ... } do t[#t + 1] = x end end, flush = function() end } end
+    local out, err = {}, {}
+    local ok, code = pcall(cli.main, { "worker", "--timeout", "3600" }, sink(out), sink(err))
+    semstore.connect = real
+    assert(ok, code)
+    assert.truthy(seen, "worker did not connect: " .. table.concat(err))
+    assert.is_true(seen.connect_timeout == nil or seen.connect_timeout <= core.defaults.connect_timeout,
+      "a connect may take " .. tostring(seen.connect_timeout) .. " s")
+  end)
+end)
