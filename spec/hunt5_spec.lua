@@ -83,3 +83,17 @@ describe("fifth hunt: semstore worker --timeout", function()
       "a connect may take " .. tostring(seen.connect_timeout) .. " s")
   end)
 end)
+
+describe("fifth hunt: db:health's timeout", function()
+  it("a long timeout db:health accepts does not make a healthy PostgreSQL 'unhealthy' with acquire's option error", function()
+    local helpers = require "support.helpers"
+    local db = helpers.connect()
+    -- health accepts any finite positive timeout (and bounds Qdrant's to a
+    -- day itself), but hands PostgreSQL's to db.pg:acquire{ timeout }, which
+    -- refuses more than 1e9 s
+    local ok, r = pcall(db.health, db, { "postgres" }, { timeout = 2e9 })
+    db:close()
+    assert(ok, r)
+    assert.is_true(r.postgres.ok, "postgres: " .. tostring(r.postgres.error))
+  end)
+end)
