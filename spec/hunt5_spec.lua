@@ -84,6 +84,17 @@ describe("fifth hunt: semstore worker --timeout", function()
   end)
 end)
 
+describe("fifth hunt: semstore worker --timeout of weeks", function()
+  it("a --timeout of 35 days starts the worker rather than failing on a connect_timeout the user never gave", function()
+    -- the same line as above: pool.connect_timeout = ceil(timeout), which the
+    -- pool refuses beyond 2147483 s
+    local helpers = require "support.helpers"
+    local code, out, err = helpers.cli({ "worker", "--once", "--timeout", "3000000" },
+      { env = { DATABASE_URL = helpers.url } })
+    assert.falsy(err:find("connect_timeout", 1, true), tostring(code) .. out .. err)
+  end)
+end)
+
 describe("fifth hunt: db:health's timeout", function()
   it("a long timeout db:health accepts does not make a healthy PostgreSQL 'unhealthy' with acquire's option error", function()
     local helpers = require "support.helpers"
