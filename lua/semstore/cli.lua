@@ -727,7 +727,7 @@ function Command:worker(args)
     end
     redis_opts.connect_timeout = math.min(redis_opts.connect_timeout or defaults.redis.connect_timeout, bound)
     redis_opts.command_timeout = math.min(redis_opts.command_timeout or defaults.redis.command_timeout, bound)
-    pool = { connect_timeout = math.max(2, math.ceil(bound)) }
+    pool = { connect_timeout = math.max(2, math.min(defaults.connect_timeout, math.ceil(bound))) }
   end
   local db
   db, err = connect(pool, { qdrant = qdrant_opts or nil, redis = redis_opts })

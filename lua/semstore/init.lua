@@ -164,6 +164,8 @@ function DB:health(stores, opts)
   if type(timeout) ~= "number" or not (timeout > 0 and timeout < math.huge) then
     error("health's timeout must be a positive number of seconds", 2)
   end
+  -- a day at most: what the clients' limits take
+  timeout = math.min(timeout, 86400)
   -- a list of names: a set ({ redis = true }) or an empty list would check
   -- nothing and say ok
   if stores ~= nil and (#stores == 0 or next(stores, #stores) ~= nil or stores[#stores + 1] ~= nil) then
@@ -193,9 +195,7 @@ function DB:health(stores, opts)
   if wanted.redis then report.redis = check(self.redis_target, function() return self.redis:call "PING" end) end
   if wanted.qdrant and self.qdrant ~= qdrant.unconfigured then
     report.qdrant = check(self.qdrant:url(), function()
-      -- Qdrant's client takes at most a day per request
-      local t = math.min(timeout, 86400)
-      local names, qerr = self.qdrant:list_collections { max_retries = 0, timeout = t, connect_timeout = t }
+      local names, qerr = self.qdrant:list_collections { max_retries = 0, timeout = timeout, connect_timeout = timeout }
       if not names then return nil, qerr end
       return string.format("%d collections", #names)
     end)

@@ -690,15 +690,19 @@ function Documents:_drain(collection_id, limit, deadline)
 end
 
 -- A degraded collection that the queue made whole (no job left, every
--- document completed) is ready again, as a rerun would leave it; so is one
--- left `processing` by a run that was killed (a live run's documents hold
--- jobs until they are completed, and it sets its own status at its end).
+-- document completed, every chunk with its vector) is ready again, as a
+-- rerun would leave it; so is one left `processing` by a run that was
+-- killed. A live index_collection's documents hold jobs until they are
+-- completed, a plain rebuild's chunks have no vector until it wrote them
+-- again, and both set their own status at their end.
 function Documents:_heal_status(collection_id)
   return self.db.pg:query([[
     UPDATE collections c SET status = 'ready', status_message = NULL, updated_at = now()
     WHERE c.id = $1 AND c.status IN ('degraded', 'processing')
       AND NOT EXISTS (SELECT 1 FROM reindex_jobs j WHERE j.collection_id = $1)
-      AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.collection_id = $1 AND d.status IN ('pending', 'processing'))]],
+      AND NOT EXISTS (SELECT 1 FROM documents d WHERE d.collection_id = $1 AND d.status IN ('pending', 'processing'))
+      AND NOT EXISTS (SELECT 1 FROM chunks k WHERE k.collection_id = $1 AND k.partition_key = chunk_partition_key($1)
+                      AND k.embedding_vector_id IS NULL)]],
     collection_id)
 end
 
@@ -1110,7 +1114,9 @@ function Documents:_rebuild(col, opts)
         deferred = {}
       else
         -- the chunks count as without a vector until this rebuild writes
-        -- theirs: one that fails midway leaves the rest to a rerun or the queue
+        -- theirs: one that fails midway leaves the rest to a rerun of
+        -- index_collection (which embeds every chunk without a vector) or
+        -- of the rebuild
         local ok, qerr = self.db.pg:query([[UPDATE chunks SET embedding_vector_id = NULL
           WHERE collection_id = $1 AND partition_key = chunk_partition_key($1) AND embedding_vector_id IS NOT NULL]], col.id)
         if not ok then return nil, qerr, "error" end
