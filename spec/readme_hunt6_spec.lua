@@ -1,0 +1,43 @@
+-- The README, read as a new user would (sixth hunt): each test failed on the
+-- code it was written against, for the reason its name gives.
+require "semstore.compat" () -- Lua 5.4's library under LuaJIT too
+local fixture = require "support.services_fixture"
+
+describe("sixth hunt (README)", function()
+  local fx = fixture.lazy(lazy_setup, lazy_teardown)
+
+  local function logs(col)
+    return fx.count("SELECT count(*)::int AS n FROM search_logs WHERE collection_id = $1", col.id)
+  end
+
+  -- README, Search: "a row in search_logs with the latency and the result
+  -- count". A query PostgreSQL's text cannot hold (a zero byte, invalid
+  -- UTF-8) gets its hits but no row: the INSERT's failure is ignored.
+  it("a search whose query PostgreSQL cannot store is refused as input, or logged, never silently unlogged", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(4)))
+    for _, q in ipairs { "cats\0purr", "cats \254 purr" } do
+      local before = logs(col)
+      local hits, err = fx.svc:search(col.id, q, { user_id = fx.owner.id })
+      if hits then
+        assert.equal(before + 1, logs(col), ("search %q returned hits but left no search_logs row"):format(q))
+      else
+        assert.equal("input", err.kind)
+      end
+    end
+  end)
+
+  -- README, Workflows: "bad arguments and unknown options are `input`
+  -- errors"; `user_id` is the operation's. A user_id naming no user reaches
+  -- the operations INSERT and comes back as PostgreSQL's foreign-key error.
+  it("index_collection and rebuild_vector_index with a user_id naming no user are input/not_found errors, not postgres", function()
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(2)))
+    local r, err = fx.svc:index_collection(col.id, { { content = "a document for nobody" } }, { user_id = 987654321 })
+    assert.is_nil(r)
+    assert.is_truthy(err.kind == "input" or err.kind == "not_found", "index_collection: kind " .. tostring(err.kind))
+    r, err = fx.svc:rebuild_vector_index(col.id, { user_id = 987654321 })
+    assert.is_nil(r)
+    assert.is_truthy(err.kind == "input" or err.kind == "not_found", "rebuild_vector_index: kind " .. tostring(err.kind))
+  end)
+end)
