@@ -40,4 +40,31 @@ describe("sixth hunt (README)", function()
     assert.is_nil(r)
     assert.is_truthy(err.kind == "input" or err.kind == "not_found", "rebuild_vector_index: kind " .. tostring(err.kind))
   end)
+
+  -- README, progress_bar: "`io.stderr` by default, or `io.stdout` ... A bad
+  -- label or an unknown option gives nil, err (input)"; "bad arguments ...
+  -- are input errors". A stream that is not a file handle is taken, and the
+  -- draw it gives raises in the middle of index_collection.
+  it("progress_bar refuses a stream that is not a file handle (input), rather than giving a draw that raises", function()
+    local semstore = require "semstore"
+    local draw, err = semstore.progress_bar("indexing", { stream = "stderr", force = true })
+    if draw then
+      local ok, raised = pcall(draw, { documents = 1, total = 2, chunks = 1, vectors = 0 })
+      assert.is_true(ok, "draw raised: " .. tostring(raised))
+    else
+      assert.equal("input", err.kind)
+    end
+  end)
+
+  -- README: "`force = true` draws anyway"; rebuild_vector_index's
+  -- zero_downtime refuses anything but a boolean. progress_bar takes
+  -- force = "yes" (or 1) and silently does not draw.
+  it("progress_bar refuses a force that is not a boolean (input), rather than ignoring it", function()
+    local semstore = require "semstore"
+    for _, force in ipairs { "yes", 1 } do
+      local draw, err = semstore.progress_bar("indexing", { stream = io.tmpfile(), force = force })
+      assert.is_nil(draw, "force = " .. tostring(force) .. " was taken")
+      assert.equal("input", err.kind)
+    end
+  end)
 end)
