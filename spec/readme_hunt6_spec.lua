@@ -67,4 +67,17 @@ describe("sixth hunt (README)", function()
       assert.equal("input", err.kind)
     end
   end)
+
+  -- README: "bad arguments ... are input errors"; every other call given a
+  -- collection id that is not a UUID says so (`input`). retry_pending takes
+  -- a typo'd id and reports an empty queue, { done = 0, failed = 0, left = 0 },
+  -- while that collection's jobs wait.
+  it("retry_pending{ collection_id = <not a UUID> } is an input error, not an empty queue", function()
+    local col = fx.new_collection()
+    assert(fx.db.pg:query([[INSERT INTO reindex_jobs (action, collection_id, document_id, next_attempt_at)
+      VALUES ('delete', $1, gen_random_uuid(), now())]], col.id))
+    local r, err = fx.svc:retry_pending { collection_id = col.id:upper() }
+    assert.is_nil(r, "a collection_id that is no UUID gave an empty queue")
+    assert.equal("input", err.kind)
+  end)
 end)
