@@ -80,4 +80,23 @@ describe("sixth hunt (README)", function()
     assert.is_nil(r, "a collection_id that is no UUID gave an empty queue")
     assert.equal("input", err.kind)
   end)
+
+  -- README, Workflows: "A failure in Qdrant carries err.store == "qdrant"".
+  -- search returns Qdrant's error untagged (services.lua, search's compute:
+  -- `if not found then return nil, e end`), both when Qdrant is away and
+  -- when it refuses the filter.
+  it("search's Qdrant failures carry err.store == 'qdrant'", function()
+    local semstore = require "semstore"
+    local col = fx.new_collection()
+    assert(fx.svc:index_collection(col.id, fx.corpus(4)))
+    local down = fx.qdrant_down()
+    local svc = assert(semstore.services.documents(down))
+    local hits, err = svc:search(col.id, "cats", { user_id = fx.owner.id, cache_ttl = 0.001 })
+    down:close()
+    assert.is_nil(hits)
+    assert.equal("qdrant", err.store, "Qdrant away: kind " .. tostring(err.kind) .. ": " .. tostring(err.message))
+    hits, err = fx.svc:search(col.id, "cats", { user_id = fx.owner.id, filter = { must = 5 } })
+    assert.is_nil(hits)
+    assert.equal("qdrant", err.store, "filter refused: kind " .. tostring(err.kind) .. ": " .. tostring(err.message))
+  end)
 end)
