@@ -32,6 +32,12 @@ function M.progress_bar(label, opts)
   local err
   opts, err = options.check(opts, { "stream", "force" }, "progress_bar's options")
   if not opts then return nil, err end
+  if opts.stream ~= nil and io.type(opts.stream) ~= "file" then
+    return options.input_error "progress_bar's stream must be an open file (io.stderr, io.stdout)"
+  end
+  if opts.force ~= nil and type(opts.force) ~= "boolean" then
+    return options.input_error "progress_bar's force must be true or false"
+  end
   local stream = opts.stream or io.stderr
   local on = opts.force == true or is_terminal(stream)
   local drawn = false

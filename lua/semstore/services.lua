@@ -50,6 +50,12 @@ local function positive_integer(v, what, default)
   return v
 end
 
+local UUID = "^" .. table.concat({ ("[0-9a-f]"):rep(8), ("[0-9a-f]"):rep(4), ("[0-9a-f]"):rep(4),
+  ("[0-9a-f]"):rep(4), ("[0-9a-f]"):rep(12) }, "%-") .. "$"
+
+-- Whether v is an id as the repositories write them (a lowercase UUID).
+local function is_uuid(v) return type(v) == "string" and v:match(UUID) ~= nil end
+
 local function message_of(err)
   if type(err) == "table" and err.message then return tostring(err.message) end
   return tostring(err)
@@ -647,7 +653,9 @@ function Documents:retry_pending(opts)
   local err
   opts, err = check_options(opts, { "limit", "collection_id", "timeout" }, "retry_pending's options")
   if not opts then return nil, err end
-  if opts.collection_id ~= nil and type(opts.collection_id) ~= "string" then return input_error("collection_id must be a string") end
+  if opts.collection_id ~= nil and not is_uuid(opts.collection_id) then
+    return input_error("collection_id must be a collection's id (a lowercase UUID)")
+  end
   local limit
   limit, err = positive_integer(opts.limit, "limit", math.huge)
   if not limit then return nil, err end
@@ -833,7 +841,13 @@ end
 function Documents:_operation(col, kind, user_id, config, body)
   local op, err = self.db.operations:create { collection_id = col.id, user_id = user_id or col.owner_id,
     type = kind, config = config }
-  if not op then return nil, err end
+  if not op then
+    -- the one foreign key the caller chose: a user_id naming no user
+    if err.code == "23503" and user_id ~= nil then
+      return nil, core.error { kind = "not_found", message = "no user " .. tostring(user_id) .. " to run the operation" }
+    end
+    return nil, err
+  end
   local ok
   ok, err = self.db.operations:update_status(op.uuid, "processing")
   if not ok then return nil, err end
@@ -1172,7 +1186,7 @@ function Documents:_rebuild(col, opts)
           { create = { alias = col.vector_store_name, collection = target } } }
         if not ok then
           ok, aerr = q:update_aliases { { create = { alias = col.vector_store_name, collection = target } } }
-          if not ok then return fail(aerr) end
+          if not ok then return fail(select(2, qdrant_failure(aerr))) end
         end
         local settings = { generation = staging_gen, dense = s.dense, sparse = s.sparse }
         ok, aerr = self.db.collections:update(col.id, { qdrant_collections = settings, qdrant_staging = core.null })
@@ -1235,6 +1249,10 @@ function Documents:search(collection_id, query_text, opts)
   opts, err = check_options(opts, SEARCH_OPTIONS, "search's options")
   if not opts then return nil, err end
   if type(query_text) ~= "string" or query_text == "" then return input_error("the query must be a non-empty string") end
+  -- what search_logs could not store, refused rather than searched unlogged
+  if query_text:find("\0", 1, true) or not core.json_encode(query_text) then
+    return input_error("the query must be UTF-8 text without zero bytes")
+  end
   -- an id, or its decimal string (LuaJIT's beyond 2^53), which the repository checks
   if math.type(opts.user_id) ~= "integer" and type(opts.user_id) ~= "string" then
     return input_error("search needs user_id: whose read permission is checked")
@@ -1255,6 +1273,8 @@ function Documents:search(collection_id, query_text, opts)
   local ok
   ok, err = canonical(opts.filter, key_parts, 0)
   if not ok then return nil, err end
+  -- the filter is logged as jsonb, which has no place for a zero byte
+  if has_zero_byte(opts.filter) then return input_error("the filter has a zero byte") end
   local col
   col, err = self.db.collections:get_by_uuid_with_permission_check(collection_id, opts.user_id)
   if not col then return nil, err end
@@ -1290,7 +1310,7 @@ function Documents:search(collection_id, query_text, opts)
     -- nothing indexed yet: no Qdrant collection is no hits; once vectors
     -- were written, a missing one is an outage to report
     if not found and e.kind == "qdrant" and e.status == 404 and col.vector_count == 0 then return {} end
-    if not found then return nil, e end
+    if not found then return qdrant_failure(e) end
     return self:_hydrate(col, found)
   end
 
