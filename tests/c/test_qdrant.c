@@ -446,6 +446,9 @@ static void test_upsert(void) {
 
   /* by count: 1000 points, 100 a batch, 4 in flight on kept-alive connections */
   reset_server();
+  /* the first answers take 300 ms, longer than encoding a batch takes even
+   * under valgrind on a loaded machine, so batches surely overlap */
+  for (i = 0; i < 4; i++) script(200, NULL, -1, 300);
   ss_qdrant_upsert_opts_defaults(&o, q);
   o.batch_size = 100;
   o.parallel = 4;
