@@ -11,6 +11,7 @@
 
 #include "binding.h"
 #include "repo.h"
+#include "repo_rules.h"
 
 /* ---- which Lua argument fills which parameter ---- */
 
@@ -426,6 +427,15 @@ static const char *signature(const ss_statement *st) {
   return NULL;
 }
 
+/* core.is_uuid(v): whether v is an id as the repositories take them (a
+ * lowercase UUID), for the Lua layer's own arguments. */
+static int is_uuid(lua_State *L) {
+  size_t len;
+  const char *s = lua_type(L, 1) == LUA_TSTRING ? lua_tolstring(L, 1, &len) : NULL;
+  lua_pushboolean(L, s && ss_is_uuid(s, len));
+  return 1;
+}
+
 void ss_open_repositories(lua_State *L) {
   int k;
   lua_getfield(L, -1, "repositories");
@@ -459,4 +469,6 @@ void ss_open_repositories(lua_State *L) {
   lua_pushcfunction(L, chunks_update_embeddings);
   lua_setfield(L, -2, "update_chunk_embeddings");
   lua_pop(L, 4);
+  lua_pushcfunction(L, is_uuid);
+  lua_setfield(L, -2, "is_uuid");
 }

@@ -50,12 +50,6 @@ local function positive_integer(v, what, default)
   return v
 end
 
-local UUID = "^" .. table.concat({ ("[0-9a-f]"):rep(8), ("[0-9a-f]"):rep(4), ("[0-9a-f]"):rep(4),
-  ("[0-9a-f]"):rep(4), ("[0-9a-f]"):rep(12) }, "%-") .. "$"
-
--- Whether v is an id as the repositories write them (a lowercase UUID).
-local function is_uuid(v) return type(v) == "string" and v:match(UUID) ~= nil end
-
 local function message_of(err)
   if type(err) == "table" and err.message then return tostring(err.message) end
   return tostring(err)
@@ -310,19 +304,19 @@ function Documents:_index_chunks(col, chunks, docs, targets, deferred)
     for i, c in ipairs(chunks) do
       if c.embedding_vector_id == nil or c.embedding_vector_id == core.null then deferred[#deferred + 1] = items[i] end
     end
-    n = #items + 1 -- whether a chunk went meanwhile is not known: look
   else
     n, err = self.db.chunks:update_chunk_embeddings(items)
     if not n then return nil, err end
   end
-  if n ~= #items then
-    -- chunks deleted while they were embedded: their delete may have run
-    -- before this upsert, so their points go now
+  -- chunks deleted while they were embedded: their delete may have run
+  -- before this upsert, so their points go now (a deferred batch records
+  -- nothing, so it cannot tell whether any went: it always looks)
+  if deferred or n < #items then
     local ok
     ok, err = self:_drop_orphans(col, points, targets)
     if not ok then return nil, err end
   end
-  return math.min(n, #items)
+  return n or #items
 end
 
 -- Deletes the points among `points` whose chunk PostgreSQL no longer has.
@@ -653,7 +647,7 @@ function Documents:retry_pending(opts)
   local err
   opts, err = check_options(opts, { "limit", "collection_id", "timeout" }, "retry_pending's options")
   if not opts then return nil, err end
-  if opts.collection_id ~= nil and not is_uuid(opts.collection_id) then
+  if opts.collection_id ~= nil and not core.is_uuid(opts.collection_id) then
     return input_error("collection_id must be a collection's id (a lowercase UUID)")
   end
   local limit
