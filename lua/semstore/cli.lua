@@ -229,18 +229,36 @@ local function seconds(text)
   return n
 end
 
+-- The Qdrant and Redis settings from the environment with every time limit
+-- at most `bound` seconds, never looser than what the environment or the
+-- clients' own defaults give: qdrant (false when not configured), redis;
+-- or nil, err.
+local function clients_within(bound)
+  local qdrant_opts, err = config.qdrant()
+  if qdrant_opts == nil then return nil, err end
+  local redis_opts
+  redis_opts, err = config.redis()
+  if not redis_opts then return nil, err end
+  local defaults = core.defaults
+  if qdrant_opts then
+    for _, k in ipairs { "timeout", "connect_timeout", "retry_timeout" } do
+      qdrant_opts[k] = math.min(qdrant_opts[k] or defaults.qdrant[k], bound)
+    end
+  end
+  for _, k in ipairs { "connect_timeout", "command_timeout" } do
+    redis_opts[k] = math.min(redis_opts[k] or defaults.redis[k], bound)
+  end
+  return qdrant_opts, redis_opts
+end
+
 -- A db for probing the servers: each check is one attempt of at most
 -- `probe` seconds (Qdrant's client would otherwise retry for minutes on a
 -- server that accepts and never answers). `check` counts Qdrant's points
 -- through it too.
 local function connect_probe(probe)
-  local qdrant_opts, err = config.qdrant()
-  if qdrant_opts == nil then return nil, err end
-  if qdrant_opts then qdrant_opts.max_retries, qdrant_opts.timeout, qdrant_opts.connect_timeout = 0, probe, probe end
-  local redis_opts
-  redis_opts, err = config.redis()
-  if not redis_opts then return nil, err end
-  redis_opts.connect_timeout, redis_opts.command_timeout = probe, probe
+  local qdrant_opts, redis_opts = clients_within(probe)
+  if qdrant_opts == nil then return nil, redis_opts end
+  if qdrant_opts then qdrant_opts.max_retries = 0 end
   return connect({ size = 1, max_overflow = 1, connect_timeout = probe }, { redis = redis_opts, qdrant = qdrant_opts or nil })
 end
 
@@ -708,29 +726,15 @@ function Command:worker(args)
   if opts.timeout and not timeout then
     return self:usage("--timeout takes a number of seconds, 0 or more, not " .. opts.timeout, "worker")
   end
-  local qdrant_opts, err = config.qdrant()
-  if qdrant_opts == nil then return self:failed(err) end
-  local redis_opts
-  redis_opts, err = config.redis()
-  if not redis_opts then return self:failed(err) end
+  -- a job begun just before the end gives up on a stalled server within
+  -- the timeout (at least 1 s; PostgreSQL's connect at least libpq's 2 s),
+  -- rather than after a client's whole retry budget or its defaults
+  local bound = timeout and math.max(1, timeout) or math.huge
+  local qdrant_opts, redis_opts = clients_within(bound)
+  if qdrant_opts == nil then return self:failed(redis_opts) end
   local pool
-  if timeout then
-    -- a job begun just before the end gives up on a stalled server within
-    -- the timeout (at least 1 s; PostgreSQL's connect at least libpq's 2 s),
-    -- rather than after a client's whole retry budget or its defaults
-    local bound = math.max(1, timeout)
-    -- never looser than the clients' own defaults
-    local defaults = core.defaults
-    if qdrant_opts then
-      qdrant_opts.timeout = math.min(qdrant_opts.timeout or defaults.qdrant.timeout, bound)
-      qdrant_opts.retry_timeout = math.min(qdrant_opts.retry_timeout or defaults.qdrant.retry_timeout, bound)
-    end
-    redis_opts.connect_timeout = math.min(redis_opts.connect_timeout or defaults.redis.connect_timeout, bound)
-    redis_opts.command_timeout = math.min(redis_opts.command_timeout or defaults.redis.command_timeout, bound)
-    pool = { connect_timeout = math.max(2, math.min(defaults.connect_timeout, math.ceil(bound))) }
-  end
-  local db
-  db, err = connect(pool, { qdrant = qdrant_opts or nil, redis = redis_opts })
+  if timeout then pool = { connect_timeout = math.max(2, math.min(core.defaults.connect_timeout, math.ceil(bound))) } end
+  local db, err = connect(pool, { qdrant = qdrant_opts or nil, redis = redis_opts })
   if not db then return self:failed(err) end
   local svc
   svc, err = semstore.services.documents(db)
