@@ -155,8 +155,10 @@ for _, store in ipairs(HEALTH_STORES) do IS_HEALTH_STORE[store] = true end
 -- Qdrant's at most `timeout` seconds, no retries, Redis's its client's
 -- command_timeout: a stalled server is unhealthy, not a hang.
 function DB:health(stores, opts)
-  if stores ~= nil and type(stores) ~= "table" then
-    error("health takes a list of store names ({ \"redis\" }), not a " .. type(stores), 2)
+  -- a list of names: a string, a set ({ redis = true }) or an empty list
+  -- would check nothing and say ok
+  if stores ~= nil and (type(stores) ~= "table" or #stores == 0 or next(stores, #stores) ~= nil) then
+    error("health takes a non-empty list of store names ({ \"redis\" })", 2)
   end
   local ok, err = core.check_keys(opts or {}, { "timeout" }, "health's options")
   if not ok then error(err.message, 2) end
@@ -166,11 +168,6 @@ function DB:health(stores, opts)
   end
   -- a day at most: what the clients' limits take
   timeout = math.min(timeout, 86400)
-  -- a list of names: a set ({ redis = true }) or an empty list would check
-  -- nothing and say ok
-  if stores ~= nil and (#stores == 0 or next(stores, #stores) ~= nil or stores[#stores + 1] ~= nil) then
-    error("health takes a non-empty list of store names ({ \"redis\" })", 2)
-  end
   local wanted = {}
   for _, store in ipairs(stores or HEALTH_STORES) do
     if not IS_HEALTH_STORE[store] then
